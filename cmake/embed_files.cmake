@@ -1,0 +1,11 @@
+# Script mode: writes OUT with each of FILES as a raw string literal.
+set(body "#include \"common/base/embedded_file.h\"\nnamespace ${NAMESPACE} {\nextern const strata::EmbeddedFile ${SYMBOL}[];\nextern const int ${SYMBOL}Count;\nconst strata::EmbeddedFile ${SYMBOL}[] = {\n")
+set(count 0)
+foreach(f ${FILES})
+  file(READ ${f} content)
+  get_filename_component(name ${f} NAME)
+  string(APPEND body "  {\"${name}\", R\"strata_embed(${content})strata_embed\"},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nconst int ${SYMBOL}Count = ${count};\n}  // namespace ${NAMESPACE}\n")
+file(WRITE ${OUT} "${body}")

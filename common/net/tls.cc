@@ -1,0 +1,180 @@
+#include "common/net/tls.h"
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/auth_context.h"
+#include "grpcpp/server_builder.h"
+
+namespace strata {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view what) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("tls: no ", what, " file configured"));
+  auto content = ReadFile(path);
+  if (!content.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("tls: ", what, " file ", path, " cannot be read"));
+  }
+  if (!absl::StrContains(*content, "-----BEGIN")) {
+    return absl::InvalidArgumentError(absl::StrCat("tls: ", what, " file ", path, " is not PEM"));
+  }
+  return content;
+}
+
+std::string SubjectEntry(X509_NAME* name, int nid) {
+  int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+  if (idx < 0) return "";
+  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, data);
+  if (len < 0) return "";
+  std::string out(reinterpret_cast<char*>(utf8), len);
+  OPENSSL_free(utf8);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const v1::TlsConfig& tls) {
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  auto ca = ReadPem(tls.ca_file(), "CA");
+  if (!ca.ok()) return ca.status();
+  auto cert = ReadPem(tls.cert_file(), "certificate");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(tls.key_file(), "key");
+  if (!key.ok()) return key.status();
+  options.pem_root_certs = *ca;
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const v1::TlsConfig& tls) {
+  grpc::SslCredentialsOptions options;
+  auto ca = ReadPem(tls.ca_file(), "CA");
+  if (!ca.ok()) return ca.status();
+  options.pem_root_certs = *ca;
+  if (!tls.cert_file().empty()) {
+    auto cert = ReadPem(tls.cert_file(), "certificate");
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPem(tls.key_file(), "key");
+    if (!key.ok()) return key.status();
+    options.pem_cert_chain = *cert;
+    options.pem_private_key = *key;
+  }
+  return grpc::SslCredentials(options);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
+                                                           const v1::TlsConfig& tls,
+                                                           const ChannelOptions& options) {
+  auto creds = MakeChannelCredentials(tls);
+  if (!creds.ok()) return creds.status();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options.reconnect_max_backoff_ms);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  if (absl::StartsWith(address, "unix:")) {
+    args.SetSslTargetNameOverride("localhost");
+  }
+  return grpc::CreateCustomChannel(address, *creds, args);
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
+    const std::string& listen_address, const v1::TlsConfig& tls,
+    const std::vector<grpc::Service*>& services, int64_t max_message_bytes,
+    std::string* bound_address) {
+  auto creds = MakeServerCredentials(tls);
+  if (!creds.ok()) return creds.status();
+  if (absl::StartsWith(listen_address, "unix:")) {
+    // A stale socket from a killed process would make the bind fail.
+    std::string path = listen_address.substr(5);
+    ::unlink(path.c_str());
+  }
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen_address, *creds, &port);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
+  }
+  if (absl::StartsWith(listen_address, "unix:")) {
+    *bound_address = listen_address;
+  } else {
+    if (port == 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", listen_address));
+    std::string host = listen_address.substr(0, listen_address.rfind(':'));
+    if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "localhost";
+    *bound_address = absl::StrCat(host, ":", port);
+  }
+  return server;
+}
+
+absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) return absl::UnauthenticatedError("peer certificate cannot be parsed");
+  X509_NAME* subject = X509_get_subject_name(cert);
+  PeerIdentity id{SubjectEntry(subject, NID_organizationalUnitName),
+                  SubjectEntry(subject, NID_commonName)};
+  X509_free(cert);
+  if (id.role.empty() || id.name.empty()) {
+    return absl::UnauthenticatedError(
+        "peer certificate does not name a Strata role (subject OU) and name (subject CN)");
+  }
+  return id;
+}
+
+absl::StatusOr<PeerIdentity> PeerFromContext(const grpc::ServerContextBase& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) {
+    return absl::UnauthenticatedError(
+        "no client certificate: every Strata connection is mutual TLS; configure tls.cert_file");
+  }
+  auto pems = auth->FindPropertyValues("x509_pem_cert");
+  if (pems.empty()) return absl::UnauthenticatedError("no client certificate presented");
+  return IdentityFromPem(std::string(pems.front().data(), pems.front().size()));
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+}  // namespace strata

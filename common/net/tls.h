@@ -1,0 +1,71 @@
+#pragma once
+
+// gRPC over mutual TLS: server and channel builders from PEM files, and the
+// peer identity taken from the client certificate.
+//
+// Certificates name what their holder is: subject OU = role ("site", "mp",
+// "agent", "admin"), CN = the name (site code, client id, admin name).
+// deploy/pki.sh makes a development hierarchy of them.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_context.h"
+#include "strata/v1/config.pb.h"
+
+namespace strata {
+
+struct PeerIdentity {
+  std::string role;  // subject OU
+  std::string name;  // subject CN
+  std::string ToString() const { return role + "/" + name; }
+};
+
+// Server credentials that ask for a client certificate and verify it against
+// the CA when presented. Handlers must call PeerFromContext(): a peer without
+// a certificate is then refused with a clear Unauthenticated status instead
+// of a bare handshake failure.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const v1::TlsConfig& tls);
+
+// Channel credentials presenting cert_file/key_file and trusting ca_file.
+// An empty cert_file makes a channel with no client certificate (tests only).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const v1::TlsConfig& tls);
+
+struct ChannelOptions {
+  int64_t max_message_bytes = 16 << 20;
+  int reconnect_max_backoff_ms = 5000;
+};
+
+// A channel to `address` ("host:port" or "unix:/path"). Server certificates
+// must name "localhost" (unix sockets) or the host.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
+                                                           const v1::TlsConfig& tls,
+                                                           const ChannelOptions& options = {});
+
+// Builds and starts a server on `listen_address` (port 0 picks a free port).
+// `bound_address` receives the address clients can dial.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
+    const std::string& listen_address, const v1::TlsConfig& tls,
+    const std::vector<grpc::Service*>& services, int64_t max_message_bytes,
+    std::string* bound_address);
+
+// The verified identity of the caller, or Unauthenticated.
+absl::StatusOr<PeerIdentity> PeerFromContext(const grpc::ServerContextBase& context);
+// The identity a PEM certificate names (subject OU and CN).
+absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem);
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+}  // namespace strata

@@ -1,0 +1,371 @@
+#include "common/replication/applier.h"
+
+#include <algorithm>
+#include <set>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/config.h"
+#include "common/base/json.h"
+#include "common/base/status.h"
+
+namespace strata::replication {
+namespace {
+
+using store::QuoteIdent;
+using store::QuoteLiteral;
+
+std::string KeyExpr(const std::vector<std::string>& keys, absl::string_view alias) {
+  std::vector<std::string> parts;
+  for (const auto& k : keys) parts.push_back(absl::StrCat(alias, ".", QuoteIdent(k)));
+  return absl::StrCat("jsonb_build_array(", absl::StrJoin(parts, ", "), ")::text");
+}
+
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendJsonString(out, values[i]);
+  }
+  out.push_back('}');
+  return out;
+}
+
+void BuildStatements(TableInfo& t, const std::vector<std::pair<std::string, std::string>>& columns) {
+  const std::string table = QuoteIdent(t.name);
+  const std::string lit = QuoteLiteral(t.name);
+  std::vector<std::string> cols, sets, key_cols, key_match;
+  for (const auto& [name, type] : columns) {
+    cols.push_back(QuoteIdent(name));
+    bool is_key = std::find(t.key_columns.begin(), t.key_columns.end(), name) != t.key_columns.end();
+    if (!is_key) sets.push_back(absl::StrCat(QuoteIdent(name), " = EXCLUDED.", QuoteIdent(name)));
+  }
+  for (size_t i = 0; i < t.key_columns.size(); ++i) {
+    const std::string& k = t.key_columns[i];
+    key_cols.push_back(QuoteIdent(k));
+    std::string type;
+    for (const auto& [name, ty] : columns) {
+      if (name == k) type = ty;
+    }
+    key_match.push_back(
+        absl::StrCat("cur.", QuoteIdent(k), " = (i.key::jsonb ->> ", i, ")::", type));
+  }
+  const std::string col_list = absl::StrJoin(cols, ", ");
+  std::vector<std::string> i_cols;
+  for (const auto& c : cols) i_cols.push_back("i." + c);
+  t.upsert_sql = absl::StrCat(
+      "INSERT INTO ", table, " AS cur (", col_list, ") SELECT ", absl::StrJoin(i_cols, ", "),
+      " FROM jsonb_array_elements($1::jsonb) e, LATERAL jsonb_populate_record(NULL::", table,
+      ", (e -> 'r') || jsonb_build_object('_hlc', e -> 'h', '_origin', e -> 'o')) i "
+      "WHERE NOT EXISTS (SELECT 1 FROM repl_tombstone tb WHERE tb.tbl = ", lit, " AND tb.key = ",
+      KeyExpr(t.key_columns, "i"), " AND (tb.hlc, tb.origin) >= (i._hlc, i._origin)) ",
+      "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ",
+      absl::StrJoin(sets, ", "),
+      " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin) RETURNING ",
+      KeyExpr(t.key_columns, "cur"));
+  t.delete_sql = absl::StrCat(
+      "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(key text, hlc bigint, origin "
+      "text)), tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
+      lit, ", key, hlc, origin FROM i ON CONFLICT (tbl, key) DO UPDATE SET hlc = EXCLUDED.hlc, "
+      "origin = EXCLUDED.origin, deleted_at = now() WHERE (tb.hlc, tb.origin) < (EXCLUDED.hlc, "
+      "EXCLUDED.origin) RETURNING key), del AS (DELETE FROM ", table, " cur USING i WHERE ",
+      absl::StrJoin(key_match, " AND "),
+      " AND (cur._hlc, cur._origin) < (i.hlc, i.origin) RETURNING i.key) "
+      "SELECT key FROM tomb UNION SELECT key FROM del");
+  t.stale_delete_sql = absl::StrCat(
+      "DELETE FROM ", table, " cur WHERE (cur._origin = ANY($1::text[])) = $2::boolean AND NOT "
+      "EXISTS (SELECT 1 FROM repl_snap_keys s WHERE s.tbl = ", lit, " AND s.key = ",
+      KeyExpr(t.key_columns, "cur"), ") RETURNING ", KeyExpr(t.key_columns, "cur"),
+      ", cur._hlc + 1, cur._origin");
+}
+
+// Appends applied changes to this site's log so they travel on.
+absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
+                     const std::vector<const v1::Change*>& applied, const TableInfo& table) {
+  if (!policy.forward || applied.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(store::Result first, tx.Exec("SELECT repl_first_in_tx()"));
+  bool is_first = first.GetBool(0, 0);
+  std::string json = "[";
+  for (size_t i = 0; i < applied.size(); ++i) {
+    const v1::Change& c = *applied[i];
+    if (i) json.push_back(',');
+    json.append("{\"f\":");
+    json.append(is_first && i == 0 ? "true" : "false");
+    json.append(",\"o\":");
+    json.append(c.op() == v1::CHANGE_OP_DELETE ? "\"D\"" : "\"U\"");
+    json.append(",\"k\":");
+    AppendJsonString(json, c.key());
+    json.append(",\"r\":");
+    json.append(c.op() == v1::CHANGE_OP_DELETE ? "null" : c.row_json());
+    absl::StrAppend(&json, ",\"h\":", c.hlc(), ",\"q\":", c.origin_seq(), ",\"g\":");
+    AppendJsonString(json, c.origin_site());
+    json.push_back('}');
+  }
+  json.push_back(']');
+  return tx.Exec(
+               "INSERT INTO repl_log (first_in_tx, tbl, scope, op, key, row_data, hlc, origin, "
+               "origin_seq, received_from) SELECT x.f, $2, $3, x.o, x.k, CASE WHEN x.o = 'U' THEN "
+               "x.r || jsonb_build_object('_hlc', x.h, '_origin', x.g) END, x.h, x.g, x.q, $4 "
+               "FROM jsonb_to_recordset($1::jsonb) AS x(f boolean, o \"char\", k text, r jsonb, "
+               "h bigint, q bigint, g text)",
+               {json, table.name, table.scope, policy.peer})
+      .status();
+}
+
+absl::Status Validate(const v1::Change& c, const TableInfo* table, const ApplyPolicy& policy) {
+  if (table == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown table \"", c.table(), "\""));
+  }
+  if (std::find(policy.allowed_scopes.begin(), policy.allowed_scopes.end(), table->scope) ==
+      policy.allowed_scopes.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("table ", c.table(), " (", table->scope,
+                                                   " data) may not come from ", policy.peer));
+  }
+  if (c.op() != v1::CHANGE_OP_UPSERT && c.op() != v1::CHANGE_OP_DELETE) {
+    return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has no operation"));
+  }
+  if (c.key().empty() || c.key().front() != '[') {
+    return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has a malformed key"));
+  }
+  if (c.hlc() <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has no timestamp"));
+  }
+  if (!ValidateSiteCode(c.origin_site()).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("change to ", c.table(), " has an invalid origin site \"", c.origin_site(), "\""));
+  }
+  if (!policy.allowed_origins.empty() &&
+      std::find(policy.allowed_origins.begin(), policy.allowed_origins.end(), c.origin_site()) ==
+          policy.allowed_origins.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(policy.peer, " may not send changes made at ",
+                                                    c.origin_site()));
+  }
+  if (c.op() == v1::CHANGE_OP_UPSERT && !IsSingleJsonObject(c.row_json())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("change to ", c.table(), " key ", c.key(), " has a malformed row"));
+  }
+  return absl::OkStatus();
+}
+
+// Errors caused by the peer's data are InvalidArgument; losing the database
+// stays Unavailable, a serialization failure stays Aborted.
+absl::Status AsRejection(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kResourceExhausted:
+      return s;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("batch rejected: ", s.message()));
+  }
+}
+
+}  // namespace
+
+bool IsSingleJsonObject(std::string_view json) {
+  size_t b = json.find_first_not_of(" \t\r\n");
+  size_t e = json.find_last_not_of(" \t\r\n");
+  if (b == std::string_view::npos || json[b] != '{' || json[e] != '}') return false;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = b; i <= e; ++i) {
+    char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth < 0) return false;
+      if (depth == 0 && i != e) return false;
+    }
+  }
+  return depth == 0 && !in_string;
+}
+
+absl::StatusOr<Catalog> Catalog::Load(store::Transaction& tx) {
+  Catalog catalog;
+  ASSIGN_OR_RETURN(store::Result scopes,
+                   tx.Exec("SELECT tbl, scope, array_to_json(key_columns)::text FROM repl_scope"));
+  for (size_t i = 0; i < scopes.size(); ++i) {
+    TableInfo t;
+    t.name = scopes.GetString(i, 0);
+    t.scope = scopes.GetString(i, 1);
+    ASSIGN_OR_RETURN(store::Result keys,
+                     tx.Exec("SELECT json_array_elements_text($1::json)", {scopes.GetString(i, 2)}));
+    for (size_t k = 0; k < keys.size(); ++k) t.key_columns.push_back(keys.GetString(k, 0));
+    ASSIGN_OR_RETURN(store::Result cols,
+                     tx.Exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                             "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
+                             "AND attgenerated = '' ORDER BY attnum",
+                             {QuoteIdent(t.name)}));
+    std::vector<std::pair<std::string, std::string>> columns;
+    for (size_t c = 0; c < cols.size(); ++c) {
+      columns.emplace_back(cols.GetString(c, 0), cols.GetString(c, 1));
+    }
+    BuildStatements(t, columns);
+    catalog.tables_.emplace(t.name, std::move(t));
+  }
+  return catalog;
+}
+
+const TableInfo* Catalog::Find(const std::string& table) const {
+  auto it = tables_.find(table);
+  return it == tables_.end() ? nullptr : &it->second;
+}
+
+absl::Status BeginApply(store::Transaction& tx) {
+  return tx.Exec("SELECT set_config('strata.applying', 'on', true)").status();
+}
+
+absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& catalog,
+                                        const ApplyPolicy& policy,
+                                        const google::protobuf::RepeatedPtrField<v1::Change>& changes,
+                                        bool snapshot_keys) {
+  ApplyStats stats;
+  stats.received = changes.size();
+  if (changes.size() > policy.max_changes) {
+    return absl::InvalidArgumentError(absl::StrCat("batch rejected: ", changes.size(),
+                                                   " changes, more than the limit of ",
+                                                   policy.max_changes));
+  }
+  for (const v1::Change& c : changes) {
+    absl::Status s = Validate(c, catalog.Find(c.table()), policy);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
+  }
+  // Runs of consecutive changes to one table with one operation, each
+  // applied with one statement; within a run the last change of a key wins
+  // (the log is in commit order).
+  int begin = 0;
+  while (begin < changes.size()) {
+    int end = begin;
+    while (end < changes.size() && changes[end].table() == changes[begin].table() &&
+           changes[end].op() == changes[begin].op()) {
+      ++end;
+    }
+    const TableInfo& table = *catalog.Find(changes[begin].table());
+    const bool is_delete = changes[begin].op() == v1::CHANGE_OP_DELETE;
+    std::unordered_map<std::string_view, int> last;
+    for (int i = begin; i < end; ++i) last[changes[i].key()] = i;
+    std::vector<const v1::Change*> run;
+    for (int i = begin; i < end; ++i) {
+      if (last[changes[i].key()] == i) run.push_back(&changes[i]);
+    }
+    std::string json = "[";
+    for (size_t i = 0; i < run.size(); ++i) {
+      const v1::Change& c = *run[i];
+      if (i) json.push_back(',');
+      if (is_delete) {
+        json.append("{\"key\":");
+        AppendJsonString(json, c.key());
+        absl::StrAppend(&json, ",\"hlc\":", c.hlc(), ",\"origin\":");
+        AppendJsonString(json, c.origin_site());
+        json.push_back('}');
+      } else {
+        json.append("{\"r\":");
+        json.append(c.row_json());
+        absl::StrAppend(&json, ",\"h\":", c.hlc(), ",\"o\":");
+        AppendJsonString(json, c.origin_site());
+        json.push_back('}');
+      }
+    }
+    json.push_back(']');
+    auto result = tx.Exec(is_delete ? table.delete_sql : table.upsert_sql, {json});
+    if (!result.ok()) return AsRejection(result.status());
+    std::set<std::string_view> applied_keys;
+    for (size_t i = 0; i < result->size(); ++i) applied_keys.insert(result->Get(i, 0));
+    std::vector<const v1::Change*> applied;
+    for (const v1::Change* c : run) {
+      if (applied_keys.erase(c->key()) > 0) applied.push_back(c);
+    }
+    if (!applied_keys.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch rejected: a row of ", table.name, " does not match its change's key ",
+          std::string(*applied_keys.begin())));
+    }
+    if (snapshot_keys) {
+      std::string keys = "[";
+      for (size_t i = 0; i < run.size(); ++i) {
+        if (i) keys.push_back(',');
+        AppendJsonString(keys, run[i]->key());
+      }
+      keys.push_back(']');
+      auto r = tx.Exec(
+          "INSERT INTO repl_snap_keys SELECT $1, jsonb_array_elements_text($2::jsonb) ON "
+          "CONFLICT DO NOTHING",
+          {table.name, keys});
+      if (!r.ok()) return AsRejection(r.status());
+    }
+    RETURN_IF_ERROR(Forward(tx, policy, applied, table));
+    stats.applied += static_cast<int64_t>(applied.size());
+    begin = end;
+  }
+  return stats;
+}
+
+absl::Status StartSnapshot(store::Transaction& tx) {
+  RETURN_IF_ERROR(tx.Exec("CREATE TEMP TABLE IF NOT EXISTS repl_snap_keys (tbl text, key text, "
+                          "PRIMARY KEY (tbl, key)) ON COMMIT DELETE ROWS")
+                      .status());
+  return tx.Exec("DELETE FROM repl_snap_keys").status();
+}
+
+absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& catalog,
+                                       const ApplyPolicy& policy,
+                                       const std::vector<std::string>& tables,
+                                       const std::vector<std::string>& origins,
+                                       bool origins_exclude) {
+  int64_t deleted = 0;
+  for (const std::string& name : tables) {
+    const TableInfo* table = catalog.Find(name);
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("snapshot names unknown table \"", name, "\""));
+    }
+    ASSIGN_OR_RETURN(store::Result gone,
+                     tx.Exec(table->stale_delete_sql,
+                             {TextArray(origins), origins_exclude ? "false" : "true"}));
+    google::protobuf::RepeatedPtrField<v1::Change> deletes;
+    for (size_t i = 0; i < gone.size(); ++i) {
+      v1::Change* c = deletes.Add();
+      c->set_table(name);
+      c->set_op(v1::CHANGE_OP_DELETE);
+      c->set_key(gone.GetString(i, 0));
+      c->set_hlc(gone.GetInt(i, 1));
+      c->set_origin_site(gone.GetString(i, 2));
+    }
+    std::vector<const v1::Change*> applied;
+    for (const auto& c : deletes) applied.push_back(&c);
+    RETURN_IF_ERROR(Forward(tx, policy, applied, *table));
+    deleted += gone.size();
+  }
+  return deleted;
+}
+
+absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const std::string& peer) {
+  ASSIGN_OR_RETURN(store::Result r,
+                   tx.Exec("SELECT epoch, lsn, log_id FROM repl_inbound WHERE peer = $1 FOR UPDATE",
+                           {peer}));
+  if (r.empty()) return std::optional<Inbound>();
+  return std::optional<Inbound>(Inbound{r.GetString(0, 0), Position{r.GetInt(0, 1), r.GetInt(0, 2)}});
+}
+
+absl::Status StoreInbound(store::Transaction& tx, const std::string& peer, const Inbound& inbound) {
+  return tx.Exec(
+               "INSERT INTO repl_inbound (peer, epoch, lsn, log_id) VALUES ($1, $2, $3, $4) ON "
+               "CONFLICT (peer) DO UPDATE SET epoch = EXCLUDED.epoch, lsn = EXCLUDED.lsn, log_id "
+               "= EXCLUDED.log_id, updated_at = now()",
+               {peer, inbound.epoch, std::to_string(inbound.position.lsn),
+                std::to_string(inbound.position.log_id)})
+      .status();
+}
+
+}  // namespace strata::replication

@@ -1,0 +1,91 @@
+#pragma once
+
+// Applying a peer's changes to this site's database: last writer wins by
+// (hlc, origin site), deletes remembered as tombstones, batch and watermark
+// in the caller's one transaction (contract items 2 and 8). Applied changes
+// are appended to this site's own log (with their origin kept) when other
+// peers need them: that is how changes cross several hops (item 5).
+//
+// Everything a peer sends is validated: unknown tables, scopes the peer may
+// not send, origins it may not speak for, malformed rows and oversized
+// batches are InvalidArgument, and the caller's transaction must then roll back.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/replication/change_log.h"
+#include "common/store/database.h"
+#include "google/protobuf/repeated_field.h"
+#include "strata/v1/site_link.pb.h"
+
+namespace strata::replication {
+
+// A replicated table and the statements that apply changes to it, built once
+// from the catalog (repl_scope + pg_attribute).
+struct TableInfo {
+  std::string name;
+  std::string scope;
+  std::vector<std::string> key_columns;
+  std::string upsert_sql;        // $1: [{"r": row, "h": hlc, "o": origin}] -> applied keys
+  std::string delete_sql;        // $1: [{"key", "hlc", "origin"}] -> applied keys
+  std::string stale_delete_sql;  // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
+};
+
+class Catalog {
+ public:
+  static absl::StatusOr<Catalog> Load(store::Transaction& tx);
+  const TableInfo* Find(const std::string& table) const;
+  const std::map<std::string, TableInfo>& tables() const { return tables_; }
+
+ private:
+  std::map<std::string, TableInfo> tables_;
+};
+
+struct ApplyPolicy {
+  std::string peer;                          // the sender
+  std::vector<std::string> allowed_scopes;   // scopes the peer may send us
+  std::vector<std::string> allowed_origins;  // empty: any origin
+  bool forward = true;                       // append applied changes to our log
+  int max_changes = 10000;                   // per batch
+};
+
+struct ApplyStats {
+  int64_t received = 0;
+  int64_t applied = 0;
+};
+
+// Marks the transaction as an apply: capture triggers step aside.
+absl::Status BeginApply(store::Transaction& tx);
+
+// Applies `changes` in order. With `snapshot_keys`, also records their keys
+// for FinishSnapshot.
+absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& catalog,
+                                        const ApplyPolicy& policy,
+                                        const google::protobuf::RepeatedPtrField<v1::Change>& changes,
+                                        bool snapshot_keys);
+
+// Snapshot support: StartSnapshot before the first chunk; FinishSnapshot
+// deletes the rows of `tables` the snapshot speaks for (by origin) that it
+// did not contain, and forwards those deletes.
+absl::Status StartSnapshot(store::Transaction& tx);
+absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& catalog,
+                                       const ApplyPolicy& policy,
+                                       const std::vector<std::string>& tables,
+                                       const std::vector<std::string>& origins,
+                                       bool origins_exclude);
+
+// Receiver watermark of `peer`'s log, locked for the rest of the transaction.
+struct Inbound {
+  std::string epoch;
+  Position position;
+};
+absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const std::string& peer);
+absl::Status StoreInbound(store::Transaction& tx, const std::string& peer, const Inbound& inbound);
+
+// True when `json` is one JSON object and nothing else (structure only).
+bool IsSingleJsonObject(std::string_view json);
+
+}  // namespace strata::replication

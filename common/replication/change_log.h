@@ -1,0 +1,99 @@
+#pragma once
+
+// Reading this site's change log (repl_log + repl_commit, see
+// migrations/0001_replication.sql) for one peer: batches in commit order,
+// consistent snapshots for re-initialization, lag, and pruning.
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/store/database.h"
+#include "strata/v1/site_link.pb.h"
+
+namespace strata::replication {
+
+inline constexpr int64_t kWholeCommit = std::numeric_limits<int64_t>::max();
+
+// A position in a change log: all commits below `lsn`, and commit `lsn` up to
+// log row `log_id` (kWholeCommit = all of it).
+struct Position {
+  int64_t lsn = 0;
+  int64_t log_id = kWholeCommit;
+  friend bool operator<(const Position& a, const Position& b) {
+    return a.lsn != b.lsn ? a.lsn < b.lsn : a.log_id < b.log_id;
+  }
+  friend bool operator==(const Position& a, const Position& b) {
+    return a.lsn == b.lsn && a.log_id == b.log_id;
+  }
+  friend bool operator<=(const Position& a, const Position& b) { return !(b < a); }
+};
+
+// What one peer receives from this log.
+struct PeerFilter {
+  std::string peer;                 // changes received from the peer never go back
+  std::vector<std::string> scopes;  // e.g. {"global", "global_proxy"} down to a primary
+  // For snapshots: the origins whose rows the peer takes from us.
+  std::vector<std::string> origins;
+  bool origins_exclude = false;
+};
+
+// Scopes a peer takes: down to a primary {global, global_proxy}; down to a
+// secondary {global_proxy}; up to a parent all three.
+std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
+
+struct LogBatch {
+  std::vector<v1::Change> changes;
+  Position end;                      // where the next read starts
+  int64_t oldest_commit_unix_ms = 0; // 0 when no commit was read
+};
+
+// Reads the changes after `after` that pass `filter`, at most `max_changes`.
+// Filtered-out commits still advance `end`, so the peer's watermark moves on.
+// `commits_hint` (in/out) adapts how many commits one query looks at.
+absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
+                                 const PeerFilter& filter, int max_changes, int* commits_hint);
+
+struct LogHead {
+  int64_t lsn = 0;             // last commit sequence
+  int64_t pruned_through = 0;  // commits up to here are gone
+  std::string epoch;
+};
+absl::StatusOr<LogHead> ReadLogHead(store::Transaction& tx);
+
+// Whether a peer that has applied up to `applied` (in `epoch`) can resume from
+// the log, or must be re-initialized from a snapshot.
+bool NeedsSnapshot(const LogHead& head, const std::string& peer_epoch, const Position& applied);
+
+// A consistent snapshot of the rows a peer takes. Must run in a
+// REPEATABLE READ transaction: the position and the rows come from one
+// snapshot. Rows are handed to `sink` in chunks of `chunk_rows`.
+struct SnapshotInfo {
+  std::vector<std::string> tables;
+  Position end;
+};
+absl::StatusOr<SnapshotInfo> ReadSnapshot(
+    store::Transaction& tx, const PeerFilter& filter, int chunk_rows,
+    const std::function<absl::Status(std::vector<v1::Change>&&)>& sink);
+
+struct Lag {
+  int64_t changes = 0;
+  double seconds = 0;
+};
+// Changes after `acked` that the peer takes, and the age of the oldest.
+absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
+                               const PeerFilter& filter);
+
+// Removes log entries every peer in repl_outbound has acknowledged, and all
+// older than `retention_seconds`, and tombstones past retention. Returns the
+// new pruned_through.
+absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_seconds,
+                                 const std::vector<std::string>& peers);
+
+// Site codes in the subtree rooted at `code` (itself included), from the
+// sites table.
+absl::StatusOr<std::vector<std::string>> Subtree(store::Transaction& tx, const std::string& code);
+
+}  // namespace strata::replication

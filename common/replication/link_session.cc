@@ -1,0 +1,455 @@
+#include "common/replication/link_session.h"
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+
+namespace strata::replication {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+v1::Watermark ToWatermark(const std::string& epoch, const Position& p) {
+  v1::Watermark w;
+  w.set_epoch(epoch);
+  w.set_lsn(p.lsn);
+  w.set_log_id(p.log_id);
+  return w;
+}
+
+Position FromWatermark(const v1::Watermark& w) { return Position{w.lsn(), w.log_id()}; }
+
+}  // namespace
+
+int ChangeNotifier::Subscribe(Callback cb) {
+  absl::MutexLock lock(&mu_);
+  int id = next_id_++;
+  callbacks_.emplace(id, std::move(cb));
+  return id;
+}
+
+void ChangeNotifier::Unsubscribe(int id) {
+  absl::MutexLock lock(&mu_);
+  callbacks_.erase(id);
+}
+
+void ChangeNotifier::Notify() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, cb] : callbacks_) cb();
+}
+
+void LinkRegistry::Update(const std::string& peer, const std::function<void(LinkCounters&)>& fn) {
+  absl::MutexLock lock(&mu_);
+  LinkCounters& c = links_[peer];
+  c.peer = peer;
+  fn(c);
+}
+
+std::vector<LinkCounters> LinkRegistry::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<LinkCounters> out;
+  for (const auto& [peer, c] : links_) out.push_back(c);
+  return out;
+}
+
+v1::ReplicationConfig WithDefaults(const v1::ReplicationConfig& in) {
+  v1::ReplicationConfig c = in;
+  if (c.retention_seconds() <= 0) c.set_retention_seconds(7 * 24 * 3600);
+  if (c.batch_max_changes() <= 0) c.set_batch_max_changes(2000);
+  if (c.max_batches_in_flight() <= 0) c.set_max_batches_in_flight(4);
+  if (c.max_message_bytes() <= 0) c.set_max_message_bytes(16 << 20);
+  if (c.degraded_lag_seconds() <= 0) c.set_degraded_lag_seconds(60);
+  if (c.failed_after_seconds() <= 0) c.set_failed_after_seconds(30);
+  if (c.max_backoff_ms() <= 0) c.set_max_backoff_ms(5000);
+  return c;
+}
+
+LinkSession::LinkSession(const SiteContext& site, LinkPeer peer, LinkStream& stream)
+    : site_(site), peer_(std::move(peer)), stream_(stream) {}
+
+LinkSession::~LinkSession() {
+  if (notifier_id_ >= 0) site_.notifier->Unsubscribe(notifier_id_);
+}
+
+void LinkSession::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  stream_.Cancel();
+}
+
+void LinkSession::Fail(const absl::Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.ok()) error_ = status;
+  }
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_error = status.ToString(); });
+  Stop();
+}
+
+void LinkSession::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirty_ = true;
+  }
+  cv_.notify_all();
+}
+
+PeerFilter LinkSession::Filter() const {
+  PeerFilter f;
+  f.peer = peer_.code;
+  f.scopes = ScopesFor(peer_.is_parent, peer_.type);
+  f.origins = snapshot_origins_;
+  // Down: every origin except the child's subtree. Up: only our subtree.
+  f.origins_exclude = !peer_.is_parent;
+  return f;
+}
+
+absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
+  ASSIGN_OR_RETURN(send_conn_, store::Connection::Open(site_.conninfo));
+  ASSIGN_OR_RETURN(recv_conn_, store::Connection::Open(site_.conninfo));
+  v1::LinkMessage hello;
+  RETURN_IF_ERROR(recv_conn_->Transact([&](store::Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Catalog catalog, Catalog::Load(tx));
+    catalog_ = std::make_unique<Catalog>(std::move(catalog));
+    ASSIGN_OR_RETURN(LogHead head, ReadLogHead(tx));
+    my_epoch_ = head.epoch;
+    ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
+    auto* h = hello.mutable_hello();
+    h->set_site_code(site_.site_code);
+    h->set_log_epoch(my_epoch_);
+    if (inbound) *h->mutable_applied() = ToWatermark(inbound->epoch, inbound->position);
+    // Origins a snapshot we send speaks for.
+    ASSIGN_OR_RETURN(snapshot_origins_,
+                     Subtree(tx, peer_.is_parent ? site_.site_code : peer_.code));
+    return absl::OkStatus();
+  }));
+  if (!stream_.Write(hello)) return absl::UnavailableError("link closed before the hello was sent");
+  v1::LinkMessage reply;
+  if (!stream_.Read(&reply)) return absl::UnavailableError("link closed before the peer's hello");
+  if (!reply.has_hello()) return absl::InvalidArgumentError("the link must start with a hello");
+  if (reply.hello().site_code() != peer_.code) {
+    return absl::PermissionDeniedError(absl::StrCat("peer says it is site ", reply.hello().site_code(),
+                                                    " on the link to ", peer_.code));
+  }
+  if (reply.hello().log_epoch().empty()) return absl::InvalidArgumentError("peer hello has no log epoch");
+  peer_epoch_ = reply.hello().log_epoch();
+  *peer_hello = reply.hello();
+  return absl::OkStatus();
+}
+
+absl::Status LinkSession::Run() {
+  v1::LinkHello peer_hello;
+  absl::Status hs = Handshake(&peer_hello);
+  if (!hs.ok()) {
+    site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_error = hs.ToString(); });
+    stream_.Cancel();
+    return hs;
+  }
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+    c.peer_is_parent = peer_.is_parent;
+    c.peer_type = peer_.type;
+    c.connected = true;
+    c.last_contact_unix_ms = NowMs();
+    c.last_error.clear();
+  });
+  LogInfo("link.up", {{"peer", peer_.code}, {"peer_role", peer_.is_parent ? "parent" : "child"}});
+  notifier_id_ = site_.notifier->Subscribe([this] { Wake(); });
+  std::thread receiver([this] { ReceiveLoop(); });
+  absl::Status send = SendLoop(peer_hello);
+  if (!send.ok()) Fail(send);
+  Stop();
+  receiver.join();
+  site_.notifier->Unsubscribe(notifier_id_);
+  notifier_id_ = -1;
+  absl::Status result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    result = error_;
+  }
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+    c.connected = false;
+    c.disconnected_since_unix_ms = NowMs();
+    if (!result.ok()) c.last_error = result.ToString();
+  });
+  LogInfo("link.down", {{"peer", peer_.code}, {"reason", result.ok() ? "closed" : result.ToString()}});
+  return result;
+}
+
+absl::Status LinkSession::SendSnapshot(Position* position) {
+  const int chunk = site_.settings.batch_max_changes();
+  bool begun = false;
+  int64_t rows = 0;
+  absl::StatusOr<SnapshotInfo> info;
+  PeerFilter filter = Filter();
+  auto send = [&](std::vector<v1::Change>&& changes, bool begin) -> absl::Status {
+    v1::LinkMessage m;
+    auto* b = m.mutable_batch();
+    b->set_snapshot_begin(begin);
+    for (auto& c : changes) *b->add_changes() = std::move(c);
+    if (!stream_.Write(m)) return absl::UnavailableError("link closed during a snapshot");
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(send_conn_->Transact(
+      [&](store::Transaction& tx) -> absl::Status {
+        rows = 0;
+        RETURN_IF_ERROR(send({}, true));
+        begun = true;
+        info = ReadSnapshot(tx, filter, chunk, [&](std::vector<v1::Change>&& c) {
+          rows += static_cast<int64_t>(c.size());
+          return send(std::move(c), false);
+        });
+        return info.status();
+      },
+      store::Isolation::kRepeatableRead, 1));
+  v1::LinkMessage end;
+  auto* b = end.mutable_batch();
+  b->set_snapshot_end(true);
+  for (const auto& t : info->tables) b->add_snapshot_tables(t);
+  for (const auto& o : filter.origins) b->add_snapshot_origins(o);
+  b->set_snapshot_origins_exclude(filter.origins_exclude);
+  *b->mutable_end() = ToWatermark(my_epoch_, info->end);
+  if (!stream_.Write(end)) return absl::UnavailableError("link closed during a snapshot");
+  *position = info->end;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.push_back(info->end);
+  }
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+    c.snapshots_sent++;
+    c.changes_sent += rows;
+  });
+  LogInfo("link.snapshot_sent", {{"peer", peer_.code}, {"rows", rows}, {"lsn", info->end.lsn}});
+  (void)begun;
+  return absl::OkStatus();
+}
+
+absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
+  Position position = FromWatermark(peer_hello.applied());
+  {
+    absl::StatusOr<LogHead> head;
+    RETURN_IF_ERROR(send_conn_->Transact([&](store::Transaction& tx) {
+      head = ReadLogHead(tx);
+      return head.status();
+    }));
+    if (NeedsSnapshot(*head, peer_hello.applied().epoch(), position)) {
+      LogInfo("link.reinitialize",
+              {{"peer", peer_.code},
+               {"reason", peer_hello.applied().epoch().empty() ? "new peer"
+                          : peer_hello.applied().epoch() != head->epoch
+                              ? "peer knows another log epoch"
+                              : "peer is behind the retained log"}});
+      RETURN_IF_ERROR(SendSnapshot(&position));
+    } else {
+      site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+        c.acked = position;
+        c.acked_known = true;
+      });
+    }
+  }
+  const PeerFilter filter = Filter();
+  const int max_changes = site_.settings.batch_max_changes();
+  const size_t window = static_cast<size_t>(site_.settings.max_batches_in_flight());
+  int commits_hint = 64;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] {
+        return stopping_ || (dirty_ && in_flight_.size() < window);
+      });
+      if (stopping_) return absl::OkStatus();
+      if (in_flight_.size() >= window) continue;
+      dirty_ = false;
+    }
+    absl::StatusOr<LogBatch> batch;
+    RETURN_IF_ERROR(send_conn_->Transact([&](store::Transaction& tx) {
+      batch = ReadLog(tx, position, filter, max_changes, &commits_hint);
+      return batch.status();
+    }));
+    if (batch->end == position) continue;  // nothing new; wait for a notification
+    v1::LinkMessage m;
+    auto* b = m.mutable_batch();
+    for (auto& c : batch->changes) *b->add_changes() = std::move(c);
+    *b->mutable_end() = ToWatermark(my_epoch_, batch->end);
+    b->set_oldest_commit_unix_ms(batch->oldest_commit_unix_ms);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_flight_.push_back(batch->end);
+      dirty_ = true;  // there may be more right behind it
+    }
+    if (!stream_.Write(m)) return absl::OkStatus();  // the receiver sees why
+    position = batch->end;
+    site_.registry->Update(peer_.code,
+                           [&](LinkCounters& c) { c.changes_sent += b->changes_size(); });
+  }
+}
+
+absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
+  ApplyPolicy policy;
+  policy.peer = peer_.code;
+  policy.max_changes = std::max(site_.settings.batch_max_changes(), 10000);
+  if (peer_.is_parent) {
+    // What a parent sends us is what we take from it.
+    policy.allowed_scopes = ScopesFor(false, site_.site_type);
+  } else {
+    policy.allowed_scopes = {"global", "global_proxy", "site"};
+    ASSIGN_OR_RETURN(policy.allowed_origins, Subtree(tx, peer_.code));
+  }
+  // Forward only when another peer may need the changes; a peer attaching
+  // later is initialized from a snapshot.
+  ASSIGN_OR_RETURN(store::Result others,
+                   tx.Exec("SELECT EXISTS (SELECT 1 FROM sites WHERE parent = $1 AND code <> $2)",
+                           {site_.site_code, peer_.code}));
+  bool has_parent = site_.has_parent && !peer_.is_parent;
+  policy.forward = has_parent || others.GetBool(0, 0);
+  return policy;
+}
+
+absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
+  if (batch.end().epoch() != peer_epoch_) {
+    return absl::InvalidArgumentError(absl::StrCat("batch rejected: its watermark names log epoch \"",
+                                                   batch.end().epoch(), "\", not the peer's"));
+  }
+  int64_t applied = 0;
+  bool duplicate = false;
+  RETURN_IF_ERROR(recv_conn_->Transact([&](store::Transaction& tx) -> absl::Status {
+    applied = 0;
+    duplicate = false;
+    RETURN_IF_ERROR(BeginApply(tx));
+    ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
+    if (!inbound || inbound->epoch != peer_epoch_) {
+      return absl::FailedPreconditionError(
+          "batch rejected: the peer's log is new here and must start with a snapshot");
+    }
+    const Position end = FromWatermark(batch.end());
+    if (end <= inbound->position) {
+      duplicate = true;  // redelivery: already applied
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(ApplyPolicy policy, PolicyFor(tx));
+    ASSIGN_OR_RETURN(ApplyStats stats, ApplyChanges(tx, *catalog_, policy, batch.changes(), false));
+    applied = stats.applied;
+    return StoreInbound(tx, peer_.code, Inbound{peer_epoch_, end});
+  }));
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.changes_applied += applied; });
+  if (applied > 0) site_.notifier->Notify();
+  (void)duplicate;
+  return absl::OkStatus();
+}
+
+absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
+  int64_t rows = 0;
+  int64_t deleted = 0;
+  v1::ChangeBatch last;
+  absl::Status s = recv_conn_->Transact(
+      [&](store::Transaction& tx) -> absl::Status {
+        RETURN_IF_ERROR(BeginApply(tx));
+        RETURN_IF_ERROR(StartSnapshot(tx));
+        ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
+        (void)inbound;
+        ASSIGN_OR_RETURN(ApplyPolicy policy, PolicyFor(tx));
+        v1::LinkMessage m = first;
+        for (int n = 0;; ++n) {
+          if (m.has_ack()) {
+            RETURN_IF_ERROR(HandleAck(m.ack()));
+          } else if (m.has_batch()) {
+            if (m.batch().snapshot_begin() && n > 0) {
+              return absl::InvalidArgumentError("snapshot restarted before it ended");
+            }
+            ASSIGN_OR_RETURN(ApplyStats stats,
+                             ApplyChanges(tx, *catalog_, policy, m.batch().changes(), true));
+            rows += stats.received;
+            if (m.batch().snapshot_end()) break;
+          } else {
+            return absl::InvalidArgumentError("unexpected message inside a snapshot");
+          }
+          if (!stream_.Read(&m)) return absl::UnavailableError("link closed during a snapshot");
+        }
+        last = m.batch();
+        if (last.end().epoch() != peer_epoch_) {
+          return absl::InvalidArgumentError("snapshot end names another log epoch");
+        }
+        std::vector<std::string> tables(last.snapshot_tables().begin(), last.snapshot_tables().end());
+        std::vector<std::string> origins(last.snapshot_origins().begin(),
+                                         last.snapshot_origins().end());
+        ASSIGN_OR_RETURN(deleted, FinishSnapshot(tx, *catalog_, policy, tables, origins,
+                                                 last.snapshot_origins_exclude()));
+        return StoreInbound(tx, peer_.code, Inbound{peer_epoch_, FromWatermark(last.end())});
+      },
+      store::Isolation::kReadCommitted, 1);
+  RETURN_IF_ERROR(s);
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+    c.snapshots_applied++;
+    c.changes_applied += rows;
+  });
+  LogInfo("link.snapshot_applied", {{"peer", peer_.code}, {"rows", rows}, {"stale_deleted", deleted}});
+  site_.notifier->Notify();
+  v1::LinkMessage ack;
+  *ack.mutable_ack()->mutable_applied() = last.end();
+  if (!stream_.Write(ack)) return absl::UnavailableError("link closed");
+  return absl::OkStatus();
+}
+
+absl::Status LinkSession::HandleAck(const v1::Ack& ack) {
+  if (ack.applied().epoch() != my_epoch_) {
+    return absl::InvalidArgumentError("acknowledgement names another log epoch");
+  }
+  const Position acked = FromWatermark(ack.applied());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!in_flight_.empty() && in_flight_.front() <= acked) in_flight_.pop_front();
+  }
+  cv_.notify_all();
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+    c.acked = acked;
+    c.acked_known = true;
+  });
+  return recv_conn_
+      ->Exec("INSERT INTO repl_outbound (peer, lsn, log_id) VALUES ($1, $2, $3) ON CONFLICT "
+             "(peer) DO UPDATE SET lsn = EXCLUDED.lsn, log_id = EXCLUDED.log_id, updated_at = now()",
+             {peer_.code, std::to_string(acked.lsn), std::to_string(acked.log_id)})
+      .status();
+}
+
+void LinkSession::ReceiveLoop() {
+  v1::LinkMessage m;
+  while (stream_.Read(&m)) {
+    site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_contact_unix_ms = NowMs(); });
+    absl::Status s;
+    if (m.has_batch()) {
+      if (m.batch().snapshot_begin()) {
+        s = ApplySnapshot(m);
+      } else {
+        s = ApplyBatch(m.batch());
+        if (s.ok()) {
+          v1::LinkMessage ack;
+          *ack.mutable_ack()->mutable_applied() = m.batch().end();
+          if (!stream_.Write(ack)) break;
+        }
+      }
+    } else if (m.has_ack()) {
+      s = HandleAck(m.ack());
+    } else {
+      s = absl::InvalidArgumentError("unexpected message on the link");
+    }
+    if (!s.ok()) {
+      LogWarning("link.receive_failed", {{"peer", peer_.code}, {"error", s}});
+      Fail(s);
+      return;
+    }
+  }
+  Stop();
+}
+
+}  // namespace strata::replication

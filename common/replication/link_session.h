@@ -1,0 +1,145 @@
+#pragma once
+
+// One replication link between two site servers, run over one bidirectional
+// gRPC stream. The same session runs on both ends (child dials, parent
+// accepts): each side sends its log to the other from the peer's watermark
+// and applies what it receives, acknowledging each batch once it committed.
+//
+// Threading: Run() is called on one thread (the gRPC handler or the child's
+// link thread); it starts one receiver thread and joins it before returning.
+// Stop() may be called from any thread.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/replication/applier.h"
+#include "common/replication/change_log.h"
+#include "strata/v1/config.pb.h"
+#include "strata/v1/site_link.pb.h"
+
+namespace strata::replication {
+
+// Wakes every listening session when this site's log grows (fed by LISTEN
+// strata_repl and by local applies). Thread-safe.
+class ChangeNotifier {
+ public:
+  using Callback = std::function<void()>;
+  int Subscribe(Callback cb);
+  void Unsubscribe(int id);
+  void Notify();
+
+ private:
+  absl::Mutex mu_;
+  int next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+};
+
+// Health counters per link, for GetStatus. Thread-safe.
+struct LinkCounters {
+  std::string peer;
+  bool peer_is_parent = false;
+  v1::SiteType peer_type = v1::SITE_TYPE_UNSPECIFIED;
+  bool connected = false;
+  std::string last_error;
+  int64_t last_contact_unix_ms = 0;
+  int64_t disconnected_since_unix_ms = 0;
+  int64_t changes_sent = 0;
+  int64_t changes_applied = 0;
+  int64_t snapshots_sent = 0;
+  int64_t snapshots_applied = 0;
+  Position acked;  // how far the peer acknowledged our log
+  bool acked_known = false;
+};
+
+class LinkRegistry {
+ public:
+  void Update(const std::string& peer, const std::function<void(LinkCounters&)>& fn);
+  std::vector<LinkCounters> Snapshot() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, LinkCounters> links_ ABSL_GUARDED_BY(mu_);
+};
+
+// A full-duplex message stream; Write may be called from two threads.
+class LinkStream {
+ public:
+  virtual ~LinkStream() = default;
+  virtual bool Read(v1::LinkMessage* message) = 0;
+  virtual bool Write(const v1::LinkMessage& message) = 0;
+  virtual void Cancel() = 0;
+};
+
+struct SiteContext {
+  std::string site_code;
+  v1::SiteType site_type = v1::SITE_TYPE_UNSPECIFIED;
+  bool has_parent = false;  // this site has (or is configured to have) a parent
+  std::string conninfo;
+  v1::ReplicationConfig settings;  // defaults filled in
+  ChangeNotifier* notifier = nullptr;
+  LinkRegistry* registry = nullptr;
+};
+
+struct LinkPeer {
+  std::string code;
+  v1::SiteType type = v1::SITE_TYPE_UNSPECIFIED;
+  bool is_parent = false;  // the peer is this site's parent
+};
+
+// Fills unset replication settings with their defaults.
+v1::ReplicationConfig WithDefaults(const v1::ReplicationConfig& in);
+
+class LinkSession {
+ public:
+  LinkSession(const SiteContext& site, LinkPeer peer, LinkStream& stream);
+  ~LinkSession();
+
+  // Runs the link until the stream ends, Stop() is called, or an error
+  // occurs. Returns OK for a clean end, otherwise why the link broke (a
+  // rejected batch is InvalidArgument / PermissionDenied).
+  absl::Status Run();
+  void Stop();
+
+ private:
+  absl::Status Handshake(v1::LinkHello* peer_hello);
+  absl::Status SendLoop(const v1::LinkHello& peer_hello);
+  absl::Status SendSnapshot(Position* position);
+  void ReceiveLoop();
+  absl::Status ApplyBatch(const v1::ChangeBatch& batch);
+  absl::Status ApplySnapshot(const v1::LinkMessage& first);
+  absl::Status HandleAck(const v1::Ack& ack);
+  absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);
+  PeerFilter Filter() const;
+  void Fail(const absl::Status& status);
+  void Wake();
+
+  const SiteContext& site_;
+  const LinkPeer peer_;
+  LinkStream& stream_;
+  store::ConnectionPtr send_conn_;
+  store::ConnectionPtr recv_conn_;
+  std::unique_ptr<Catalog> catalog_;
+  std::string my_epoch_;
+  std::string peer_epoch_;
+  std::vector<std::string> snapshot_origins_;  // for the snapshot we send
+  int notifier_id_ = -1;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;             // guarded by mu_
+  bool dirty_ = true;                 // guarded by mu_: the log may have grown
+  std::deque<Position> in_flight_;    // guarded by mu_: batch ends not yet acknowledged
+  absl::Status error_;                // guarded by mu_: first error
+};
+
+}  // namespace strata::replication

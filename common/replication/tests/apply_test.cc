@@ -1,0 +1,243 @@
+// Applying a peer's changes: last writer wins, tombstones, validation,
+// forwarding, snapshots. Real PostgreSQL.
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/replication/applier.h"
+#include "common/site/site_server.h"
+#include "tests/fixture/testing.h"
+
+using namespace strata;
+using testing::TestDatabase;
+
+namespace {
+
+void Prepare(const TestDatabase& db, const std::string& site) {
+  auto conn = db.Connect();
+  auto s = site::PrepareDatabase(*conn, site);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+v1::Change Setting(const std::string& name, const std::string& value, int64_t hlc,
+                   const std::string& origin) {
+  v1::Change c;
+  c.set_table("global_settings");
+  c.set_op(v1::CHANGE_OP_UPSERT);
+  c.set_key(absl::StrCat("[\"", name, "\"]"));
+  c.set_row_json(absl::StrCat("{\"name\": \"", name, "\", \"value\": \"", value,
+                              "\", \"updated_at\": \"2026-01-01T00:00:00Z\"}"));
+  c.set_hlc(hlc);
+  c.set_origin_site(origin);
+  c.set_origin_seq(hlc);
+  return c;
+}
+
+v1::Change Delete(const std::string& name, int64_t hlc, const std::string& origin) {
+  v1::Change c;
+  c.set_table("global_settings");
+  c.set_op(v1::CHANGE_OP_DELETE);
+  c.set_key(absl::StrCat("[\"", name, "\"]"));
+  c.set_hlc(hlc);
+  c.set_origin_site(origin);
+  return c;
+}
+
+replication::ApplyPolicy FromParent(bool forward = false) {
+  replication::ApplyPolicy p;
+  p.peer = "CAS";
+  p.allowed_scopes = {"global", "global_proxy"};
+  p.forward = forward;
+  p.max_changes = 100;
+  return p;
+}
+
+absl::StatusOr<replication::ApplyStats> Apply(const TestDatabase& db,
+                                              const std::vector<v1::Change>& changes,
+                                              const replication::ApplyPolicy& policy) {
+  auto conn = db.Connect();
+  absl::StatusOr<replication::ApplyStats> stats;
+  absl::Status s = conn->Transact([&](store::Transaction& tx) -> absl::Status {
+    auto catalog = replication::Catalog::Load(tx);
+    if (!catalog.ok()) return catalog.status();
+    if (auto b = replication::BeginApply(tx); !b.ok()) return b;
+    google::protobuf::RepeatedPtrField<v1::Change> field(changes.begin(), changes.end());
+    stats = replication::ApplyChanges(tx, *catalog, policy, field, false);
+    return stats.status();
+  });
+  if (!s.ok()) return s;
+  return stats;
+}
+
+std::string Value(const TestDatabase& db, const std::string& name) {
+  return db.Scalar("SELECT value FROM global_settings WHERE name = $1", {name});
+}
+
+}  // namespace
+
+TEST_CASE("the newer clock wins, whatever order versions arrive in") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  REQUIRE(Apply(db, {Setting("x", "new", 200, "P02")}, FromParent()).ok());
+  auto stats = Apply(db, {Setting("x", "old", 100, "CAS")}, FromParent());
+  REQUIRE(stats.ok());
+  REQUIRE(stats->applied == 0);
+  REQUIRE(Value(db, "x") == "new");
+  REQUIRE(Apply(db, {Setting("x", "newer", 300, "CAS")}, FromParent())->applied == 1);
+  REQUIRE(Value(db, "x") == "newer");
+  REQUIRE(db.Scalar("SELECT _origin FROM global_settings WHERE name = 'x'") == "CAS");
+}
+
+TEST_CASE("equal clocks are broken by site code, the same everywhere") {
+  TestDatabase a("apply");
+  TestDatabase b("apply");
+  Prepare(a, "P01");
+  Prepare(b, "P01");
+  // Opposite arrival orders converge on the higher site code.
+  REQUIRE(Apply(a, {Setting("x", "from-P01", 500, "P01")}, FromParent()).ok());
+  REQUIRE(Apply(a, {Setting("x", "from-P02", 500, "P02")}, FromParent()).ok());
+  REQUIRE(Apply(b, {Setting("x", "from-P02", 500, "P02")}, FromParent()).ok());
+  REQUIRE(Apply(b, {Setting("x", "from-P01", 500, "P01")}, FromParent()).ok());
+  REQUIRE(Value(a, "x") == "from-P02");
+  REQUIRE(Value(b, "x") == "from-P02");
+}
+
+TEST_CASE("a delete leaves a tombstone that stops an older write from bringing the row back") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  REQUIRE(Apply(db, {Setting("x", "v", 100, "CAS")}, FromParent()).ok());
+  REQUIRE(Apply(db, {Delete("x", 200, "CAS")}, FromParent())->applied == 1);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM global_settings") == 0);
+  REQUIRE(Apply(db, {Setting("x", "stale", 150, "P02")}, FromParent())->applied == 0);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM global_settings") == 0);
+  REQUIRE(Apply(db, {Setting("x", "recreated", 250, "P02")}, FromParent())->applied == 1);
+  REQUIRE(Value(db, "x") == "recreated");
+  // A local write after a delete it saw stamps a clock above the tombstone.
+  REQUIRE(Apply(db, {Delete("x", 300, "CAS")}, FromParent()).ok());
+  db.Exec("INSERT INTO global_settings (name, value) VALUES ('x', 'local')");
+  REQUIRE(db.ScalarInt("SELECT _hlc FROM global_settings WHERE name = 'x'") > 300);
+}
+
+TEST_CASE("within one batch the last change of a key wins") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  auto stats = Apply(db, {Setting("x", "1", 100, "CAS"), Setting("y", "1", 100, "CAS"),
+                          Setting("x", "2", 101, "CAS")},
+                     FromParent());
+  REQUIRE(stats.ok());
+  REQUIRE(Value(db, "x") == "2");
+  REQUIRE(Value(db, "y") == "1");
+}
+
+TEST_CASE("applied changes are forwarded with origin kept; a replay applies nothing twice") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  std::vector<v1::Change> batch = {Setting("x", "1", 100, "CAS"), Delete("gone", 100, "CAS")};
+  REQUIRE(Apply(db, batch, FromParent(true))->applied == 2);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE received_from = 'CAS' AND origin = 'CAS'") == 2);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 1);
+  // No local capture happened: the apply is not re-stamped as P01's own write.
+  REQUIRE(db.Scalar("SELECT _origin FROM global_settings WHERE name = 'x'") == "CAS");
+  REQUIRE(Apply(db, batch, FromParent(true))->applied == 0);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 2);
+}
+
+TEST_CASE("malformed batches are rejected whole with a clear error and nothing applied") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  auto good = Setting("ok", "1", 100, "CAS");
+  auto expect_rejected = [&](v1::Change bad, const std::string& message,
+                             replication::ApplyPolicy policy = FromParent()) {
+    auto stats = Apply(db, {good, bad}, policy);
+    INFO(stats.status().ToString());
+    REQUIRE_FALSE(stats.ok());
+    REQUIRE((stats.status().code() == absl::StatusCode::kInvalidArgument ||
+             stats.status().code() == absl::StatusCode::kPermissionDenied));
+    REQUIRE_THAT(std::string(stats.status().message()), Catch::Contains(message));
+    REQUIRE(db.ScalarInt("SELECT count(*) FROM global_settings") == 0);
+    REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 0);
+  };
+  auto unknown = Setting("x", "1", 100, "CAS");
+  unknown.set_table("users; drop table sites");
+  expect_rejected(unknown, "unknown table");
+
+  v1::Change device;
+  device.set_table("devices");
+  device.set_op(v1::CHANGE_OP_UPSERT);
+  device.set_key("[\"7d6c1c1e-0000-0000-0000-000000000001\"]");
+  device.set_row_json("{\"id\": \"7d6c1c1e-0000-0000-0000-000000000001\", \"name\": \"pc\", \"site_code\": \"P02\"}");
+  device.set_hlc(100);
+  device.set_origin_site("P02");
+  expect_rejected(device, "may not come from CAS");  // site data never comes down
+
+  auto bad_json = Setting("x", "1", 100, "CAS");
+  bad_json.set_row_json("{\"name\": \"x\", \"value\": ");
+  expect_rejected(bad_json, "malformed row");
+
+  auto smuggled = Setting("x", "1", 100, "CAS");
+  smuggled.set_row_json("{\"name\": \"x\", \"value\": \"1\"}, {\"name\": \"y\", \"value\": \"2\"}");
+  expect_rejected(smuggled, "malformed row");
+
+  auto wrong_key = Setting("x", "1", 100, "CAS");
+  wrong_key.set_key("[\"other\"]");
+  expect_rejected(wrong_key, "does not match");
+
+  auto bad_type = Setting("x", "1", 100, "CAS");
+  bad_type.set_row_json("{\"name\": \"x\", \"value\": \"1\", \"updated_at\": \"not a time\"}");
+  expect_rejected(bad_type, "batch rejected");
+
+  auto no_origin = Setting("x", "1", 100, "");
+  expect_rejected(no_origin, "invalid origin");
+
+  auto no_clock = Setting("x", "1", 0, "CAS");
+  expect_rejected(no_clock, "no timestamp");
+
+  // A child may only speak for its own subtree.
+  replication::ApplyPolicy from_child;
+  from_child.peer = "P01";
+  from_child.allowed_scopes = {"global", "global_proxy", "site"};
+  from_child.allowed_origins = {"P01", "S01"};
+  good = Setting("ok", "1", 100, "S01");
+  expect_rejected(Setting("x", "1", 100, "P02"), "may not send changes made at P02", from_child);
+
+  replication::ApplyPolicy small = FromParent();
+  small.max_changes = 1;
+  expect_rejected(Setting("x", "1", 100, "CAS"), "more than the limit", small);
+}
+
+TEST_CASE("a snapshot removes rows it speaks for and did not contain, and keeps the others") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  REQUIRE(Apply(db, {Setting("stays", "1", 100, "CAS"), Setting("stale", "1", 100, "CAS")}, FromParent()).ok());
+  db.Exec("INSERT INTO global_settings (name, value) VALUES ('mine', 'local')");  // origin P01
+  auto conn = db.Connect();
+  absl::StatusOr<int64_t> deleted;
+  REQUIRE(conn->Transact([&](store::Transaction& tx) -> absl::Status {
+                auto catalog = replication::Catalog::Load(tx);
+                REQUIRE(catalog.ok());
+                REQUIRE(replication::BeginApply(tx).ok());
+                REQUIRE(replication::StartSnapshot(tx).ok());
+                google::protobuf::RepeatedPtrField<v1::Change> rows;
+                *rows.Add() = Setting("stays", "2", 200, "CAS");
+                *rows.Add() = Setting("new", "1", 200, "CAS");
+                auto applied = replication::ApplyChanges(tx, *catalog, FromParent(), rows, true);
+                REQUIRE(applied.ok());
+                // The snapshot speaks for every origin but P01's subtree.
+                deleted = replication::FinishSnapshot(tx, *catalog, FromParent(), {"global_settings"},
+                                                      {"P01"}, true);
+                return deleted.status();
+              }).ok());
+  REQUIRE(*deleted == 1);
+  REQUIRE(Value(db, "stays") == "2");
+  REQUIRE(Value(db, "new") == "1");
+  REQUIRE(Value(db, "mine") == "local");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM global_settings WHERE name = 'stale'") == 0);
+}
+
+TEST_CASE("IsSingleJsonObject accepts one object and nothing else") {
+  REQUIRE(replication::IsSingleJsonObject(R"({"a": "}{", "b": [1, {"c": 2}]})"));
+  REQUIRE_FALSE(replication::IsSingleJsonObject(R"({"a": 1}, {"b": 2})"));
+  REQUIRE_FALSE(replication::IsSingleJsonObject(R"([1])"));
+  REQUIRE_FALSE(replication::IsSingleJsonObject(R"({"a": "\"})"));
+  REQUIRE_FALSE(replication::IsSingleJsonObject(""));
+}

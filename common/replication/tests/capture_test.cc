@@ -1,0 +1,209 @@
+// Change capture and log reading against a real PostgreSQL database.
+#include <catch2/catch.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/replication/change_log.h"
+#include "common/site/site_server.h"
+#include "tests/fixture/testing.h"
+
+using namespace strata;
+using replication::Position;
+using testing::TestDatabase;
+
+namespace {
+
+void Prepare(const TestDatabase& db, const std::string& site) {
+  auto conn = db.Connect();
+  auto s = site::PrepareDatabase(*conn, site);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+replication::PeerFilter Down(const std::string& peer = "P99") {
+  replication::PeerFilter f;
+  f.peer = peer;
+  f.scopes = {"global", "global_proxy"};
+  return f;
+}
+
+replication::LogBatch Read(store::Connection& conn, const Position& after,
+                           const replication::PeerFilter& filter, int max, int* hint) {
+  absl::StatusOr<replication::LogBatch> batch;
+  REQUIRE(conn.Transact([&](store::Transaction& tx) {
+                batch = replication::ReadLog(tx, after, filter, max, hint);
+                return batch.status();
+              }).ok());
+  return *batch;
+}
+
+}  // namespace
+
+TEST_CASE("a write to a replicated table and its change record commit together") {
+  TestDatabase db("capture");
+  Prepare(db, "CAS");
+  db.Exec("INSERT INTO global_settings (name, value) VALUES ('a', '1')");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE tbl = 'global_settings'") == 1);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 1);
+  REQUIRE(db.Scalar("SELECT _origin FROM global_settings WHERE name = 'a'") == "CAS");
+  REQUIRE(db.ScalarInt("SELECT _hlc FROM global_settings WHERE name = 'a'") > 0);
+
+  // A rolled-back write leaves no change behind.
+  auto conn = db.Connect();
+  auto s = conn->Transact([](store::Transaction& tx) -> absl::Status {
+    auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ('b', '2')");
+    if (!r.ok()) return r.status();
+    return absl::AbortedError("give up");
+  }, store::Isolation::kReadCommitted, 1);
+  REQUIRE(s.code() == absl::StatusCode::kAborted);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 1);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 1);
+}
+
+TEST_CASE("each transaction gets one commit sequence number however many rows it writes") {
+  TestDatabase db("capture");
+  Prepare(db, "CAS");
+  db.Exec("INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 50) g");
+  db.Exec("UPDATE global_settings SET value = 'w' WHERE name = 'k1'");
+  db.Exec("DELETE FROM global_settings WHERE name = 'k2'");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 3);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 52);
+  REQUIRE(db.Scalar("SELECT op FROM repl_log ORDER BY id DESC LIMIT 1") == "D");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_tombstone WHERE key = '[\"k2\"]'") == 1);
+  // An update stamps a clock value above the row's previous one.
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log a JOIN repl_log b ON a.key = b.key AND a.id < b.id "
+                       "WHERE a.key = '[\"k1\"]' AND b.hlc > a.hlc") == 1);
+}
+
+TEST_CASE("eight concurrent writers committing out of order: the reader skips nothing and repeats nothing") {
+  TestDatabase db("capture");
+  Prepare(db, "CAS");
+  constexpr int kWriters = 8;
+  constexpr int kPerWriter = 60;
+  std::atomic<int> writers_done{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      auto conn = store::Connection::Open(db.conninfo());
+      REQUIRE(conn.ok());
+      std::mt19937 rng(w);
+      for (int i = 0; i < kPerWriter; ++i) {
+        // Insert first, then hold the transaction open a random while, so
+        // log ids are handed out in one order and commits land in another.
+        std::string sleep = absl::StrCat(std::uniform_int_distribution<int>(0, 8)(rng) / 1000.0);
+        auto s = (*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
+          auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'x')",
+                           {absl::StrCat("w", w, "-", i)});
+          if (!r.ok()) return r.status();
+          return tx.Exec("SELECT pg_sleep($1::float8)", {sleep}).status();
+        });
+        REQUIRE(s.ok());
+      }
+      writers_done++;
+    });
+  }
+  // The reader runs while the writers commit.
+  auto reader = db.Connect();
+  std::multiset<std::string> seen;
+  Position pos{0, replication::kWholeCommit};
+  int hint = 4;
+  int reads = 0;
+  while (true) {
+    bool finished = writers_done.load() == kWriters;
+    auto batch = Read(*reader, pos, Down(), 7, &hint);
+    ++reads;
+    for (const auto& c : batch.changes) seen.insert(c.key());
+    REQUIRE(pos <= batch.end);
+    pos = batch.end;
+    if (finished && batch.changes.empty()) break;
+  }
+  for (auto& t : writers) t.join();
+  REQUIRE(reads > 10);
+  REQUIRE(seen.size() == kWriters * kPerWriter);
+  for (int w = 0; w < kWriters; ++w) {
+    for (int i = 0; i < kPerWriter; ++i) {
+      REQUIRE(seen.count(absl::StrCat("[\"w", w, "-", i, "\"]")) == 1);
+    }
+  }
+  // And the log ids really were committed out of order at least once.
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM (SELECT l.id, c.lsn, lag(l.id) OVER (ORDER BY c.lsn) AS prev "
+                       "FROM repl_commit c JOIN repl_log l ON l.xid = c.xid) x WHERE id < prev") > 0);
+}
+
+TEST_CASE("a transaction larger than a batch is read in parts and resumed inside") {
+  TestDatabase db("capture");
+  Prepare(db, "CAS");
+  db.Exec("INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 25) g");
+  db.Exec("INSERT INTO global_settings (name, value) VALUES ('after', 'v')");
+  auto conn = db.Connect();
+  int hint = 64;
+  auto b1 = Read(*conn, Position{0, replication::kWholeCommit}, Down(), 10, &hint);
+  REQUIRE(b1.changes.size() == 10);
+  REQUIRE(b1.end.log_id != replication::kWholeCommit);
+  auto b2 = Read(*conn, b1.end, Down(), 10, &hint);
+  auto b3 = Read(*conn, b2.end, Down(), 10, &hint);
+  REQUIRE(b2.changes.size() == 10);
+  REQUIRE(b3.changes.size() == 5);
+  REQUIRE(b3.end.log_id == replication::kWholeCommit);
+  auto b4 = Read(*conn, b3.end, Down(), 10, &hint);
+  REQUIRE(b4.changes.size() == 1);
+  REQUIRE(b4.changes[0].key() == "[\"after\"]");
+  auto b5 = Read(*conn, b4.end, Down(), 10, &hint);
+  REQUIRE(b5.changes.empty());
+  REQUIRE(b5.end == b4.end);
+}
+
+TEST_CASE("a peer is not sent what it sent, nor scopes it does not take") {
+  TestDatabase db("capture");
+  Prepare(db, "P01");
+  db.Exec("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'pc1', 'P01')");
+  db.Exec("INSERT INTO global_settings (name, value) VALUES ('local', 'v')");
+  // A change that came from the CAS.
+  db.Exec("INSERT INTO repl_log (first_in_tx, tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
+          "received_from) VALUES (true, 'global_settings', 'global_proxy', 'U', '[\"remote\"]', "
+          "'{\"name\":\"remote\"}', 1, 'CAS', 9, 'CAS')");
+  auto conn = db.Connect();
+  int hint = 64;
+  auto to_cas = Read(*conn, Position{0, replication::kWholeCommit},
+                     replication::PeerFilter{"CAS", {"global", "global_proxy", "site"}, {}, false}, 100, &hint);
+  REQUIRE(to_cas.changes.size() == 2);  // device + local setting, not the CAS's own change
+  auto to_secondary = Read(*conn, Position{0, replication::kWholeCommit},
+                           replication::PeerFilter{"S01", {"global_proxy"}, {}, false}, 100, &hint);
+  REQUIRE(to_secondary.changes.size() == 2);  // both settings, no device (site data goes up only)
+  for (const auto& c : to_secondary.changes) REQUIRE(c.table() == "global_settings");
+  // The forwarded change keeps its origin and origin sequence.
+  bool found = false;
+  for (const auto& c : to_secondary.changes) {
+    if (c.key() == "[\"remote\"]") {
+      found = true;
+      REQUIRE(c.origin_site() == "CAS");
+      REQUIRE(c.origin_seq() == 9);
+    }
+  }
+  REQUIRE(found);
+}
+
+TEST_CASE("pruning drops what every peer acknowledged, and a peer behind it needs a snapshot") {
+  TestDatabase db("capture");
+  Prepare(db, "CAS");
+  for (int i = 0; i < 5; ++i) db.Exec(absl::StrCat("INSERT INTO global_settings VALUES ('k", i, "', 'v')"));
+  db.Exec("INSERT INTO repl_outbound (peer, lsn, log_id) VALUES ('P01', 3, $1), ('P02', 4, $1)",
+          {std::to_string(replication::kWholeCommit)});
+  auto conn = db.Connect();
+  absl::StatusOr<int64_t> pruned;
+  absl::StatusOr<replication::LogHead> head;
+  REQUIRE(conn->Transact([&](store::Transaction& tx) {
+                pruned = replication::PruneLog(tx, 3600, {"P01", "P02"});
+                head = replication::ReadLogHead(tx);
+                return pruned.status();
+              }).ok());
+  REQUIRE(*pruned == 3);
+  REQUIRE(db.ScalarInt("SELECT min(lsn) FROM repl_commit") == 4);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 2);
+  REQUIRE_FALSE(replication::NeedsSnapshot(*head, head->epoch, Position{3, replication::kWholeCommit}));
+  REQUIRE(replication::NeedsSnapshot(*head, head->epoch, Position{2, replication::kWholeCommit}));
+  REQUIRE(replication::NeedsSnapshot(*head, "another-epoch", Position{5, replication::kWholeCommit}));
+  REQUIRE(replication::NeedsSnapshot(*head, "", Position{0, 0}));
+}

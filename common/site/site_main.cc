@@ -1,0 +1,161 @@
+#include "common/site/site_main.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/base/config.h"
+#include "common/base/log.h"
+#include "common/site/site_server.h"
+#include "common/site/topology.h"
+
+ABSL_FLAG(std::string, config, "", "Site server configuration: a text-format SiteServerConfig file");
+ABSL_FLAG(std::string, site_code, "", "Three-character site code (overrides the config)");
+ABSL_FLAG(std::string, database, "", "PostgreSQL connection string (overrides the config)");
+ABSL_FLAG(std::string, listen, "", "Listen address host:port or unix:/path (overrides the config)");
+ABSL_FLAG(std::string, parent, "", "Parent site server address (overrides the config)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM file of the hierarchy root CA (overrides the config)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this site server (overrides the config)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of this site server (overrides the config)");
+ABSL_FLAG(std::string, address_file, "", "Write the bound address here (overrides the config)");
+ABSL_FLAG(std::string, address, "", "status: the site server to ask (default: from the config)");
+ABSL_FLAG(bool, verbose, false, "Log debug events too");
+
+namespace strata::site {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitRefused = 3;
+constexpr int kExitUnavailable = 4;
+
+absl::StatusOr<v1::SiteServerConfig> LoadConfig() {
+  v1::SiteServerConfig config;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    absl::Status s = LoadTextProtoFile(absl::GetFlag(FLAGS_config), &config);
+    if (!s.ok()) return s;
+  }
+  auto set = [](const std::string& flag, auto setter) {
+    if (!flag.empty()) setter(flag);
+  };
+  set(absl::GetFlag(FLAGS_site_code), [&](const std::string& v) { config.set_site_code(v); });
+  set(absl::GetFlag(FLAGS_database), [&](const std::string& v) { config.set_database(v); });
+  set(absl::GetFlag(FLAGS_listen), [&](const std::string& v) { config.set_listen_address(v); });
+  set(absl::GetFlag(FLAGS_parent), [&](const std::string& v) { config.set_parent_address(v); });
+  set(absl::GetFlag(FLAGS_tls_ca), [&](const std::string& v) { config.mutable_tls()->set_ca_file(v); });
+  set(absl::GetFlag(FLAGS_tls_cert), [&](const std::string& v) { config.mutable_tls()->set_cert_file(v); });
+  set(absl::GetFlag(FLAGS_tls_key), [&](const std::string& v) { config.mutable_tls()->set_key_file(v); });
+  set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { config.set_address_file(v); });
+  return config;
+}
+
+int RunStatus(const v1::SiteServerConfig& config) {
+  std::string address = absl::GetFlag(FLAGS_address);
+  if (address.empty() && !config.address_file().empty()) {
+    std::ifstream in(config.address_file());
+    std::getline(in, address);
+  }
+  if (address.empty()) address = config.listen_address();
+  if (address.empty()) {
+    std::cerr << "status: no address: give --address, or --config with listen_address\n";
+    return kExitUsage;
+  }
+  if (absl::StartsWith(address, "0.0.0.0:")) address = "localhost:" + address.substr(8);
+  auto status = QueryStatus(address, config.tls());
+  if (!status.ok()) {
+    std::cerr << "status: " << address << ": " << status.status().message() << "\n";
+    return status.status().code() == absl::StatusCode::kUnavailable ||
+                   status.status().code() == absl::StatusCode::kDeadlineExceeded
+               ? kExitUnavailable
+               : kExitFailure;
+  }
+  std::cout << FormatStatus(*status);
+  return kExitOk;
+}
+
+}  // namespace
+
+int SiteMain(v1::SiteType type, int argc, char** argv) {
+  const std::string binary = absl::StrCat("strata-", SiteTypeName(type));
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "common/site/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };
+  usage.normalize_filename = [](absl::string_view f) { return std::string(f); };
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(absl::StrCat(
+      "Strata ", SiteTypeLongName(type), " server.\n\nUsage:\n  ", binary,
+      " --config FILE [flags]          run the site server\n  ", binary,
+      " status --config FILE [flags]   print the health of this site's replication links\n\n"
+      "The config file is a text-format strata.v1.SiteServerConfig (see "
+      "proto/strata/v1/config.proto\nand deploy/examples/). Exit codes: 0 ok, 1 failure, 2 bad "
+      "usage or configuration,\n3 refused by the parent site, 4 site server unreachable."));
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
+  bool status_command = false;
+  for (size_t i = 1; i < positional.size(); ++i) {
+    if (std::string_view(positional[i]) == "status") {
+      status_command = true;
+    } else {
+      std::cerr << binary << ": unknown command \"" << positional[i]
+                << "\" (commands: status; see --help)\n";
+      return kExitUsage;
+    }
+  }
+  auto config = LoadConfig();
+  if (!config.ok()) {
+    std::cerr << binary << ": " << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (status_command) return RunStatus(*config);
+  if (absl::Status s = ValidateSiteConfig(type, *config); !s.ok()) {
+    std::cerr << binary << ": configuration: " << s.message() << "\n";
+    return kExitUsage;
+  }
+
+  // Signals go to one thread that asks the server to stop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  SiteServer server(type, *config);
+  absl::Status started = server.Start();
+  if (!started.ok()) {
+    LogError("site.start_failed", {{"error", started}});
+    return started.code() == absl::StatusCode::kInvalidArgument ||
+                   started.code() == absl::StatusCode::kFailedPrecondition
+               ? kExitUsage
+               : kExitFailure;
+  }
+  std::thread([&server, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    LogInfo("site.signal", {{"signal", sig}});
+    server.Shutdown();
+  }).detach();
+  absl::Status result = server.Wait();
+  server.Shutdown();
+  if (!result.ok()) {
+    LogError("site.exit", {{"error", result}});
+    return kExitRefused;
+  }
+  return kExitOk;
+}
+
+}  // namespace strata::site

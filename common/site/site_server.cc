@@ -1,0 +1,576 @@
+#include "common/site/site_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "common/base/config.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+#include "common/net/tls.h"
+#include "common/replication/change_log.h"
+#include "common/replication/link_session.h"
+#include "common/replication/migrations.h"
+#include "common/site/topology.h"
+#include "strata/v1/site_link.grpc.pb.h"
+
+namespace strata::site {
+
+extern const EmbeddedFile kSiteMigrations[];
+extern const int kSiteMigrationsCount;
+
+namespace {
+
+using replication::LinkCounters;
+using replication::LinkSession;
+using replication::LinkStream;
+using replication::Position;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Server end of a link stream.
+class ServerLinkStream final : public LinkStream {
+ public:
+  ServerLinkStream(grpc::ServerContext* ctx,
+                   grpc::ServerReaderWriter<v1::LinkMessage, v1::LinkMessage>* rw)
+      : ctx_(ctx), rw_(rw) {}
+  bool Read(v1::LinkMessage* m) override { return rw_->Read(m); }
+  bool Write(const v1::LinkMessage& m) override {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return rw_->Write(m);
+  }
+  void Cancel() override { ctx_->TryCancel(); }
+
+ private:
+  grpc::ServerContext* ctx_;
+  grpc::ServerReaderWriter<v1::LinkMessage, v1::LinkMessage>* rw_;
+  std::mutex write_mu_;
+};
+
+// Client end of a link stream.
+class ClientLinkStream final : public LinkStream {
+ public:
+  explicit ClientLinkStream(v1::SiteLink::Stub* stub) : rw_(stub->Replicate(&ctx_)) {}
+  bool Read(v1::LinkMessage* m) override { return rw_->Read(m); }
+  bool Write(const v1::LinkMessage& m) override {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return rw_->Write(m);
+  }
+  void Cancel() override { ctx_.TryCancel(); }
+  grpc::Status Finish() { return rw_->Finish(); }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::LinkMessage, v1::LinkMessage>> rw_;
+  std::mutex write_mu_;
+};
+
+bool IsRefusal(absl::StatusCode code) {
+  return code == absl::StatusCode::kPermissionDenied ||
+         code == absl::StatusCode::kFailedPrecondition ||
+         code == absl::StatusCode::kAlreadyExists ||
+         code == absl::StatusCode::kUnauthenticated ||
+         code == absl::StatusCode::kInvalidArgument;
+}
+
+}  // namespace
+
+absl::Status ValidateSiteConfig(v1::SiteType type, const v1::SiteServerConfig& config) {
+  if (absl::Status s = ValidateSiteCode(config.site_code()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("site_code: ", s.message()));
+  }
+  if (config.database().empty()) {
+    return absl::InvalidArgumentError("database: a PostgreSQL connection string is required");
+  }
+  if (config.listen_address().empty()) {
+    return absl::InvalidArgumentError(
+        "listen_address: required (host:port, port 0 for any free port, or unix:/path)");
+  }
+  if (config.tls().ca_file().empty() || config.tls().cert_file().empty() ||
+      config.tls().key_file().empty()) {
+    return absl::InvalidArgumentError(
+        "tls: ca_file, cert_file and key_file are all required (every link is mutual TLS)");
+  }
+  if (type == v1::SITE_TYPE_CAS && !config.parent_address().empty()) {
+    return absl::InvalidArgumentError(
+        "parent_address: a central administration site has no parent");
+  }
+  if (type == v1::SITE_TYPE_SECONDARY && config.parent_address().empty()) {
+    return absl::InvalidArgumentError(
+        "parent_address: a secondary site needs the address of its primary site");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_code) {
+  RETURN_IF_ERROR(replication::ApplyReplicationMigrations(conn));
+  RETURN_IF_ERROR(store::ApplyMigrations(conn, "site", kSiteMigrations, kSiteMigrationsCount));
+  ASSIGN_OR_RETURN(store::Result r,
+                   conn.Exec("INSERT INTO repl_identity (site_code) VALUES ($1) ON CONFLICT "
+                             "(singleton) DO UPDATE SET site_code = repl_identity.site_code "
+                             "RETURNING site_code",
+                             {site_code}));
+  if (r.GetString(0, 0) != site_code) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this database belongs to site ", r.GetString(0, 0), ", not ", site_code,
+        "; each site server needs its own database"));
+  }
+  return absl::OkStatus();
+}
+
+class SiteServer::Impl final : public v1::SiteLink::Service {
+ public:
+  Impl(v1::SiteType type, v1::SiteServerConfig config) : type_(type), config_(std::move(config)) {
+    ctx_.site_code = config_.site_code();
+    ctx_.site_type = type_;
+    ctx_.conninfo = config_.database();
+    ctx_.settings = replication::WithDefaults(config_.replication());
+    ctx_.notifier = &notifier_;
+    ctx_.registry = &registry_;
+    ctx_.has_parent = !config_.parent_address().empty();
+  }
+
+  ~Impl() override { Shutdown(); }
+
+  absl::Status Start() {
+    RETURN_IF_ERROR(ValidateSiteConfig(type_, config_));
+    SetLogComponent(absl::StrCat("site=", config_.site_code()));
+    ASSIGN_OR_RETURN(store::ConnectionPtr conn, ConnectWithRetry());
+    RETURN_IF_ERROR(PrepareDatabase(*conn, config_.site_code()));
+    if (config_.parent_address().empty()) {
+      // A top-level site records itself; a child is recorded by its parent.
+      RETURN_IF_ERROR(UpsertSite(*conn, config_.site_code(), type_, ""));
+    }
+    ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), {this},
+                                          ctx_.settings.max_message_bytes(), &bound_address_));
+    if (!config_.address_file().empty()) {
+      std::string tmp = config_.address_file() + ".tmp";
+      std::ofstream(tmp) << bound_address_ << "\n";
+      std::rename(tmp.c_str(), config_.address_file().c_str());
+    }
+    LogInfo("site.started", {{"type", SiteTypeName(type_)},
+                             {"address", bound_address_},
+                             {"parent", config_.parent_address().empty() ? "-" : config_.parent_address()},
+                             {"version", kVersion}});
+    threads_.emplace_back([this] { ListenLoop(); });
+    threads_.emplace_back([this] { PruneLoop(); });
+    if (!config_.parent_address().empty()) threads_.emplace_back([this] { ParentLoop(); });
+    return absl::OkStatus();
+  }
+
+  absl::Status Wait() {
+    done_.WaitForNotification();
+    std::lock_guard<std::mutex> lock(mu_);
+    return fatal_;
+  }
+
+  void Shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      for (auto& [code, session] : child_sessions_) session->Stop();
+      if (parent_session_) parent_session_->Stop();
+      if (parent_stream_) parent_stream_->Cancel();
+    }
+    cv_.notify_all();
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    if (server_) server_->Wait();
+    LogInfo("site.stopped");
+    if (!done_.HasBeenNotified()) done_.Notify();
+  }
+
+  void RequestStop(const absl::Status& fatal) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (fatal_.ok()) fatal_ = fatal;
+    }
+    if (!done_.HasBeenNotified()) done_.Notify();
+  }
+
+  const std::string& bound_address() const { return bound_address_; }
+
+  // --- SiteLink service -------------------------------------------------
+
+  grpc::Status Attach(grpc::ServerContext* context, const v1::AttachRequest* request,
+                      v1::AttachResponse* response) override {
+    auto peer = PeerFromContext(*context);
+    if (!peer.ok()) return ToGrpcStatus(peer.status());
+    absl::Status s = AttachChild(*peer, *request);
+    if (!s.ok()) {
+      LogWarning("site.attach_refused",
+                 {{"child", request->site_code()}, {"certificate", peer->ToString()}, {"error", s}});
+      return ToGrpcStatus(s);
+    }
+    response->set_parent_site_code(config_.site_code());
+    response->set_parent_site_type(type_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Replicate(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::LinkMessage, v1::LinkMessage>* stream) override {
+    auto peer = PeerFromContext(*context);
+    if (!peer.ok()) return ToGrpcStatus(peer.status());
+    if (peer->role != "site") {
+      return ToGrpcStatus(absl::PermissionDeniedError(
+          absl::StrCat("only site servers replicate; the certificate is for a ", peer->role)));
+    }
+    auto child = LookupChild(peer->name);
+    if (!child.ok()) return ToGrpcStatus(child.status());
+    ServerLinkStream link_stream(context, stream);
+    LinkSession session(ctx_, replication::LinkPeer{peer->name, *child, false}, link_stream);
+    {
+      // One session per child: a reconnecting child replaces its old one.
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "site server stopping");
+      auto it = child_sessions_.find(peer->name);
+      if (it != child_sessions_.end()) it->second->Stop();
+      cv_.wait(lock, [&] { return child_sessions_.count(peer->name) == 0 || stopping_; });
+      if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "site server stopping");
+      child_sessions_[peer->name] = &session;
+    }
+    absl::Status result = session.Run();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      child_sessions_.erase(peer->name);
+    }
+    cv_.notify_all();
+    return ToGrpcStatus(result);
+  }
+
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest*,
+                         v1::SiteStatus* response) override {
+    auto peer = PeerFromContext(*context);
+    if (!peer.ok()) return ToGrpcStatus(peer.status());
+    return ToGrpcStatus(BuildStatus(response));
+  }
+
+ private:
+  absl::StatusOr<store::ConnectionPtr> ConnectWithRetry() {
+    int delay_ms = 200;
+    for (int attempt = 1;; ++attempt) {
+      auto conn = store::Connection::Open(config_.database());
+      if (conn.ok() || attempt >= 30) return conn;
+      LogWarning("site.database_unavailable", {{"attempt", attempt}, {"error", conn.status()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      delay_ms = std::min(delay_ms * 2, 2000);
+    }
+  }
+
+  static absl::Status UpsertSite(store::Connection& conn, const std::string& code,
+                                 v1::SiteType type, const std::string& parent) {
+    // Written only when something changed, so reconnects do not replicate noise.
+    return conn
+        .Exec("INSERT INTO sites (code, type, parent, version, state) VALUES ($1, $2, $3, $4, "
+              "'active') ON CONFLICT (code) DO UPDATE SET type = EXCLUDED.type, parent = "
+              "EXCLUDED.parent, version = EXCLUDED.version, state = EXCLUDED.state WHERE "
+              "(sites.type, sites.parent, sites.version, sites.state) IS DISTINCT FROM "
+              "(EXCLUDED.type, EXCLUDED.parent, EXCLUDED.version, EXCLUDED.state)",
+              {code, SiteTypeName(type), parent.empty() ? store::Param() : store::Param(parent),
+               std::string(kVersion)})
+        .status();
+  }
+
+  absl::Status AttachChild(const PeerIdentity& peer, const v1::AttachRequest& request) {
+    ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
+    ASSIGN_OR_RETURN(store::Result known,
+                     conn->Exec("SELECT code, type, coalesce(parent, '') FROM sites WHERE code = $1",
+                                {request.site_code()}));
+    std::optional<KnownSite> existing;
+    if (!known.empty()) {
+      existing = KnownSite{known.GetString(0, 0), SiteTypeFromName(known.Get(0, 1)),
+                           known.GetString(0, 2)};
+    }
+    RETURN_IF_ERROR(CheckAttach(config_.site_code(), type_,
+                                AttachCandidate{request.site_code(), request.site_type(), peer.role,
+                                                peer.name},
+                                existing));
+    RETURN_IF_ERROR(UpsertSite(*conn, request.site_code(), request.site_type(), config_.site_code()));
+    LogInfo("site.child_attached",
+            {{"child", request.site_code()}, {"type", SiteTypeName(request.site_type())},
+             {"version", request.version()}});
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::SiteType> LookupChild(const std::string& code) {
+    ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
+    ASSIGN_OR_RETURN(store::Result r,
+                     conn->Exec("SELECT type FROM sites WHERE code = $1 AND parent = $2",
+                                {code, config_.site_code()}));
+    if (r.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("site ", code, " is not attached to ", config_.site_code(), "; call Attach first"));
+    }
+    return SiteTypeFromName(r.Get(0, 0));
+  }
+
+  bool SleepUnlessStopping(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return !cv_.wait_for(lock, d, [&] { return stopping_; });
+  }
+
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  }
+
+  // Turns PostgreSQL notifications into wake-ups of the sending sessions.
+  void ListenLoop() {
+    while (!stopping()) {
+      auto conn = store::Connection::Open(config_.database());
+      absl::Status s = conn.ok() ? (*conn)->Listen("strata_repl") : conn.status();
+      while (s.ok() && !stopping()) {
+        auto n = (*conn)->AwaitNotification(500);
+        if (!n.ok()) {
+          s = n.status();
+        } else if (*n > 0) {
+          notifier_.Notify();
+        }
+      }
+      if (!s.ok()) LogWarning("site.listen_failed", {{"error", s}});
+      notifier_.Notify();  // whatever happened meanwhile, look again
+      SleepUnlessStopping(std::chrono::seconds(1));
+    }
+  }
+
+  void PruneLoop() {
+    const auto period = std::chrono::seconds(
+        std::clamp<int64_t>(ctx_.settings.retention_seconds() / 4, 1, 60));
+    while (SleepUnlessStopping(period)) {
+      auto conn = store::Connection::Open(config_.database());
+      if (!conn.ok()) continue;
+      absl::StatusOr<int64_t> pruned;
+      absl::Status s = (*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
+        ASSIGN_OR_RETURN(store::Result peers,
+                         tx.Exec("SELECT code FROM sites WHERE parent = $1", {config_.site_code()}));
+        std::vector<std::string> codes;
+        for (size_t i = 0; i < peers.size(); ++i) codes.push_back(peers.GetString(i, 0));
+        std::string parent = ParentCode();
+        if (!parent.empty()) codes.push_back(parent);
+        pruned = replication::PruneLog(tx, ctx_.settings.retention_seconds(), codes);
+        return pruned.status();
+      });
+      if (!s.ok()) LogWarning("site.prune_failed", {{"error", s}});
+    }
+  }
+
+  std::string ParentCode() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return parent_code_;
+  }
+
+  // The child side of the link to the parent: attach, replicate, reconnect
+  // with backoff; exit on a refusal.
+  void ParentLoop() {
+    ChannelOptions options;
+    options.max_message_bytes = ctx_.settings.max_message_bytes();
+    options.reconnect_max_backoff_ms = ctx_.settings.max_backoff_ms();
+    auto channel = MakeChannel(config_.parent_address(), config_.tls(), options);
+    if (!channel.ok()) {
+      RequestStop(channel.status());
+      return;
+    }
+    auto stub = v1::SiteLink::NewStub(*channel);
+    int backoff_ms = 100;
+    std::string peer_label = "parent";
+    while (!stopping()) {
+      grpc::ClientContext attach_ctx;
+      attach_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::AttachRequest req;
+      req.set_site_code(config_.site_code());
+      req.set_site_type(type_);
+      req.set_version(kVersion);
+      v1::AttachResponse resp;
+      absl::Status s = FromGrpcStatus(stub->Attach(&attach_ctx, req, &resp));
+      if (s.ok() && resp.parent_site_code().empty()) s = absl::InternalError("parent sent no site code");
+      if (!s.ok()) {
+        if (IsRefusal(s.code())) {
+          LogError("site.refused_by_parent", {{"parent", config_.parent_address()}, {"error", s}});
+          RequestStop(Annotate(s, "the parent refused this site"));
+          return;
+        }
+        registry_.Update(peer_label, [&](LinkCounters& c) {
+          c.peer_is_parent = true;
+          c.connected = false;
+          c.last_error = s.ToString();
+          if (c.disconnected_since_unix_ms == 0) c.disconnected_since_unix_ms = NowMs();
+        });
+        LogWarning("site.parent_unreachable", {{"parent", config_.parent_address()}, {"error", s}});
+      } else {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          parent_code_ = resp.parent_site_code();
+        }
+        peer_label = resp.parent_site_code();
+        auto started = std::chrono::steady_clock::now();
+        auto stream = std::make_unique<ClientLinkStream>(stub.get());
+        LinkSession session(ctx_, replication::LinkPeer{resp.parent_site_code(),
+                                                        resp.parent_site_type(), true},
+                            *stream);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (stopping_) break;
+          parent_session_ = &session;
+          parent_stream_ = stream.get();
+        }
+        absl::Status result = session.Run();
+        stream->Cancel();
+        absl::Status finish = FromGrpcStatus(stream->Finish());
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          parent_session_ = nullptr;
+          parent_stream_ = nullptr;
+        }
+        if (result.ok() && finish.code() != absl::StatusCode::kCancelled) result = finish;
+        if (!result.ok()) {
+          registry_.Update(peer_label, [&](LinkCounters& c) { c.last_error = result.ToString(); });
+        }
+        if (std::chrono::steady_clock::now() - started > std::chrono::seconds(10)) backoff_ms = 100;
+      }
+      if (!SleepUnlessStopping(std::chrono::milliseconds(backoff_ms))) break;
+      backoff_ms = std::min(backoff_ms * 2, ctx_.settings.max_backoff_ms());
+    }
+  }
+
+  absl::Status BuildStatus(v1::SiteStatus* out) {
+    out->set_site_code(config_.site_code());
+    out->set_site_type(type_);
+    out->set_parent_site_code(ParentCode());
+    out->set_version(kVersion);
+    ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
+    std::vector<LinkCounters> links = registry_.Snapshot();
+    std::map<std::string, LinkCounters> by_peer;
+    for (auto& c : links) by_peer[c.peer] = c;
+    return conn->Transact([&](store::Transaction& tx) -> absl::Status {
+      ASSIGN_OR_RETURN(replication::LogHead head, replication::ReadLogHead(tx));
+      out->set_log_epoch(head.epoch);
+      out->set_log_lsn(head.lsn);
+      // Every registered child is listed, connected or not.
+      ASSIGN_OR_RETURN(store::Result children,
+                       tx.Exec("SELECT code, type FROM sites WHERE parent = $1 ORDER BY code",
+                               {config_.site_code()}));
+      for (size_t i = 0; i < children.size(); ++i) {
+        LinkCounters& c = by_peer[children.GetString(i, 0)];
+        c.peer = children.GetString(i, 0);
+        c.peer_type = SiteTypeFromName(children.Get(i, 1));
+        c.peer_is_parent = false;
+      }
+      ASSIGN_OR_RETURN(store::Result outbound, tx.Exec("SELECT peer, lsn, log_id FROM repl_outbound"));
+      std::map<std::string, Position> acked;
+      for (size_t i = 0; i < outbound.size(); ++i) {
+        acked[outbound.GetString(i, 0)] = Position{outbound.GetInt(i, 1), outbound.GetInt(i, 2)};
+      }
+      const int64_t now = NowMs();
+      for (auto& [peer, c] : by_peer) {
+        v1::LinkStatus* l = out->add_links();
+        l->set_peer_site_code(peer);
+        l->set_role(c.peer_is_parent ? "parent" : "child");
+        l->set_connected(c.connected);
+        l->set_last_error(c.last_error);
+        l->set_last_contact_unix_ms(c.last_contact_unix_ms);
+        l->set_changes_sent(c.changes_sent);
+        l->set_changes_applied(c.changes_applied);
+        l->set_snapshots_sent(c.snapshots_sent);
+        l->set_snapshots_applied(c.snapshots_applied);
+        Position from = c.acked_known ? c.acked : (acked.count(peer) ? acked[peer] : Position{0, 0});
+        replication::PeerFilter filter;
+        filter.peer = peer;
+        filter.scopes = replication::ScopesFor(c.peer_is_parent, c.peer_type);
+        if (peer != "parent") {
+          ASSIGN_OR_RETURN(replication::Lag lag, replication::ComputeLag(tx, from, filter));
+          l->set_lag_changes(lag.changes);
+          l->set_lag_seconds(lag.seconds);
+        }
+        v1::LinkState state;
+        if (c.connected) {
+          state = l->lag_seconds() > ctx_.settings.degraded_lag_seconds() ? v1::LINK_STATE_DEGRADED
+                                                                          : v1::LINK_STATE_ACTIVE;
+        } else {
+          int64_t down_since = c.disconnected_since_unix_ms;
+          state = (down_since == 0 ||
+                   now - down_since > ctx_.settings.failed_after_seconds() * int64_t{1000})
+                      ? v1::LINK_STATE_FAILED
+                      : v1::LINK_STATE_DEGRADED;
+        }
+        l->set_state(state);
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  const v1::SiteType type_;
+  const v1::SiteServerConfig config_;
+  replication::ChangeNotifier notifier_;
+  replication::LinkRegistry registry_;
+  replication::SiteContext ctx_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string bound_address_;
+  std::vector<std::thread> threads_;
+  absl::Notification done_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                                // guarded by mu_
+  absl::Status fatal_;                                   // guarded by mu_
+  std::string parent_code_;                              // guarded by mu_
+  std::map<std::string, LinkSession*> child_sessions_;   // guarded by mu_
+  LinkSession* parent_session_ = nullptr;                // guarded by mu_
+  ClientLinkStream* parent_stream_ = nullptr;            // guarded by mu_
+};
+
+SiteServer::SiteServer(v1::SiteType type, v1::SiteServerConfig config)
+    : impl_(std::make_unique<Impl>(type, std::move(config))) {}
+SiteServer::~SiteServer() = default;
+absl::Status SiteServer::Start() { return impl_->Start(); }
+absl::Status SiteServer::Wait() { return impl_->Wait(); }
+void SiteServer::Shutdown() { impl_->Shutdown(); }
+const std::string& SiteServer::bound_address() const { return impl_->bound_address(); }
+
+absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1::TlsConfig& tls) {
+  ASSIGN_OR_RETURN(auto channel, MakeChannel(address, tls));
+  auto stub = v1::SiteLink::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::SiteStatus status;
+  RETURN_IF_ERROR(FromGrpcStatus(stub->GetStatus(&ctx, v1::GetStatusRequest(), &status)));
+  return status;
+}
+
+std::string FormatStatus(const v1::SiteStatus& s) {
+  std::string out = absl::StrFormat("site %s (%s)  parent %s  version %s  log lsn %d\n",
+                                    s.site_code(), SiteTypeLongName(s.site_type()),
+                                    s.parent_site_code().empty() ? "-" : s.parent_site_code(),
+                                    s.version(), s.log_lsn());
+  out += absl::StrFormat("%-6s %-7s %-9s %-9s %11s %9s %12s  %s\n", "PEER", "ROLE", "STATE",
+                         "CONNECTED", "LAG_CHANGES", "LAG_S", "LAST_CONTACT", "LAST_ERROR");
+  const int64_t now = NowMs();
+  for (const auto& l : s.links()) {
+    std::string state = l.state() == v1::LINK_STATE_ACTIVE     ? "active"
+                        : l.state() == v1::LINK_STATE_DEGRADED ? "degraded"
+                                                               : "failed";
+    std::string contact = l.last_contact_unix_ms() == 0
+                              ? "never"
+                              : absl::StrFormat("%.1fs ago", (now - l.last_contact_unix_ms()) / 1000.0);
+    out += absl::StrFormat("%-6s %-7s %-9s %-9s %11d %9.1f %12s  %s\n", l.peer_site_code(), l.role(),
+                           state, l.connected() ? "yes" : "no", l.lag_changes(), l.lag_seconds(),
+                           contact, l.last_error().empty() ? "-" : l.last_error());
+  }
+  return out;
+}
+
+}  // namespace strata::site

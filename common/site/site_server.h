@@ -1,0 +1,51 @@
+#pragma once
+
+// The site-server core that strata-cas, strata-primary and strata-secondary
+// share: one database, the site link service for children, the link to the
+// parent, change notification, log pruning and link health.
+//
+// Start() may be called once; Wait() blocks until Shutdown() or a fatal error
+// (e.g. the parent refused this site) and returns that error. Shutdown() is
+// thread-safe and stops everything in reverse order of start.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/store/database.h"
+#include "strata/v1/config.pb.h"
+#include "strata/v1/site_link.pb.h"
+
+namespace strata::site {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+// Checks a site server configuration before anything starts: clear,
+// field-naming errors (InvalidArgument).
+absl::Status ValidateSiteConfig(v1::SiteType type, const v1::SiteServerConfig& config);
+
+// Applies all migrations and gives the database its site identity (a
+// database belongs to one site for life: FailedPrecondition otherwise).
+absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_code);
+
+class SiteServer {
+ public:
+  SiteServer(v1::SiteType type, v1::SiteServerConfig config);
+  ~SiteServer();
+
+  absl::Status Start();
+  absl::Status Wait();
+  void Shutdown();
+  const std::string& bound_address() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Asks the site server at `address` for its status (GetStatus over mutual TLS).
+absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1::TlsConfig& tls);
+// Human-readable table of a status.
+std::string FormatStatus(const v1::SiteStatus& status);
+
+}  // namespace strata::site
