@@ -1,0 +1,473 @@
+// A whole hierarchy as real processes: CAS, two primaries, a secondary under
+// P01, each with its own database, linked by mutual-TLS gRPC streams over
+// unix sockets.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/net/tls.h"
+#include "common/site/site_server.h"
+#include "strata/v1/site_link.grpc.pb.h"
+#include "tests/fixture/site_fixture.h"
+
+using namespace strata;
+using namespace strata::testing;
+using std::chrono::seconds;
+
+namespace {
+
+struct Hierarchy {
+  TempDir dir;
+  std::unique_ptr<SiteProcess> cas, p01, p02, s01;
+
+  explicit Hierarchy(SiteOptions cas_options = {}, bool with_p02 = true) {
+    cas = std::make_unique<SiteProcess>("CAS", v1::SITE_TYPE_CAS, dir, "", cas_options);
+    cas->Start();
+    p01 = std::make_unique<SiteProcess>("P01", v1::SITE_TYPE_PRIMARY, dir, cas->address());
+    p01->Start();
+    if (with_p02) {
+      p02 = std::make_unique<SiteProcess>("P02", v1::SITE_TYPE_PRIMARY, dir, cas->address());
+      p02->Start();
+    }
+    s01 = std::make_unique<SiteProcess>("S01", v1::SITE_TYPE_SECONDARY, dir, p01->address());
+    s01->Start();
+    bool linked = WaitFor(
+        [&] {
+          return cas->LinkActive("P01") && (!with_p02 || cas->LinkActive("P02")) &&
+                 p01->LinkActive("S01") && s01->LinkActive("P01") &&
+                 (!with_p02 || p02->LinkActive("CAS"));
+        },
+        seconds(60));
+    INFO("CAS log:\n" << cas->LogText() << "\nP01 log:\n" << p01->LogText());
+    REQUIRE(linked);
+  }
+};
+
+// Polls `sql` on `db` until it returns `expected`.
+bool Eventually(TestDatabase& db, const std::string& sql, const std::string& expected,
+                std::chrono::milliseconds timeout = seconds(30)) {
+  std::string last;
+  bool ok = WaitFor(
+      [&] {
+        auto conn = store::Connection::Open(db.conninfo());
+        if (!conn.ok()) return false;
+        auto r = (*conn)->Exec(sql);
+        if (!r.ok()) return false;
+        last = r->empty() ? "" : r->GetString(0, 0);
+        return last == expected;
+      },
+      timeout);
+  if (!ok) UNSCOPED_INFO("last value of [" << sql << "] was [" << last << "], expected [" << expected << "]");
+  return ok;
+}
+
+std::string CountOf(const std::string& where) {
+  return absl::StrCat("SELECT count(*) FROM global_settings WHERE ", where);
+}
+
+std::string RunCommand(const std::string& cmd, int* exit_code) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  *exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("global data reaches every site, site data goes up only, origins are kept") {
+  Hierarchy h;
+  h.cas->db().Exec("INSERT INTO global_settings (name, value) VALUES ('from-cas', 'c')");
+  h.p01->db().Exec("INSERT INTO global_settings (name, value) VALUES ('from-p01', 'p1')");
+  h.p02->db().Exec("INSERT INTO global_settings (name, value) VALUES ('from-p02', 'p2')");
+  h.p01->db().Exec(
+      "INSERT INTO devices (id, name, site_code) VALUES ('00000000-0000-0000-0000-0000000000a1', "
+      "'p01-laptop', 'P01')");
+  h.s01->db().Exec(
+      "INSERT INTO devices (id, name, site_code) VALUES ('00000000-0000-0000-0000-0000000000b1', "
+      "'branch-pc', 'P01')");
+
+  const std::string all_three = CountOf("name IN ('from-cas', 'from-p01', 'from-p02')");
+  for (SiteProcess* site : {h.cas.get(), h.p01.get(), h.p02.get(), h.s01.get()}) {
+    INFO("site " << site->code());
+    REQUIRE(Eventually(site->db(), all_three, "3"));
+    // Three hops (P02 -> CAS -> P01 -> S01) and the origin is still P02.
+    REQUIRE(site->db().Scalar("SELECT _origin FROM global_settings WHERE name = 'from-p02'") == "P02");
+    REQUIRE(Eventually(site->db(), "SELECT string_agg(code || ':' || type || ':' || coalesce(parent, '-'), ' ' ORDER BY code) FROM sites",
+                       "CAS:cas:- P01:primary:CAS P02:primary:CAS S01:secondary:P01"));
+  }
+  // Site data: P01's device and the branch office's reach the CAS ...
+  REQUIRE(Eventually(h.cas->db(), "SELECT string_agg(name, ',' ORDER BY name) FROM devices",
+                     "branch-pc,p01-laptop"));
+  REQUIRE(Eventually(h.p01->db(), "SELECT string_agg(name, ',' ORDER BY name) FROM devices",
+                     "branch-pc,p01-laptop"));
+  // ... and nowhere else: once a later global marker has reached P02 and S01,
+  // the devices still have not.
+  h.cas->db().Exec("INSERT INTO global_settings (name, value) VALUES ('marker', 'm')");
+  REQUIRE(Eventually(h.p02->db(), CountOf("name = 'marker'"), "1"));
+  REQUIRE(Eventually(h.s01->db(), CountOf("name = 'marker'"), "1"));
+  REQUIRE(h.p02->db().ScalarInt("SELECT count(*) FROM devices") == 0);
+  REQUIRE(h.s01->db().ScalarInt("SELECT count(*) FROM devices WHERE name = 'p01-laptop'") == 0);
+  // Each change was applied once at P01 (which logs what it forwards).
+  REQUIRE(h.p01->db().ScalarInt("SELECT count(*) FROM repl_log WHERE key = '[\"from-cas\"]'") == 1);
+
+  // Link health, through the RPC and through the status command.
+  auto status = h.cas->Status();
+  REQUIRE(status.links_size() == 2);
+  for (const auto& l : status.links()) {
+    REQUIRE(l.state() == v1::LINK_STATE_ACTIVE);
+    REQUIRE(l.role() == "child");
+    REQUIRE(l.last_contact_unix_ms() > 0);
+  }
+  REQUIRE(WaitFor([&] { auto l = h.s01->Link("P01"); return l && l->lag_changes() == 0; }, seconds(30)));
+  int rc = 0;
+  std::string out = RunCommand(BinaryFor(v1::SITE_TYPE_PRIMARY) + " status --config " + h.p01->config_path(), &rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  REQUIRE_THAT(out, Catch::Contains("site P01 (primary site)"));
+  REQUIRE_THAT(out, Catch::Matches("(.|\n)*CAS +parent +active +yes(.|\n)*"));
+  REQUIRE_THAT(out, Catch::Matches("(.|\n)*S01 +child +active +yes(.|\n)*"));
+}
+
+TEST_CASE("8 concurrent writers committing out of order at the CAS: every row arrives exactly once") {
+  Hierarchy h({}, false);
+  constexpr int kWriters = 8, kEach = 100;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      auto conn = store::Connection::Open(h.cas->db().conninfo());
+      REQUIRE(conn.ok());
+      std::mt19937 rng(w);
+      for (int i = 0; i < kEach; ++i) {
+        std::string pause = absl::StrCat(std::uniform_int_distribution<int>(0, 5)(rng) / 1000.0);
+        REQUIRE((*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
+          auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2)",
+                           {absl::StrCat("cw-", w, "-", i), std::to_string(i)});
+          if (!r.ok()) return r.status();
+          return tx.Exec("SELECT pg_sleep($1::float8)", {pause}).status();
+        }).ok());
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  const std::string total = std::to_string(kWriters * kEach);
+  REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'cw-%'"), total, seconds(60)));
+  REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'cw-%'"), total));
+  // P01 logged each CAS change once: (origin, origin_seq) never repeats.
+  REQUIRE(h.p01->db().Scalar("SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
+                             "WHERE key LIKE '[\"cw-%'") == total + "/" + total);
+  REQUIRE(h.s01->db().ScalarInt("SELECT count(*) FROM global_settings WHERE name LIKE 'cw-%' AND "
+                                "value <> split_part(name, '-', 3)") == 0);
+}
+
+TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing duplicated") {
+  Hierarchy h({}, false);
+  std::atomic<bool> done{false};
+  constexpr int kRows = 1500;
+  std::thread writer([&] {
+    auto conn = store::Connection::Open(h.cas->db().conninfo());
+    REQUIRE(conn.ok());
+    for (int i = 0; i < kRows; ++i) {
+      REQUIRE((*conn)->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'k')",
+                            {absl::StrCat("kill-", i)}).ok());
+      if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    }
+    done = true;
+  });
+  // P01 also authors site data while it dies.
+  std::thread device_writer([&] {
+    for (int i = 0; i < 300; ++i) {
+      auto conn = store::Connection::Open(h.p01->db().conninfo());
+      if (!conn.ok()) continue;
+      (void)(*conn)->Exec(absl::StrCat("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'dev-", i,
+                                       "', 'P01')"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  REQUIRE(Eventually(h.p01->db(), "SELECT count(*) > 100 FROM global_settings WHERE name LIKE 'kill-%'", "t"));
+  h.p01->Kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  h.p01->Start();
+  writer.join();
+  device_writer.join();
+  REQUIRE(done);
+  const std::string total = std::to_string(kRows);
+  REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'kill-%'"), total, seconds(60)));
+  REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'kill-%'"), total, seconds(60)));
+  REQUIRE(h.p01->db().Scalar("SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
+                             "WHERE key LIKE '[\"kill-%'") == total + "/" + total);
+  const std::string devices = h.p01->db().Scalar("SELECT count(*) FROM devices");
+  REQUIRE(Eventually(h.cas->db(), "SELECT count(*) FROM devices", devices, seconds(60)));
+  REQUIRE(h.cas->db().Scalar("SELECT count(*) FROM devices WHERE (id, name) NOT IN (SELECT id, name FROM devices)") == "0");
+}
+
+TEST_CASE("a link cut for a while shows as failed, then drains its backlog when restored") {
+  Hierarchy h;
+  REQUIRE(h.cas->Stop() == 0);
+  for (int i = 0; i < 400; ++i) {
+    h.p01->db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'b')", {absl::StrCat("cut-", i)});
+  }
+  h.p01->db().Exec("INSERT INTO devices (id, name, site_code) SELECT gen_random_uuid(), 'cut-dev-' || g, 'P01' "
+                   "FROM generate_series(1, 200) g");
+  // While the parent is away P01 reports the link failed, with the reason.
+  REQUIRE(WaitFor([&] {
+    auto l = h.p01->Link("CAS");
+    return l && !l->connected() && l->state() == v1::LINK_STATE_FAILED && !l->last_error().empty();
+  }, seconds(30)));
+  auto backlog = h.p01->Link("CAS");
+  REQUIRE(backlog->lag_changes() >= 600);
+  REQUIRE(backlog->lag_seconds() > 0);
+  h.cas->Start();
+  REQUIRE(Eventually(h.cas->db(), CountOf("name LIKE 'cut-%'"), "400", seconds(60)));
+  REQUIRE(Eventually(h.cas->db(), "SELECT count(*) FROM devices WHERE name LIKE 'cut-dev-%'", "200"));
+  REQUIRE(Eventually(h.p02->db(), CountOf("name LIKE 'cut-%'"), "400", seconds(60)));
+  REQUIRE(WaitFor([&] { auto l = h.p01->Link("CAS"); return l && l->connected() && l->lag_changes() == 0 &&
+                                                         l->state() == v1::LINK_STATE_ACTIVE; }, seconds(30)));
+}
+
+TEST_CASE("a conflicting edit of the same global row at two sites ends the same everywhere") {
+  Hierarchy h;
+  for (int round = 0; round < 5; ++round) {
+    const std::string name = absl::StrCat("conflict-", round);
+    // Both sites edit the row at once (an upsert: whichever sees the other's
+    // version first updates it).
+    auto edit = [&](SiteProcess& site, absl::Status* out) {
+      auto conn = store::Connection::Open(site.db().conninfo());
+      *out = conn.ok() ? (*conn)->Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2) ON CONFLICT "
+                                       "(name) DO UPDATE SET value = EXCLUDED.value",
+                                       {name, site.code() + " wins"}).status()
+                       : conn.status();
+    };
+    absl::Status sa, sb;
+    std::thread a([&] { edit(*h.p01, &sa); });
+    std::thread b([&] { edit(*h.p02, &sb); });
+    a.join();
+    b.join();
+    REQUIRE(sa.ok());
+    REQUIRE(sb.ok());
+    // Each site stamped its own version; the higher (hlc, site code) must win everywhere.
+    auto stamp = [&](SiteProcess& s) {
+      return std::make_pair(s.db().ScalarInt("SELECT hlc FROM repl_log WHERE key = $1 AND received_from IS NULL",
+                                             {absl::StrCat("[\"", name, "\"]")}),
+                            s.code());
+    };
+    auto winner = std::max(stamp(*h.p01), stamp(*h.p02));
+    const std::string expected = winner.second + " wins";
+    for (SiteProcess* site : {h.cas.get(), h.p01.get(), h.p02.get(), h.s01.get()}) {
+      INFO("site " << site->code() << " round " << round);
+      REQUIRE(Eventually(site->db(), absl::StrCat("SELECT value FROM global_settings WHERE name = '", name, "'"),
+                         expected));
+      REQUIRE(site->db().Scalar("SELECT _origin FROM global_settings WHERE name = $1", {name}) == winner.second);
+    }
+  }
+}
+
+TEST_CASE("children that break the hierarchy's rules are refused with a clear error and exit") {
+  TempDir dir;
+  SiteProcess cas("CAS", v1::SITE_TYPE_CAS, dir, "");
+  cas.Start();
+  SiteProcess p01("P01", v1::SITE_TYPE_PRIMARY, dir, cas.address());
+  p01.Start();
+  REQUIRE(WaitFor([&] { return cas.LinkActive("P01"); }, seconds(30)));
+  cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ('before', 'x')");
+
+  struct Case {
+    std::string code;
+    v1::SiteType type;
+    std::string parent;
+    std::string cert;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"S01", v1::SITE_TYPE_SECONDARY, cas.address(), "S01", "a secondary site's parent must be a primary site"},
+      {"P03", v1::SITE_TYPE_PRIMARY, cas.address(), "P01", "certificate names site P01, but the child claims to be P03"},
+      {"CAS", v1::SITE_TYPE_SECONDARY, p01.address(), "CAS", "site code CAS is already used in this hierarchy"},
+      {"P02", v1::SITE_TYPE_PRIMARY, p01.address(), "P02", "a primary site's parent must be a central administration site"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.code << " -> " << c.parent);
+    SiteProcess child(c.code, c.type, dir, c.parent, SiteOptions{c.cert});
+    child.StartNoWait();
+    REQUIRE(child.WaitExit(seconds(60)) == 3);
+    REQUIRE_THAT(child.LogText(), Catch::Contains(c.message));
+    REQUIRE_THAT(child.LogText(), Catch::Contains("site.refused_by_parent"));
+  }
+  // Nothing was recorded for them.
+  REQUIRE(cas.db().Scalar("SELECT string_agg(code, ',' ORDER BY code) FROM sites") == "CAS,P01");
+  REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM sites WHERE parent = 'P01'") == 0);
+
+  // A malformed site code never gets as far as the parent.
+  SiteProcess bad("P01", v1::SITE_TYPE_PRIMARY, dir, cas.address());
+  int rc = 0;
+  std::string out = RunCommand(BinaryFor(v1::SITE_TYPE_PRIMARY) + " --config " + bad.config_path() +
+                                   " --site_code p-1", &rc);
+  REQUIRE(rc == 2);
+  REQUIRE_THAT(out, Catch::Contains("site code \"p-1\" is invalid"));
+}
+
+namespace {
+
+// A hand-made client holding a real site certificate, for sending what a
+// correct site server never would.
+struct RawLink {
+  explicit RawLink(const std::string& address, const std::string& cert) {
+    v1::TlsConfig tls;
+    tls.set_ca_file(TestPki() + "/ca.pem");
+    if (!cert.empty()) {
+      tls.set_cert_file(absl::StrCat(TestPki(), "/site-", cert, ".pem"));
+      tls.set_key_file(absl::StrCat(TestPki(), "/site-", cert, ".key"));
+    }
+    auto channel = MakeChannel(address, tls);
+    REQUIRE(channel.ok());
+    stub = v1::SiteLink::NewStub(*channel);
+  }
+  grpc::Status Attach(const std::string& code, v1::SiteType type) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    v1::AttachRequest req;
+    req.set_site_code(code);
+    req.set_site_type(type);
+    req.set_version("test");
+    v1::AttachResponse resp;
+    return stub->Attach(&ctx, req, &resp);
+  }
+  // Opens a stream, exchanges hellos, sends `messages`, returns the final status.
+  grpc::Status Send(const std::string& code, const std::vector<v1::LinkMessage>& messages) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + seconds(20));
+    auto rw = stub->Replicate(&ctx);
+    v1::LinkMessage hello;
+    hello.mutable_hello()->set_site_code(code);
+    hello.mutable_hello()->set_log_epoch("00000000-0000-0000-0000-00000000e90c");
+    rw->Write(hello);
+    v1::LinkMessage m;
+    rw->Read(&m);
+    for (const auto& msg : messages) {
+      if (!rw->Write(msg)) break;
+    }
+    rw->WritesDone();
+    while (rw->Read(&m)) {
+    }
+    return rw->Finish();
+  }
+  std::unique_ptr<v1::SiteLink::Stub> stub;
+};
+
+v1::LinkMessage SnapshotBatch(std::vector<v1::Change> changes, bool end) {
+  v1::LinkMessage m;
+  m.mutable_batch()->set_snapshot_begin(true);
+  m.mutable_batch()->set_snapshot_end(end);
+  for (auto& c : changes) *m.mutable_batch()->add_changes() = c;
+  m.mutable_batch()->mutable_end()->set_epoch("00000000-0000-0000-0000-00000000e90c");
+  return m;
+}
+
+v1::Change SettingChange(const std::string& name, const std::string& origin, const std::string& row) {
+  v1::Change c;
+  c.set_table("global_settings");
+  c.set_op(v1::CHANGE_OP_UPSERT);
+  c.set_key(absl::StrCat("[\"", name, "\"]"));
+  c.set_row_json(row);
+  c.set_hlc(1);
+  c.set_origin_site(origin);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("no client certificate, malformed, forged or oversized batches: refused, nothing applied") {
+  TempDir dir;
+  SiteProcess cas("CAS", v1::SITE_TYPE_CAS, dir, "");
+  cas.Start();
+  SiteProcess p01("P01", v1::SITE_TYPE_PRIMARY, dir, cas.address(),
+                  SiteOptions{"", 0, 1024 * 1024, 0});
+  p01.Start();
+
+  // No client certificate: Unauthenticated, with the reason.
+  RawLink anonymous(p01.address(), "");
+  grpc::Status s = anonymous.Attach("S02", v1::SITE_TYPE_SECONDARY);
+  REQUIRE(s.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  REQUIRE_THAT(s.error_message(), Catch::Contains("no client certificate"));
+
+  // A secondary S02 that attaches correctly but then misbehaves.
+  RawLink s02(p01.address(), "S02");
+  REQUIRE(s02.Attach("S02", v1::SITE_TYPE_SECONDARY).ok());
+  const std::string good_row = R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z"})";
+
+  s = s02.Send("S02", {SnapshotBatch({SettingChange("evil", "S02", R"({"name": "evil", "value": )")}, true)});
+  REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE_THAT(s.error_message(), Catch::Contains("malformed row"));
+
+  s = s02.Send("S02", {SnapshotBatch({SettingChange("evil", "P02", good_row)}, true)});
+  REQUIRE(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  REQUIRE_THAT(s.error_message(), Catch::Contains("S02 may not send changes made at P02"));
+
+  v1::Change unknown = SettingChange("evil", "S02", good_row);
+  unknown.set_table("pg_authid");
+  s = s02.Send("S02", {SnapshotBatch({unknown}, true)});
+  REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE_THAT(s.error_message(), Catch::Contains("unknown table"));
+
+  // Oversized: one message over the site's 1 MiB limit.
+  std::string huge = absl::StrCat(R"({"name": "evil", "value": ")", std::string(1536 * 1024, 'x'), R"("})");
+  s = s02.Send("S02", {SnapshotBatch({SettingChange("evil", "S02", huge)}, true)});
+  REQUIRE(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // Too many changes in one batch.
+  std::vector<v1::Change> many(10001, SettingChange("evil", "S02", "{}"));
+  s = s02.Send("S02", {SnapshotBatch(many, true)});
+  REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE_THAT(s.error_message(), Catch::Contains("more than the limit"));
+
+  // A stream from a site that never attached.
+  RawLink p02(p01.address(), "P02");
+  s = p02.Send("P02", {});
+  REQUIRE(s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+
+  // A hello that names another site than the certificate.
+  s = s02.Send("S01", {});
+  REQUIRE(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+
+  // Nothing of it was applied, and P01 still serves its real parent.
+  REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM global_settings WHERE name = 'evil'") == 0);
+  REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM repl_inbound WHERE peer = 'S02'") == 0);
+  cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ('still-fine', 'x')");
+  REQUIRE(Eventually(p01.db(), CountOf("name = 'still-fine'"), "1"));
+}
+
+TEST_CASE("a new child, and one away past the retention window, are re-initialized from a snapshot") {
+  TempDir dir;
+  SiteProcess cas("CAS", v1::SITE_TYPE_CAS, dir, "", SiteOptions{"", 2});
+  cas.Start();
+  for (int i = 0; i < 50; ++i) {
+    cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'early')", {absl::StrCat("early-", i)});
+  }
+  cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ('doomed', 'x')");
+  // New child: written before P01 existed, the rows arrive by snapshot.
+  SiteProcess p01("P01", v1::SITE_TYPE_PRIMARY, dir, cas.address());
+  p01.Start();
+  REQUIRE(Eventually(p01.db(), CountOf("name LIKE 'early-%' OR name = 'doomed'"), "51"));
+  REQUIRE_THAT(p01.LogText(), Catch::Contains("link.snapshot_applied"));
+
+  REQUIRE(p01.Stop() == 0);
+  for (int i = 0; i < 50; ++i) {
+    cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'late')", {absl::StrCat("late-", i)});
+  }
+  cas.db().Exec("DELETE FROM global_settings WHERE name = 'doomed'");
+  // Past retention the CAS prunes what P01 never acknowledged.
+  const std::string p01_acked = cas.db().Scalar("SELECT lsn FROM repl_outbound WHERE peer = 'P01'");
+  REQUIRE(WaitFor([&] { return cas.db().ScalarInt("SELECT pruned_through FROM repl_counter") >
+                               std::stoll(p01_acked); }, seconds(30)));
+  p01.Start();
+  REQUIRE(Eventually(p01.db(), CountOf("name LIKE 'late-%'"), "50"));
+  // The delete's log entry is gone, yet the snapshot removed the row.
+  REQUIRE(Eventually(p01.db(), CountOf("name = 'doomed'"), "0"));
+  REQUIRE(WaitFor([&] { auto l = p01.Link("CAS"); return l && l->snapshots_applied() == 1; }, seconds(10)));
+}

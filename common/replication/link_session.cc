@@ -79,23 +79,25 @@ LinkSession::~LinkSession() {
   if (notifier_id_ >= 0) site_.notifier->Unsubscribe(notifier_id_);
 }
 
-void LinkSession::Stop() {
+void LinkSession::Stop() { Stop(true); }
+
+void LinkSession::Stop(bool cancel_stream) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
     stopping_ = true;
   }
   cv_.notify_all();
-  stream_.Cancel();
+  if (cancel_stream) stream_.Cancel();
 }
 
-void LinkSession::Fail(const absl::Status& status) {
+void LinkSession::Fail(const absl::Status& status, bool cancel_stream) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (error_.ok()) error_ = status;
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_error = status.ToString(); });
-  Stop();
+  Stop(cancel_stream);
 }
 
 void LinkSession::Wake() {
@@ -153,8 +155,8 @@ absl::Status LinkSession::Run() {
   v1::LinkHello peer_hello;
   absl::Status hs = Handshake(&peer_hello);
   if (!hs.ok()) {
+    // No thread reads the stream yet: the caller ends the call with `hs`.
     site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_error = hs.ToString(); });
-    stream_.Cancel();
     return hs;
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
@@ -168,8 +170,14 @@ absl::Status LinkSession::Run() {
   notifier_id_ = site_.notifier->Subscribe([this] { Wake(); });
   std::thread receiver([this] { ReceiveLoop(); });
   absl::Status send = SendLoop(peer_hello);
-  if (!send.ok()) Fail(send);
-  Stop();
+  if (!send.ok()) Fail(send, true);
+  bool receiver_failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    receiver_failed = !error_.ok() && send.ok();
+  }
+  // A receiver that failed has left Read() already; otherwise unblock it.
+  Stop(!receiver_failed);
   receiver.join();
   site_.notifier->Unsubscribe(notifier_id_);
   notifier_id_ = -1;
@@ -445,11 +453,11 @@ void LinkSession::ReceiveLoop() {
     }
     if (!s.ok()) {
       LogWarning("link.receive_failed", {{"peer", peer_.code}, {"error", s}});
-      Fail(s);
+      Fail(s, false);
       return;
     }
   }
-  Stop();
+  Stop(false);
 }
 
 }  // namespace strata::replication

@@ -120,7 +120,11 @@ class LinkSession {
   absl::Status HandleAck(const v1::Ack& ack);
   absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);
   PeerFilter Filter() const;
-  void Fail(const absl::Status& status);
+  // Records the first error and stops. `cancel_stream` is false when the
+  // receiver fails: the server then ends the call with that status instead
+  // of a bare cancellation.
+  void Fail(const absl::Status& status, bool cancel_stream);
+  void Stop(bool cancel_stream);
   void Wake();
 
   const SiteContext& site_;
