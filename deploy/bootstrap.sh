@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libabsl-dev libssl-dev libfmt-dev catch2
-  postgresql-15 postgresql-client-15 openssl procps clang-format
+  postgresql-15 postgresql-client-15 openssl procps bc clang-format
 )
 
 missing=()

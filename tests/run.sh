@@ -18,20 +18,15 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-deploy/bootstrap.sh
-
 build=build
-cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+cmake_args=()
 if [ $sanitize -eq 1 ]; then
   build=build-asan
   cmake_args+=(-DSTRATA_SANITIZE=ON)
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
-export CCACHE_BASEDIR=$root
-export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
-cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
-cmake --build "$build" -j "$(nproc)"
+deploy/build.sh "$build" "${cmake_args[@]}"
 
 source deploy/pg.sh
 pgdir=$(mktemp -d /tmp/strata-test-pg-XXXXXX)

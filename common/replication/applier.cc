@@ -54,16 +54,22 @@ void BuildStatements(TableInfo& t, const std::vector<std::pair<std::string, std:
   const std::string col_list = absl::StrJoin(cols, ", ");
   std::vector<std::string> i_cols;
   for (const auto& c : cols) i_cols.push_back("i." + c);
-  t.upsert_sql = absl::StrCat(
-      "INSERT INTO ", table, " AS cur (", col_list, ") SELECT ", absl::StrJoin(i_cols, ", "),
-      " FROM jsonb_array_elements($1::jsonb) e, LATERAL jsonb_populate_record(NULL::", table,
-      ", (e -> 'r') || jsonb_build_object('_hlc', e -> 'h', '_origin', e -> 'o')) i "
-      "WHERE NOT EXISTS (SELECT 1 FROM repl_tombstone tb WHERE tb.tbl = ", lit, " AND tb.key = ",
-      KeyExpr(t.key_columns, "i"), " AND (tb.hlc, tb.origin) >= (i._hlc, i._origin)) ",
-      "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ",
-      absl::StrJoin(sets, ", "),
-      " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin) RETURNING ",
-      KeyExpr(t.key_columns, "cur"));
+  auto upsert = [&](bool check_tombstones) {
+    return absl::StrCat(
+        "INSERT INTO ", table, " AS cur (", col_list, ") SELECT ", absl::StrJoin(i_cols, ", "),
+        " FROM json_populate_recordset(NULL::", table, ", $1::json) i ",
+        check_tombstones
+            ? absl::StrCat("WHERE NOT EXISTS (SELECT 1 FROM repl_tombstone tb WHERE tb.tbl = ", lit,
+                           " AND tb.key = ", KeyExpr(t.key_columns, "i"),
+                           " AND (tb.hlc, tb.origin) >= (i._hlc, i._origin)) ")
+            : std::string(),
+        "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ",
+        absl::StrJoin(sets, ", "),
+        " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin) RETURNING ",
+        KeyExpr(t.key_columns, "cur"), ", cur._hlc, cur._origin");
+  };
+  t.upsert_sql = upsert(true);
+  t.upsert_no_tombstones_sql = upsert(false);
   t.delete_sql = absl::StrCat(
       "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(key text, hlc bigint, origin "
       "text)), tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
@@ -84,15 +90,12 @@ void BuildStatements(TableInfo& t, const std::vector<std::pair<std::string, std:
 absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
                      const std::vector<const v1::Change*>& applied, const TableInfo& table) {
   if (!policy.forward || applied.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(store::Result first, tx.Exec("SELECT repl_first_in_tx()"));
-  bool is_first = first.GetBool(0, 0);
+  RETURN_IF_ERROR(tx.Exec("SELECT repl_notify_once()").status());
   std::string json = "[";
   for (size_t i = 0; i < applied.size(); ++i) {
     const v1::Change& c = *applied[i];
     if (i) json.push_back(',');
-    json.append("{\"f\":");
-    json.append(is_first && i == 0 ? "true" : "false");
-    json.append(",\"o\":");
+    json.append("{\"o\":");
     json.append(c.op() == v1::CHANGE_OP_DELETE ? "\"D\"" : "\"U\"");
     json.append(",\"k\":");
     AppendJsonString(json, c.key());
@@ -104,11 +107,11 @@ absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
   }
   json.push_back(']');
   return tx.Exec(
-               "INSERT INTO repl_log (first_in_tx, tbl, scope, op, key, row_data, hlc, origin, "
-               "origin_seq, received_from) SELECT x.f, $2, $3, x.o, x.k, CASE WHEN x.o = 'U' THEN "
-               "x.r || jsonb_build_object('_hlc', x.h, '_origin', x.g) END, x.h, x.g, x.q, $4 "
-               "FROM jsonb_to_recordset($1::jsonb) AS x(f boolean, o \"char\", k text, r jsonb, "
-               "h bigint, q bigint, g text)",
+               "INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
+               "received_from) SELECT $2, $3, x.o, x.k, CASE WHEN x.o = 'U' THEN x.r || "
+               "jsonb_build_object('_hlc', x.h, '_origin', x.g) END, x.h, x.g, x.q, $4 "
+               "FROM jsonb_to_recordset($1::jsonb) AS x(o \"char\", k text, r jsonb, h bigint, "
+               "q bigint, g text)",
                {json, table.name, table.scope, policy.peer})
       .status();
 }
@@ -271,26 +274,37 @@ absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& c
         AppendJsonString(json, c.origin_site());
         json.push_back('}');
       } else {
-        json.append("{\"r\":");
+        // The row carries its own _hlc and _origin; what was applied is
+        // checked against the change below.
         json.append(c.row_json());
-        absl::StrAppend(&json, ",\"h\":", c.hlc(), ",\"o\":");
-        AppendJsonString(json, c.origin_site());
-        json.push_back('}');
       }
     }
     json.push_back(']');
-    auto result = tx.Exec(is_delete ? table.delete_sql : table.upsert_sql, {json});
-    if (!result.ok()) return AsRejection(result.status());
-    std::set<std::string_view> applied_keys;
-    for (size_t i = 0; i < result->size(); ++i) applied_keys.insert(result->Get(i, 0));
-    std::vector<const v1::Change*> applied;
-    for (const v1::Change* c : run) {
-      if (applied_keys.erase(c->key()) > 0) applied.push_back(c);
+    const std::string* sql = &table.delete_sql;
+    if (!is_delete) {
+      // The tombstone probe costs a lookup per row; most tables have none.
+      auto any = tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
+      if (!any.ok()) return AsRejection(any.status());
+      sql = any->GetBool(0, 0) ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
     }
-    if (!applied_keys.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "batch rejected: a row of ", table.name, " does not match its change's key ",
-          std::string(*applied_keys.begin())));
+    auto result = tx.Exec(*sql, {json});
+    if (!result.ok()) return AsRejection(result.status());
+    // What was applied must be exactly what the changes said: same key,
+    // and for upserts the same clock and origin (a row cannot smuggle in
+    // other stamps than its change's).
+    std::unordered_map<std::string_view, const v1::Change*> by_key;
+    for (const v1::Change* c : run) by_key[c->key()] = c;
+    std::vector<const v1::Change*> applied;
+    for (size_t i = 0; i < result->size(); ++i) {
+      auto it = by_key.find(result->Get(i, 0));
+      if (it == by_key.end() ||
+          (!is_delete && (result->GetInt(i, 1) != it->second->hlc() ||
+                          result->Get(i, 2) != it->second->origin_site()))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "batch rejected: a row of ", table.name, " does not match its change's key, clock or origin ",
+            std::string(result->Get(i, 0))));
+      }
+      applied.push_back(it->second);
     }
     if (snapshot_keys) {
       std::string keys = "[";
@@ -352,7 +366,7 @@ absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& ca
 
 absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const std::string& peer) {
   ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("SELECT epoch, lsn, log_id FROM repl_inbound WHERE peer = $1 FOR UPDATE",
+                   tx.Exec("SELECT epoch, xid, log_id FROM repl_inbound WHERE peer = $1 FOR UPDATE",
                            {peer}));
   if (r.empty()) return std::optional<Inbound>();
   return std::optional<Inbound>(Inbound{r.GetString(0, 0), Position{r.GetInt(0, 1), r.GetInt(0, 2)}});
@@ -360,10 +374,10 @@ absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const
 
 absl::Status StoreInbound(store::Transaction& tx, const std::string& peer, const Inbound& inbound) {
   return tx.Exec(
-               "INSERT INTO repl_inbound (peer, epoch, lsn, log_id) VALUES ($1, $2, $3, $4) ON "
-               "CONFLICT (peer) DO UPDATE SET epoch = EXCLUDED.epoch, lsn = EXCLUDED.lsn, log_id "
+               "INSERT INTO repl_inbound (peer, epoch, xid, log_id) VALUES ($1, $2, $3, $4) ON "
+               "CONFLICT (peer) DO UPDATE SET epoch = EXCLUDED.epoch, xid = EXCLUDED.xid, log_id "
                "= EXCLUDED.log_id, updated_at = now()",
-               {peer, inbound.epoch, std::to_string(inbound.position.lsn),
+               {peer, inbound.epoch, std::to_string(inbound.position.xid),
                 std::to_string(inbound.position.log_id)})
       .status();
 }

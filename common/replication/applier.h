@@ -29,7 +29,8 @@ struct TableInfo {
   std::string name;
   std::string scope;
   std::vector<std::string> key_columns;
-  std::string upsert_sql;        // $1: [{"r": row, "h": hlc, "o": origin}] -> applied keys
+  std::string upsert_sql;        // $1: [row, ...] -> key, _hlc, _origin of applied rows
+  std::string upsert_no_tombstones_sql;  // the same, when the table has no tombstones
   std::string delete_sql;        // $1: [{"key", "hlc", "origin"}] -> applied keys
   std::string stale_delete_sql;  // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
 };

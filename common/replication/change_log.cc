@@ -1,7 +1,6 @@
 #include "common/replication/change_log.h"
 
 #include <algorithm>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -46,88 +45,79 @@ std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type) 
 }
 
 absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
-                                 const PeerFilter& filter, int max_changes, int* commits_hint) {
+                                 const PeerFilter& filter, int max_changes, int64_t max_bytes) {
   LogBatch batch;
   batch.end = after;
-  const std::string scopes = TextArray(filter.scopes);
-  const std::string limit = std::to_string(max_changes + 1);
-
-  if (after.log_id != kWholeCommit) {
-    // The rest of a commit too large for one batch.
-    ASSIGN_OR_RETURN(
-        store::Result r,
-        tx.Exec(absl::StrCat("SELECT l.id, ", kChangeColumns, ", extract(epoch FROM c.committed_at) * 1000 "
-                             "FROM repl_commit c JOIN repl_log l ON l.xid = c.xid "
-                             "WHERE c.lsn = $1 AND l.id > $2 AND l.scope = ANY($3::text[]) "
-                             "AND l.received_from IS DISTINCT FROM $4 ORDER BY l.id LIMIT ",
-                             limit),
-                {std::to_string(after.lsn), std::to_string(after.log_id), scopes, filter.peer}));
-    size_t n = std::min<size_t>(r.size(), max_changes);
-    for (size_t i = 0; i < n; ++i) batch.changes.push_back(ChangeFromRow(r, i, 1));
-    if (!r.empty()) batch.oldest_commit_unix_ms = static_cast<int64_t>(std::stod(r.GetString(0, 8)));
-    batch.end = r.size() > n ? Position{after.lsn, r.GetInt(n - 1, 0)} : Position{after.lsn, kWholeCommit};
-    return batch;
-  }
-
-  int commits = std::clamp(*commits_hint, 1, 4096);
+  // The horizon is a function the planner cannot estimate; left alone it may
+  // sort the whole backlog for every batch. The (xid, id) index gives the
+  // order: walk it.
+  RETURN_IF_ERROR(tx.Exec("SELECT set_config('enable_sort', 'off', true), "
+                          "set_config('enable_bitmapscan', 'off', true)")
+                      .status());
+  // One statement, one snapshot: the horizon and the rows agree. Rows the
+  // filter skips are passed over by the cursor like the others.
   ASSIGN_OR_RETURN(
       store::Result r,
       tx.Exec(absl::StrCat(
-                  "WITH c AS (SELECT lsn, xid, committed_at FROM repl_commit WHERE lsn > $1 "
-                  "ORDER BY lsn LIMIT ", commits, ") "
-                  "SELECT c.lsn, l.id, ", kChangeColumns, ", extract(epoch FROM c.committed_at) * 1000, "
-                  "(SELECT max(lsn) FROM c) FROM c LEFT JOIN repl_log l ON l.xid = c.xid "
-                  "AND l.scope = ANY($2::text[]) AND l.received_from IS DISTINCT FROM $3 "
-                  "ORDER BY c.lsn, l.id LIMIT ", limit),
-              {std::to_string(after.lsn), scopes, filter.peer}));
-  if (r.empty()) return batch;
-  const int64_t last_commit_read = r.GetInt(0, 10);
-  batch.oldest_commit_unix_ms = static_cast<int64_t>(std::stod(r.GetString(0, 9)));
-  const size_t n = std::min<size_t>(r.size(), max_changes);
-  std::set<int64_t> commits_seen;
-  for (size_t i = 0; i < n; ++i) {
-    commits_seen.insert(r.GetInt(i, 0));
-    if (r.IsNull(i, 1)) continue;  // a commit with nothing for this peer
-    batch.changes.push_back(ChangeFromRow(r, i, 2));
-  }
-  if (r.size() > n) {
-    // Cut after row n-1: the row after it says whether the cut falls inside a commit.
-    const int64_t last_lsn = r.GetInt(n - 1, 0);
-    if (r.GetInt(n, 0) == last_lsn && !r.IsNull(n - 1, 1)) {
-      batch.end = Position{last_lsn, r.GetInt(n - 1, 1)};
-    } else {
-      batch.end = Position{last_lsn, kWholeCommit};
+                  "SELECT h.horizon, l.xid::text::bigint, l.id, ", kChangeColumns,
+                  ", extract(epoch FROM l.logged_at) * 1000 "
+                  "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h "
+                  "LEFT JOIN LATERAL (SELECT * FROM repl_log l WHERE (l.xid, l.id) > "
+                  "($1::bigint::text::xid8, $2::bigint) AND l.xid < h.horizon::text::xid8 "
+                  "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4 "
+                  "ORDER BY l.xid, l.id LIMIT ", max_changes + 1, ") l ON true"),
+              {std::to_string(after.xid), std::to_string(after.log_id), TextArray(filter.scopes),
+               filter.peer}));
+  const int64_t horizon = r.GetInt(0, 0);
+  if (r.size() == 1 && r.IsNull(0, 1)) {
+    // Nothing for this peer below the horizon: everything below it is seen.
+    if (after < Position{horizon - 1, kWholeTransaction}) {
+      batch.end = Position{horizon - 1, kWholeTransaction};
     }
-    // Many rows per commit: look at fewer commits next time.
-    *commits_hint = std::max<int>(1, static_cast<int>(commits_seen.size()));
+    return batch;
+  }
+  const size_t n = std::min<size_t>(r.size(), max_changes);
+  batch.oldest_unix_ms = static_cast<int64_t>(std::stod(r.GetString(0, 10)));
+  int64_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i > 0 && bytes >= max_bytes) break;
+    batch.changes.push_back(ChangeFromRow(r, i, 3));
+    batch.positions.push_back(Position{r.GetInt(i, 1), r.GetInt(i, 2)});
+    bytes += static_cast<int64_t>(batch.changes.back().ByteSizeLong());
+  }
+  if (batch.changes.size() < r.size()) {
+    batch.end = batch.positions.back();  // more to read after the last change taken
   } else {
-    batch.end = Position{last_commit_read, kWholeCommit};
-    *commits_hint = std::min(4096, commits * 2);
+    batch.end = Position{horizon - 1, kWholeTransaction};
   }
   return batch;
 }
 
 absl::StatusOr<LogHead> ReadLogHead(store::Transaction& tx) {
-  ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("SELECT c.lsn, c.pruned_through, i.log_epoch FROM repl_counter c, "
-                           "repl_identity i"));
+  ASSIGN_OR_RETURN(
+      store::Result r,
+      tx.Exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+              "s.pruned_through::text::bigint, (SELECT coalesce(max(id), 0) FROM repl_log), "
+              "i.log_epoch FROM repl_state s, repl_identity i"));
   if (r.empty()) return absl::FailedPreconditionError("this database has no site identity yet");
-  return LogHead{r.GetInt(0, 0), r.GetInt(0, 1), r.GetString(0, 2)};
+  return LogHead{r.GetInt(0, 0), r.GetInt(0, 1), r.GetInt(0, 2), r.GetString(0, 3)};
 }
 
 bool NeedsSnapshot(const LogHead& head, const std::string& peer_epoch, const Position& applied) {
-  if (peer_epoch != head.epoch) return true;
-  // Every commit after `applied` must still be in the log.
-  int64_t first_needed = applied.log_id == kWholeCommit ? applied.lsn + 1 : applied.lsn;
-  return first_needed <= head.pruned_through || applied.lsn > head.lsn;
+  if (peer_epoch.empty() || peer_epoch != head.epoch) return true;
+  // Every row after `applied` must still be in the log.
+  return applied < Position{head.pruned_through - 1, kWholeTransaction};
 }
 
 absl::StatusOr<SnapshotInfo> ReadSnapshot(
     store::Transaction& tx, const PeerFilter& filter, int chunk_rows,
     const std::function<absl::Status(std::vector<v1::Change>&&)>& sink) {
   SnapshotInfo info;
+  // In REPEATABLE READ the horizon is the transaction snapshot's xmin: rows
+  // of transactions committed after it but visible here will be sent again
+  // from the log, which is harmless (applying a version twice changes nothing).
   ASSIGN_OR_RETURN(LogHead head, ReadLogHead(tx));
-  info.end = Position{head.lsn, kWholeCommit};
+  info.end = Position{head.horizon - 1, kWholeTransaction};
   ASSIGN_OR_RETURN(store::Result tables,
                    tx.Exec("SELECT tbl, key_columns FROM repl_scope WHERE scope = ANY($1::text[]) "
                            "ORDER BY tbl",
@@ -164,12 +154,11 @@ absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
                                const PeerFilter& filter) {
   ASSIGN_OR_RETURN(
       store::Result r,
-      tx.Exec("SELECT count(*), extract(epoch FROM clock_timestamp() - min(c.committed_at)) "
-              "FROM repl_commit c JOIN repl_log l ON l.xid = c.xid "
-              "WHERE (c.lsn > $1 OR (c.lsn = $1 AND l.id > $2)) AND l.scope = ANY($3::text[]) "
-              "AND l.received_from IS DISTINCT FROM $4",
-              {std::to_string(acked.lsn), std::to_string(acked.log_id),
-               TextArray(filter.scopes), filter.peer}));
+      tx.Exec("SELECT count(*), extract(epoch FROM clock_timestamp() - min(l.logged_at)) "
+              "FROM repl_log l WHERE (l.xid, l.id) > ($1::bigint::text::xid8, $2::bigint) "
+              "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4",
+              {std::to_string(acked.xid), std::to_string(acked.log_id), TextArray(filter.scopes),
+               filter.peer}));
   Lag lag;
   lag.changes = r.GetInt(0, 0);
   if (!r.IsNull(0, 1)) lag.seconds = std::stod(r.GetString(0, 1));
@@ -178,33 +167,29 @@ absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
 
 absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_seconds,
                                  const std::vector<std::string>& peers) {
-  // The lowest whole commit every peer has acknowledged. A peer with no row
-  // has acknowledged nothing this log still holds: it gets a snapshot.
+  // Horizons: rows of transactions below `acked` every peer has; rows below
+  // `expired` are all older than the retention window. Neither passes the
+  // finished-transaction horizon.
   ASSIGN_OR_RETURN(
       store::Result r,
-      tx.Exec("SELECT coalesce(min(CASE WHEN o.log_id = $2 THEN o.lsn ELSE o.lsn - 1 END), "
-              "(SELECT lsn FROM repl_counter)) FROM repl_outbound o WHERE o.peer = ANY($1::text[])",
-              {TextArray(peers), std::to_string(kWholeCommit)}));
-  int64_t acked_by_all = r.GetInt(0, 0);
-  ASSIGN_OR_RETURN(
-      store::Result old,
-      tx.Exec("SELECT coalesce(max(lsn), 0) FROM repl_commit WHERE committed_at < now() - "
-              "make_interval(secs => $1)",
-              {std::to_string(retention_seconds)}));
-  int64_t target = std::max(acked_by_all, old.GetInt(0, 0));
-  ASSIGN_OR_RETURN(store::Result head, tx.Exec("SELECT pruned_through FROM repl_counter"));
-  if (target <= head.GetInt(0, 0)) return head.GetInt(0, 0);
-  RETURN_IF_ERROR(tx.Exec("DELETE FROM repl_log l USING repl_commit c WHERE c.xid = l.xid AND "
-                          "c.lsn <= $1",
-                          {std::to_string(target)})
-                      .status());
-  RETURN_IF_ERROR(
-      tx.Exec("DELETE FROM repl_commit WHERE lsn <= $1", {std::to_string(target)}).status());
+      tx.Exec("WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) "
+              "SELECT least(h.horizon, coalesce((SELECT min(CASE WHEN o.log_id = $2 THEN o.xid + 1 "
+              "ELSE o.xid END) FROM repl_outbound o WHERE o.peer = ANY($1::text[])), h.horizon)), "
+              "least(h.horizon, coalesce((SELECT min(xid)::text::bigint FROM repl_log WHERE "
+              "logged_at >= now() - make_interval(secs => $3)), h.horizon)), "
+              "(SELECT pruned_through::text::bigint FROM repl_state) FROM h",
+              {TextArray(peers), std::to_string(kWholeTransaction), std::to_string(retention_seconds)}));
+  const int64_t target = std::max(r.GetInt(0, 0), r.GetInt(0, 1));
+  const int64_t previous = r.GetInt(0, 2);
   RETURN_IF_ERROR(tx.Exec("DELETE FROM repl_tombstone WHERE deleted_at < now() - "
                           "make_interval(secs => $1)",
                           {std::to_string(retention_seconds)})
                       .status());
-  RETURN_IF_ERROR(tx.Exec("UPDATE repl_counter SET pruned_through = greatest(pruned_through, $1)",
+  if (target <= previous) return previous;
+  RETURN_IF_ERROR(tx.Exec("DELETE FROM repl_log WHERE xid < $1::bigint::text::xid8",
+                          {std::to_string(target)})
+                      .status());
+  RETURN_IF_ERROR(tx.Exec("UPDATE repl_state SET pruned_through = $1::bigint::text::xid8",
                           {std::to_string(target)})
                       .status());
   return target;

@@ -1,7 +1,8 @@
 #pragma once
 
-// Reading this site's change log (repl_log + repl_commit, see
-// migrations/0001_replication.sql) for one peer: batches in commit order,
+// Reading this site's change log (repl_log, see
+// migrations/0001_replication.sql) for one peer: batches of finished
+// transactions' changes,
 // consistent snapshots for re-initialization, lag, and pruning.
 
 #include <cstdint>
@@ -15,18 +16,19 @@
 
 namespace strata::replication {
 
-inline constexpr int64_t kWholeCommit = std::numeric_limits<int64_t>::max();
+inline constexpr int64_t kWholeTransaction = std::numeric_limits<int64_t>::max();
 
-// A position in a change log: all commits below `lsn`, and commit `lsn` up to
-// log row `log_id` (kWholeCommit = all of it).
+// A position in a change log: every row with (xid, id) up to and including
+// (xid, log_id) has been seen. (X, kWholeTransaction) covers all of
+// transaction X and below; transactions are only read once finished.
 struct Position {
-  int64_t lsn = 0;
-  int64_t log_id = kWholeCommit;
+  int64_t xid = 0;
+  int64_t log_id = kWholeTransaction;
   friend bool operator<(const Position& a, const Position& b) {
-    return a.lsn != b.lsn ? a.lsn < b.lsn : a.log_id < b.log_id;
+    return a.xid != b.xid ? a.xid < b.xid : a.log_id < b.log_id;
   }
   friend bool operator==(const Position& a, const Position& b) {
-    return a.lsn == b.lsn && a.log_id == b.log_id;
+    return a.xid == b.xid && a.log_id == b.log_id;
   }
   friend bool operator<=(const Position& a, const Position& b) { return !(b < a); }
 };
@@ -46,19 +48,22 @@ std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
 
 struct LogBatch {
   std::vector<v1::Change> changes;
-  Position end;                      // where the next read starts
-  int64_t oldest_commit_unix_ms = 0; // 0 when no commit was read
+  std::vector<Position> positions;  // of each change, for cutting a batch short
+  Position end;                   // where the next read starts
+  int64_t oldest_unix_ms = 0;     // when the oldest change was logged (0: none)
 };
 
-// Reads the changes after `after` that pass `filter`, at most `max_changes`.
-// Filtered-out commits still advance `end`, so the peer's watermark moves on.
-// `commits_hint` (in/out) adapts how many commits one query looks at.
+// Reads the changes after `after` that pass `filter`, at most `max_changes`
+// and about `max_bytes` (at least one change), from finished transactions only. `end` moves past filtered-out rows and,
+// when everything was read, up to the finished-transaction horizon.
 absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
-                                 const PeerFilter& filter, int max_changes, int* commits_hint);
+                                 const PeerFilter& filter, int max_changes,
+                                 int64_t max_bytes = INT64_MAX);
 
 struct LogHead {
-  int64_t lsn = 0;             // last commit sequence
-  int64_t pruned_through = 0;  // commits up to here are gone
+  int64_t horizon = 0;         // transactions below this xid have finished
+  int64_t pruned_through = 0;  // log rows of transactions below this xid may be gone
+  int64_t last_id = 0;         // newest log row
   std::string epoch;
 };
 absl::StatusOr<LogHead> ReadLogHead(store::Transaction& tx);
@@ -86,7 +91,8 @@ struct Lag {
 absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
                                const PeerFilter& filter);
 
-// Removes log entries every peer in repl_outbound has acknowledged, and all
+// Removes log rows every peer in `peers` has acknowledged (a peer with no
+// acknowledgement holds nothing back: it will need a snapshot anyway), rows
 // older than `retention_seconds`, and tombstones past retention. Returns the
 // new pruned_through.
 absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_seconds,

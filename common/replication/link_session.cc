@@ -20,12 +20,12 @@ int64_t NowMs() {
 v1::Watermark ToWatermark(const std::string& epoch, const Position& p) {
   v1::Watermark w;
   w.set_epoch(epoch);
-  w.set_lsn(p.lsn);
+  w.set_xid(p.xid);
   w.set_log_id(p.log_id);
   return w;
 }
 
-Position FromWatermark(const v1::Watermark& w) { return Position{w.lsn(), w.log_id()}; }
+Position FromWatermark(const v1::Watermark& w) { return Position{w.xid(), w.log_id()}; }
 
 }  // namespace
 
@@ -63,7 +63,7 @@ std::vector<LinkCounters> LinkRegistry::Snapshot() const {
 v1::ReplicationConfig WithDefaults(const v1::ReplicationConfig& in) {
   v1::ReplicationConfig c = in;
   if (c.retention_seconds() <= 0) c.set_retention_seconds(7 * 24 * 3600);
-  if (c.batch_max_changes() <= 0) c.set_batch_max_changes(2000);
+  if (c.batch_max_changes() <= 0) c.set_batch_max_changes(5000);
   if (c.max_batches_in_flight() <= 0) c.set_max_batches_in_flight(4);
   if (c.max_message_bytes() <= 0) c.set_max_message_bytes(16 << 20);
   if (c.degraded_lag_seconds() <= 0) c.set_degraded_lag_seconds(60);
@@ -92,11 +92,20 @@ void LinkSession::Stop(bool cancel_stream) {
 }
 
 void LinkSession::Fail(const absl::Status& status, bool cancel_stream) {
+  bool first;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (error_.ok()) error_ = status;
+    first = error_.ok();
+    if (first) error_ = status;
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_error = status.ToString(); });
+  if (first && !status.message().empty() && status.code() != absl::StatusCode::kUnavailable) {
+    // Tell the peer why before the stream goes (best effort).
+    v1::LinkMessage m;
+    m.mutable_error()->set_code(static_cast<int>(status.code()));
+    m.mutable_error()->set_message(std::string(status.message()));
+    stream_.Write(m);
+  }
   Stop(cancel_stream);
 }
 
@@ -121,6 +130,7 @@ PeerFilter LinkSession::Filter() const {
 absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
   ASSIGN_OR_RETURN(send_conn_, store::Connection::Open(site_.conninfo));
   ASSIGN_OR_RETURN(recv_conn_, store::Connection::Open(site_.conninfo));
+  ASSIGN_OR_RETURN(ack_conn_, store::Connection::Open(site_.conninfo));
   v1::LinkMessage hello;
   RETURN_IF_ERROR(recv_conn_->Transact([&](store::Transaction& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Catalog catalog, Catalog::Load(tx));
@@ -140,6 +150,10 @@ absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
   if (!stream_.Write(hello)) return absl::UnavailableError("link closed before the hello was sent");
   v1::LinkMessage reply;
   if (!stream_.Read(&reply)) return absl::UnavailableError("link closed before the peer's hello");
+  if (reply.has_error()) {
+    return absl::Status(static_cast<absl::StatusCode>(reply.error().code()),
+                        absl::StrCat("peer ", peer_.code, ": ", reply.error().message()));
+  }
   if (!reply.has_hello()) return absl::InvalidArgumentError("the link must start with a hello");
   if (reply.hello().site_code() != peer_.code) {
     return absl::PermissionDeniedError(absl::StrCat("peer says it is site ", reply.hello().site_code(),
@@ -168,17 +182,20 @@ absl::Status LinkSession::Run() {
   });
   LogInfo("link.up", {{"peer", peer_.code}, {"peer_role", peer_.is_parent ? "parent" : "child"}});
   notifier_id_ = site_.notifier->Subscribe([this] { Wake(); });
-  std::thread receiver([this] { ReceiveLoop(); });
+  std::thread reader([this] { ReceiveLoop(); });
+  std::thread applier([this] { ApplyLoop(); });
   absl::Status send = SendLoop(peer_hello);
   if (!send.ok()) Fail(send, true);
-  bool receiver_failed;
+  bool reader_done;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    receiver_failed = !error_.ok() && send.ok();
+    reader_done = reader_done_;
   }
-  // A receiver that failed has left Read() already; otherwise unblock it.
-  Stop(!receiver_failed);
-  receiver.join();
+  // A reader that already left Read() needs no cancellation: the server then
+  // ends the call with the session's own status.
+  Stop(!reader_done);
+  reader.join();
+  applier.join();
   site_.notifier->Unsubscribe(notifier_id_);
   notifier_id_ = -1;
   absl::Status result;
@@ -238,7 +255,7 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
     c.snapshots_sent++;
     c.changes_sent += rows;
   });
-  LogInfo("link.snapshot_sent", {{"peer", peer_.code}, {"rows", rows}, {"lsn", info->end.lsn}});
+  LogInfo("link.snapshot_sent", {{"peer", peer_.code}, {"rows", rows}, {"horizon", info->end.xid}});
   (void)begun;
   return absl::OkStatus();
 }
@@ -268,8 +285,10 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   }
   const PeerFilter filter = Filter();
   const int max_changes = site_.settings.batch_max_changes();
+  // A quarter of the message limit leaves room for framing and one large row.
+  const int64_t max_bytes = site_.settings.max_message_bytes() / 4;
   const size_t window = static_cast<size_t>(site_.settings.max_batches_in_flight());
-  int commits_hint = 64;
+  auto last_sent = std::chrono::steady_clock::now();
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -281,16 +300,28 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
       dirty_ = false;
     }
     absl::StatusOr<LogBatch> batch;
+    const auto read_started = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(send_conn_->Transact([&](store::Transaction& tx) {
-      batch = ReadLog(tx, position, filter, max_changes, &commits_hint);
+      batch = ReadLog(tx, position, filter, max_changes, max_bytes);
       return batch.status();
     }));
+    const int64_t read_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - read_started)
+                                .count();
     if (batch->end == position) continue;  // nothing new; wait for a notification
+    if (batch->changes.empty()) {
+      // Only the horizon moved (other transactions, or changes the peer sent
+      // us). Read on from there; tell the peer at most once a second, so its
+      // watermark stays fresh without acks feeding more empty batches.
+      position = batch->end;
+      if (std::chrono::steady_clock::now() - last_sent < std::chrono::seconds(1)) continue;
+    }
     v1::LinkMessage m;
     auto* b = m.mutable_batch();
     for (auto& c : batch->changes) *b->add_changes() = std::move(c);
     *b->mutable_end() = ToWatermark(my_epoch_, batch->end);
-    b->set_oldest_commit_unix_ms(batch->oldest_commit_unix_ms);
+    b->set_oldest_change_unix_ms(batch->oldest_unix_ms);
+    last_sent = std::chrono::steady_clock::now();
     {
       std::lock_guard<std::mutex> lock(mu_);
       in_flight_.push_back(batch->end);
@@ -300,6 +331,8 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
     position = batch->end;
     site_.registry->Update(peer_.code,
                            [&](LinkCounters& c) { c.changes_sent += b->changes_size(); });
+    LogDebug("link.batch_sent",
+             {{"peer", peer_.code}, {"changes", b->changes_size()}, {"read_us", read_us}});
   }
 }
 
@@ -331,6 +364,7 @@ absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
   }
   int64_t applied = 0;
   bool duplicate = false;
+  const auto started = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(recv_conn_->Transact([&](store::Transaction& tx) -> absl::Status {
     applied = 0;
     duplicate = false;
@@ -352,7 +386,12 @@ absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
   }));
   site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.changes_applied += applied; });
   if (applied > 0) site_.notifier->Notify();
-  (void)duplicate;
+  LogDebug("link.batch_applied",
+           {{"peer", peer_.code}, {"changes", batch.changes_size()}, {"applied", applied},
+            {"duplicate", duplicate},
+            {"us", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now() - started)
+                                            .count())}});
   return absl::OkStatus();
 }
 
@@ -423,41 +462,90 @@ absl::Status LinkSession::HandleAck(const v1::Ack& ack) {
     c.acked = acked;
     c.acked_known = true;
   });
-  return recv_conn_
-      ->Exec("INSERT INTO repl_outbound (peer, lsn, log_id) VALUES ($1, $2, $3) ON CONFLICT "
-             "(peer) DO UPDATE SET lsn = EXCLUDED.lsn, log_id = EXCLUDED.log_id, updated_at = now()",
-             {peer_.code, std::to_string(acked.lsn), std::to_string(acked.log_id)})
+  return ack_conn_
+      ->Exec("INSERT INTO repl_outbound (peer, xid, log_id) VALUES ($1, $2, $3) ON CONFLICT "
+             "(peer) DO UPDATE SET xid = EXCLUDED.xid, log_id = EXCLUDED.log_id, updated_at = now()",
+             {peer_.code, std::to_string(acked.xid), std::to_string(acked.log_id)})
       .status();
 }
 
 void LinkSession::ReceiveLoop() {
   v1::LinkMessage m;
-  while (stream_.Read(&m)) {
+  absl::Status s;
+  while (s.ok() && stream_.Read(&m)) {
     site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_contact_unix_ms = NowMs(); });
-    absl::Status s;
-    if (m.has_batch()) {
-      if (m.batch().snapshot_begin()) {
-        s = ApplySnapshot(m);
-      } else {
-        s = ApplyBatch(m.batch());
-        if (s.ok()) {
-          v1::LinkMessage ack;
-          *ack.mutable_ack()->mutable_applied() = m.batch().end();
-          if (!stream_.Write(ack)) break;
-        }
+    if (m.has_batch() && !m.batch().snapshot_begin()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || apply_queue_.size() < 2; });
+      if (stopping_) break;
+      apply_queue_.push_back(std::move(*m.mutable_batch()));
+      lock.unlock();
+      cv_.notify_all();
+    } else if (m.has_batch()) {
+      // A snapshot reads the stream itself, on recv_conn_: wait until the
+      // applier has finished what it holds.
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || (apply_queue_.empty() && !applying_); });
+        if (stopping_) break;
       }
+      s = ApplySnapshot(m);
     } else if (m.has_ack()) {
       s = HandleAck(m.ack());
+    } else if (m.has_error()) {
+      s = absl::Status(static_cast<absl::StatusCode>(m.error().code()),
+                       absl::StrCat("peer ", peer_.code, " ended the link: ", m.error().message()));
+      LogWarning("link.peer_error", {{"peer", peer_.code}, {"error", s}});
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error_.ok()) error_ = s;
+      break;
     } else {
       s = absl::InvalidArgumentError("unexpected message on the link");
     }
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    reader_done_ = true;
+    // What arrived before the stream ended is still applied.
+    cv_.wait(lock, [&] { return stopping_ || (apply_queue_.empty() && !applying_); });
+  }
+  if (!s.ok() && !m.has_error()) {
+    LogWarning("link.receive_failed", {{"peer", peer_.code}, {"error", s}});
+    Fail(s, false);
+  }
+  Stop(false);
+}
+
+void LinkSession::ApplyLoop() {
+  while (true) {
+    v1::ChangeBatch batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !apply_queue_.empty(); });
+      if (stopping_) return;  // the peer resends what was not acknowledged
+      batch = std::move(apply_queue_.front());
+      apply_queue_.pop_front();
+      applying_ = true;
+    }
+    cv_.notify_all();
+    absl::Status s = ApplyBatch(batch);
+    if (s.ok()) {
+      v1::LinkMessage ack;
+      *ack.mutable_ack()->mutable_applied() = batch.end();
+      if (!stream_.Write(ack)) s = absl::UnavailableError("link closed");
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      applying_ = false;
+    }
+    cv_.notify_all();
     if (!s.ok()) {
-      LogWarning("link.receive_failed", {{"peer", peer_.code}, {"error", s}});
-      Fail(s, false);
+      LogWarning("link.apply_failed", {{"peer", peer_.code}, {"error", s}});
+      // The reader may be blocked in Read(): cancel (the peer got the reason first).
+      Fail(s, true);
       return;
     }
   }
-  Stop(false);
 }
 
 }  // namespace strata::replication

@@ -6,8 +6,11 @@
 // and applies what it receives, acknowledging each batch once it committed.
 //
 // Threading: Run() is called on one thread (the gRPC handler or the child's
-// link thread); it starts one receiver thread and joins it before returning.
-// Stop() may be called from any thread.
+// link thread), which sends. It starts a reader thread (reads the stream,
+// handles acknowledgements and snapshots) and an applier thread (applies
+// batches the reader queued, so parsing the next batch overlaps applying
+// this one), and joins both before returning. Stop() may be called from any
+// thread.
 
 #include <atomic>
 #include <condition_variable>
@@ -115,6 +118,7 @@ class LinkSession {
   absl::Status SendLoop(const v1::LinkHello& peer_hello);
   absl::Status SendSnapshot(Position* position);
   void ReceiveLoop();
+  void ApplyLoop();
   absl::Status ApplyBatch(const v1::ChangeBatch& batch);
   absl::Status ApplySnapshot(const v1::LinkMessage& first);
   absl::Status HandleAck(const v1::Ack& ack);
@@ -131,7 +135,8 @@ class LinkSession {
   const LinkPeer peer_;
   LinkStream& stream_;
   store::ConnectionPtr send_conn_;
-  store::ConnectionPtr recv_conn_;
+  store::ConnectionPtr recv_conn_;  // applier thread; the reader for snapshots when idle
+  store::ConnectionPtr ack_conn_;   // reader thread: acknowledgements
   std::unique_ptr<Catalog> catalog_;
   std::string my_epoch_;
   std::string peer_epoch_;
@@ -144,6 +149,9 @@ class LinkSession {
   bool dirty_ = true;                 // guarded by mu_: the log may have grown
   std::deque<Position> in_flight_;    // guarded by mu_: batch ends not yet acknowledged
   absl::Status error_;                // guarded by mu_: first error
+  std::deque<v1::ChangeBatch> apply_queue_;  // guarded by mu_
+  bool applying_ = false;             // guarded by mu_: the applier holds recv_conn_
+  bool reader_done_ = false;          // guarded by mu_: the reader left Read()
 };
 
 }  // namespace strata::replication

@@ -459,7 +459,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     return conn->Transact([&](store::Transaction& tx) -> absl::Status {
       ASSIGN_OR_RETURN(replication::LogHead head, replication::ReadLogHead(tx));
       out->set_log_epoch(head.epoch);
-      out->set_log_lsn(head.lsn);
+      out->set_log_last_id(head.last_id);
       // Every registered child is listed, connected or not.
       ASSIGN_OR_RETURN(store::Result children,
                        tx.Exec("SELECT code, type FROM sites WHERE parent = $1 ORDER BY code",
@@ -470,7 +470,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         c.peer_type = SiteTypeFromName(children.Get(i, 1));
         c.peer_is_parent = false;
       }
-      ASSIGN_OR_RETURN(store::Result outbound, tx.Exec("SELECT peer, lsn, log_id FROM repl_outbound"));
+      ASSIGN_OR_RETURN(store::Result outbound, tx.Exec("SELECT peer, xid, log_id FROM repl_outbound"));
       std::map<std::string, Position> acked;
       for (size_t i = 0; i < outbound.size(); ++i) {
         acked[outbound.GetString(i, 0)] = Position{outbound.GetInt(i, 1), outbound.GetInt(i, 2)};
@@ -552,10 +552,10 @@ absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1:
 }
 
 std::string FormatStatus(const v1::SiteStatus& s) {
-  std::string out = absl::StrFormat("site %s (%s)  parent %s  version %s  log lsn %d\n",
+  std::string out = absl::StrFormat("site %s (%s)  parent %s  version %s  log rows up to %d\n",
                                     s.site_code(), SiteTypeLongName(s.site_type()),
                                     s.parent_site_code().empty() ? "-" : s.parent_site_code(),
-                                    s.version(), s.log_lsn());
+                                    s.version(), s.log_last_id());
   out += absl::StrFormat("%-6s %-7s %-9s %-9s %11s %9s %12s  %s\n", "PEER", "ROLE", "STATE",
                          "CONNECTED", "LAG_CHANGES", "LAG_S", "LAST_CONTACT", "LAST_ERROR");
   const int64_t now = NowMs();

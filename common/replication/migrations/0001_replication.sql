@@ -5,12 +5,13 @@
 -- stamps both on local writes; an AFTER trigger appends the change to
 -- repl_log in the same transaction (contract item 1).
 --
--- No gaps (item 3): log rows do not get their position when they are
--- written but when their transaction commits. The first log row of each
--- transaction queues a deferred trigger; at commit it takes the row lock on
--- repl_counter, numbers the transaction (lsn) and records it in repl_commit.
--- The lock is held until the commit is visible, so lsn order is commit order
--- and a reader that has seen lsn N has seen every lsn below it.
+-- No gaps (item 3): each log row records the top-level transaction id that
+-- wrote it (xid8, never wraps). Readers take only rows whose xid is below
+-- the xmin of their snapshot: those transactions have all finished, so that
+-- set of rows is final and a cursor over (xid, id) never skips a change that
+-- commits late. Nothing serializes writers. Order inside that set does not
+-- matter for correctness: a write always stamps a clock above the version it
+-- replaced, and appliers keep the highest (hlc, origin).
 
 CREATE TABLE repl_identity (
   singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -29,7 +30,7 @@ CREATE TABLE repl_scope (
 CREATE TABLE repl_log (
   id bigserial PRIMARY KEY,
   xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-  first_in_tx boolean NOT NULL DEFAULT false,
+  logged_at timestamptz NOT NULL DEFAULT clock_timestamp(),
   tbl text NOT NULL,
   scope text NOT NULL,
   op "char" NOT NULL,          -- 'U' upsert, 'D' delete
@@ -42,24 +43,18 @@ CREATE TABLE repl_log (
 );
 CREATE INDEX repl_log_xid ON repl_log (xid, id);
 
-CREATE TABLE repl_commit (
-  lsn bigint PRIMARY KEY,
-  xid xid8 NOT NULL,
-  committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-
-CREATE TABLE repl_counter (
+CREATE TABLE repl_state (
   singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-  lsn bigint NOT NULL DEFAULT 0,
-  pruned_through bigint NOT NULL DEFAULT 0  -- commits up to here are gone from the log
+  -- Log rows of transactions below this xid may have been pruned.
+  pruned_through xid8 NOT NULL DEFAULT '0'
 );
-INSERT INTO repl_counter DEFAULT VALUES;
+INSERT INTO repl_state DEFAULT VALUES;
 
 -- How far this site has applied each peer's log (receiver watermark).
 CREATE TABLE repl_inbound (
   peer text PRIMARY KEY,
   epoch uuid NOT NULL,
-  lsn bigint NOT NULL,
+  xid bigint NOT NULL,
   log_id bigint NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -67,7 +62,7 @@ CREATE TABLE repl_inbound (
 -- How far each peer has acknowledged this site's log (for pruning and lag).
 CREATE TABLE repl_outbound (
   peer text PRIMARY KEY,
-  lsn bigint NOT NULL,
+  xid bigint NOT NULL,
   log_id bigint NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -92,41 +87,25 @@ $$ SELECT (floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) << 16 $$
 CREATE FUNCTION repl_key(row_json jsonb, key_columns text[]) RETURNS text LANGUAGE sql IMMUTABLE AS
 $$ SELECT jsonb_agg(row_json -> k ORDER BY o)::text FROM unnest(key_columns) WITH ORDINALITY AS u(k, o) $$;
 
--- True for the first log row of the current transaction; marks it so the
--- commit trigger fires exactly once per transaction.
-CREATE FUNCTION repl_first_in_tx() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+-- Wakes the site server's senders when the transaction commits (once per
+-- transaction; notifications are delivered at commit).
+CREATE FUNCTION repl_notify_once() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE x text := pg_current_xact_id()::text;
 BEGIN
-  IF coalesce(current_setting('strata.tx_logged', true), '') = x THEN
-    RETURN false;
+  IF coalesce(current_setting('strata.tx_notified', true), '') <> x THEN
+    PERFORM set_config('strata.tx_notified', x, true);
+    PERFORM pg_notify('strata_repl', '');
   END IF;
-  PERFORM set_config('strata.tx_logged', x, true);
-  RETURN true;
 END $$;
-
-CREATE FUNCTION repl_assign_lsn() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-  UPDATE repl_counter SET lsn = lsn + 1 RETURNING lsn INTO n;
-  INSERT INTO repl_commit (lsn, xid) VALUES (n, pg_current_xact_id());
-  PERFORM pg_notify('strata_repl', n::text);
-  RETURN NULL;
-END $$;
-
-CREATE CONSTRAINT TRIGGER repl_log_commit AFTER INSERT ON repl_log
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.first_in_tx)
-  EXECUTE FUNCTION repl_assign_lsn();
 
 -- BEFORE INSERT OR UPDATE on a replicated table: stamp local writes. The
--- apply path sets strata.applying and brings its own stamps.
+-- apply path sets strata.applying and brings its own stamps; the triggers'
+-- WHEN clause (repl_enable) then keeps them from firing at all.
 CREATE FUNCTION repl_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   h bigint := repl_hlc_now();
   tomb bigint;
 BEGIN
-  IF current_setting('strata.applying', true) = 'on' THEN
-    RETURN NEW;
-  END IF;
   IF TG_OP = 'UPDATE' THEN
     h := greatest(h, OLD._hlc + 1);
   ELSE
@@ -149,9 +128,6 @@ DECLARE
   h bigint;
   site text;
 BEGIN
-  IF current_setting('strata.applying', true) = 'on' THEN
-    RETURN NULL;
-  END IF;
   site := repl_site_code();
   IF site IS NULL THEN
     RAISE EXCEPTION 'replicated table % written before this database was given a site code', TG_TABLE_NAME;
@@ -167,13 +143,14 @@ BEGIN
     h := greatest(repl_hlc_now(), OLD._hlc + 1);
     INSERT INTO repl_tombstone AS t (tbl, key, hlc, origin) VALUES (TG_TABLE_NAME, old_k, h, site)
       ON CONFLICT (tbl, key) DO UPDATE SET hlc = EXCLUDED.hlc, origin = EXCLUDED.origin, deleted_at = now();
-    INSERT INTO repl_log (first_in_tx, tbl, scope, op, key, row_data, hlc, origin)
-      VALUES (repl_first_in_tx(), TG_TABLE_NAME, TG_ARGV[0], 'D', old_k, NULL, h, site);
+    INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin)
+      VALUES (TG_TABLE_NAME, TG_ARGV[0], 'D', old_k, NULL, h, site);
   END IF;
   IF k IS NOT NULL THEN
-    INSERT INTO repl_log (first_in_tx, tbl, scope, op, key, row_data, hlc, origin)
-      VALUES (repl_first_in_tx(), TG_TABLE_NAME, TG_ARGV[0], 'U', k, to_jsonb(NEW), NEW._hlc, NEW._origin);
+    INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin)
+      VALUES (TG_TABLE_NAME, TG_ARGV[0], 'U', k, to_jsonb(NEW), NEW._hlc, NEW._origin);
   END IF;
+  PERFORM repl_notify_once();
   RETURN NULL;
 END $$;
 
@@ -195,8 +172,12 @@ BEGIN
                  'ADD COLUMN IF NOT EXISTS _origin text NOT NULL DEFAULT %L', table_name, '');
   INSERT INTO repl_scope (tbl, scope, key_columns) VALUES (table_name, table_scope, keys);
   SELECT string_agg(quote_literal(k), ', ') INTO args FROM unnest(keys) AS k;
+  -- Applying a peer's changes (strata.applying = on) must not be captured as
+  -- local writes; WHEN skips the call and the after-trigger queue entry.
   EXECUTE format('CREATE TRIGGER repl_stamp BEFORE INSERT OR UPDATE ON %I FOR EACH ROW '
+                 'WHEN (current_setting(''strata.applying'', true) IS DISTINCT FROM ''on'') '
                  'EXECUTE FUNCTION repl_stamp(%s)', table_name, args);
   EXECUTE format('CREATE TRIGGER repl_capture AFTER INSERT OR UPDATE OR DELETE ON %I FOR EACH ROW '
+                 'WHEN (current_setting(''strata.applying'', true) IS DISTINCT FROM ''on'') '
                  'EXECUTE FUNCTION repl_capture(%L, %s)', table_name, table_scope, args);
 END $$;

@@ -26,7 +26,8 @@ v1::Change Setting(const std::string& name, const std::string& value, int64_t hl
   c.set_op(v1::CHANGE_OP_UPSERT);
   c.set_key(absl::StrCat("[\"", name, "\"]"));
   c.set_row_json(absl::StrCat("{\"name\": \"", name, "\", \"value\": \"", value,
-                              "\", \"updated_at\": \"2026-01-01T00:00:00Z\"}"));
+                              "\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"_hlc\": ", hlc,
+                              ", \"_origin\": \"", origin, "\"}"));
   c.set_hlc(hlc);
   c.set_origin_site(origin);
   c.set_origin_seq(hlc);
@@ -135,7 +136,7 @@ TEST_CASE("applied changes are forwarded with origin kept; a replay applies noth
   std::vector<v1::Change> batch = {Setting("x", "1", 100, "CAS"), Delete("gone", 100, "CAS")};
   REQUIRE(Apply(db, batch, FromParent(true))->applied == 2);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE received_from = 'CAS' AND origin = 'CAS'") == 2);
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 1);
+  REQUIRE(db.ScalarInt("SELECT count(DISTINCT xid) FROM repl_log") == 1);
   // No local capture happened: the apply is not re-stamped as P01's own write.
   REQUIRE(db.Scalar("SELECT _origin FROM global_settings WHERE name = 'x'") == "CAS");
   REQUIRE(Apply(db, batch, FromParent(true))->applied == 0);
@@ -181,6 +182,13 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
   auto wrong_key = Setting("x", "1", 100, "CAS");
   wrong_key.set_key("[\"other\"]");
   expect_rejected(wrong_key, "does not match");
+  auto no_stamp = Setting("x", "1", 100, "CAS");
+  no_stamp.set_row_json(R"({"name": "x", "value": "1", "updated_at": "2026-01-01T00:00:00Z"})");
+  expect_rejected(no_stamp, "batch rejected");
+
+  auto forged = Setting("x", "1", 100, "CAS");
+  forged.set_row_json(R"({"name": "x", "value": "1", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 100, "_origin": "P02"})");
+  expect_rejected(forged, "does not match its change's key, clock or origin");
 
   auto bad_type = Setting("x", "1", 100, "CAS");
   bad_type.set_row_json("{\"name\": \"x\", \"value\": \"1\", \"updated_at\": \"not a time\"}");

@@ -30,10 +30,10 @@ replication::PeerFilter Down(const std::string& peer = "P99") {
 }
 
 replication::LogBatch Read(store::Connection& conn, const Position& after,
-                           const replication::PeerFilter& filter, int max, int* hint) {
+                           const replication::PeerFilter& filter, int max) {
   absl::StatusOr<replication::LogBatch> batch;
   REQUIRE(conn.Transact([&](store::Transaction& tx) {
-                batch = replication::ReadLog(tx, after, filter, max, hint);
+                batch = replication::ReadLog(tx, after, filter, max);
                 return batch.status();
               }).ok());
   return *batch;
@@ -46,7 +46,6 @@ TEST_CASE("a write to a replicated table and its change record commit together")
   Prepare(db, "CAS");
   db.Exec("INSERT INTO global_settings (name, value) VALUES ('a', '1')");
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE tbl = 'global_settings'") == 1);
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 1);
   REQUIRE(db.Scalar("SELECT _origin FROM global_settings WHERE name = 'a'") == "CAS");
   REQUIRE(db.ScalarInt("SELECT _hlc FROM global_settings WHERE name = 'a'") > 0);
 
@@ -59,16 +58,15 @@ TEST_CASE("a write to a replicated table and its change record commit together")
   }, store::Isolation::kReadCommitted, 1);
   REQUIRE(s.code() == absl::StatusCode::kAborted);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 1);
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 1);
 }
 
-TEST_CASE("each transaction gets one commit sequence number however many rows it writes") {
+TEST_CASE("a transaction's changes carry its transaction id; deletes leave tombstones") {
   TestDatabase db("capture");
   Prepare(db, "CAS");
   db.Exec("INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 50) g");
   db.Exec("UPDATE global_settings SET value = 'w' WHERE name = 'k1'");
   db.Exec("DELETE FROM global_settings WHERE name = 'k2'");
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_commit") == 3);
+  REQUIRE(db.ScalarInt("SELECT count(DISTINCT xid) FROM repl_log") == 3);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 52);
   REQUIRE(db.Scalar("SELECT op FROM repl_log ORDER BY id DESC LIMIT 1") == "D");
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_tombstone WHERE key = '[\"k2\"]'") == 1);
@@ -82,6 +80,7 @@ TEST_CASE("eight concurrent writers committing out of order: the reader skips no
   Prepare(db, "CAS");
   constexpr int kWriters = 8;
   constexpr int kPerWriter = 60;
+  db.Exec("CREATE TABLE committed (seq bigserial, name text)");
   std::atomic<int> writers_done{0};
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
@@ -100,6 +99,8 @@ TEST_CASE("eight concurrent writers committing out of order: the reader skips no
           return tx.Exec("SELECT pg_sleep($1::float8)", {sleep}).status();
         });
         REQUIRE(s.ok());
+        // Commit order, as seen right after each commit.
+        REQUIRE((*conn)->Exec("INSERT INTO committed (name) VALUES ($1)", {absl::StrCat("w", w, "-", i)}).ok());
       }
       writers_done++;
     });
@@ -107,12 +108,11 @@ TEST_CASE("eight concurrent writers committing out of order: the reader skips no
   // The reader runs while the writers commit.
   auto reader = db.Connect();
   std::multiset<std::string> seen;
-  Position pos{0, replication::kWholeCommit};
-  int hint = 4;
+  Position pos{0, replication::kWholeTransaction};
   int reads = 0;
   while (true) {
     bool finished = writers_done.load() == kWriters;
-    auto batch = Read(*reader, pos, Down(), 7, &hint);
+    auto batch = Read(*reader, pos, Down(), 7);
     ++reads;
     for (const auto& c : batch.changes) seen.insert(c.key());
     REQUIRE(pos <= batch.end);
@@ -127,9 +127,10 @@ TEST_CASE("eight concurrent writers committing out of order: the reader skips no
       REQUIRE(seen.count(absl::StrCat("[\"w", w, "-", i, "\"]")) == 1);
     }
   }
-  // And the log ids really were committed out of order at least once.
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM (SELECT l.id, c.lsn, lag(l.id) OVER (ORDER BY c.lsn) AS prev "
-                       "FROM repl_commit c JOIN repl_log l ON l.xid = c.xid) x WHERE id < prev") > 0);
+  // And log rows really were committed out of the order they were written in.
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM (SELECT c.seq, lag(c.seq) OVER (ORDER BY l.id) AS prev "
+                       "FROM repl_log l JOIN committed c ON l.key = '[\"' || c.name || '\"]') x "
+                       "WHERE seq < prev") > 0);
 }
 
 TEST_CASE("a transaction larger than a batch is read in parts and resumed inside") {
@@ -138,21 +139,40 @@ TEST_CASE("a transaction larger than a batch is read in parts and resumed inside
   db.Exec("INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 25) g");
   db.Exec("INSERT INTO global_settings (name, value) VALUES ('after', 'v')");
   auto conn = db.Connect();
-  int hint = 64;
-  auto b1 = Read(*conn, Position{0, replication::kWholeCommit}, Down(), 10, &hint);
+  auto b1 = Read(*conn, Position{0, replication::kWholeTransaction}, Down(), 10);
   REQUIRE(b1.changes.size() == 10);
-  REQUIRE(b1.end.log_id != replication::kWholeCommit);
-  auto b2 = Read(*conn, b1.end, Down(), 10, &hint);
-  auto b3 = Read(*conn, b2.end, Down(), 10, &hint);
+  REQUIRE(b1.end.log_id != replication::kWholeTransaction);
+  auto b2 = Read(*conn, b1.end, Down(), 10);
+  auto b3 = Read(*conn, b2.end, Down(), 10);
   REQUIRE(b2.changes.size() == 10);
-  REQUIRE(b3.changes.size() == 5);
-  REQUIRE(b3.end.log_id == replication::kWholeCommit);
-  auto b4 = Read(*conn, b3.end, Down(), 10, &hint);
-  REQUIRE(b4.changes.size() == 1);
-  REQUIRE(b4.changes[0].key() == "[\"after\"]");
-  auto b5 = Read(*conn, b4.end, Down(), 10, &hint);
-  REQUIRE(b5.changes.empty());
-  REQUIRE(b5.end == b4.end);
+  REQUIRE(b2.end.log_id != replication::kWholeTransaction);
+  // The rest of the big transaction and the next one.
+  REQUIRE(b3.changes.size() == 6);
+  REQUIRE(b3.changes[5].key() == "[\"after\"]");
+  REQUIRE(b3.end.log_id == replication::kWholeTransaction);
+  auto b4 = Read(*conn, b3.end, Down(), 10);
+  REQUIRE(b4.changes.empty());
+  REQUIRE_FALSE(b4.end < b3.end);
+}
+
+TEST_CASE("a batch stops at its byte budget and resumes after the last change it took") {
+  TestDatabase db("capture");
+  Prepare(db, "CAS");
+  db.Exec("INSERT INTO global_settings (name, value) SELECT 'big' || g, repeat('x', 1000) FROM generate_series(1, 10) g");
+  auto conn = db.Connect();
+  absl::StatusOr<replication::LogBatch> b1, b2;
+  REQUIRE(conn->Transact([&](store::Transaction& tx) {
+                b1 = replication::ReadLog(tx, Position{0, replication::kWholeTransaction}, Down(), 100, 3000);
+                return b1.status();
+              }).ok());
+  REQUIRE(b1->changes.size() == 3);  // each change is over 1000 bytes
+  REQUIRE(b1->end == b1->positions.back());
+  REQUIRE(conn->Transact([&](store::Transaction& tx) {
+                b2 = replication::ReadLog(tx, b1->end, Down(), 100, 1);
+                return b2.status();
+              }).ok());
+  REQUIRE(b2->changes.size() == 1);  // always at least one
+  REQUIRE(b2->changes[0].key() == "[\"big4\"]");
 }
 
 TEST_CASE("a peer is not sent what it sent, nor scopes it does not take") {
@@ -161,16 +181,15 @@ TEST_CASE("a peer is not sent what it sent, nor scopes it does not take") {
   db.Exec("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'pc1', 'P01')");
   db.Exec("INSERT INTO global_settings (name, value) VALUES ('local', 'v')");
   // A change that came from the CAS.
-  db.Exec("INSERT INTO repl_log (first_in_tx, tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
-          "received_from) VALUES (true, 'global_settings', 'global_proxy', 'U', '[\"remote\"]', "
+  db.Exec("INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
+          "received_from) VALUES ('global_settings', 'global_proxy', 'U', '[\"remote\"]', "
           "'{\"name\":\"remote\"}', 1, 'CAS', 9, 'CAS')");
   auto conn = db.Connect();
-  int hint = 64;
-  auto to_cas = Read(*conn, Position{0, replication::kWholeCommit},
-                     replication::PeerFilter{"CAS", {"global", "global_proxy", "site"}, {}, false}, 100, &hint);
+  auto to_cas = Read(*conn, Position{0, replication::kWholeTransaction},
+                     replication::PeerFilter{"CAS", {"global", "global_proxy", "site"}, {}, false}, 100);
   REQUIRE(to_cas.changes.size() == 2);  // device + local setting, not the CAS's own change
-  auto to_secondary = Read(*conn, Position{0, replication::kWholeCommit},
-                           replication::PeerFilter{"S01", {"global_proxy"}, {}, false}, 100, &hint);
+  auto to_secondary = Read(*conn, Position{0, replication::kWholeTransaction},
+                           replication::PeerFilter{"S01", {"global_proxy"}, {}, false}, 100);
   REQUIRE(to_secondary.changes.size() == 2);  // both settings, no device (site data goes up only)
   for (const auto& c : to_secondary.changes) REQUIRE(c.table() == "global_settings");
   // The forwarded change keeps its origin and origin sequence.
@@ -189,8 +208,13 @@ TEST_CASE("pruning drops what every peer acknowledged, and a peer behind it need
   TestDatabase db("capture");
   Prepare(db, "CAS");
   for (int i = 0; i < 5; ++i) db.Exec(absl::StrCat("INSERT INTO global_settings VALUES ('k", i, "', 'v')"));
-  db.Exec("INSERT INTO repl_outbound (peer, lsn, log_id) VALUES ('P01', 3, $1), ('P02', 4, $1)",
-          {std::to_string(replication::kWholeCommit)});
+  auto xid = [&](int i) {
+    return db.ScalarInt(absl::StrCat("SELECT xid::text::bigint FROM repl_log ORDER BY id OFFSET ", i, " LIMIT 1"));
+  };
+  const int64_t x2 = xid(1), x3 = xid(2), x4 = xid(3);
+  const std::string whole = std::to_string(replication::kWholeTransaction);
+  db.Exec("INSERT INTO repl_outbound (peer, xid, log_id) VALUES ('P01', $1, $3), ('P02', $2, $3)",
+          {std::to_string(x3), std::to_string(x4), whole});
   auto conn = db.Connect();
   absl::StatusOr<int64_t> pruned;
   absl::StatusOr<replication::LogHead> head;
@@ -199,11 +223,18 @@ TEST_CASE("pruning drops what every peer acknowledged, and a peer behind it need
                 head = replication::ReadLogHead(tx);
                 return pruned.status();
               }).ok());
-  REQUIRE(*pruned == 3);
-  REQUIRE(db.ScalarInt("SELECT min(lsn) FROM repl_commit") == 4);
+  REQUIRE(*pruned == x3 + 1);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 2);
-  REQUIRE_FALSE(replication::NeedsSnapshot(*head, head->epoch, Position{3, replication::kWholeCommit}));
-  REQUIRE(replication::NeedsSnapshot(*head, head->epoch, Position{2, replication::kWholeCommit}));
-  REQUIRE(replication::NeedsSnapshot(*head, "another-epoch", Position{5, replication::kWholeCommit}));
+  REQUIRE_FALSE(replication::NeedsSnapshot(*head, head->epoch, Position{x3, replication::kWholeTransaction}));
+  REQUIRE(replication::NeedsSnapshot(*head, head->epoch, Position{x2, replication::kWholeTransaction}));
+  REQUIRE(replication::NeedsSnapshot(*head, "another-epoch", Position{x4, replication::kWholeTransaction}));
   REQUIRE(replication::NeedsSnapshot(*head, "", Position{0, 0}));
+
+  // Past the retention window everything goes, acknowledged or not.
+  db.Exec("UPDATE repl_log SET logged_at = now() - interval '2 hours'");
+  REQUIRE(conn->Transact([&](store::Transaction& tx) {
+                pruned = replication::PruneLog(tx, 3600, {"P01", "P02"});
+                return pruned.status();
+              }).ok());
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 0);
 }

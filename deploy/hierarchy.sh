@@ -1,0 +1,76 @@
+# Sourced by deploy/quickstart.sh and bench scripts: run site servers of a
+# local hierarchy as background processes, each with its own database.
+# Needs deploy/pg.sh's server started (STRATA_PG, PGHOST, PGPORT) and:
+#   STRATA_BUILD  build directory with the binaries
+#   STRATA_RUN    run directory (configs, sockets, logs); short path
+#   STRATA_PKI    PKI directory made by deploy/pki.sh
+
+# site_start CODE TYPE [PARENT_CODE]   -> starts strata-TYPE for CODE
+site_start() {
+  local code=$1 type=$2 parent=${3:-} lower
+  lower=$(echo "$code" | tr 'A-Z' 'a-z')
+  local db="strata_$lower"
+  psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+    psql -X -q -d postgres -c "CREATE DATABASE $db" >/dev/null
+  local conf="$STRATA_RUN/$lower.conf"
+  {
+    echo "site_code: \"$code\""
+    echo "database: \"host=$PGHOST port=$PGPORT user=postgres dbname=$db\""
+    echo "listen_address: \"unix:$STRATA_RUN/$lower.sock\""
+    [ -n "$parent" ] && echo "parent_address: \"unix:$STRATA_RUN/$(echo "$parent" | tr 'A-Z' 'a-z').sock\""
+    echo "address_file: \"$STRATA_RUN/$lower.addr\""
+    echo "tls { ca_file: \"$STRATA_PKI/ca.pem\" cert_file: \"$STRATA_PKI/site-$code.pem\" key_file: \"$STRATA_PKI/site-$code.key\" }"
+    [ -n "${STRATA_REPLICATION:-}" ] && echo "replication { $STRATA_REPLICATION }"
+  } > "$conf"
+  rm -f "$STRATA_RUN/$lower.addr"
+  # STRATA_SITE_FLAGS: extra flags for every site server (e.g. --verbose).
+  # shellcheck disable=SC2086
+  "$STRATA_BUILD/$type/strata-$type" --config "$conf" ${STRATA_SITE_FLAGS:-} >>"$STRATA_RUN/$lower.log" 2>&1 &
+  echo $! > "$STRATA_RUN/$lower.pid"
+  local i
+  for i in $(seq 1 600); do
+    [ -f "$STRATA_RUN/$lower.addr" ] && return 0
+    kill -0 "$(cat "$STRATA_RUN/$lower.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "site $code did not start; its log:" >&2
+  tail -20 "$STRATA_RUN/$lower.log" >&2
+  return 1
+}
+
+# site_stop CODE   -> SIGTERM and wait
+site_stop() {
+  local lower pid
+  lower=$(echo "$1" | tr 'A-Z' 'a-z')
+  [ -f "$STRATA_RUN/$lower.pid" ] || return 0
+  pid=$(cat "$STRATA_RUN/$lower.pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$STRATA_RUN/$lower.pid"
+}
+
+# site_status CODE TYPE   -> prints `strata-TYPE status`
+site_status() {
+  local lower
+  lower=$(echo "$1" | tr 'A-Z' 'a-z')
+  "$STRATA_BUILD/$2/strata-$2" status --config "$STRATA_RUN/$lower.conf"
+}
+
+# site_sql CODE SQL   -> runs SQL on the site's database, unaligned output
+site_sql() {
+  local lower
+  lower=$(echo "$1" | tr 'A-Z' 'a-z')
+  psql -X -q -d "strata_$lower" -tAc "$2"
+}
+
+# wait_until SECONDS CMD...   -> retries CMD every POLL_S (0.05) s until it succeeds
+wait_until() {
+  local limit=$1; shift
+  local end=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -ge "$end" ] && return 1
+    sleep "${POLL_S:-0.05}"
+  done
+}
