@@ -61,7 +61,9 @@ bool Eventually(TestDatabase& db, const std::string& sql, const std::string& exp
         return last == expected;
       },
       timeout);
-  if (!ok) UNSCOPED_INFO("last value of [" << sql << "] was [" << last << "], expected [" << expected << "]");
+  if (!ok)
+    UNSCOPED_INFO("last value of [" << sql << "] was [" << last << "], expected [" << expected
+                                    << "]");
   return ok;
 }
 
@@ -99,8 +101,11 @@ TEST_CASE("global data reaches every site, site data goes up only, origins are k
     INFO("site " << site->code());
     REQUIRE(Eventually(site->db(), all_three, "3"));
     // Three hops (P02 -> CAS -> P01 -> S01) and the origin is still P02.
-    REQUIRE(site->db().Scalar("SELECT _origin FROM global_settings WHERE name = 'from-p02'") == "P02");
-    REQUIRE(Eventually(site->db(), "SELECT string_agg(code || ':' || type || ':' || coalesce(parent, '-'), ' ' ORDER BY code) FROM sites",
+    REQUIRE(site->db().Scalar("SELECT _origin FROM global_settings WHERE name = 'from-p02'") ==
+            "P02");
+    REQUIRE(Eventually(site->db(),
+                       "SELECT string_agg(code || ':' || type || ':' || coalesce(parent, '-'), ' ' "
+                       "ORDER BY code) FROM sites",
                        "CAS:cas:- P01:primary:CAS P02:primary:CAS S01:secondary:P01"));
   }
   // Site data: P01's device and the branch office's reach the CAS ...
@@ -126,9 +131,15 @@ TEST_CASE("global data reaches every site, site data goes up only, origins are k
     REQUIRE(l.role() == "child");
     REQUIRE(l.last_contact_unix_ms() > 0);
   }
-  REQUIRE(WaitFor([&] { auto l = h.s01->Link("P01"); return l && l->lag_changes() == 0; }, seconds(30)));
+  REQUIRE(WaitFor(
+      [&] {
+        auto l = h.s01->Link("P01");
+        return l && l->lag_changes() == 0;
+      },
+      seconds(30)));
   int rc = 0;
-  std::string out = RunCommand(BinaryFor(v1::SITE_TYPE_PRIMARY) + " status --config " + h.p01->config_path(), &rc);
+  std::string out = RunCommand(
+      BinaryFor(v1::SITE_TYPE_PRIMARY) + " status --config " + h.p01->config_path(), &rc);
   INFO(out);
   REQUIRE(rc == 0);
   REQUIRE_THAT(out, Catch::Contains("site P01 (primary site)"));
@@ -136,7 +147,8 @@ TEST_CASE("global data reaches every site, site data goes up only, origins are k
   REQUIRE_THAT(out, Catch::Matches("(.|\n)*S01 +child +active +yes(.|\n)*"));
 }
 
-TEST_CASE("8 concurrent writers committing out of order at the CAS: every row arrives exactly once") {
+TEST_CASE(
+    "8 concurrent writers committing out of order at the CAS: every row arrives exactly once") {
   Hierarchy h({}, false);
   constexpr int kWriters = 8, kEach = 100;
   std::vector<std::thread> writers;
@@ -147,12 +159,14 @@ TEST_CASE("8 concurrent writers committing out of order at the CAS: every row ar
       std::mt19937 rng(w);
       for (int i = 0; i < kEach; ++i) {
         std::string pause = absl::StrCat(std::uniform_int_distribution<int>(0, 5)(rng) / 1000.0);
-        REQUIRE((*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
-          auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2)",
-                           {absl::StrCat("cw-", w, "-", i), std::to_string(i)});
-          if (!r.ok()) return r.status();
-          return tx.Exec("SELECT pg_sleep($1::float8)", {pause}).status();
-        }).ok());
+        REQUIRE((*conn)
+                    ->Transact([&](store::Transaction& tx) -> absl::Status {
+                      auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2)",
+                                       {absl::StrCat("cw-", w, "-", i), std::to_string(i)});
+                      if (!r.ok()) return r.status();
+                      return tx.Exec("SELECT pg_sleep($1::float8)", {pause}).status();
+                    })
+                    .ok());
       }
     });
   }
@@ -161,8 +175,9 @@ TEST_CASE("8 concurrent writers committing out of order at the CAS: every row ar
   REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'cw-%'"), total, seconds(60)));
   REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'cw-%'"), total));
   // P01 logged each CAS change once: (origin, origin_seq) never repeats.
-  REQUIRE(h.p01->db().Scalar("SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
-                             "WHERE key LIKE '[\"cw-%'") == total + "/" + total);
+  REQUIRE(h.p01->db().Scalar(
+              "SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
+              "WHERE key LIKE '[\"cw-%'") == total + "/" + total);
   REQUIRE(h.s01->db().ScalarInt("SELECT count(*) FROM global_settings WHERE name LIKE 'cw-%' AND "
                                 "value <> split_part(name, '-', 3)") == 0);
 }
@@ -175,8 +190,10 @@ TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing 
     auto conn = store::Connection::Open(h.cas->db().conninfo());
     REQUIRE(conn.ok());
     for (int i = 0; i < kRows; ++i) {
-      REQUIRE((*conn)->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'k')",
-                            {absl::StrCat("kill-", i)}).ok());
+      REQUIRE((*conn)
+                  ->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'k')",
+                         {absl::StrCat("kill-", i)})
+                  .ok());
       if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
     }
     done = true;
@@ -186,12 +203,14 @@ TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing 
     for (int i = 0; i < 300; ++i) {
       auto conn = store::Connection::Open(h.p01->db().conninfo());
       if (!conn.ok()) continue;
-      (void)(*conn)->Exec(absl::StrCat("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'dev-", i,
-                                       "', 'P01')"));
+      (void)(*conn)->Exec(
+          absl::StrCat("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'dev-",
+                       i, "', 'P01')"));
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
-  REQUIRE(Eventually(h.p01->db(), "SELECT count(*) > 100 FROM global_settings WHERE name LIKE 'kill-%'", "t"));
+  REQUIRE(Eventually(h.p01->db(),
+                     "SELECT count(*) > 100 FROM global_settings WHERE name LIKE 'kill-%'", "t"));
   h.p01->Kill9();
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   h.p01->Start();
@@ -201,35 +220,49 @@ TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing 
   const std::string total = std::to_string(kRows);
   REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'kill-%'"), total, seconds(60)));
   REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'kill-%'"), total, seconds(60)));
-  REQUIRE(h.p01->db().Scalar("SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
-                             "WHERE key LIKE '[\"kill-%'") == total + "/" + total);
+  REQUIRE(h.p01->db().Scalar(
+              "SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
+              "WHERE key LIKE '[\"kill-%'") == total + "/" + total);
   const std::string devices = h.p01->db().Scalar("SELECT count(*) FROM devices");
   REQUIRE(Eventually(h.cas->db(), "SELECT count(*) FROM devices", devices, seconds(60)));
-  REQUIRE(h.cas->db().Scalar("SELECT count(*) FROM devices WHERE (id, name) NOT IN (SELECT id, name FROM devices)") == "0");
+  REQUIRE(
+      h.cas->db().Scalar(
+          "SELECT count(*) FROM devices WHERE (id, name) NOT IN (SELECT id, name FROM devices)") ==
+      "0");
 }
 
 TEST_CASE("a link cut for a while shows as failed, then drains its backlog when restored") {
   Hierarchy h;
   REQUIRE(h.cas->Stop() == 0);
   for (int i = 0; i < 400; ++i) {
-    h.p01->db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'b')", {absl::StrCat("cut-", i)});
+    h.p01->db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'b')",
+                     {absl::StrCat("cut-", i)});
   }
-  h.p01->db().Exec("INSERT INTO devices (id, name, site_code) SELECT gen_random_uuid(), 'cut-dev-' || g, 'P01' "
-                   "FROM generate_series(1, 200) g");
+  h.p01->db().Exec(
+      "INSERT INTO devices (id, name, site_code) SELECT gen_random_uuid(), 'cut-dev-' || g, 'P01' "
+      "FROM generate_series(1, 200) g");
   // While the parent is away P01 reports the link failed, with the reason.
-  REQUIRE(WaitFor([&] {
-    auto l = h.p01->Link("CAS");
-    return l && !l->connected() && l->state() == v1::LINK_STATE_FAILED && !l->last_error().empty();
-  }, seconds(30)));
+  REQUIRE(WaitFor(
+      [&] {
+        auto l = h.p01->Link("CAS");
+        return l && !l->connected() && l->state() == v1::LINK_STATE_FAILED &&
+               !l->last_error().empty();
+      },
+      seconds(30)));
   auto backlog = h.p01->Link("CAS");
   REQUIRE(backlog->lag_changes() >= 600);
   REQUIRE(backlog->lag_seconds() > 0);
   h.cas->Start();
   REQUIRE(Eventually(h.cas->db(), CountOf("name LIKE 'cut-%'"), "400", seconds(60)));
-  REQUIRE(Eventually(h.cas->db(), "SELECT count(*) FROM devices WHERE name LIKE 'cut-dev-%'", "200"));
+  REQUIRE(
+      Eventually(h.cas->db(), "SELECT count(*) FROM devices WHERE name LIKE 'cut-dev-%'", "200"));
   REQUIRE(Eventually(h.p02->db(), CountOf("name LIKE 'cut-%'"), "400", seconds(60)));
-  REQUIRE(WaitFor([&] { auto l = h.p01->Link("CAS"); return l && l->connected() && l->lag_changes() == 0 &&
-                                                         l->state() == v1::LINK_STATE_ACTIVE; }, seconds(30)));
+  REQUIRE(WaitFor(
+      [&] {
+        auto l = h.p01->Link("CAS");
+        return l && l->connected() && l->lag_changes() == 0 && l->state() == v1::LINK_STATE_ACTIVE;
+      },
+      seconds(30)));
 }
 
 TEST_CASE("a conflicting edit of the same global row at two sites ends the same everywhere") {
@@ -240,10 +273,14 @@ TEST_CASE("a conflicting edit of the same global row at two sites ends the same 
     // version first updates it).
     auto edit = [&](SiteProcess& site, absl::Status* out) {
       auto conn = store::Connection::Open(site.db().conninfo());
-      *out = conn.ok() ? (*conn)->Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2) ON CONFLICT "
-                                       "(name) DO UPDATE SET value = EXCLUDED.value",
-                                       {name, site.code() + " wins"}).status()
-                       : conn.status();
+      *out = conn.ok()
+                 ? (*conn)
+                       ->Exec(
+                           "INSERT INTO global_settings (name, value) VALUES ($1, $2) ON CONFLICT "
+                           "(name) DO UPDATE SET value = EXCLUDED.value",
+                           {name, site.code() + " wins"})
+                       .status()
+                 : conn.status();
     };
     absl::Status sa, sb;
     std::thread a([&] { edit(*h.p01, &sa); });
@@ -254,17 +291,20 @@ TEST_CASE("a conflicting edit of the same global row at two sites ends the same 
     REQUIRE(sb.ok());
     // Each site stamped its own version; the higher (hlc, site code) must win everywhere.
     auto stamp = [&](SiteProcess& s) {
-      return std::make_pair(s.db().ScalarInt("SELECT hlc FROM repl_log WHERE key = $1 AND received_from IS NULL",
-                                             {absl::StrCat("[\"", name, "\"]")}),
-                            s.code());
+      return std::make_pair(
+          s.db().ScalarInt("SELECT hlc FROM repl_log WHERE key = $1 AND received_from IS NULL",
+                           {absl::StrCat("[\"", name, "\"]")}),
+          s.code());
     };
     auto winner = std::max(stamp(*h.p01), stamp(*h.p02));
     const std::string expected = winner.second + " wins";
     for (SiteProcess* site : {h.cas.get(), h.p01.get(), h.p02.get(), h.s01.get()}) {
       INFO("site " << site->code() << " round " << round);
-      REQUIRE(Eventually(site->db(), absl::StrCat("SELECT value FROM global_settings WHERE name = '", name, "'"),
-                         expected));
-      REQUIRE(site->db().Scalar("SELECT _origin FROM global_settings WHERE name = $1", {name}) == winner.second);
+      REQUIRE(Eventually(
+          site->db(), absl::StrCat("SELECT value FROM global_settings WHERE name = '", name, "'"),
+          expected));
+      REQUIRE(site->db().Scalar("SELECT _origin FROM global_settings WHERE name = $1", {name}) ==
+              winner.second);
     }
   }
 }
@@ -286,10 +326,14 @@ TEST_CASE("children that break the hierarchy's rules are refused with a clear er
     std::string message;
   };
   std::vector<Case> cases = {
-      {"S01", v1::SITE_TYPE_SECONDARY, cas.address(), "S01", "a secondary site's parent must be a primary site"},
-      {"P03", v1::SITE_TYPE_PRIMARY, cas.address(), "P01", "certificate names site P01, but the child claims to be P03"},
-      {"CAS", v1::SITE_TYPE_SECONDARY, p01.address(), "CAS", "site code CAS is already used in this hierarchy"},
-      {"P02", v1::SITE_TYPE_PRIMARY, p01.address(), "P02", "a primary site's parent must be a central administration site"},
+      {"S01", v1::SITE_TYPE_SECONDARY, cas.address(), "S01",
+       "a secondary site's parent must be a primary site"},
+      {"P03", v1::SITE_TYPE_PRIMARY, cas.address(), "P01",
+       "certificate names site P01, but the child claims to be P03"},
+      {"CAS", v1::SITE_TYPE_SECONDARY, p01.address(), "CAS",
+       "site code CAS is already used in this hierarchy"},
+      {"P02", v1::SITE_TYPE_PRIMARY, p01.address(), "P02",
+       "a primary site's parent must be a central administration site"},
   };
   for (const auto& c : cases) {
     INFO(c.code << " -> " << c.parent);
@@ -306,8 +350,9 @@ TEST_CASE("children that break the hierarchy's rules are refused with a clear er
   // A malformed site code never gets as far as the parent.
   SiteProcess bad("P01", v1::SITE_TYPE_PRIMARY, dir, cas.address());
   int rc = 0;
-  std::string out = RunCommand(BinaryFor(v1::SITE_TYPE_PRIMARY) + " --config " + bad.config_path() +
-                                   " --site_code p-1", &rc);
+  std::string out = RunCommand(
+      BinaryFor(v1::SITE_TYPE_PRIMARY) + " --config " + bad.config_path() + " --site_code p-1",
+      &rc);
   REQUIRE(rc == 2);
   REQUIRE_THAT(out, Catch::Contains("site code \"p-1\" is invalid"));
 }
@@ -358,7 +403,8 @@ struct RawLink {
     std::optional<grpc::Status> in_band;
     while (rw->Read(&m)) {
       if (m.has_error()) {
-        in_band = grpc::Status(static_cast<grpc::StatusCode>(m.error().code()), m.error().message());
+        in_band =
+            grpc::Status(static_cast<grpc::StatusCode>(m.error().code()), m.error().message());
       }
     }
     grpc::Status final_status = rw->Finish();
@@ -379,7 +425,8 @@ v1::LinkMessage SnapshotBatch(std::vector<v1::Change> changes, bool end) {
   return m;
 }
 
-v1::Change SettingChange(const std::string& name, const std::string& origin, const std::string& row) {
+v1::Change SettingChange(const std::string& name, const std::string& origin,
+                         const std::string& row) {
   v1::Change c;
   c.set_table("global_settings");
   c.set_op(v1::CHANGE_OP_UPSERT);
@@ -392,7 +439,8 @@ v1::Change SettingChange(const std::string& name, const std::string& origin, con
 
 }  // namespace
 
-TEST_CASE("no client certificate, malformed, forged or oversized batches: refused, nothing applied") {
+TEST_CASE(
+    "no client certificate, malformed, forged or oversized batches: refused, nothing applied") {
   TempDir dir;
   SiteProcess cas("CAS", v1::SITE_TYPE_CAS, dir, "");
   cas.Start();
@@ -409,9 +457,11 @@ TEST_CASE("no client certificate, malformed, forged or oversized batches: refuse
   // A secondary S02 that attaches correctly but then misbehaves.
   RawLink s02(p01.address(), "S02");
   REQUIRE(s02.Attach("S02", v1::SITE_TYPE_SECONDARY).ok());
-  const std::string good_row = R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z"})";
+  const std::string good_row =
+      R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z"})";
 
-  s = s02.Send("S02", {SnapshotBatch({SettingChange("evil", "S02", R"({"name": "evil", "value": )")}, true)});
+  s = s02.Send("S02", {SnapshotBatch(
+                          {SettingChange("evil", "S02", R"({"name": "evil", "value": )")}, true)});
   REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   REQUIRE_THAT(s.error_message(), Catch::Contains("malformed row"));
 
@@ -426,7 +476,8 @@ TEST_CASE("no client certificate, malformed, forged or oversized batches: refuse
   REQUIRE_THAT(s.error_message(), Catch::Contains("unknown table"));
 
   // Oversized: one message over the site's 1 MiB limit.
-  std::string huge = absl::StrCat(R"({"name": "evil", "value": ")", std::string(1536 * 1024, 'x'), R"("})");
+  std::string huge =
+      absl::StrCat(R"({"name": "evil", "value": ")", std::string(1536 * 1024, 'x'), R"("})");
   s = s02.Send("S02", {SnapshotBatch({SettingChange("evil", "S02", huge)}, true)});
   REQUIRE(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
 
@@ -440,13 +491,15 @@ TEST_CASE("no client certificate, malformed, forged or oversized batches: refuse
   // origin than its change: rejected by the applier, reason sent in-band.
   v1::LinkMessage regular;
   *regular.mutable_batch()->add_changes() = SettingChange(
-      "evil", "S02", R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 1, "_origin": "P02"})");
+      "evil", "S02",
+      R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 1, "_origin": "P02"})");
   regular.mutable_batch()->mutable_end()->set_epoch("00000000-0000-0000-0000-00000000e90c");
   regular.mutable_batch()->mutable_end()->set_xid(10);
   regular.mutable_batch()->mutable_end()->set_log_id(INT64_MAX);
   s = s02.Send("S02", {SnapshotBatch({}, true), regular});
   REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-  REQUIRE_THAT(s.error_message(), Catch::Contains("does not match its change's key, clock or origin"));
+  REQUIRE_THAT(s.error_message(),
+               Catch::Contains("does not match its change's key, clock or origin"));
 
   // A stream from a site that never attached.
   RawLink p02(p01.address(), "P02");
@@ -460,17 +513,20 @@ TEST_CASE("no client certificate, malformed, forged or oversized batches: refuse
   // Nothing of it was applied, and P01 still serves its real parent.
   REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM global_settings WHERE name = 'evil'") == 0);
   // Only the empty snapshot was recorded; the rejected batch moved nothing.
-  REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM repl_inbound WHERE peer = 'S02' AND xid < 10") == 1);
+  REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM repl_inbound WHERE peer = 'S02' AND xid < 10") ==
+          1);
   cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ('still-fine', 'x')");
   REQUIRE(Eventually(p01.db(), CountOf("name = 'still-fine'"), "1"));
 }
 
-TEST_CASE("a new child, and one away past the retention window, are re-initialized from a snapshot") {
+TEST_CASE(
+    "a new child, and one away past the retention window, are re-initialized from a snapshot") {
   TempDir dir;
   SiteProcess cas("CAS", v1::SITE_TYPE_CAS, dir, "", SiteOptions{"", 2});
   cas.Start();
   for (int i = 0; i < 50; ++i) {
-    cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'early')", {absl::StrCat("early-", i)});
+    cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'early')",
+                  {absl::StrCat("early-", i)});
   }
   cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ('doomed', 'x')");
   // New child: written before P01 existed, the rows arrive by snapshot.
@@ -481,15 +537,22 @@ TEST_CASE("a new child, and one away past the retention window, are re-initializ
 
   REQUIRE(p01.Stop() == 0);
   for (int i = 0; i < 50; ++i) {
-    cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'late')", {absl::StrCat("late-", i)});
+    cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'late')",
+                  {absl::StrCat("late-", i)});
   }
   cas.db().Exec("DELETE FROM global_settings WHERE name = 'doomed'");
   // Past retention the CAS prunes what P01 never acknowledged.
-  REQUIRE(Eventually(cas.db(), "SELECT count(*) FROM repl_log WHERE key LIKE '[\"late-%' OR key = '[\"doomed\"]'",
-                     "0", seconds(30)));
+  REQUIRE(Eventually(
+      cas.db(), "SELECT count(*) FROM repl_log WHERE key LIKE '[\"late-%' OR key = '[\"doomed\"]'",
+      "0", seconds(30)));
   p01.Start();
   REQUIRE(Eventually(p01.db(), CountOf("name LIKE 'late-%'"), "50"));
   // The delete's log entry is gone, yet the snapshot removed the row.
   REQUIRE(Eventually(p01.db(), CountOf("name = 'doomed'"), "0"));
-  REQUIRE(WaitFor([&] { auto l = p01.Link("CAS"); return l && l->snapshots_applied() == 1; }, seconds(10)));
+  REQUIRE(WaitFor(
+      [&] {
+        auto l = p01.Link("CAS");
+        return l && l->snapshots_applied() == 1;
+      },
+      seconds(10)));
 }

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "google/protobuf/message.h"

@@ -23,7 +23,9 @@ class HybridLogicalClock {
   // Merges a timestamp seen from another site, so later Now() values follow it.
   void Observe(int64_t remote);
 
-  static int64_t Pack(int64_t physical_ms, int64_t logical) { return (physical_ms << 16) | logical; }
+  static int64_t Pack(int64_t physical_ms, int64_t logical) {
+    return (physical_ms << 16) | logical;
+  }
   static int64_t PhysicalMs(int64_t hlc) { return hlc >> 16; }
   static int64_t Logical(int64_t hlc) { return hlc & 0xFFFF; }
 

@@ -27,10 +27,12 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view what) {
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("tls: no ", what, " file configured"));
+  if (path.empty())
+    return absl::InvalidArgumentError(absl::StrCat("tls: no ", what, " file configured"));
   auto content = ReadFile(path);
   if (!content.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("tls: ", what, " file ", path, " cannot be read"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls: ", what, " file ", path, " cannot be read"));
   }
   if (!absl::StrContains(*content, "-----BEGIN")) {
     return absl::InvalidArgumentError(absl::StrCat("tls: ", what, " file ", path, " is not PEM"));
@@ -54,8 +56,7 @@ std::string SubjectEntry(X509_NAME* name, int nid) {
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const v1::TlsConfig& tls) {
-  grpc::SslServerCredentialsOptions options(
-      GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   auto ca = ReadPem(tls.ca_file(), "CA");
   if (!ca.ok()) return ca.status();
   auto cert = ReadPem(tls.cert_file(), "certificate");

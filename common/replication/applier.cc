@@ -32,13 +32,15 @@ std::string TextArray(const std::vector<std::string>& values) {
   return out;
 }
 
-void BuildStatements(TableInfo& t, const std::vector<std::pair<std::string, std::string>>& columns) {
+void BuildStatements(TableInfo& t,
+                     const std::vector<std::pair<std::string, std::string>>& columns) {
   const std::string table = QuoteIdent(t.name);
   const std::string lit = QuoteLiteral(t.name);
   std::vector<std::string> cols, sets, key_cols, key_match;
   for (const auto& [name, type] : columns) {
     cols.push_back(QuoteIdent(name));
-    bool is_key = std::find(t.key_columns.begin(), t.key_columns.end(), name) != t.key_columns.end();
+    bool is_key =
+        std::find(t.key_columns.begin(), t.key_columns.end(), name) != t.key_columns.end();
     if (!is_key) sets.push_back(absl::StrCat(QuoteIdent(name), " = EXCLUDED.", QuoteIdent(name)));
   }
   for (size_t i = 0; i < t.key_columns.size(); ++i) {
@@ -73,17 +75,19 @@ void BuildStatements(TableInfo& t, const std::vector<std::pair<std::string, std:
   t.delete_sql = absl::StrCat(
       "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(key text, hlc bigint, origin "
       "text)), tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
-      lit, ", key, hlc, origin FROM i ON CONFLICT (tbl, key) DO UPDATE SET hlc = EXCLUDED.hlc, "
+      lit,
+      ", key, hlc, origin FROM i ON CONFLICT (tbl, key) DO UPDATE SET hlc = EXCLUDED.hlc, "
       "origin = EXCLUDED.origin, deleted_at = now() WHERE (tb.hlc, tb.origin) < (EXCLUDED.hlc, "
-      "EXCLUDED.origin) RETURNING key), del AS (DELETE FROM ", table, " cur USING i WHERE ",
-      absl::StrJoin(key_match, " AND "),
+      "EXCLUDED.origin) RETURNING key), del AS (DELETE FROM ",
+      table, " cur USING i WHERE ", absl::StrJoin(key_match, " AND "),
       " AND (cur._hlc, cur._origin) < (i.hlc, i.origin) RETURNING i.key) "
       "SELECT key FROM tomb UNION SELECT key FROM del");
-  t.stale_delete_sql = absl::StrCat(
-      "DELETE FROM ", table, " cur WHERE (cur._origin = ANY($1::text[])) = $2::boolean AND NOT "
-      "EXISTS (SELECT 1 FROM repl_snap_keys s WHERE s.tbl = ", lit, " AND s.key = ",
-      KeyExpr(t.key_columns, "cur"), ") RETURNING ", KeyExpr(t.key_columns, "cur"),
-      ", cur._hlc + 1, cur._origin");
+  t.stale_delete_sql =
+      absl::StrCat("DELETE FROM ", table,
+                   " cur WHERE (cur._origin = ANY($1::text[])) = $2::boolean AND NOT "
+                   "EXISTS (SELECT 1 FROM repl_snap_keys s WHERE s.tbl = ",
+                   lit, " AND s.key = ", KeyExpr(t.key_columns, "cur"), ") RETURNING ",
+                   KeyExpr(t.key_columns, "cur"), ", cur._hlc + 1, cur._origin");
 }
 
 // Appends applied changes to this site's log so they travel on.
@@ -106,13 +110,14 @@ absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
     json.push_back('}');
   }
   json.push_back(']');
-  return tx.Exec(
-               "INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
-               "received_from) SELECT $2, $3, x.o, x.k, CASE WHEN x.o = 'U' THEN x.r || "
-               "jsonb_build_object('_hlc', x.h, '_origin', x.g) END, x.h, x.g, x.q, $4 "
-               "FROM jsonb_to_recordset($1::jsonb) AS x(o \"char\", k text, r jsonb, h bigint, "
-               "q bigint, g text)",
-               {json, table.name, table.scope, policy.peer})
+  return tx
+      .Exec(
+          "INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
+          "received_from) SELECT $2, $3, x.o, x.k, CASE WHEN x.o = 'U' THEN x.r || "
+          "jsonb_build_object('_hlc', x.h, '_origin', x.g) END, x.h, x.g, x.q, $4 "
+          "FROM jsonb_to_recordset($1::jsonb) AS x(o \"char\", k text, r jsonb, h bigint, "
+          "q bigint, g text)",
+          {json, table.name, table.scope, policy.peer})
       .status();
 }
 
@@ -129,20 +134,21 @@ absl::Status Validate(const v1::Change& c, const TableInfo* table, const ApplyPo
     return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has no operation"));
   }
   if (c.key().empty() || c.key().front() != '[') {
-    return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has a malformed key"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("change to ", c.table(), " has a malformed key"));
   }
   if (c.hlc() <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has no timestamp"));
   }
   if (!ValidateSiteCode(c.origin_site()).ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("change to ", c.table(), " has an invalid origin site \"", c.origin_site(), "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "change to ", c.table(), " has an invalid origin site \"", c.origin_site(), "\""));
   }
   if (!policy.allowed_origins.empty() &&
       std::find(policy.allowed_origins.begin(), policy.allowed_origins.end(), c.origin_site()) ==
           policy.allowed_origins.end()) {
-    return absl::PermissionDeniedError(absl::StrCat(policy.peer, " may not send changes made at ",
-                                                    c.origin_site()));
+    return absl::PermissionDeniedError(
+        absl::StrCat(policy.peer, " may not send changes made at ", c.origin_site()));
   }
   if (c.op() == v1::CHANGE_OP_UPSERT && !IsSingleJsonObject(c.row_json())) {
     return absl::InvalidArgumentError(
@@ -203,8 +209,8 @@ absl::StatusOr<Catalog> Catalog::Load(store::Transaction& tx) {
     TableInfo t;
     t.name = scopes.GetString(i, 0);
     t.scope = scopes.GetString(i, 1);
-    ASSIGN_OR_RETURN(store::Result keys,
-                     tx.Exec("SELECT json_array_elements_text($1::json)", {scopes.GetString(i, 2)}));
+    ASSIGN_OR_RETURN(store::Result keys, tx.Exec("SELECT json_array_elements_text($1::json)",
+                                                 {scopes.GetString(i, 2)}));
     for (size_t k = 0; k < keys.size(); ++k) t.key_columns.push_back(keys.GetString(k, 0));
     ASSIGN_OR_RETURN(store::Result cols,
                      tx.Exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -230,10 +236,9 @@ absl::Status BeginApply(store::Transaction& tx) {
   return tx.Exec("SELECT set_config('strata.applying', 'on', true)").status();
 }
 
-absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& catalog,
-                                        const ApplyPolicy& policy,
-                                        const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-                                        bool snapshot_keys) {
+absl::StatusOr<ApplyStats> ApplyChanges(
+    store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
+    const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys) {
   ApplyStats stats;
   stats.received = changes.size();
   if (changes.size() > policy.max_changes) {
@@ -283,7 +288,8 @@ absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& c
     const std::string* sql = &table.delete_sql;
     if (!is_delete) {
       // The tombstone probe costs a lookup per row; most tables have none.
-      auto any = tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
+      auto any =
+          tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
       if (!any.ok()) return AsRejection(any.status());
       sql = any->GetBool(0, 0) ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
     }
@@ -297,12 +303,11 @@ absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& c
     std::vector<const v1::Change*> applied;
     for (size_t i = 0; i < result->size(); ++i) {
       auto it = by_key.find(result->Get(i, 0));
-      if (it == by_key.end() ||
-          (!is_delete && (result->GetInt(i, 1) != it->second->hlc() ||
-                          result->Get(i, 2) != it->second->origin_site()))) {
+      if (it == by_key.end() || (!is_delete && (result->GetInt(i, 1) != it->second->hlc() ||
+                                                result->Get(i, 2) != it->second->origin_site()))) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "batch rejected: a row of ", table.name, " does not match its change's key, clock or origin ",
-            std::string(result->Get(i, 0))));
+            "batch rejected: a row of ", table.name,
+            " does not match its change's key, clock or origin ", std::string(result->Get(i, 0))));
       }
       applied.push_back(it->second);
     }
@@ -342,11 +347,12 @@ absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& ca
   for (const std::string& name : tables) {
     const TableInfo* table = catalog.Find(name);
     if (table == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("snapshot names unknown table \"", name, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("snapshot names unknown table \"", name, "\""));
     }
-    ASSIGN_OR_RETURN(store::Result gone,
-                     tx.Exec(table->stale_delete_sql,
-                             {TextArray(origins), origins_exclude ? "false" : "true"}));
+    ASSIGN_OR_RETURN(
+        store::Result gone,
+        tx.Exec(table->stale_delete_sql, {TextArray(origins), origins_exclude ? "false" : "true"}));
     google::protobuf::RepeatedPtrField<v1::Change> deletes;
     for (size_t i = 0; i < gone.size(); ++i) {
       v1::Change* c = deletes.Add();
@@ -364,21 +370,24 @@ absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& ca
   return deleted;
 }
 
-absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const std::string& peer) {
-  ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("SELECT epoch, xid, log_id FROM repl_inbound WHERE peer = $1 FOR UPDATE",
-                           {peer}));
+absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx,
+                                                   const std::string& peer) {
+  ASSIGN_OR_RETURN(
+      store::Result r,
+      tx.Exec("SELECT epoch, xid, log_id FROM repl_inbound WHERE peer = $1 FOR UPDATE", {peer}));
   if (r.empty()) return std::optional<Inbound>();
-  return std::optional<Inbound>(Inbound{r.GetString(0, 0), Position{r.GetInt(0, 1), r.GetInt(0, 2)}});
+  return std::optional<Inbound>(
+      Inbound{r.GetString(0, 0), Position{r.GetInt(0, 1), r.GetInt(0, 2)}});
 }
 
 absl::Status StoreInbound(store::Transaction& tx, const std::string& peer, const Inbound& inbound) {
-  return tx.Exec(
-               "INSERT INTO repl_inbound (peer, epoch, xid, log_id) VALUES ($1, $2, $3, $4) ON "
-               "CONFLICT (peer) DO UPDATE SET epoch = EXCLUDED.epoch, xid = EXCLUDED.xid, log_id "
-               "= EXCLUDED.log_id, updated_at = now()",
-               {peer, inbound.epoch, std::to_string(inbound.position.xid),
-                std::to_string(inbound.position.log_id)})
+  return tx
+      .Exec(
+          "INSERT INTO repl_inbound (peer, epoch, xid, log_id) VALUES ($1, $2, $3, $4) ON "
+          "CONFLICT (peer) DO UPDATE SET epoch = EXCLUDED.epoch, xid = EXCLUDED.xid, log_id "
+          "= EXCLUDED.log_id, updated_at = now()",
+          {peer, inbound.epoch, std::to_string(inbound.position.xid),
+           std::to_string(inbound.position.log_id)})
       .status();
 }
 

@@ -29,10 +29,10 @@ struct TableInfo {
   std::string name;
   std::string scope;
   std::vector<std::string> key_columns;
-  std::string upsert_sql;        // $1: [row, ...] -> key, _hlc, _origin of applied rows
+  std::string upsert_sql;                // $1: [row, ...] -> key, _hlc, _origin of applied rows
   std::string upsert_no_tombstones_sql;  // the same, when the table has no tombstones
-  std::string delete_sql;        // $1: [{"key", "hlc", "origin"}] -> applied keys
-  std::string stale_delete_sql;  // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
+  std::string delete_sql;                // $1: [{"key", "hlc", "origin"}] -> applied keys
+  std::string stale_delete_sql;          // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
 };
 
 class Catalog {
@@ -63,10 +63,9 @@ absl::Status BeginApply(store::Transaction& tx);
 
 // Applies `changes` in order. With `snapshot_keys`, also records their keys
 // for FinishSnapshot.
-absl::StatusOr<ApplyStats> ApplyChanges(store::Transaction& tx, const Catalog& catalog,
-                                        const ApplyPolicy& policy,
-                                        const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-                                        bool snapshot_keys);
+absl::StatusOr<ApplyStats> ApplyChanges(
+    store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
+    const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys);
 
 // Snapshot support: StartSnapshot before the first chunk; FinishSnapshot
 // deletes the rows of `tables` the snapshot speaks for (by origin) that it

@@ -58,16 +58,18 @@ absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
   // filter skips are passed over by the cursor like the others.
   ASSIGN_OR_RETURN(
       store::Result r,
-      tx.Exec(absl::StrCat(
-                  "SELECT h.horizon, l.xid::text::bigint, l.id, ", kChangeColumns,
-                  ", extract(epoch FROM l.logged_at) * 1000 "
-                  "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h "
-                  "LEFT JOIN LATERAL (SELECT * FROM repl_log l WHERE (l.xid, l.id) > "
-                  "($1::bigint::text::xid8, $2::bigint) AND l.xid < h.horizon::text::xid8 "
-                  "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4 "
-                  "ORDER BY l.xid, l.id LIMIT ", max_changes + 1, ") l ON true"),
-              {std::to_string(after.xid), std::to_string(after.log_id), TextArray(filter.scopes),
-               filter.peer}));
+      tx.Exec(
+          absl::StrCat(
+              "SELECT h.horizon, l.xid::text::bigint, l.id, ", kChangeColumns,
+              ", extract(epoch FROM l.logged_at) * 1000 "
+              "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h "
+              "LEFT JOIN LATERAL (SELECT * FROM repl_log l WHERE (l.xid, l.id) > "
+              "($1::bigint::text::xid8, $2::bigint) AND l.xid < h.horizon::text::xid8 "
+              "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4 "
+              "ORDER BY l.xid, l.id LIMIT ",
+              max_changes + 1, ") l ON true"),
+          {std::to_string(after.xid), std::to_string(after.log_id), TextArray(filter.scopes),
+           filter.peer}));
   const int64_t horizon = r.GetInt(0, 0);
   if (r.size() == 1 && r.IsNull(0, 1)) {
     // Nothing for this peer below the horizon: everything below it is seen.
@@ -133,8 +135,8 @@ absl::StatusOr<SnapshotInfo> ReadSnapshot(
                              store::QuoteLiteral(tables.GetString(t, 1)),
                              "::text[]), to_jsonb(x)::text, x._hlc, x._origin, 0 FROM ",
                              store::QuoteIdent(table), " x WHERE (x._origin = ANY(",
-                             store::QuoteLiteral(origins), "::text[])) = ",
-                             filter.origins_exclude ? "false" : "true"))
+                             store::QuoteLiteral(origins),
+                             "::text[])) = ", filter.origins_exclude ? "false" : "true"))
             .status());
     while (true) {
       ASSIGN_OR_RETURN(store::Result rows,
@@ -178,7 +180,8 @@ absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_secon
               "least(h.horizon, coalesce((SELECT min(xid)::text::bigint FROM repl_log WHERE "
               "logged_at >= now() - make_interval(secs => $3)), h.horizon)), "
               "(SELECT pruned_through::text::bigint FROM repl_state) FROM h",
-              {TextArray(peers), std::to_string(kWholeTransaction), std::to_string(retention_seconds)}));
+              {TextArray(peers), std::to_string(kWholeTransaction),
+               std::to_string(retention_seconds)}));
   const int64_t target = std::max(r.GetInt(0, 0), r.GetInt(0, 1));
   const int64_t previous = r.GetInt(0, 2);
   RETURN_IF_ERROR(tx.Exec("DELETE FROM repl_tombstone WHERE deleted_at < now() - "
@@ -186,9 +189,9 @@ absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_secon
                           {std::to_string(retention_seconds)})
                       .status());
   if (target <= previous) return previous;
-  RETURN_IF_ERROR(tx.Exec("DELETE FROM repl_log WHERE xid < $1::bigint::text::xid8",
-                          {std::to_string(target)})
-                      .status());
+  RETURN_IF_ERROR(
+      tx.Exec("DELETE FROM repl_log WHERE xid < $1::bigint::text::xid8", {std::to_string(target)})
+          .status());
   RETURN_IF_ERROR(tx.Exec("UPDATE repl_state SET pruned_through = $1::bigint::text::xid8",
                           {std::to_string(target)})
                       .status());

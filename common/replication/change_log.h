@@ -49,13 +49,13 @@ std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
 struct LogBatch {
   std::vector<v1::Change> changes;
   std::vector<Position> positions;  // of each change, for cutting a batch short
-  Position end;                   // where the next read starts
-  int64_t oldest_unix_ms = 0;     // when the oldest change was logged (0: none)
+  Position end;                     // where the next read starts
+  int64_t oldest_unix_ms = 0;       // when the oldest change was logged (0: none)
 };
 
 // Reads the changes after `after` that pass `filter`, at most `max_changes`
-// and about `max_bytes` (at least one change), from finished transactions only. `end` moves past filtered-out rows and,
-// when everything was read, up to the finished-transaction horizon.
+// and about `max_bytes` (at least one change), from finished transactions only. `end` moves past
+// filtered-out rows and, when everything was read, up to the finished-transaction horizon.
 absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
                                  const PeerFilter& filter, int max_changes,
                                  int64_t max_bytes = INT64_MAX);

@@ -156,10 +156,11 @@ absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
   }
   if (!reply.has_hello()) return absl::InvalidArgumentError("the link must start with a hello");
   if (reply.hello().site_code() != peer_.code) {
-    return absl::PermissionDeniedError(absl::StrCat("peer says it is site ", reply.hello().site_code(),
-                                                    " on the link to ", peer_.code));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "peer says it is site ", reply.hello().site_code(), " on the link to ", peer_.code));
   }
-  if (reply.hello().log_epoch().empty()) return absl::InvalidArgumentError("peer hello has no log epoch");
+  if (reply.hello().log_epoch().empty())
+    return absl::InvalidArgumentError("peer hello has no log epoch");
   peer_epoch_ = reply.hello().log_epoch();
   *peer_hello = reply.hello();
   return absl::OkStatus();
@@ -208,7 +209,8 @@ absl::Status LinkSession::Run() {
     c.disconnected_since_unix_ms = NowMs();
     if (!result.ok()) c.last_error = result.ToString();
   });
-  LogInfo("link.down", {{"peer", peer_.code}, {"reason", result.ok() ? "closed" : result.ToString()}});
+  LogInfo("link.down",
+          {{"peer", peer_.code}, {"reason", result.ok() ? "closed" : result.ToString()}});
   return result;
 }
 
@@ -269,12 +271,11 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
       return head.status();
     }));
     if (NeedsSnapshot(*head, peer_hello.applied().epoch(), position)) {
-      LogInfo("link.reinitialize",
-              {{"peer", peer_.code},
-               {"reason", peer_hello.applied().epoch().empty() ? "new peer"
-                          : peer_hello.applied().epoch() != head->epoch
-                              ? "peer knows another log epoch"
-                              : "peer is behind the retained log"}});
+      LogInfo("link.reinitialize", {{"peer", peer_.code},
+                                    {"reason", peer_hello.applied().epoch().empty() ? "new peer"
+                                               : peer_hello.applied().epoch() != head->epoch
+                                                   ? "peer knows another log epoch"
+                                                   : "peer is behind the retained log"}});
       RETURN_IF_ERROR(SendSnapshot(&position));
     } else {
       site_.registry->Update(peer_.code, [&](LinkCounters& c) {
@@ -292,9 +293,8 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] {
-        return stopping_ || (dirty_ && in_flight_.size() < window);
-      });
+      cv_.wait_for(lock, std::chrono::seconds(1),
+                   [&] { return stopping_ || (dirty_ && in_flight_.size() < window); });
       if (stopping_) return absl::OkStatus();
       if (in_flight_.size() >= window) continue;
       dirty_ = false;
@@ -359,8 +359,9 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
 
 absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
   if (batch.end().epoch() != peer_epoch_) {
-    return absl::InvalidArgumentError(absl::StrCat("batch rejected: its watermark names log epoch \"",
-                                                   batch.end().epoch(), "\", not the peer's"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch rejected: its watermark names log epoch \"", batch.end().epoch(),
+                     "\", not the peer's"));
   }
   int64_t applied = 0;
   bool duplicate = false;
@@ -387,7 +388,9 @@ absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
   site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.changes_applied += applied; });
   if (applied > 0) site_.notifier->Notify();
   LogDebug("link.batch_applied",
-           {{"peer", peer_.code}, {"changes", batch.changes_size()}, {"applied", applied},
+           {{"peer", peer_.code},
+            {"changes", batch.changes_size()},
+            {"applied", applied},
             {"duplicate", duplicate},
             {"us", static_cast<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - started)
@@ -427,7 +430,8 @@ absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
         if (last.end().epoch() != peer_epoch_) {
           return absl::InvalidArgumentError("snapshot end names another log epoch");
         }
-        std::vector<std::string> tables(last.snapshot_tables().begin(), last.snapshot_tables().end());
+        std::vector<std::string> tables(last.snapshot_tables().begin(),
+                                        last.snapshot_tables().end());
         std::vector<std::string> origins(last.snapshot_origins().begin(),
                                          last.snapshot_origins().end());
         ASSIGN_OR_RETURN(deleted, FinishSnapshot(tx, *catalog_, policy, tables, origins,
@@ -440,7 +444,8 @@ absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
     c.snapshots_applied++;
     c.changes_applied += rows;
   });
-  LogInfo("link.snapshot_applied", {{"peer", peer_.code}, {"rows", rows}, {"stale_deleted", deleted}});
+  LogInfo("link.snapshot_applied",
+          {{"peer", peer_.code}, {"rows", rows}, {"stale_deleted", deleted}});
   site_.notifier->Notify();
   v1::LinkMessage ack;
   *ack.mutable_ack()->mutable_applied() = last.end();
@@ -463,9 +468,10 @@ absl::Status LinkSession::HandleAck(const v1::Ack& ack) {
     c.acked_known = true;
   });
   return ack_conn_
-      ->Exec("INSERT INTO repl_outbound (peer, xid, log_id) VALUES ($1, $2, $3) ON CONFLICT "
-             "(peer) DO UPDATE SET xid = EXCLUDED.xid, log_id = EXCLUDED.log_id, updated_at = now()",
-             {peer_.code, std::to_string(acked.xid), std::to_string(acked.log_id)})
+      ->Exec(
+          "INSERT INTO repl_outbound (peer, xid, log_id) VALUES ($1, $2, $3) ON CONFLICT "
+          "(peer) DO UPDATE SET xid = EXCLUDED.xid, log_id = EXCLUDED.log_id, updated_at = now()",
+          {peer_.code, std::to_string(acked.xid), std::to_string(acked.log_id)})
       .status();
 }
 

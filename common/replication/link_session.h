@@ -145,13 +145,13 @@ class LinkSession {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;             // guarded by mu_
-  bool dirty_ = true;                 // guarded by mu_: the log may have grown
-  std::deque<Position> in_flight_;    // guarded by mu_: batch ends not yet acknowledged
-  absl::Status error_;                // guarded by mu_: first error
+  bool stopping_ = false;                    // guarded by mu_
+  bool dirty_ = true;                        // guarded by mu_: the log may have grown
+  std::deque<Position> in_flight_;           // guarded by mu_: batch ends not yet acknowledged
+  absl::Status error_;                       // guarded by mu_: first error
   std::deque<v1::ChangeBatch> apply_queue_;  // guarded by mu_
-  bool applying_ = false;             // guarded by mu_: the applier holds recv_conn_
-  bool reader_done_ = false;          // guarded by mu_: the reader left Read()
+  bool applying_ = false;                    // guarded by mu_: the applier holds recv_conn_
+  bool reader_done_ = false;                 // guarded by mu_: the reader left Read()
 };
 
 }  // namespace strata::replication

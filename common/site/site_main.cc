@@ -19,7 +19,8 @@
 #include "common/site/site_server.h"
 #include "common/site/topology.h"
 
-ABSL_FLAG(std::string, config, "", "Site server configuration: a text-format SiteServerConfig file");
+ABSL_FLAG(std::string, config, "",
+          "Site server configuration: a text-format SiteServerConfig file");
 ABSL_FLAG(std::string, site_code, "", "Three-character site code (overrides the config)");
 ABSL_FLAG(std::string, database, "", "PostgreSQL connection string (overrides the config)");
 ABSL_FLAG(std::string, listen, "", "Listen address host:port or unix:/path (overrides the config)");
@@ -53,9 +54,12 @@ absl::StatusOr<v1::SiteServerConfig> LoadConfig() {
   set(absl::GetFlag(FLAGS_database), [&](const std::string& v) { config.set_database(v); });
   set(absl::GetFlag(FLAGS_listen), [&](const std::string& v) { config.set_listen_address(v); });
   set(absl::GetFlag(FLAGS_parent), [&](const std::string& v) { config.set_parent_address(v); });
-  set(absl::GetFlag(FLAGS_tls_ca), [&](const std::string& v) { config.mutable_tls()->set_ca_file(v); });
-  set(absl::GetFlag(FLAGS_tls_cert), [&](const std::string& v) { config.mutable_tls()->set_cert_file(v); });
-  set(absl::GetFlag(FLAGS_tls_key), [&](const std::string& v) { config.mutable_tls()->set_key_file(v); });
+  set(absl::GetFlag(FLAGS_tls_ca),
+      [&](const std::string& v) { config.mutable_tls()->set_ca_file(v); });
+  set(absl::GetFlag(FLAGS_tls_cert),
+      [&](const std::string& v) { config.mutable_tls()->set_cert_file(v); });
+  set(absl::GetFlag(FLAGS_tls_key),
+      [&](const std::string& v) { config.mutable_tls()->set_key_file(v); });
   set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { config.set_address_file(v); });
   return config;
 }
@@ -94,7 +98,10 @@ int SiteMain(v1::SiteType type, int argc, char** argv) {
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
   usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };
-  usage.normalize_filename = [](absl::string_view f) { return std::string(f); };
+  usage.normalize_filename = [](absl::string_view f) {
+    size_t pos = f.find("common/");
+    return std::string(pos == absl::string_view::npos ? f : f.substr(pos));
+  };
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(absl::StrCat(
       "Strata ", SiteTypeLongName(type), " server.\n\nUsage:\n  ", binary,

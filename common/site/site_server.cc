@@ -80,8 +80,7 @@ class ClientLinkStream final : public LinkStream {
 bool IsRefusal(absl::StatusCode code) {
   return code == absl::StatusCode::kPermissionDenied ||
          code == absl::StatusCode::kFailedPrecondition ||
-         code == absl::StatusCode::kAlreadyExists ||
-         code == absl::StatusCode::kUnauthenticated ||
+         code == absl::StatusCode::kAlreadyExists || code == absl::StatusCode::kUnauthenticated ||
          code == absl::StatusCode::kInvalidArgument;
 }
 
@@ -123,9 +122,9 @@ absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_co
                              "RETURNING site_code",
                              {site_code}));
   if (r.GetString(0, 0) != site_code) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "this database belongs to site ", r.GetString(0, 0), ", not ", site_code,
-        "; each site server needs its own database"));
+    return absl::FailedPreconditionError(absl::StrCat("this database belongs to site ",
+                                                      r.GetString(0, 0), ", not ", site_code,
+                                                      "; each site server needs its own database"));
   }
   return absl::OkStatus();
 }
@@ -160,10 +159,11 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       std::ofstream(tmp) << bound_address_ << "\n";
       std::rename(tmp.c_str(), config_.address_file().c_str());
     }
-    LogInfo("site.started", {{"type", SiteTypeName(type_)},
-                             {"address", bound_address_},
-                             {"parent", config_.parent_address().empty() ? "-" : config_.parent_address()},
-                             {"version", kVersion}});
+    LogInfo("site.started",
+            {{"type", SiteTypeName(type_)},
+             {"address", bound_address_},
+             {"parent", config_.parent_address().empty() ? "-" : config_.parent_address()},
+             {"version", kVersion}});
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
     if (!config_.parent_address().empty()) threads_.emplace_back([this] { ParentLoop(); });
@@ -212,8 +212,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     if (!peer.ok()) return ToGrpcStatus(peer.status());
     absl::Status s = AttachChild(*peer, *request);
     if (!s.ok()) {
-      LogWarning("site.attach_refused",
-                 {{"child", request->site_code()}, {"certificate", peer->ToString()}, {"error", s}});
+      LogWarning(
+          "site.attach_refused",
+          {{"child", request->site_code()}, {"certificate", peer->ToString()}, {"error", s}});
       return ToGrpcStatus(s);
     }
     response->set_parent_site_code(config_.site_code());
@@ -276,34 +277,36 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
                                  v1::SiteType type, const std::string& parent) {
     // Written only when something changed, so reconnects do not replicate noise.
     return conn
-        .Exec("INSERT INTO sites (code, type, parent, version, state) VALUES ($1, $2, $3, $4, "
-              "'active') ON CONFLICT (code) DO UPDATE SET type = EXCLUDED.type, parent = "
-              "EXCLUDED.parent, version = EXCLUDED.version, state = EXCLUDED.state WHERE "
-              "(sites.type, sites.parent, sites.version, sites.state) IS DISTINCT FROM "
-              "(EXCLUDED.type, EXCLUDED.parent, EXCLUDED.version, EXCLUDED.state)",
-              {code, SiteTypeName(type), parent.empty() ? store::Param() : store::Param(parent),
-               std::string(kVersion)})
+        .Exec(
+            "INSERT INTO sites (code, type, parent, version, state) VALUES ($1, $2, $3, $4, "
+            "'active') ON CONFLICT (code) DO UPDATE SET type = EXCLUDED.type, parent = "
+            "EXCLUDED.parent, version = EXCLUDED.version, state = EXCLUDED.state WHERE "
+            "(sites.type, sites.parent, sites.version, sites.state) IS DISTINCT FROM "
+            "(EXCLUDED.type, EXCLUDED.parent, EXCLUDED.version, EXCLUDED.state)",
+            {code, SiteTypeName(type), parent.empty() ? store::Param() : store::Param(parent),
+             std::string(kVersion)})
         .status();
   }
 
   absl::Status AttachChild(const PeerIdentity& peer, const v1::AttachRequest& request) {
     ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
-    ASSIGN_OR_RETURN(store::Result known,
-                     conn->Exec("SELECT code, type, coalesce(parent, '') FROM sites WHERE code = $1",
-                                {request.site_code()}));
+    ASSIGN_OR_RETURN(
+        store::Result known,
+        conn->Exec("SELECT code, type, coalesce(parent, '') FROM sites WHERE code = $1",
+                   {request.site_code()}));
     std::optional<KnownSite> existing;
     if (!known.empty()) {
       existing = KnownSite{known.GetString(0, 0), SiteTypeFromName(known.Get(0, 1)),
                            known.GetString(0, 2)};
     }
-    RETURN_IF_ERROR(CheckAttach(config_.site_code(), type_,
-                                AttachCandidate{request.site_code(), request.site_type(), peer.role,
-                                                peer.name},
-                                existing));
-    RETURN_IF_ERROR(UpsertSite(*conn, request.site_code(), request.site_type(), config_.site_code()));
-    LogInfo("site.child_attached",
-            {{"child", request.site_code()}, {"type", SiteTypeName(request.site_type())},
-             {"version", request.version()}});
+    RETURN_IF_ERROR(CheckAttach(
+        config_.site_code(), type_,
+        AttachCandidate{request.site_code(), request.site_type(), peer.role, peer.name}, existing));
+    RETURN_IF_ERROR(
+        UpsertSite(*conn, request.site_code(), request.site_type(), config_.site_code()));
+    LogInfo("site.child_attached", {{"child", request.site_code()},
+                                    {"type", SiteTypeName(request.site_type())},
+                                    {"version", request.version()}});
     return absl::OkStatus();
   }
 
@@ -313,8 +316,8 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
                      conn->Exec("SELECT type FROM sites WHERE code = $1 AND parent = $2",
                                 {code, config_.site_code()}));
     if (r.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("site ", code, " is not attached to ", config_.site_code(), "; call Attach first"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "site ", code, " is not attached to ", config_.site_code(), "; call Attach first"));
     }
     return SiteTypeFromName(r.Get(0, 0));
   }
@@ -349,15 +352,15 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   }
 
   void PruneLoop() {
-    const auto period = std::chrono::seconds(
-        std::clamp<int64_t>(ctx_.settings.retention_seconds() / 4, 1, 60));
+    const auto period =
+        std::chrono::seconds(std::clamp<int64_t>(ctx_.settings.retention_seconds() / 4, 1, 60));
     while (SleepUnlessStopping(period)) {
       auto conn = store::Connection::Open(config_.database());
       if (!conn.ok()) continue;
       absl::StatusOr<int64_t> pruned;
       absl::Status s = (*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(store::Result peers,
-                         tx.Exec("SELECT code FROM sites WHERE parent = $1", {config_.site_code()}));
+        ASSIGN_OR_RETURN(store::Result peers, tx.Exec("SELECT code FROM sites WHERE parent = $1",
+                                                      {config_.site_code()}));
         std::vector<std::string> codes;
         for (size_t i = 0; i < peers.size(); ++i) codes.push_back(peers.GetString(i, 0));
         std::string parent = ParentCode();
@@ -397,7 +400,8 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       req.set_version(kVersion);
       v1::AttachResponse resp;
       absl::Status s = FromGrpcStatus(stub->Attach(&attach_ctx, req, &resp));
-      if (s.ok() && resp.parent_site_code().empty()) s = absl::InternalError("parent sent no site code");
+      if (s.ok() && resp.parent_site_code().empty())
+        s = absl::InternalError("parent sent no site code");
       if (!s.ok()) {
         if (IsRefusal(s.code())) {
           LogError("site.refused_by_parent", {{"parent", config_.parent_address()}, {"error", s}});
@@ -419,9 +423,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         peer_label = resp.parent_site_code();
         auto started = std::chrono::steady_clock::now();
         auto stream = std::make_unique<ClientLinkStream>(stub.get());
-        LinkSession session(ctx_, replication::LinkPeer{resp.parent_site_code(),
-                                                        resp.parent_site_type(), true},
-                            *stream);
+        LinkSession session(
+            ctx_, replication::LinkPeer{resp.parent_site_code(), resp.parent_site_type(), true},
+            *stream);
         {
           std::lock_guard<std::mutex> lock(mu_);
           if (stopping_) break;
@@ -470,7 +474,8 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         c.peer_type = SiteTypeFromName(children.Get(i, 1));
         c.peer_is_parent = false;
       }
-      ASSIGN_OR_RETURN(store::Result outbound, tx.Exec("SELECT peer, xid, log_id FROM repl_outbound"));
+      ASSIGN_OR_RETURN(store::Result outbound,
+                       tx.Exec("SELECT peer, xid, log_id FROM repl_outbound"));
       std::map<std::string, Position> acked;
       for (size_t i = 0; i < outbound.size(); ++i) {
         acked[outbound.GetString(i, 0)] = Position{outbound.GetInt(i, 1), outbound.GetInt(i, 2)};
@@ -487,7 +492,8 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         l->set_changes_applied(c.changes_applied);
         l->set_snapshots_sent(c.snapshots_sent);
         l->set_snapshots_applied(c.snapshots_applied);
-        Position from = c.acked_known ? c.acked : (acked.count(peer) ? acked[peer] : Position{0, 0});
+        Position from =
+            c.acked_known ? c.acked : (acked.count(peer) ? acked[peer] : Position{0, 0});
         replication::PeerFilter filter;
         filter.peer = peer;
         filter.scopes = replication::ScopesFor(c.peer_is_parent, c.peer_type);
@@ -525,12 +531,12 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                                // guarded by mu_
-  absl::Status fatal_;                                   // guarded by mu_
-  std::string parent_code_;                              // guarded by mu_
-  std::map<std::string, LinkSession*> child_sessions_;   // guarded by mu_
-  LinkSession* parent_session_ = nullptr;                // guarded by mu_
-  ClientLinkStream* parent_stream_ = nullptr;            // guarded by mu_
+  bool stopping_ = false;                               // guarded by mu_
+  absl::Status fatal_;                                  // guarded by mu_
+  std::string parent_code_;                             // guarded by mu_
+  std::map<std::string, LinkSession*> child_sessions_;  // guarded by mu_
+  LinkSession* parent_session_ = nullptr;               // guarded by mu_
+  ClientLinkStream* parent_stream_ = nullptr;           // guarded by mu_
 };
 
 SiteServer::SiteServer(v1::SiteType type, v1::SiteServerConfig config)
@@ -563,12 +569,13 @@ std::string FormatStatus(const v1::SiteStatus& s) {
     std::string state = l.state() == v1::LINK_STATE_ACTIVE     ? "active"
                         : l.state() == v1::LINK_STATE_DEGRADED ? "degraded"
                                                                : "failed";
-    std::string contact = l.last_contact_unix_ms() == 0
-                              ? "never"
-                              : absl::StrFormat("%.1fs ago", (now - l.last_contact_unix_ms()) / 1000.0);
-    out += absl::StrFormat("%-6s %-7s %-9s %-9s %11d %9.1f %12s  %s\n", l.peer_site_code(), l.role(),
-                           state, l.connected() ? "yes" : "no", l.lag_changes(), l.lag_seconds(),
-                           contact, l.last_error().empty() ? "-" : l.last_error());
+    std::string contact =
+        l.last_contact_unix_ms() == 0
+            ? "never"
+            : absl::StrFormat("%.1fs ago", (now - l.last_contact_unix_ms()) / 1000.0);
+    out += absl::StrFormat("%-6s %-7s %-9s %-9s %11d %9.1f %12s  %s\n", l.peer_site_code(),
+                           l.role(), state, l.connected() ? "yes" : "no", l.lag_changes(),
+                           l.lag_seconds(), contact, l.last_error().empty() ? "-" : l.last_error());
   }
   return out;
 }

@@ -41,34 +41,34 @@ std::string SiteTypeLongName(v1::SiteType type) {
 absl::Status CheckAttach(const std::string& parent_code, v1::SiteType parent_type,
                          const AttachCandidate& child, const std::optional<KnownSite>& known) {
   if (child.cert_role != "site") {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "the client certificate is for a ", child.cert_role, " (", child.cert_name,
-        "), not a site server"));
+    return absl::PermissionDeniedError(absl::StrCat("the client certificate is for a ",
+                                                    child.cert_role, " (", child.cert_name,
+                                                    "), not a site server"));
   }
   if (child.cert_name != child.code) {
     return absl::PermissionDeniedError(absl::StrCat("the client certificate names site ",
-                                                    child.cert_name, ", but the child claims to be ",
-                                                    child.code));
+                                                    child.cert_name,
+                                                    ", but the child claims to be ", child.code));
   }
   if (absl::Status s = ValidateSiteCode(child.code); !s.ok()) return s;
   switch (child.type) {
     case v1::SITE_TYPE_CAS:
-      return absl::FailedPreconditionError(
-          absl::StrCat("site ", child.code, " is a central administration site, which has no parent"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "site ", child.code, " is a central administration site, which has no parent"));
     case v1::SITE_TYPE_SECONDARY:
       if (parent_type != v1::SITE_TYPE_PRIMARY) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "secondary site ", child.code, " cannot attach to ", parent_code,
-            ": a secondary site's parent must be a primary site, and ", parent_code, " is a ",
-            SiteTypeLongName(parent_type)));
+        return absl::FailedPreconditionError(
+            absl::StrCat("secondary site ", child.code, " cannot attach to ", parent_code,
+                         ": a secondary site's parent must be a primary site, and ", parent_code,
+                         " is a ", SiteTypeLongName(parent_type)));
       }
       break;
     case v1::SITE_TYPE_PRIMARY:
       if (parent_type != v1::SITE_TYPE_CAS) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "primary site ", child.code, " cannot attach to ", parent_code,
-            ": a primary site's parent must be a central administration site, and ", parent_code,
-            " is a ", SiteTypeLongName(parent_type)));
+        return absl::FailedPreconditionError(
+            absl::StrCat("primary site ", child.code, " cannot attach to ", parent_code,
+                         ": a primary site's parent must be a central administration site, and ",
+                         parent_code, " is a ", SiteTypeLongName(parent_type)));
       }
       break;
     default:

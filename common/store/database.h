@@ -36,7 +36,7 @@ class Result {
   bool IsNull(size_t row, int col) const;
   std::string_view Get(size_t row, int col) const;  // "" for NULL
   std::string GetString(size_t row, int col) const { return std::string(Get(row, col)); }
-  int64_t GetInt(size_t row, int col) const;        // 0 for NULL
+  int64_t GetInt(size_t row, int col) const;  // 0 for NULL
   bool GetBool(size_t row, int col) const;
   size_t affected_rows() const;
 

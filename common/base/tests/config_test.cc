@@ -12,7 +12,8 @@ TEST_CASE("a text-format site config parses into SiteServerConfig") {
       listen_address: "127.0.0.1:0"
       tls { ca_file: "ca.pem" cert_file: "p01.pem" key_file: "p01.key" }
       replication { batch_max_changes: 500 }
-  )", "p01.conf", &config);
+  )",
+                                       "p01.conf", &config);
   REQUIRE(status.ok());
   REQUIRE(config.site_code() == "P01");
   REQUIRE(config.tls().cert_file() == "p01.pem");
@@ -21,7 +22,8 @@ TEST_CASE("a text-format site config parses into SiteServerConfig") {
 
 TEST_CASE("a config error names the file, line and column of the unknown field") {
   strata::v1::SiteServerConfig config;
-  auto status = strata::ParseTextProto("site_code: \"P01\"\nsite_kode: \"x\"\n", "p01.conf", &config);
+  auto status =
+      strata::ParseTextProto("site_code: \"P01\"\nsite_kode: \"x\"\n", "p01.conf", &config);
   REQUIRE(status.code() == absl::StatusCode::kInvalidArgument);
   REQUIRE_THAT(std::string(status.message()), Catch::Contains("p01.conf:2:"));
   REQUIRE_THAT(std::string(status.message()), Catch::Contains("site_kode"));

@@ -9,8 +9,10 @@ namespace {
 // Makes (once per run) a development PKI with deploy/pki.sh.
 std::string Pki() {
   static std::string dir = [] {
-    std::string d = std::filesystem::temp_directory_path() / ("strata-net-test-" + std::to_string(getpid()));
-    std::string cmd = std::string(STRATA_SOURCE_DIR) + "/deploy/pki.sh " + d + " site/P01 admin/alice";
+    std::string d =
+        std::filesystem::temp_directory_path() / ("strata-net-test-" + std::to_string(getpid()));
+    std::string cmd =
+        std::string(STRATA_SOURCE_DIR) + "/deploy/pki.sh " + d + " site/P01 admin/alice";
     REQUIRE(std::system(cmd.c_str()) == 0);
     return d;
   }();
@@ -32,7 +34,8 @@ TEST_CASE("the peer identity is the certificate's subject OU and CN") {
 
 TEST_CASE("a certificate without a Strata role is refused as Unauthenticated") {
   // The CA's own certificate has OU=ca and a CN, so it parses; garbage does not.
-  auto garbage = strata::IdentityFromPem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  auto garbage =
+      strata::IdentityFromPem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
   REQUIRE(garbage.status().code() == absl::StatusCode::kUnauthenticated);
 }
 

@@ -122,9 +122,10 @@ TEST_CASE("a delete leaves a tombstone that stops an older write from bringing t
 TEST_CASE("within one batch the last change of a key wins") {
   TestDatabase db("apply");
   Prepare(db, "P01");
-  auto stats = Apply(db, {Setting("x", "1", 100, "CAS"), Setting("y", "1", 100, "CAS"),
-                          Setting("x", "2", 101, "CAS")},
-                     FromParent());
+  auto stats = Apply(
+      db,
+      {Setting("x", "1", 100, "CAS"), Setting("y", "1", 100, "CAS"), Setting("x", "2", 101, "CAS")},
+      FromParent());
   REQUIRE(stats.ok());
   REQUIRE(Value(db, "x") == "2");
   REQUIRE(Value(db, "y") == "1");
@@ -135,7 +136,8 @@ TEST_CASE("applied changes are forwarded with origin kept; a replay applies noth
   Prepare(db, "P01");
   std::vector<v1::Change> batch = {Setting("x", "1", 100, "CAS"), Delete("gone", 100, "CAS")};
   REQUIRE(Apply(db, batch, FromParent(true))->applied == 2);
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE received_from = 'CAS' AND origin = 'CAS'") == 2);
+  REQUIRE(db.ScalarInt(
+              "SELECT count(*) FROM repl_log WHERE received_from = 'CAS' AND origin = 'CAS'") == 2);
   REQUIRE(db.ScalarInt("SELECT count(DISTINCT xid) FROM repl_log") == 1);
   // No local capture happened: the apply is not re-stamped as P01's own write.
   REQUIRE(db.Scalar("SELECT _origin FROM global_settings WHERE name = 'x'") == "CAS");
@@ -166,7 +168,9 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
   device.set_table("devices");
   device.set_op(v1::CHANGE_OP_UPSERT);
   device.set_key("[\"7d6c1c1e-0000-0000-0000-000000000001\"]");
-  device.set_row_json("{\"id\": \"7d6c1c1e-0000-0000-0000-000000000001\", \"name\": \"pc\", \"site_code\": \"P02\"}");
+  device.set_row_json(
+      "{\"id\": \"7d6c1c1e-0000-0000-0000-000000000001\", \"name\": \"pc\", \"site_code\": "
+      "\"P02\"}");
   device.set_hlc(100);
   device.set_origin_site("P02");
   expect_rejected(device, "may not come from CAS");  // site data never comes down
@@ -187,7 +191,8 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
   expect_rejected(no_stamp, "batch rejected");
 
   auto forged = Setting("x", "1", 100, "CAS");
-  forged.set_row_json(R"({"name": "x", "value": "1", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 100, "_origin": "P02"})");
+  forged.set_row_json(
+      R"({"name": "x", "value": "1", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 100, "_origin": "P02"})");
   expect_rejected(forged, "does not match its change's key, clock or origin");
 
   auto bad_type = Setting("x", "1", 100, "CAS");
@@ -216,7 +221,9 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
 TEST_CASE("a snapshot removes rows it speaks for and did not contain, and keeps the others") {
   TestDatabase db("apply");
   Prepare(db, "P01");
-  REQUIRE(Apply(db, {Setting("stays", "1", 100, "CAS"), Setting("stale", "1", 100, "CAS")}, FromParent()).ok());
+  REQUIRE(Apply(db, {Setting("stays", "1", 100, "CAS"), Setting("stale", "1", 100, "CAS")},
+                FromParent())
+              .ok());
   db.Exec("INSERT INTO global_settings (name, value) VALUES ('mine', 'local')");  // origin P01
   auto conn = db.Connect();
   absl::StatusOr<int64_t> deleted;
@@ -231,10 +238,11 @@ TEST_CASE("a snapshot removes rows it speaks for and did not contain, and keeps 
                 auto applied = replication::ApplyChanges(tx, *catalog, FromParent(), rows, true);
                 REQUIRE(applied.ok());
                 // The snapshot speaks for every origin but P01's subtree.
-                deleted = replication::FinishSnapshot(tx, *catalog, FromParent(), {"global_settings"},
-                                                      {"P01"}, true);
+                deleted = replication::FinishSnapshot(tx, *catalog, FromParent(),
+                                                      {"global_settings"}, {"P01"}, true);
                 return deleted.status();
-              }).ok());
+              })
+              .ok());
   REQUIRE(*deleted == 1);
   REQUIRE(Value(db, "stays") == "2");
   REQUIRE(Value(db, "new") == "1");

@@ -35,7 +35,8 @@ replication::LogBatch Read(store::Connection& conn, const Position& after,
   REQUIRE(conn.Transact([&](store::Transaction& tx) {
                 batch = replication::ReadLog(tx, after, filter, max);
                 return batch.status();
-              }).ok());
+              })
+              .ok());
   return *batch;
 }
 
@@ -51,11 +52,13 @@ TEST_CASE("a write to a replicated table and its change record commit together")
 
   // A rolled-back write leaves no change behind.
   auto conn = db.Connect();
-  auto s = conn->Transact([](store::Transaction& tx) -> absl::Status {
-    auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ('b', '2')");
-    if (!r.ok()) return r.status();
-    return absl::AbortedError("give up");
-  }, store::Isolation::kReadCommitted, 1);
+  auto s = conn->Transact(
+      [](store::Transaction& tx) -> absl::Status {
+        auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ('b', '2')");
+        if (!r.ok()) return r.status();
+        return absl::AbortedError("give up");
+      },
+      store::Isolation::kReadCommitted, 1);
   REQUIRE(s.code() == absl::StatusCode::kAborted);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 1);
 }
@@ -63,7 +66,9 @@ TEST_CASE("a write to a replicated table and its change record commit together")
 TEST_CASE("a transaction's changes carry its transaction id; deletes leave tombstones") {
   TestDatabase db("capture");
   Prepare(db, "CAS");
-  db.Exec("INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 50) g");
+  db.Exec(
+      "INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 50) "
+      "g");
   db.Exec("UPDATE global_settings SET value = 'w' WHERE name = 'k1'");
   db.Exec("DELETE FROM global_settings WHERE name = 'k2'");
   REQUIRE(db.ScalarInt("SELECT count(DISTINCT xid) FROM repl_log") == 3);
@@ -71,11 +76,14 @@ TEST_CASE("a transaction's changes carry its transaction id; deletes leave tombs
   REQUIRE(db.Scalar("SELECT op FROM repl_log ORDER BY id DESC LIMIT 1") == "D");
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_tombstone WHERE key = '[\"k2\"]'") == 1);
   // An update stamps a clock value above the row's previous one.
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log a JOIN repl_log b ON a.key = b.key AND a.id < b.id "
-                       "WHERE a.key = '[\"k1\"]' AND b.hlc > a.hlc") == 1);
+  REQUIRE(db.ScalarInt(
+              "SELECT count(*) FROM repl_log a JOIN repl_log b ON a.key = b.key AND a.id < b.id "
+              "WHERE a.key = '[\"k1\"]' AND b.hlc > a.hlc") == 1);
 }
 
-TEST_CASE("eight concurrent writers committing out of order: the reader skips nothing and repeats nothing") {
+TEST_CASE(
+    "eight concurrent writers committing out of order: the reader skips nothing and repeats "
+    "nothing") {
   TestDatabase db("capture");
   Prepare(db, "CAS");
   constexpr int kWriters = 8;
@@ -100,7 +108,10 @@ TEST_CASE("eight concurrent writers committing out of order: the reader skips no
         });
         REQUIRE(s.ok());
         // Commit order, as seen right after each commit.
-        REQUIRE((*conn)->Exec("INSERT INTO committed (name) VALUES ($1)", {absl::StrCat("w", w, "-", i)}).ok());
+        REQUIRE(
+            (*conn)
+                ->Exec("INSERT INTO committed (name) VALUES ($1)", {absl::StrCat("w", w, "-", i)})
+                .ok());
       }
       writers_done++;
     });
@@ -128,15 +139,18 @@ TEST_CASE("eight concurrent writers committing out of order: the reader skips no
     }
   }
   // And log rows really were committed out of the order they were written in.
-  REQUIRE(db.ScalarInt("SELECT count(*) FROM (SELECT c.seq, lag(c.seq) OVER (ORDER BY l.id) AS prev "
-                       "FROM repl_log l JOIN committed c ON l.key = '[\"' || c.name || '\"]') x "
-                       "WHERE seq < prev") > 0);
+  REQUIRE(
+      db.ScalarInt("SELECT count(*) FROM (SELECT c.seq, lag(c.seq) OVER (ORDER BY l.id) AS prev "
+                   "FROM repl_log l JOIN committed c ON l.key = '[\"' || c.name || '\"]') x "
+                   "WHERE seq < prev") > 0);
 }
 
 TEST_CASE("a transaction larger than a batch is read in parts and resumed inside") {
   TestDatabase db("capture");
   Prepare(db, "CAS");
-  db.Exec("INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 25) g");
+  db.Exec(
+      "INSERT INTO global_settings (name, value) SELECT 'k' || g, 'v' FROM generate_series(1, 25) "
+      "g");
   db.Exec("INSERT INTO global_settings (name, value) VALUES ('after', 'v')");
   auto conn = db.Connect();
   auto b1 = Read(*conn, Position{0, replication::kWholeTransaction}, Down(), 10);
@@ -158,19 +172,24 @@ TEST_CASE("a transaction larger than a batch is read in parts and resumed inside
 TEST_CASE("a batch stops at its byte budget and resumes after the last change it took") {
   TestDatabase db("capture");
   Prepare(db, "CAS");
-  db.Exec("INSERT INTO global_settings (name, value) SELECT 'big' || g, repeat('x', 1000) FROM generate_series(1, 10) g");
+  db.Exec(
+      "INSERT INTO global_settings (name, value) SELECT 'big' || g, repeat('x', 1000) FROM "
+      "generate_series(1, 10) g");
   auto conn = db.Connect();
   absl::StatusOr<replication::LogBatch> b1, b2;
   REQUIRE(conn->Transact([&](store::Transaction& tx) {
-                b1 = replication::ReadLog(tx, Position{0, replication::kWholeTransaction}, Down(), 100, 3000);
+                b1 = replication::ReadLog(tx, Position{0, replication::kWholeTransaction}, Down(),
+                                          100, 3000);
                 return b1.status();
-              }).ok());
+              })
+              .ok());
   REQUIRE(b1->changes.size() == 3);  // each change is over 1000 bytes
   REQUIRE(b1->end == b1->positions.back());
   REQUIRE(conn->Transact([&](store::Transaction& tx) {
                 b2 = replication::ReadLog(tx, b1->end, Down(), 100, 1);
                 return b2.status();
-              }).ok());
+              })
+              .ok());
   REQUIRE(b2->changes.size() == 1);  // always at least one
   REQUIRE(b2->changes[0].key() == "[\"big4\"]");
 }
@@ -181,12 +200,14 @@ TEST_CASE("a peer is not sent what it sent, nor scopes it does not take") {
   db.Exec("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'pc1', 'P01')");
   db.Exec("INSERT INTO global_settings (name, value) VALUES ('local', 'v')");
   // A change that came from the CAS.
-  db.Exec("INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
-          "received_from) VALUES ('global_settings', 'global_proxy', 'U', '[\"remote\"]', "
-          "'{\"name\":\"remote\"}', 1, 'CAS', 9, 'CAS')");
+  db.Exec(
+      "INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
+      "received_from) VALUES ('global_settings', 'global_proxy', 'U', '[\"remote\"]', "
+      "'{\"name\":\"remote\"}', 1, 'CAS', 9, 'CAS')");
   auto conn = db.Connect();
-  auto to_cas = Read(*conn, Position{0, replication::kWholeTransaction},
-                     replication::PeerFilter{"CAS", {"global", "global_proxy", "site"}, {}, false}, 100);
+  auto to_cas =
+      Read(*conn, Position{0, replication::kWholeTransaction},
+           replication::PeerFilter{"CAS", {"global", "global_proxy", "site"}, {}, false}, 100);
   REQUIRE(to_cas.changes.size() == 2);  // device + local setting, not the CAS's own change
   auto to_secondary = Read(*conn, Position{0, replication::kWholeTransaction},
                            replication::PeerFilter{"S01", {"global_proxy"}, {}, false}, 100);
@@ -207,9 +228,11 @@ TEST_CASE("a peer is not sent what it sent, nor scopes it does not take") {
 TEST_CASE("pruning drops what every peer acknowledged, and a peer behind it needs a snapshot") {
   TestDatabase db("capture");
   Prepare(db, "CAS");
-  for (int i = 0; i < 5; ++i) db.Exec(absl::StrCat("INSERT INTO global_settings VALUES ('k", i, "', 'v')"));
+  for (int i = 0; i < 5; ++i)
+    db.Exec(absl::StrCat("INSERT INTO global_settings VALUES ('k", i, "', 'v')"));
   auto xid = [&](int i) {
-    return db.ScalarInt(absl::StrCat("SELECT xid::text::bigint FROM repl_log ORDER BY id OFFSET ", i, " LIMIT 1"));
+    return db.ScalarInt(
+        absl::StrCat("SELECT xid::text::bigint FROM repl_log ORDER BY id OFFSET ", i, " LIMIT 1"));
   };
   const int64_t x2 = xid(1), x3 = xid(2), x4 = xid(3);
   const std::string whole = std::to_string(replication::kWholeTransaction);
@@ -222,12 +245,16 @@ TEST_CASE("pruning drops what every peer acknowledged, and a peer behind it need
                 pruned = replication::PruneLog(tx, 3600, {"P01", "P02"});
                 head = replication::ReadLogHead(tx);
                 return pruned.status();
-              }).ok());
+              })
+              .ok());
   REQUIRE(*pruned == x3 + 1);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 2);
-  REQUIRE_FALSE(replication::NeedsSnapshot(*head, head->epoch, Position{x3, replication::kWholeTransaction}));
-  REQUIRE(replication::NeedsSnapshot(*head, head->epoch, Position{x2, replication::kWholeTransaction}));
-  REQUIRE(replication::NeedsSnapshot(*head, "another-epoch", Position{x4, replication::kWholeTransaction}));
+  REQUIRE_FALSE(
+      replication::NeedsSnapshot(*head, head->epoch, Position{x3, replication::kWholeTransaction}));
+  REQUIRE(
+      replication::NeedsSnapshot(*head, head->epoch, Position{x2, replication::kWholeTransaction}));
+  REQUIRE(replication::NeedsSnapshot(*head, "another-epoch",
+                                     Position{x4, replication::kWholeTransaction}));
   REQUIRE(replication::NeedsSnapshot(*head, "", Position{0, 0}));
 
   // Past the retention window everything goes, acknowledged or not.
@@ -235,6 +262,7 @@ TEST_CASE("pruning drops what every peer acknowledged, and a peer behind it need
   REQUIRE(conn->Transact([&](store::Transaction& tx) {
                 pruned = replication::PruneLog(tx, 3600, {"P01", "P02"});
                 return pruned.status();
-              }).ok());
+              })
+              .ok());
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == 0);
 }

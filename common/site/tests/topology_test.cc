@@ -29,8 +29,9 @@ TEST_CASE("a secondary attaching to a CAS is refused as a placement error") {
 }
 
 TEST_CASE("a primary under a primary and a CAS under anything are refused") {
-  REQUIRE(CheckAttach("P01", v1::SITE_TYPE_PRIMARY, Site("P02", v1::SITE_TYPE_PRIMARY), {}).code() ==
-          absl::StatusCode::kFailedPrecondition);
+  REQUIRE(
+      CheckAttach("P01", v1::SITE_TYPE_PRIMARY, Site("P02", v1::SITE_TYPE_PRIMARY), {}).code() ==
+      absl::StatusCode::kFailedPrecondition);
   REQUIRE(CheckAttach("CAS", v1::SITE_TYPE_CAS, Site("CA2", v1::SITE_TYPE_CAS), {}).code() ==
           absl::StatusCode::kFailedPrecondition);
 }

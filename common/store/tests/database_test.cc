@@ -32,7 +32,8 @@ TEST_CASE("bad data is InvalidArgument, a check violation FailedPrecondition") {
 }
 
 TEST_CASE("an unreachable server is Unavailable with the reason") {
-  auto c = Connection::Open("host=/nonexistent-socket-dir port=1 user=x dbname=x connect_timeout=2");
+  auto c =
+      Connection::Open("host=/nonexistent-socket-dir port=1 user=x dbname=x connect_timeout=2");
   REQUIRE(c.status().code() == absl::StatusCode::kUnavailable);
   REQUIRE_THAT(std::string(c.status().message()), Catch::Contains("cannot connect"));
 }
@@ -83,7 +84,8 @@ TEST_CASE("migrations apply once, in order, and a failing one leaves no trace") 
   REQUIRE(db.ScalarInt("SELECT count(*) FROM m") == 1);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM schema_migrations WHERE component = 'demo'") == 2);
 
-  const strata::EmbeddedFile bad[] = {{"0003_bad.sql", "ALTER TABLE m ADD COLUMN c int; SELECT nope;"}};
+  const strata::EmbeddedFile bad[] = {
+      {"0003_bad.sql", "ALTER TABLE m ADD COLUMN c int; SELECT nope;"}};
   auto s = strata::store::ApplyMigrations(*conn, "demo", bad, 1);
   REQUIRE_FALSE(s.ok());
   REQUIRE_THAT(std::string(s.message()), Catch::Contains("0003_bad.sql"));

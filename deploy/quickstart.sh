@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Runs a whole local Strata hierarchy on this machine and shows it working:
+#
+#            CAS
+#          /     \
+#        P01     P02
+#         |
+#        S01
+#
+# Installs what is missing (apt-get), builds, starts a local PostgreSQL with
+# one database per site, makes a development PKI, starts the four site
+# servers (mutual TLS over unix sockets), writes a global setting at the CAS
+# and a device at P01, shows where they arrived, and prints every link's
+# health every 10 seconds. Ctrl-C stops everything cleanly.
+#
+#   deploy/quickstart.sh          run until Ctrl-C
+#   deploy/quickstart.sh --once   show it working, then stop (no waiting)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+once=0
+case "${1:-}" in
+  --once) once=1 ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "quickstart: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+
+deploy/build.sh build
+source deploy/pg.sh
+source deploy/hierarchy.sh
+work=$(mktemp -d /tmp/strata-qs-XXXXXX)
+chmod 755 "$work"
+export STRATA_BUILD=$root/build STRATA_RUN=$work/run STRATA_PKI=$work/pki
+mkdir -p "$STRATA_RUN"
+
+stopping=0
+shutdown() {
+  [ $stopping -eq 1 ] && return
+  stopping=1
+  echo
+  echo "== stopping: S01, P02, P01, CAS, then PostgreSQL"
+  for s in S01 P02 P01 CAS; do site_stop $s; done
+  pg_stop "$work/pg"
+  rm -rf "$work"
+  echo "== stopped"
+}
+trap shutdown EXIT
+trap 'exit 0' INT TERM
+
+echo "== PostgreSQL (one database per site) in $work/pg"
+pg_start "$work/pg"
+echo "== development PKI in $STRATA_PKI"
+deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 >/dev/null
+echo "== starting site servers (logs in $STRATA_RUN/*.log)"
+site_start CAS cas && echo "   CAS  central administration site"
+site_start P01 primary CAS && echo "   P01  primary site under CAS"
+site_start P02 primary CAS && echo "   P02  primary site under CAS"
+site_start S01 secondary P01 && echo "   S01  secondary site under P01"
+
+all_linked() {
+  site_status CAS cas | grep -Eq '^P01 +child +active' && site_status CAS cas | grep -Eq '^P02 +child +active' &&
+    site_status S01 secondary | grep -Eq '^P01 +parent +active'
+}
+wait_until 60 all_linked || { echo "links did not come up; see $STRATA_RUN/*.log" >&2; exit 1; }
+
+echo
+echo "== global data flows down: a setting written at the CAS"
+site_sql CAS "INSERT INTO global_settings (name, value) VALUES ('inventory.cycle', '7 days')" >/dev/null
+echo "== site data flows up: a device discovered at P01"
+site_sql P01 "INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'laptop-0042', 'P01')" >/dev/null
+arrived() {
+  [ "$(site_sql S01 "SELECT count(*) FROM global_settings WHERE name = 'inventory.cycle'")" = 1 ] &&
+    [ "$(site_sql P02 "SELECT count(*) FROM global_settings WHERE name = 'inventory.cycle'")" = 1 ] &&
+    [ "$(site_sql CAS "SELECT count(*) FROM devices WHERE name = 'laptop-0042'")" = 1 ]
+}
+wait_until 30 arrived || { echo "changes did not replicate; see $STRATA_RUN/*.log" >&2; exit 1; }
+printf '   %-4s %-28s %s\n' SITE "setting inventory.cycle" "devices"
+for s in CAS P01 P02 S01; do
+  printf '   %-4s %-28s %s\n' "$s" \
+    "$(site_sql $s "SELECT coalesce((SELECT value || ' (from ' || _origin || ')' FROM global_settings WHERE name = 'inventory.cycle'), '-')")" \
+    "$(site_sql $s "SELECT coalesce(string_agg(name || ' (from ' || _origin || ')', ', '), '-') FROM devices")"
+done
+echo "   (a device is site data: it goes up to the CAS, never down or across)"
+
+show_health() {
+  echo
+  echo "== link health $(date +%T)"
+  site_status CAS cas; echo
+  site_status P01 primary; echo
+  site_status P02 primary; echo
+  site_status S01 secondary
+}
+show_health
+if [ $once -eq 1 ]; then
+  exit 0
+fi
+echo
+echo "== running; status again every 10 s. Try: psql \"host=$PGHOST port=$PGPORT user=postgres dbname=strata_p02\""
+echo "   or $STRATA_BUILD/primary/strata-primary status --config $STRATA_RUN/p01.conf. Ctrl-C stops."
+while true; do
+  sleep 10
+  show_health
+done
