@@ -110,12 +110,13 @@ absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
     json.push_back('}');
   }
   json.push_back(']');
+  // Rows are stored as received: what was applied was checked to carry its
+  // change's clock and origin.
   return tx
       .Exec(
           "INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
-          "received_from) SELECT $2, $3, x.o, x.k, CASE WHEN x.o = 'U' THEN x.r || "
-          "jsonb_build_object('_hlc', x.h, '_origin', x.g) END, x.h, x.g, x.q, $4 "
-          "FROM jsonb_to_recordset($1::jsonb) AS x(o \"char\", k text, r jsonb, h bigint, "
+          "received_from) SELECT $2, $3, x.o, x.k, x.r, x.h, x.g, x.q, $4 "
+          "FROM json_to_recordset($1::json) AS x(o \"char\", k text, r json, h bigint, "
           "q bigint, g text)",
           {json, table.name, table.scope, policy.peer})
       .status();

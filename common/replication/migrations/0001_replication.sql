@@ -35,7 +35,7 @@ CREATE TABLE repl_log (
   scope text NOT NULL,
   op "char" NOT NULL,          -- 'U' upsert, 'D' delete
   key text NOT NULL,           -- JSON array of the key values
-  row_data jsonb,              -- the whole row, for upserts
+  row_data json,               -- the whole row, for upserts (json: read back as is)
   hlc bigint NOT NULL,
   origin text NOT NULL,
   origin_seq bigint,           -- NULL: authored here, the sequence is id
@@ -148,7 +148,7 @@ BEGIN
   END IF;
   IF k IS NOT NULL THEN
     INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin)
-      VALUES (TG_TABLE_NAME, TG_ARGV[0], 'U', k, to_jsonb(NEW), NEW._hlc, NEW._origin);
+      VALUES (TG_TABLE_NAME, TG_ARGV[0], 'U', k, to_json(NEW), NEW._hlc, NEW._origin);
   END IF;
   PERFORM repl_notify_once();
   RETURN NULL;
