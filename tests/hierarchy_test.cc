@@ -223,12 +223,13 @@ TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing 
   REQUIRE(h.p01->db().Scalar(
               "SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) FROM repl_log "
               "WHERE key LIKE '[\"kill-%'") == total + "/" + total);
-  const std::string devices = h.p01->db().Scalar("SELECT count(*) FROM devices");
-  REQUIRE(Eventually(h.cas->db(), "SELECT count(*) FROM devices", devices, seconds(60)));
-  REQUIRE(
-      h.cas->db().Scalar(
-          "SELECT count(*) FROM devices WHERE (id, name) NOT IN (SELECT id, name FROM devices)") ==
-      "0");
+  // The CAS holds exactly P01's devices: same rows, none missing, none extra.
+  const std::string fingerprint =
+      "SELECT count(*) || ':' || md5(coalesce(string_agg(id || '/' || name, ',' ORDER BY id), '')) "
+      "FROM devices";
+  const std::string at_p01 = h.p01->db().Scalar(fingerprint);
+  REQUIRE(at_p01.rfind("0:", 0) != 0);  // P01 did record devices while it died
+  REQUIRE(Eventually(h.cas->db(), fingerprint, at_p01, seconds(60)));
 }
 
 TEST_CASE("a link cut for a while shows as failed, then drains its backlog when restored") {
@@ -448,6 +449,9 @@ TEST_CASE(
                   SiteOptions{"", 0, 1024 * 1024, 0});
   p01.Start();
 
+  cas.db().Exec("INSERT INTO global_settings (name, value) VALUES ('from-cas', 'x')");
+  REQUIRE(Eventually(p01.db(), CountOf("name = 'from-cas'"), "1"));
+
   // No client certificate: Unauthenticated, with the reason.
   RawLink anonymous(p01.address(), "");
   grpc::Status s = anonymous.Attach("S02", v1::SITE_TYPE_SECONDARY);
@@ -500,6 +504,16 @@ TEST_CASE(
   REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   REQUIRE_THAT(s.error_message(),
                Catch::Contains("does not match its change's key, clock or origin"));
+
+  // An empty snapshot from S02 "for" global_settings and sites speaks only
+  // for S02's own rows: nothing of the CAS's or P01's is deleted.
+  v1::LinkMessage wipe = SnapshotBatch({}, true);
+  wipe.mutable_batch()->add_snapshot_tables("global_settings");
+  wipe.mutable_batch()->add_snapshot_tables("sites");
+  REQUIRE(s02.Send("S02", {wipe}).ok());
+  REQUIRE(p01.db().ScalarInt("SELECT count(*) FROM global_settings WHERE name = 'from-cas'") == 1);
+  REQUIRE(p01.db().Scalar("SELECT string_agg(code, ',' ORDER BY code) FROM sites") ==
+          "CAS,P01,S02");
 
   // A stream from a site that never attached.
   RawLink p02(p01.address(), "P02");

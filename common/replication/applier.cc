@@ -351,6 +351,12 @@ absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& ca
       return absl::InvalidArgumentError(
           absl::StrCat("snapshot names unknown table \"", name, "\""));
     }
+    if (std::find(policy.allowed_scopes.begin(), policy.allowed_scopes.end(), table->scope) ==
+        policy.allowed_scopes.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("snapshot names table ", name, " (", table->scope,
+                       " data), which may not come from ", policy.peer));
+    }
     ASSIGN_OR_RETURN(
         store::Result gone,
         tx.Exec(table->stale_delete_sql, {TextArray(origins), origins_exclude ? "false" : "true"}));

@@ -68,8 +68,10 @@ absl::StatusOr<ApplyStats> ApplyChanges(
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys);
 
 // Snapshot support: StartSnapshot before the first chunk; FinishSnapshot
-// deletes the rows of `tables` the snapshot speaks for (by origin) that it
-// did not contain, and forwards those deletes.
+// deletes the rows of `tables` the snapshot speaks for (by origin: in
+// `origins`, or with `origins_exclude` not in them) that it did not contain,
+// and forwards those deletes. Tables must be ones the peer may send
+// (policy.allowed_scopes), else InvalidArgument and nothing is deleted.
 absl::Status StartSnapshot(store::Transaction& tx);
 absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& catalog,
                                        const ApplyPolicy& policy,

@@ -27,6 +27,17 @@ v1::Watermark ToWatermark(const std::string& epoch, const Position& p) {
 
 Position FromWatermark(const v1::Watermark& w) { return Position{w.xid(), w.log_id()}; }
 
+// A peer's LinkError as a status, its code and length bounded (peer input).
+absl::Status PeerError(const std::string& peer, const v1::LinkError& e) {
+  int code = e.code();
+  if (code <= 0 || code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    code = static_cast<int>(absl::StatusCode::kUnknown);
+  }
+  std::string message = e.message().substr(0, 1024);
+  return absl::Status(static_cast<absl::StatusCode>(code),
+                      absl::StrCat("peer ", peer, " ended the link: ", message));
+}
+
 }  // namespace
 
 int ChangeNotifier::Subscribe(Callback cb) {
@@ -150,10 +161,7 @@ absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
   if (!stream_.Write(hello)) return absl::UnavailableError("link closed before the hello was sent");
   v1::LinkMessage reply;
   if (!stream_.Read(&reply)) return absl::UnavailableError("link closed before the peer's hello");
-  if (reply.has_error()) {
-    return absl::Status(static_cast<absl::StatusCode>(reply.error().code()),
-                        absl::StrCat("peer ", peer_.code, ": ", reply.error().message()));
-  }
+  if (reply.has_error()) return PeerError(peer_.code, reply.error());
   if (!reply.has_hello()) return absl::InvalidArgumentError("the link must start with a hello");
   if (reply.hello().site_code() != peer_.code) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -216,15 +224,25 @@ absl::Status LinkSession::Run() {
 
 absl::Status LinkSession::SendSnapshot(Position* position) {
   const int chunk = site_.settings.batch_max_changes();
-  bool begun = false;
+  // Like batches, snapshot messages stay within a quarter of the message limit.
+  const int64_t max_bytes = site_.settings.max_message_bytes() / 4;
   int64_t rows = 0;
   absl::StatusOr<SnapshotInfo> info;
   PeerFilter filter = Filter();
   auto send = [&](std::vector<v1::Change>&& changes, bool begin) -> absl::Status {
     v1::LinkMessage m;
-    auto* b = m.mutable_batch();
-    b->set_snapshot_begin(begin);
-    for (auto& c : changes) *b->add_changes() = std::move(c);
+    m.mutable_batch()->set_snapshot_begin(begin);
+    int64_t bytes = 0;
+    for (auto& c : changes) {
+      if (bytes > 0 && bytes + static_cast<int64_t>(c.ByteSizeLong()) > max_bytes) {
+        if (!stream_.Write(m)) return absl::UnavailableError("link closed during a snapshot");
+        m.mutable_batch()->clear_changes();
+        m.mutable_batch()->set_snapshot_begin(false);
+        bytes = 0;
+      }
+      bytes += static_cast<int64_t>(c.ByteSizeLong());
+      *m.mutable_batch()->add_changes() = std::move(c);
+    }
     if (!stream_.Write(m)) return absl::UnavailableError("link closed during a snapshot");
     return absl::OkStatus();
   };
@@ -232,7 +250,6 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
       [&](store::Transaction& tx) -> absl::Status {
         rows = 0;
         RETURN_IF_ERROR(send({}, true));
-        begun = true;
         info = ReadSnapshot(tx, filter, chunk, [&](std::vector<v1::Change>&& c) {
           rows += static_cast<int64_t>(c.size());
           return send(std::move(c), false);
@@ -244,8 +261,6 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
   auto* b = end.mutable_batch();
   b->set_snapshot_end(true);
   for (const auto& t : info->tables) b->add_snapshot_tables(t);
-  for (const auto& o : filter.origins) b->add_snapshot_origins(o);
-  b->set_snapshot_origins_exclude(filter.origins_exclude);
   *b->mutable_end() = ToWatermark(my_epoch_, info->end);
   if (!stream_.Write(end)) return absl::UnavailableError("link closed during a snapshot");
   *position = info->end;
@@ -258,7 +273,6 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
     c.changes_sent += rows;
   });
   LogInfo("link.snapshot_sent", {{"peer", peer_.code}, {"rows", rows}, {"horizon", info->end.xid}});
-  (void)begun;
   return absl::OkStatus();
 }
 
@@ -406,8 +420,8 @@ absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
       [&](store::Transaction& tx) -> absl::Status {
         RETURN_IF_ERROR(BeginApply(tx));
         RETURN_IF_ERROR(StartSnapshot(tx));
-        ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
-        (void)inbound;
+        // Serializes with any other apply for this peer (a replaced session).
+        RETURN_IF_ERROR(LockInbound(tx, peer_.code).status());
         ASSIGN_OR_RETURN(ApplyPolicy policy, PolicyFor(tx));
         v1::LinkMessage m = first;
         for (int n = 0;; ++n) {
@@ -421,6 +435,8 @@ absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
                              ApplyChanges(tx, *catalog_, policy, m.batch().changes(), true));
             rows += stats.received;
             if (m.batch().snapshot_end()) break;
+          } else if (m.has_error()) {
+            return PeerError(peer_.code, m.error());
           } else {
             return absl::InvalidArgumentError("unexpected message inside a snapshot");
           }
@@ -432,10 +448,15 @@ absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
         }
         std::vector<std::string> tables(last.snapshot_tables().begin(),
                                         last.snapshot_tables().end());
-        std::vector<std::string> origins(last.snapshot_origins().begin(),
-                                         last.snapshot_origins().end());
+        // What the snapshot speaks for is decided here, not by the peer: from
+        // the parent every origin outside this site's subtree, from a child
+        // the child's subtree.
+        std::vector<std::string> origins = policy.allowed_origins;
+        if (peer_.is_parent) {
+          ASSIGN_OR_RETURN(origins, Subtree(tx, site_.site_code));
+        }
         ASSIGN_OR_RETURN(deleted, FinishSnapshot(tx, *catalog_, policy, tables, origins,
-                                                 last.snapshot_origins_exclude()));
+                                                 /*origins_exclude=*/peer_.is_parent));
         return StoreInbound(tx, peer_.code, Inbound{peer_epoch_, FromWatermark(last.end())});
       },
       store::Isolation::kReadCommitted, 1);
@@ -499,8 +520,7 @@ void LinkSession::ReceiveLoop() {
     } else if (m.has_ack()) {
       s = HandleAck(m.ack());
     } else if (m.has_error()) {
-      s = absl::Status(static_cast<absl::StatusCode>(m.error().code()),
-                       absl::StrCat("peer ", peer_.code, " ended the link: ", m.error().message()));
+      s = PeerError(peer_.code, m.error());
       LogWarning("link.peer_error", {{"peer", peer_.code}, {"error", s}});
       std::lock_guard<std::mutex> lock(mu_);
       if (error_.ok()) error_ = s;

@@ -13,10 +13,7 @@ using testing::TestDatabase;
 namespace {
 
 void Prepare(const TestDatabase& db, const std::string& site) {
-  auto conn = db.Connect();
-  auto s = site::PrepareDatabase(*conn, site);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
+  testing::PrepareSiteDatabase(db, site);
 }
 
 v1::Change Setting(const std::string& name, const std::string& value, int64_t hlc,
@@ -248,6 +245,25 @@ TEST_CASE("a snapshot removes rows it speaks for and did not contain, and keeps 
   REQUIRE(Value(db, "new") == "1");
   REQUIRE(Value(db, "mine") == "local");
   REQUIRE(db.ScalarInt("SELECT count(*) FROM global_settings WHERE name = 'stale'") == 0);
+}
+
+TEST_CASE("a snapshot cannot clean tables the peer may not send") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  db.Exec("INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'pc', 'P01')");
+  auto conn = db.Connect();
+  absl::StatusOr<int64_t> deleted;
+  auto s = conn->Transact([&](store::Transaction& tx) -> absl::Status {
+    auto catalog = replication::Catalog::Load(tx);
+    REQUIRE(catalog.ok());
+    REQUIRE(replication::StartSnapshot(tx).ok());
+    // Site data never comes down from a parent, so a parent's snapshot cannot clean it.
+    deleted = replication::FinishSnapshot(tx, *catalog, FromParent(), {"devices"}, {"P01"}, true);
+    return deleted.status();
+  });
+  REQUIRE(s.code() == absl::StatusCode::kInvalidArgument);
+  REQUIRE_THAT(std::string(s.message()), Catch::Contains("may not come from CAS"));
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM devices") == 1);
 }
 
 TEST_CASE("IsSingleJsonObject accepts one object and nothing else") {

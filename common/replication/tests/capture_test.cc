@@ -16,10 +16,7 @@ using testing::TestDatabase;
 namespace {
 
 void Prepare(const TestDatabase& db, const std::string& site) {
-  auto conn = db.Connect();
-  auto s = site::PrepareDatabase(*conn, site);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
+  testing::PrepareSiteDatabase(db, site);
 }
 
 replication::PeerFilter Down(const std::string& peer = "P99") {
