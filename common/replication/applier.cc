@@ -122,14 +122,10 @@ absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
       .status();
 }
 
-absl::Status Validate(const v1::Change& c, const TableInfo* table, const ApplyPolicy& policy) {
+// What a change must look like whoever sent it.
+absl::Status ValidateShape(const v1::Change& c, const TableInfo* table) {
   if (table == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown table \"", c.table(), "\""));
-  }
-  if (std::find(policy.allowed_scopes.begin(), policy.allowed_scopes.end(), table->scope) ==
-      policy.allowed_scopes.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("table ", c.table(), " (", table->scope,
-                                                   " data) may not come from ", policy.peer));
   }
   if (c.op() != v1::CHANGE_OP_UPSERT && c.op() != v1::CHANGE_OP_DELETE) {
     return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " has no operation"));
@@ -145,15 +141,26 @@ absl::Status Validate(const v1::Change& c, const TableInfo* table, const ApplyPo
     return absl::InvalidArgumentError(absl::StrCat(
         "change to ", c.table(), " has an invalid origin site \"", c.origin_site(), "\""));
   }
+  if (c.op() == v1::CHANGE_OP_UPSERT && !IsSingleJsonObject(c.row_json())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("change to ", c.table(), " key ", c.key(), " has a malformed row"));
+  }
+  return absl::OkStatus();
+}
+
+// What this peer may send.
+absl::Status ValidatePolicy(const v1::Change& c, const TableInfo& table,
+                            const ApplyPolicy& policy) {
+  if (std::find(policy.allowed_scopes.begin(), policy.allowed_scopes.end(), table.scope) ==
+      policy.allowed_scopes.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("table ", c.table(), " (", table.scope,
+                                                   " data) may not come from ", policy.peer));
+  }
   if (!policy.allowed_origins.empty() &&
       std::find(policy.allowed_origins.begin(), policy.allowed_origins.end(), c.origin_site()) ==
           policy.allowed_origins.end()) {
     return absl::PermissionDeniedError(
         absl::StrCat(policy.peer, " may not send changes made at ", c.origin_site()));
-  }
-  if (c.op() == v1::CHANGE_OP_UPSERT && !IsSingleJsonObject(c.row_json())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("change to ", c.table(), " key ", c.key(), " has a malformed row"));
   }
   return absl::OkStatus();
 }
@@ -237,18 +244,17 @@ absl::Status BeginApply(store::Transaction& tx) {
   return tx.Exec("SELECT set_config('strata.applying', 'on', true)").status();
 }
 
-absl::StatusOr<ApplyStats> ApplyChanges(
-    store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
-    const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys) {
-  ApplyStats stats;
-  stats.received = changes.size();
-  if (changes.size() > policy.max_changes) {
-    return absl::InvalidArgumentError(absl::StrCat("batch rejected: ", changes.size(),
-                                                   " changes, more than the limit of ",
-                                                   policy.max_changes));
+absl::StatusOr<PreparedBatch> PrepareChanges(
+    const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
+    int max_changes) {
+  PreparedBatch batch;
+  batch.received = changes.size();
+  if (changes.size() > max_changes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch rejected: ", changes.size(), " changes, more than the limit of ", max_changes));
   }
   for (const v1::Change& c : changes) {
-    absl::Status s = Validate(c, catalog.Find(c.table()), policy);
+    absl::Status s = ValidateShape(c, catalog.Find(c.table()));
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
   }
   // Runs of consecutive changes to one table with one operation, each
@@ -261,19 +267,18 @@ absl::StatusOr<ApplyStats> ApplyChanges(
            changes[end].op() == changes[begin].op()) {
       ++end;
     }
-    const TableInfo& table = *catalog.Find(changes[begin].table());
-    const bool is_delete = changes[begin].op() == v1::CHANGE_OP_DELETE;
-    std::unordered_map<std::string_view, int> last;
-    for (int i = begin; i < end; ++i) last[changes[i].key()] = i;
-    std::vector<const v1::Change*> run;
+    PreparedRun run;
+    run.table = catalog.Find(changes[begin].table());
+    run.is_delete = changes[begin].op() == v1::CHANGE_OP_DELETE;
+    for (int i = begin; i < end; ++i) run.by_key[changes[i].key()] = &changes[i];
     for (int i = begin; i < end; ++i) {
-      if (last[changes[i].key()] == i) run.push_back(&changes[i]);
+      if (run.by_key[changes[i].key()] == &changes[i]) run.changes.push_back(&changes[i]);
     }
     std::string json = "[";
-    for (size_t i = 0; i < run.size(); ++i) {
-      const v1::Change& c = *run[i];
+    for (size_t i = 0; i < run.changes.size(); ++i) {
+      const v1::Change& c = *run.changes[i];
       if (i) json.push_back(',');
-      if (is_delete) {
+      if (run.is_delete) {
         json.append("{\"key\":");
         AppendJsonString(json, c.key());
         absl::StrAppend(&json, ",\"hlc\":", c.hlc(), ",\"origin\":");
@@ -281,31 +286,54 @@ absl::StatusOr<ApplyStats> ApplyChanges(
         json.push_back('}');
       } else {
         // The row carries its own _hlc and _origin; what was applied is
-        // checked against the change below.
+        // checked against the change in ApplyPrepared.
         json.append(c.row_json());
       }
     }
     json.push_back(']');
+    run.payload = std::move(json);
+    batch.runs.push_back(std::move(run));
+    begin = end;
+  }
+  return batch;
+}
+
+absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPolicy& policy,
+                                         const PreparedBatch& batch, bool snapshot_keys) {
+  ApplyStats stats;
+  stats.received = batch.received;
+  if (batch.received > policy.max_changes) {
+    return absl::InvalidArgumentError(absl::StrCat("batch rejected: ", batch.received,
+                                                   " changes, more than the limit of ",
+                                                   policy.max_changes));
+  }
+  for (const PreparedRun& run : batch.runs) {
+    for (const v1::Change* c : run.changes) {
+      absl::Status s = ValidatePolicy(*c, *run.table, policy);
+      if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
+    }
+  }
+  for (const PreparedRun& run : batch.runs) {
+    const TableInfo& table = *run.table;
     const std::string* sql = &table.delete_sql;
-    if (!is_delete) {
+    if (!run.is_delete) {
       // The tombstone probe costs a lookup per row; most tables have none.
       auto any =
           tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
       if (!any.ok()) return AsRejection(any.status());
       sql = any->GetBool(0, 0) ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
     }
-    auto result = tx.Exec(*sql, {json});
+    auto result = tx.Exec(*sql, {run.payload});
     if (!result.ok()) return AsRejection(result.status());
     // What was applied must be exactly what the changes said: same key,
     // and for upserts the same clock and origin (a row cannot smuggle in
     // other stamps than its change's).
-    std::unordered_map<std::string_view, const v1::Change*> by_key;
-    for (const v1::Change* c : run) by_key[c->key()] = c;
     std::vector<const v1::Change*> applied;
     for (size_t i = 0; i < result->size(); ++i) {
-      auto it = by_key.find(result->Get(i, 0));
-      if (it == by_key.end() || (!is_delete && (result->GetInt(i, 1) != it->second->hlc() ||
-                                                result->Get(i, 2) != it->second->origin_site()))) {
+      auto it = run.by_key.find(result->Get(i, 0));
+      if (it == run.by_key.end() ||
+          (!run.is_delete && (result->GetInt(i, 1) != it->second->hlc() ||
+                              result->Get(i, 2) != it->second->origin_site()))) {
         return absl::InvalidArgumentError(absl::StrCat(
             "batch rejected: a row of ", table.name,
             " does not match its change's key, clock or origin ", std::string(result->Get(i, 0))));
@@ -314,9 +342,9 @@ absl::StatusOr<ApplyStats> ApplyChanges(
     }
     if (snapshot_keys) {
       std::string keys = "[";
-      for (size_t i = 0; i < run.size(); ++i) {
+      for (size_t i = 0; i < run.changes.size(); ++i) {
         if (i) keys.push_back(',');
-        AppendJsonString(keys, run[i]->key());
+        AppendJsonString(keys, run.changes[i]->key());
       }
       keys.push_back(']');
       auto r = tx.Exec(
@@ -327,9 +355,15 @@ absl::StatusOr<ApplyStats> ApplyChanges(
     }
     RETURN_IF_ERROR(Forward(tx, policy, applied, table));
     stats.applied += static_cast<int64_t>(applied.size());
-    begin = end;
   }
   return stats;
+}
+
+absl::StatusOr<ApplyStats> ApplyChanges(
+    store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
+    const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys) {
+  ASSIGN_OR_RETURN(PreparedBatch batch, PrepareChanges(catalog, changes, policy.max_changes));
+  return ApplyPrepared(tx, policy, batch, snapshot_keys);
 }
 
 absl::Status StartSnapshot(store::Transaction& tx) {

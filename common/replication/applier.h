@@ -13,6 +13,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -61,8 +63,34 @@ struct ApplyStats {
 // Marks the transaction as an apply: capture triggers step aside.
 absl::Status BeginApply(store::Transaction& tx);
 
-// Applies `changes` in order. With `snapshot_keys`, also records their keys
-// for FinishSnapshot.
+// A batch made ready for the database without it: every change's shape
+// checked, runs of one table and operation deduplicated (last change of a
+// key wins), each run's statement argument built. Refers into the changes it
+// was made from, which must outlive it.
+struct PreparedRun {
+  const TableInfo* table = nullptr;
+  bool is_delete = false;
+  std::vector<const v1::Change*> changes;
+  std::unordered_map<std::string_view, const v1::Change*> by_key;  // into `changes`
+  std::string payload;
+};
+struct PreparedBatch {
+  int64_t received = 0;
+  std::vector<PreparedRun> runs;
+};
+
+// The part of applying that needs neither a transaction nor the peer's
+// policy, so a reader thread can do it while the previous batch applies.
+// `max_changes` bounds the batch.
+absl::StatusOr<PreparedBatch> PrepareChanges(
+    const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
+    int max_changes);
+// Checks the batch against `policy` (scopes, origins) and applies it in
+// order. With `snapshot_keys`, also records the keys for FinishSnapshot.
+absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPolicy& policy,
+                                         const PreparedBatch& batch, bool snapshot_keys);
+
+// PrepareChanges + ApplyPrepared.
 absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys);

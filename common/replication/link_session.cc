@@ -350,10 +350,12 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   }
 }
 
+int LinkSession::MaxChanges() const { return std::max(site_.settings.batch_max_changes(), 10000); }
+
 absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
   ApplyPolicy policy;
   policy.peer = peer_.code;
-  policy.max_changes = std::max(site_.settings.batch_max_changes(), 10000);
+  policy.max_changes = MaxChanges();
   if (peer_.is_parent) {
     // What a parent sends us is what we take from it.
     policy.allowed_scopes = ScopesFor(false, site_.site_type);
@@ -371,7 +373,8 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
   return policy;
 }
 
-absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
+absl::Status LinkSession::ApplyBatch(const QueuedBatch& queued) {
+  const v1::ChangeBatch& batch = queued.batch;
   if (batch.end().epoch() != peer_epoch_) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch rejected: its watermark names log epoch \"", batch.end().epoch(),
@@ -395,7 +398,7 @@ absl::Status LinkSession::ApplyBatch(const v1::ChangeBatch& batch) {
       return absl::OkStatus();
     }
     ASSIGN_OR_RETURN(ApplyPolicy policy, PolicyFor(tx));
-    ASSIGN_OR_RETURN(ApplyStats stats, ApplyChanges(tx, *catalog_, policy, batch.changes(), false));
+    ASSIGN_OR_RETURN(ApplyStats stats, ApplyPrepared(tx, policy, queued.prepared, false));
     applied = stats.applied;
     return StoreInbound(tx, peer_.code, Inbound{peer_epoch_, end});
   }));
@@ -502,10 +505,19 @@ void LinkSession::ReceiveLoop() {
   while (s.ok() && stream_.Read(&m)) {
     site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_contact_unix_ms = NowMs(); });
     if (m.has_batch() && !m.batch().snapshot_begin()) {
+      auto queued = std::make_unique<QueuedBatch>();
+      queued->batch = std::move(*m.mutable_batch());
+      absl::StatusOr<PreparedBatch> prepared =
+          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges());
+      if (!prepared.ok()) {
+        s = prepared.status();
+        continue;  // leaves the loop: s is not OK
+      }
+      queued->prepared = std::move(*prepared);
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || apply_queue_.size() < 2; });
       if (stopping_) break;
-      apply_queue_.push_back(std::move(*m.mutable_batch()));
+      apply_queue_.push_back(std::move(queued));
       lock.unlock();
       cv_.notify_all();
     } else if (m.has_batch()) {
@@ -544,20 +556,20 @@ void LinkSession::ReceiveLoop() {
 
 void LinkSession::ApplyLoop() {
   while (true) {
-    v1::ChangeBatch batch;
+    std::unique_ptr<QueuedBatch> queued;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !apply_queue_.empty(); });
       if (stopping_) return;  // the peer resends what was not acknowledged
-      batch = std::move(apply_queue_.front());
+      queued = std::move(apply_queue_.front());
       apply_queue_.pop_front();
       applying_ = true;
     }
     cv_.notify_all();
-    absl::Status s = ApplyBatch(batch);
+    absl::Status s = ApplyBatch(*queued);
     if (s.ok()) {
       v1::LinkMessage ack;
-      *ack.mutable_ack()->mutable_applied() = batch.end();
+      *ack.mutable_ack()->mutable_applied() = queued->batch.end();
       if (!stream_.Write(ack)) s = absl::UnavailableError("link closed");
     }
     {

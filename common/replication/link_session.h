@@ -7,9 +7,10 @@
 //
 // Threading: Run() is called on one thread (the gRPC handler or the child's
 // link thread), which sends. It starts a reader thread (reads the stream,
-// handles acknowledgements and snapshots) and an applier thread (applies
-// batches the reader queued, so parsing the next batch overlaps applying
-// this one), and joins both before returning. Stop() may be called from any
+// handles acknowledgements and snapshots, checks and prepares batches) and
+// an applier thread (applies the prepared batches in order, so reading and
+// preparing the next batch overlaps applying this one), and joins both
+// before returning. Stop() may be called from any
 // thread.
 
 #include <atomic>
@@ -117,9 +118,14 @@ class LinkSession {
   absl::Status Handshake(v1::LinkHello* peer_hello);
   absl::Status SendLoop(const v1::LinkHello& peer_hello);
   absl::Status SendSnapshot(Position* position);
+  struct QueuedBatch {
+    v1::ChangeBatch batch;
+    PreparedBatch prepared;  // refers into `batch`: a QueuedBatch never moves
+  };
   void ReceiveLoop();
   void ApplyLoop();
-  absl::Status ApplyBatch(const v1::ChangeBatch& batch);
+  absl::Status ApplyBatch(const QueuedBatch& queued);
+  int MaxChanges() const;
   absl::Status ApplySnapshot(const v1::LinkMessage& first);
   absl::Status HandleAck(const v1::Ack& ack);
   absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);
@@ -145,13 +151,13 @@ class LinkSession {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                    // guarded by mu_
-  bool dirty_ = true;                        // guarded by mu_: the log may have grown
-  std::deque<Position> in_flight_;           // guarded by mu_: batch ends not yet acknowledged
-  absl::Status error_;                       // guarded by mu_: first error
-  std::deque<v1::ChangeBatch> apply_queue_;  // guarded by mu_
-  bool applying_ = false;                    // guarded by mu_: the applier holds recv_conn_
-  bool reader_done_ = false;                 // guarded by mu_: the reader left Read()
+  bool stopping_ = false;           // guarded by mu_
+  bool dirty_ = true;               // guarded by mu_: the log may have grown
+  std::deque<Position> in_flight_;  // guarded by mu_: batch ends not yet acknowledged
+  absl::Status error_;              // guarded by mu_: first error
+  std::deque<std::unique_ptr<QueuedBatch>> apply_queue_;  // guarded by mu_
+  bool applying_ = false;     // guarded by mu_: the applier holds recv_conn_
+  bool reader_done_ = false;  // guarded by mu_: the reader left Read()
 };
 
 }  // namespace strata::replication
