@@ -570,3 +570,25 @@ TEST_CASE(
       },
       seconds(10)));
 }
+
+TEST_CASE(
+    "a primary started before its CAS shows the link failed, then links when the CAS comes up") {
+  TempDir dir;
+  SiteProcess cas("CAS", v1::SITE_TYPE_CAS, dir, "");
+  SiteProcess p01("P01", v1::SITE_TYPE_PRIMARY, dir, cas.address());
+  p01.Start();  // nothing listens at the CAS's address yet
+  REQUIRE(WaitFor(
+      [&] {
+        auto l = p01.Link("parent");
+        return l && !l->connected() && l->role() == "parent" && !l->last_error().empty() &&
+               l->state() == v1::LINK_STATE_FAILED;
+      },
+      seconds(30)));
+  cas.Start();
+  REQUIRE(WaitFor([&] { return p01.LinkActive("CAS"); }, seconds(60)));
+  // The placeholder for the not-yet-reached parent is gone: one link, to the CAS.
+  auto status = p01.Status();
+  REQUIRE(status.links_size() == 1);
+  REQUIRE(status.links(0).peer_site_code() == "CAS");
+  REQUIRE(status.parent_site_code() == "CAS");
+}

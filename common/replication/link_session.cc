@@ -64,6 +64,11 @@ void LinkRegistry::Update(const std::string& peer, const std::function<void(Link
   fn(c);
 }
 
+void LinkRegistry::Remove(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  links_.erase(peer);
+}
+
 std::vector<LinkCounters> LinkRegistry::Snapshot() const {
   absl::MutexLock lock(&mu_);
   std::vector<LinkCounters> out;
@@ -363,13 +368,11 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
     policy.allowed_scopes = {"global", "global_proxy", "site"};
     ASSIGN_OR_RETURN(policy.allowed_origins, Subtree(tx, peer_.code));
   }
-  // Forward only when another peer may need the changes; a peer attaching
-  // later is initialized from a snapshot.
-  ASSIGN_OR_RETURN(store::Result others,
-                   tx.Exec("SELECT EXISTS (SELECT 1 FROM sites WHERE parent = $1 AND code <> $2)",
-                           {site_.site_code, peer_.code}));
-  bool has_parent = site_.has_parent && !peer_.is_parent;
-  policy.forward = has_parent || others.GetBool(0, 0);
+  // Applied changes go into this site's log for its other peers. Only a
+  // secondary never has another peer (it has no children). Deciding from
+  // who is attached right now would race with a child attaching: a change
+  // applied meanwhile could miss both the child's snapshot and the log.
+  policy.forward = site_.site_type != v1::SITE_TYPE_SECONDARY;
   return policy;
 }
 

@@ -68,6 +68,7 @@ struct LinkCounters {
 class LinkRegistry {
  public:
   void Update(const std::string& peer, const std::function<void(LinkCounters&)>& fn);
+  void Remove(const std::string& peer);
   std::vector<LinkCounters> Snapshot() const;
 
  private:
@@ -87,7 +88,6 @@ class LinkStream {
 struct SiteContext {
   std::string site_code;
   v1::SiteType site_type = v1::SITE_TYPE_UNSPECIFIED;
-  bool has_parent = false;  // this site has (or is configured to have) a parent
   std::string conninfo;
   v1::ReplicationConfig settings;  // defaults filled in
   ChangeNotifier* notifier = nullptr;

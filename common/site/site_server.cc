@@ -138,7 +138,6 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     ctx_.settings = replication::WithDefaults(config_.replication());
     ctx_.notifier = &notifier_;
     ctx_.registry = &registry_;
-    ctx_.has_parent = !config_.parent_address().empty();
   }
 
   ~Impl() override { Shutdown(); }
@@ -390,7 +389,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     }
     auto stub = v1::SiteLink::NewStub(*channel);
     int backoff_ms = 100;
-    std::string peer_label = "parent";
+    // Until the parent has answered once, its link is listed under this name.
+    const std::string kUnknownParent = "parent";
+    std::string peer_label = kUnknownParent;
     while (!stopping()) {
       grpc::ClientContext attach_ctx;
       attach_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -420,6 +421,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
           std::lock_guard<std::mutex> lock(mu_);
           parent_code_ = resp.parent_site_code();
         }
+        if (peer_label == kUnknownParent) registry_.Remove(kUnknownParent);
         peer_label = resp.parent_site_code();
         auto started = std::chrono::steady_clock::now();
         auto stream = std::make_unique<ClientLinkStream>(stub.get());
@@ -497,7 +499,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         replication::PeerFilter filter;
         filter.peer = peer;
         filter.scopes = replication::ScopesFor(c.peer_is_parent, c.peer_type);
-        if (peer != "parent") {
+        if (!(c.peer_is_parent && peer == "parent")) {  // a parent not yet reached: no code
           ASSIGN_OR_RETURN(replication::Lag lag, replication::ComputeLag(tx, from, filter));
           l->set_lag_changes(lag.changes);
           l->set_lag_seconds(lag.seconds);
