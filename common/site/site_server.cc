@@ -190,7 +190,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     threads_.clear();
     if (server_) server_->Wait();
     LogInfo("site.stopped");
-    if (!done_.HasBeenNotified()) done_.Notify();
+    NotifyDone();
   }
 
   void RequestStop(const absl::Status& fatal) {
@@ -198,7 +198,12 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       std::lock_guard<std::mutex> lock(mu_);
       if (fatal_.ok()) fatal_ = fatal;
     }
-    if (!done_.HasBeenNotified()) done_.Notify();
+    NotifyDone();
+  }
+
+  // A refusal and a signal may both end the server: notify Wait() once.
+  void NotifyDone() {
+    std::call_once(done_once_, [this] { done_.Notify(); });
   }
 
   const std::string& bound_address() const { return bound_address_; }
@@ -530,6 +535,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   std::string bound_address_;
   std::vector<std::thread> threads_;
   absl::Notification done_;
+  std::once_flag done_once_;
 
   std::mutex mu_;
   std::condition_variable cv_;
