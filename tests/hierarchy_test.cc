@@ -461,17 +461,27 @@ TEST_CASE(
   // A secondary S02 that attaches correctly but then misbehaves.
   RawLink s02(p01.address(), "S02");
   REQUIRE(s02.Attach("S02", v1::SITE_TYPE_SECONDARY).ok());
-  const std::string good_row =
-      R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z"})";
+  auto row = [](const std::string& origin, const std::string& updated_at) {
+    return absl::StrCat(R"({"name": "evil", "value": "x", "updated_at": ")", updated_at,
+                        R"(", "_hlc": 1, "_origin": ")", origin, R"("})");
+  };
+  const std::string good_row = row("S02", "2026-01-01T00:00:00Z");
 
   s = s02.Send("S02", {SnapshotBatch(
                           {SettingChange("evil", "S02", R"({"name": "evil", "value": )")}, true)});
   REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   REQUIRE_THAT(s.error_message(), Catch::Contains("malformed row"));
 
-  s = s02.Send("S02", {SnapshotBatch({SettingChange("evil", "P02", good_row)}, true)});
+  s = s02.Send("S02",
+               {SnapshotBatch({SettingChange("evil", "P02", row("P02", "2026-01-01"))}, true)});
   REQUIRE(s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   REQUIRE_THAT(s.error_message(), Catch::Contains("S02 may not send changes made at P02"));
+
+  // A row whose stamps are not its change's (the change says S02, the row P02).
+  s = s02.Send("S02",
+               {SnapshotBatch({SettingChange("evil", "S02", row("P02", "2026-01-01"))}, true)});
+  REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE_THAT(s.error_message(), Catch::Contains("is not the change's"));
 
   v1::Change unknown = SettingChange("evil", "S02", good_row);
   unknown.set_table("pg_authid");
@@ -491,19 +501,17 @@ TEST_CASE(
   REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   REQUIRE_THAT(s.error_message(), Catch::Contains("more than the limit"));
 
-  // A regular batch (after a valid, empty snapshot) whose row carries another
-  // origin than its change: rejected by the applier, reason sent in-band.
+  // A regular batch (after a valid, empty snapshot) whose row only the
+  // database can refuse: rejected by the applier thread, reason sent in-band.
   v1::LinkMessage regular;
-  *regular.mutable_batch()->add_changes() = SettingChange(
-      "evil", "S02",
-      R"({"name": "evil", "value": "x", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 1, "_origin": "P02"})");
+  *regular.mutable_batch()->add_changes() = SettingChange("evil", "S02", row("S02", "not a time"));
   regular.mutable_batch()->mutable_end()->set_epoch("00000000-0000-0000-0000-00000000e90c");
   regular.mutable_batch()->mutable_end()->set_xid(10);
   regular.mutable_batch()->mutable_end()->set_log_id(INT64_MAX);
   s = s02.Send("S02", {SnapshotBatch({}, true), regular});
   REQUIRE(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-  REQUIRE_THAT(s.error_message(),
-               Catch::Contains("does not match its change's key, clock or origin"));
+  REQUIRE_THAT(s.error_message(), Catch::Contains("batch rejected"));
+  REQUIRE_THAT(s.error_message(), Catch::Contains("timestamp"));
 
   // An empty snapshot from S02 "for" global_settings and sites speaks only
   // for S02's own rows: nothing of the CAS's or P01's is deleted.

@@ -56,7 +56,7 @@ void BuildStatements(TableInfo& t,
   const std::string col_list = absl::StrJoin(cols, ", ");
   std::vector<std::string> i_cols;
   for (const auto& c : cols) i_cols.push_back("i." + c);
-  auto upsert = [&](bool check_tombstones) {
+  auto upsert = [&](bool check_tombstones, bool returning) {
     return absl::StrCat(
         "INSERT INTO ", table, " AS cur (", col_list, ") SELECT ", absl::StrJoin(i_cols, ", "),
         " FROM json_populate_recordset(NULL::", table, ", $1::json) i ",
@@ -67,11 +67,13 @@ void BuildStatements(TableInfo& t,
             : std::string(),
         "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ",
         absl::StrJoin(sets, ", "),
-        " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin) RETURNING ",
-        KeyExpr(t.key_columns, "cur"), ", cur._hlc, cur._origin");
+        " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin)",
+        returning ? absl::StrCat(" RETURNING ", KeyExpr(t.key_columns, "cur")) : "");
   };
-  t.upsert_sql = upsert(true);
-  t.upsert_no_tombstones_sql = upsert(false);
+  t.upsert_sql = upsert(true, true);
+  t.upsert_no_tombstones_sql = upsert(false, true);
+  t.upsert_quiet_sql = upsert(true, false);
+  t.upsert_quiet_no_tombstones_sql = upsert(false, false);
   t.delete_sql = absl::StrCat(
       "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(key text, hlc bigint, origin "
       "text)), tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
@@ -123,7 +125,7 @@ absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
 }
 
 // What a change must look like whoever sent it.
-absl::Status ValidateShape(const v1::Change& c, const TableInfo* table) {
+absl::Status ValidateShape(const v1::Change& c, const TableInfo* table, bool check_keys) {
   if (table == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown table \"", c.table(), "\""));
   }
@@ -141,9 +143,24 @@ absl::Status ValidateShape(const v1::Change& c, const TableInfo* table) {
     return absl::InvalidArgumentError(absl::StrCat(
         "change to ", c.table(), " has an invalid origin site \"", c.origin_site(), "\""));
   }
-  if (c.op() == v1::CHANGE_OP_UPSERT && !IsSingleJsonObject(c.row_json())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("change to ", c.table(), " key ", c.key(), " has a malformed row"));
+  if (c.op() == v1::CHANGE_OP_UPSERT) {
+    RowStamps stamps;
+    std::string row_key;
+    if (!ParseRowObject(c.row_json(), &stamps, check_keys ? &table->key_columns : nullptr,
+                        check_keys ? &row_key : nullptr)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("change to ", c.table(), " key ", c.key(), " has a malformed row"));
+    }
+    // The row is applied with its own stamps: they must be the change's.
+    if (stamps.hlc != c.hlc() || stamps.origin != c.origin_site()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "change to ", c.table(), " key ", c.key(), " carries a row whose clock or origin (",
+          stamps.hlc, ", ", stamps.origin, ") is not the change's"));
+    }
+    if (check_keys && row_key != c.key()) {
+      return absl::InvalidArgumentError(absl::StrCat("change to ", c.table(), " key ", c.key(),
+                                                     " carries a row that does not match its key"));
+    }
   }
   return absl::OkStatus();
 }
@@ -181,32 +198,136 @@ absl::Status AsRejection(const absl::Status& s) {
 
 }  // namespace
 
-bool IsSingleJsonObject(std::string_view json) {
-  size_t b = json.find_first_not_of(" \t\r\n");
-  size_t e = json.find_last_not_of(" \t\r\n");
-  if (b == std::string_view::npos || json[b] != '{' || json[e] != '}') return false;
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = b; i <= e; ++i) {
-    char c = json[i];
-    if (in_string) {
-      if (c == '\\') {
+bool ParseRowObject(std::string_view json, RowStamps* stamps,
+                    const std::vector<std::string>* key_columns, std::string* key) {
+  const size_t n = json.size();
+  size_t i = 0;
+  std::vector<std::string_view> key_values(key_columns ? key_columns->size() : 0);
+  auto ws = [&] {
+    while (i < n && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r')) ++i;
+  };
+  // A string at json[i]: its raw contents, and whether it has escapes.
+  auto read_string = [&](std::string_view* raw, bool* escaped) {
+    if (i >= n || json[i] != '"') return false;
+    const size_t start = ++i;
+    *escaped = false;
+    while (i < n) {
+      if (json[i] == '\\') {
+        *escaped = true;
+        i += 2;
+      } else if (json[i] == '"') {
+        *raw = json.substr(start, i - start);
         ++i;
-      } else if (c == '"') {
-        in_string = false;
+        return true;
+      } else {
+        ++i;
       }
-      continue;
     }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      ++depth;
-    } else if (c == '}' || c == ']') {
-      if (--depth < 0) return false;
-      if (depth == 0 && i != e) return false;
+    return false;
+  };
+  // Any one value; nested ones by bracket depth, strings skipped whole.
+  auto skip_value = [&] {
+    std::string_view raw;
+    bool escaped;
+    if (i >= n) return false;
+    if (json[i] == '"') return read_string(&raw, &escaped);
+    if (json[i] == '{' || json[i] == '[') {
+      int depth = 0;
+      while (i < n) {
+        const char c = json[i];
+        if (c == '"') {
+          if (!read_string(&raw, &escaped)) return false;
+          continue;
+        }
+        if (c == '{' || c == '[') ++depth;
+        if ((c == '}' || c == ']') && --depth == 0) {
+          ++i;
+          return true;
+        }
+        ++i;
+      }
+      return false;
+    }
+    const size_t start = i;
+    while (i < n && json[i] != ',' && json[i] != '}' && json[i] != ']' && json[i] != ' ' &&
+           json[i] != '\t' && json[i] != '\n' && json[i] != '\r') {
+      ++i;
+    }
+    return i > start;
+  };
+  bool seen_hlc = false, seen_origin = false;
+  ws();
+  if (i >= n || json[i] != '{') return false;
+  ++i;
+  ws();
+  if (i < n && json[i] == '}') {
+    ++i;
+  } else {
+    while (true) {
+      ws();
+      std::string_view key;
+      bool escaped;
+      if (!read_string(&key, &escaped) || escaped) return false;
+      ws();
+      if (i >= n || json[i] != ':') return false;
+      ++i;
+      ws();
+      if (key == "_hlc") {
+        if (seen_hlc) return false;
+        seen_hlc = true;
+        const size_t start = i;
+        if (i < n && json[i] == '-') ++i;
+        while (i < n && json[i] >= '0' && json[i] <= '9') ++i;
+        const std::string_view digits = json.substr(start, i - start);
+        if (!absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), &stamps->hlc)) {
+          return false;
+        }
+      } else if (key == "_origin") {
+        if (seen_origin) return false;
+        seen_origin = true;
+        std::string_view raw;
+        bool origin_escaped;
+        if (!read_string(&raw, &origin_escaped) || origin_escaped) return false;
+        stamps->origin.assign(raw);
+      } else {
+        const size_t start = i;
+        if (!skip_value()) return false;
+        if (key_columns != nullptr) {
+          for (size_t k = 0; k < key_columns->size(); ++k) {
+            if ((*key_columns)[k] == key) {
+              if (!key_values[k].empty()) return false;  // repeated key column
+              key_values[k] = json.substr(start, i - start);
+            }
+          }
+        }
+      }
+      ws();
+      if (i < n && json[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < n && json[i] == '}') {
+        ++i;
+        break;
+      }
+      return false;
     }
   }
-  return depth == 0 && !in_string;
+  ws();
+  if (i != n || !seen_hlc || !seen_origin) return false;
+  if (key != nullptr) {
+    key->assign("[");
+    for (size_t k = 0; k < key_values.size(); ++k) {
+      if (key_values[k].empty()) {
+        key->clear();
+        return true;
+      }
+      if (k > 0) key->append(", ");
+      key->append(key_values[k]);
+    }
+    key->push_back(']');
+  }
+  return true;
 }
 
 absl::StatusOr<Catalog> Catalog::Load(store::Transaction& tx) {
@@ -246,7 +367,7 @@ absl::Status BeginApply(store::Transaction& tx) {
 
 absl::StatusOr<PreparedBatch> PrepareChanges(
     const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-    int max_changes) {
+    int max_changes, bool check_keys) {
   PreparedBatch batch;
   batch.received = changes.size();
   if (changes.size() > max_changes) {
@@ -254,7 +375,7 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
         "batch rejected: ", changes.size(), " changes, more than the limit of ", max_changes));
   }
   for (const v1::Change& c : changes) {
-    absl::Status s = ValidateShape(c, catalog.Find(c.table()));
+    absl::Status s = ValidateShape(c, catalog.Find(c.table()), check_keys);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
   }
   // Runs of consecutive changes to one table with one operation, each
@@ -321,22 +442,29 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
       auto any =
           tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
       if (!any.ok()) return AsRejection(any.status());
-      sql = any->GetBool(0, 0) ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
+      const bool tombstones = any->GetBool(0, 0);
+      // Only a site that forwards needs to know which rows were applied;
+      // stamps were checked against the changes in PrepareChanges.
+      if (policy.forward) {
+        sql = tombstones ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
+      } else {
+        sql = tombstones ? &table.upsert_quiet_sql : &table.upsert_quiet_no_tombstones_sql;
+      }
     }
     auto result = tx.Exec(*sql, {run.payload});
     if (!result.ok()) return AsRejection(result.status());
-    // What was applied must be exactly what the changes said: same key,
-    // and for upserts the same clock and origin (a row cannot smuggle in
-    // other stamps than its change's).
     std::vector<const v1::Change*> applied;
+    if (!run.is_delete && !policy.forward) {
+      stats.applied += static_cast<int64_t>(result->affected_rows());
+    }
+    // What was applied must be what the changes said: each returned key is
+    // the key of a change (a row cannot be filed under another key).
     for (size_t i = 0; i < result->size(); ++i) {
       auto it = run.by_key.find(result->Get(i, 0));
-      if (it == run.by_key.end() ||
-          (!run.is_delete && (result->GetInt(i, 1) != it->second->hlc() ||
-                              result->Get(i, 2) != it->second->origin_site()))) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "batch rejected: a row of ", table.name,
-            " does not match its change's key, clock or origin ", std::string(result->Get(i, 0))));
+      if (it == run.by_key.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("batch rejected: a row of ", table.name,
+                                                       " does not match its change's key ",
+                                                       std::string(result->Get(i, 0))));
       }
       applied.push_back(it->second);
     }
@@ -362,7 +490,8 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
 absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys) {
-  ASSIGN_OR_RETURN(PreparedBatch batch, PrepareChanges(catalog, changes, policy.max_changes));
+  ASSIGN_OR_RETURN(PreparedBatch batch,
+                   PrepareChanges(catalog, changes, policy.max_changes, !policy.forward));
   return ApplyPrepared(tx, policy, batch, snapshot_keys);
 }
 

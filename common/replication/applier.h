@@ -31,10 +31,14 @@ struct TableInfo {
   std::string name;
   std::string scope;
   std::vector<std::string> key_columns;
-  std::string upsert_sql;                // $1: [row, ...] -> key, _hlc, _origin of applied rows
-  std::string upsert_no_tombstones_sql;  // the same, when the table has no tombstones
-  std::string delete_sql;                // $1: [{"key", "hlc", "origin"}] -> applied keys
-  std::string stale_delete_sql;          // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
+  // $1: [row, ...]. Variants: with or without the tombstone probe, and with
+  // RETURNING the applied keys (sites that forward) or without.
+  std::string upsert_sql;
+  std::string upsert_no_tombstones_sql;
+  std::string upsert_quiet_sql;
+  std::string upsert_quiet_no_tombstones_sql;
+  std::string delete_sql;        // $1: [{"key", "hlc", "origin"}] -> applied keys
+  std::string stale_delete_sql;  // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
 };
 
 class Catalog {
@@ -81,16 +85,20 @@ struct PreparedBatch {
 
 // The part of applying that needs neither a transaction nor the peer's
 // policy, so a reader thread can do it while the previous batch applies.
-// `max_changes` bounds the batch.
+// `max_changes` bounds the batch. With `check_keys`, each row's key columns
+// must spell its change's key (sites that do not forward need this check:
+// those that do learn the applied keys from the database itself). Key
+// columns must have one JSON spelling (text, uuid, integers, numeric,
+// timestamps, booleans; not floats).
 absl::StatusOr<PreparedBatch> PrepareChanges(
     const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-    int max_changes);
+    int max_changes, bool check_keys);
 // Checks the batch against `policy` (scopes, origins) and applies it in
 // order. With `snapshot_keys`, also records the keys for FinishSnapshot.
 absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPolicy& policy,
                                          const PreparedBatch& batch, bool snapshot_keys);
 
-// PrepareChanges + ApplyPrepared.
+// PrepareChanges (checking keys unless the policy forwards) + ApplyPrepared.
 absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys);
@@ -115,7 +123,19 @@ struct Inbound {
 absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const std::string& peer);
 absl::Status StoreInbound(store::Transaction& tx, const std::string& peer, const Inbound& inbound);
 
-// True when `json` is one JSON object and nothing else (structure only).
-bool IsSingleJsonObject(std::string_view json);
+// The stamps a row carries: its top-level "_hlc" and "_origin".
+struct RowStamps {
+  int64_t hlc = 0;
+  std::string origin;
+};
+// True when `json` is exactly one JSON object whose top level has "_hlc" (an
+// integer) and "_origin" (a string) once each and no key written with
+// escapes (PostgreSQL would decode "\u005fhlc" into a second "_hlc").
+// Structure only: values are not decoded. With `key_columns`, also returns
+// the key as the change log writes it: "[" + the raw values of those
+// columns joined by ", " + "]" (empty if one is missing).
+bool ParseRowObject(std::string_view json, RowStamps* stamps,
+                    const std::vector<std::string>* key_columns = nullptr,
+                    std::string* key = nullptr);
 
 }  // namespace strata::replication

@@ -355,6 +355,14 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   }
 }
 
+bool LinkSession::Forwards() const {
+  // Applied changes go into this site's log for its other peers. Only a
+  // secondary never has another peer (it has no children). Deciding from
+  // who is attached right now would race with a child attaching: a change
+  // applied meanwhile could miss both the child's snapshot and the log.
+  return site_.site_type != v1::SITE_TYPE_SECONDARY;
+}
+
 int LinkSession::MaxChanges() const { return std::max(site_.settings.batch_max_changes(), 10000); }
 
 absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
@@ -368,11 +376,7 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
     policy.allowed_scopes = {"global", "global_proxy", "site"};
     ASSIGN_OR_RETURN(policy.allowed_origins, Subtree(tx, peer_.code));
   }
-  // Applied changes go into this site's log for its other peers. Only a
-  // secondary never has another peer (it has no children). Deciding from
-  // who is attached right now would race with a child attaching: a change
-  // applied meanwhile could miss both the child's snapshot and the log.
-  policy.forward = site_.site_type != v1::SITE_TYPE_SECONDARY;
+  policy.forward = Forwards();
   return policy;
 }
 
@@ -511,7 +515,7 @@ void LinkSession::ReceiveLoop() {
       auto queued = std::make_unique<QueuedBatch>();
       queued->batch = std::move(*m.mutable_batch());
       absl::StatusOr<PreparedBatch> prepared =
-          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges());
+          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges(), !Forwards());
       if (!prepared.ok()) {
         s = prepared.status();
         continue;  // leaves the loop: s is not OK

@@ -126,6 +126,7 @@ class LinkSession {
   void ApplyLoop();
   absl::Status ApplyBatch(const QueuedBatch& queued);
   int MaxChanges() const;
+  bool Forwards() const;
   absl::Status ApplySnapshot(const v1::LinkMessage& first);
   absl::Status HandleAck(const v1::Ack& ack);
   absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);

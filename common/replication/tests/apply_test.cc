@@ -167,7 +167,7 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
   device.set_key("[\"7d6c1c1e-0000-0000-0000-000000000001\"]");
   device.set_row_json(
       "{\"id\": \"7d6c1c1e-0000-0000-0000-000000000001\", \"name\": \"pc\", \"site_code\": "
-      "\"P02\"}");
+      "\"P02\", \"_hlc\": 100, \"_origin\": \"P02\"}");
   device.set_hlc(100);
   device.set_origin_site("P02");
   expect_rejected(device, "may not come from CAS");  // site data never comes down
@@ -182,7 +182,9 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
 
   auto wrong_key = Setting("x", "1", 100, "CAS");
   wrong_key.set_key("[\"other\"]");
-  expect_rejected(wrong_key, "does not match");
+  // Checked by the database where changes are forwarded, beforehand elsewhere.
+  expect_rejected(wrong_key, "does not match", FromParent(/*forward=*/true));
+  expect_rejected(wrong_key, "does not match its key", FromParent(/*forward=*/false));
   auto no_stamp = Setting("x", "1", 100, "CAS");
   no_stamp.set_row_json(R"({"name": "x", "value": "1", "updated_at": "2026-01-01T00:00:00Z"})");
   expect_rejected(no_stamp, "batch rejected");
@@ -190,7 +192,7 @@ TEST_CASE("malformed batches are rejected whole with a clear error and nothing a
   auto forged = Setting("x", "1", 100, "CAS");
   forged.set_row_json(
       R"({"name": "x", "value": "1", "updated_at": "2026-01-01T00:00:00Z", "_hlc": 100, "_origin": "P02"})");
-  expect_rejected(forged, "does not match its change's key, clock or origin");
+  expect_rejected(forged, "is not the change's");
 
   auto bad_type = Setting("x", "1", 100, "CAS");
   bad_type.set_row_json("{\"name\": \"x\", \"value\": \"1\", \"updated_at\": \"not a time\"}");
@@ -266,10 +268,38 @@ TEST_CASE("a snapshot cannot clean tables the peer may not send") {
   REQUIRE(db.ScalarInt("SELECT count(*) FROM devices") == 1);
 }
 
-TEST_CASE("IsSingleJsonObject accepts one object and nothing else") {
-  REQUIRE(replication::IsSingleJsonObject(R"({"a": "}{", "b": [1, {"c": 2}]})"));
-  REQUIRE_FALSE(replication::IsSingleJsonObject(R"({"a": 1}, {"b": 2})"));
-  REQUIRE_FALSE(replication::IsSingleJsonObject(R"([1])"));
-  REQUIRE_FALSE(replication::IsSingleJsonObject(R"({"a": "\"})"));
-  REQUIRE_FALSE(replication::IsSingleJsonObject(""));
+TEST_CASE("a row is one JSON object carrying its stamps once, and nothing else") {
+  replication::RowStamps st;
+  REQUIRE(replication::ParseRowObject(
+      R"({"a": "}{", "_hlc": 42, "b": [1, {"c": "]"}], "_origin": "P01", "n": null})", &st));
+  REQUIRE(st.hlc == 42);
+  REQUIRE(st.origin == "P01");
+  REQUIRE_FALSE(replication::ParseRowObject(R"({"_hlc": 1, "_origin": "P01"}, {"b": 2})", &st));
+  REQUIRE_FALSE(replication::ParseRowObject(R"([1])", &st));
+  REQUIRE_FALSE(replication::ParseRowObject(R"({"_hlc": 1, "_origin": "\"})", &st));
+  REQUIRE_FALSE(replication::ParseRowObject("", &st));
+  // Stamps missing, repeated, of the wrong type, or hidden behind escapes.
+  REQUIRE_FALSE(replication::ParseRowObject(R"({"a": 1})", &st));
+  REQUIRE_FALSE(replication::ParseRowObject(R"({"_hlc": 1, "_hlc": 2, "_origin": "P01"})", &st));
+  REQUIRE_FALSE(replication::ParseRowObject(R"({"_hlc": "1", "_origin": "P01"})", &st));
+  REQUIRE_FALSE(replication::ParseRowObject(R"({"_hlc": 1.5, "_origin": "P01"})", &st));
+  REQUIRE_FALSE(
+      replication::ParseRowObject(R"({"_hlc": 1, "\u005fhlc": 2, "_origin": "P01"})", &st));
+}
+
+TEST_CASE("a row's key is spelled from its key columns as the change log writes it") {
+  replication::RowStamps st;
+  std::string key;
+  const std::vector<std::string> one = {"name"};
+  REQUIRE(replication::ParseRowObject(R"({"name": "a\"b", "_hlc": 1, "_origin": "P01"})", &st, &one,
+                                      &key));
+  REQUIRE(key == R"(["a\"b"])");
+  const std::vector<std::string> two = {"site", "n"};
+  REQUIRE(replication::ParseRowObject(R"({"n": 7, "site": "P01", "_hlc": 1, "_origin": "P01"})",
+                                      &st, &two, &key));
+  REQUIRE(key == R"(["P01", 7])");
+  REQUIRE(replication::ParseRowObject(R"({"_hlc": 1, "_origin": "P01"})", &st, &one, &key));
+  REQUIRE(key.empty());  // no key column: matches no change's key
+  REQUIRE_FALSE(replication::ParseRowObject(
+      R"({"name": "a", "name": "b", "_hlc": 1, "_origin": "P01"})", &st, &one, &key));
 }
