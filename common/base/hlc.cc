@@ -4,12 +4,13 @@
 
 namespace strata {
 
-HybridLogicalClock::HybridLogicalClock()
-    : HybridLogicalClock([] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-            .count();
-      }) {}
+int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+HybridLogicalClock::HybridLogicalClock() : HybridLogicalClock(WallClockMs) {}
 
 HybridLogicalClock::HybridLogicalClock(PhysicalClock physical) : physical_(std::move(physical)) {}
 

@@ -12,6 +12,9 @@
 
 namespace strata {
 
+// Milliseconds since the Unix epoch, from the system clock.
+int64_t WallClockMs();
+
 class HybridLogicalClock {
  public:
   using PhysicalClock = std::function<int64_t()>;  // milliseconds since the epoch

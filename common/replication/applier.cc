@@ -22,16 +22,6 @@ std::string KeyExpr(const std::vector<std::string>& keys, absl::string_view alia
   return absl::StrCat("jsonb_build_array(", absl::StrJoin(parts, ", "), ")::text");
 }
 
-std::string TextArray(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendJsonString(out, values[i]);
-  }
-  out.push_back('}');
-  return out;
-}
-
 void BuildStatements(TableInfo& t,
                      const std::vector<std::pair<std::string, std::string>>& columns) {
   const std::string table = QuoteIdent(t.name);
@@ -520,9 +510,9 @@ absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& ca
           absl::StrCat("snapshot names table ", name, " (", table->scope,
                        " data), which may not come from ", policy.peer));
     }
-    ASSIGN_OR_RETURN(
-        store::Result gone,
-        tx.Exec(table->stale_delete_sql, {TextArray(origins), origins_exclude ? "false" : "true"}));
+    ASSIGN_OR_RETURN(store::Result gone,
+                     tx.Exec(table->stale_delete_sql, {store::TextArrayLiteral(origins),
+                                                       origins_exclude ? "false" : "true"}));
     google::protobuf::RepeatedPtrField<v1::Change> deletes;
     for (size_t i = 0; i < gone.size(); ++i) {
       v1::Change* c = deletes.Add();

@@ -10,17 +10,6 @@
 namespace strata::replication {
 namespace {
 
-// PostgreSQL text[] literal for a list of plain identifiers/codes.
-std::string TextArray(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendJsonString(out, values[i]);  // a JSON string is a valid quoted array element here
-  }
-  out.push_back('}');
-  return out;
-}
-
 v1::Change ChangeFromRow(const store::Result& r, size_t i, int first_col) {
   v1::Change c;
   c.set_table(r.GetString(i, first_col));
@@ -68,8 +57,8 @@ absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
               "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4 "
               "ORDER BY l.xid, l.id LIMIT ",
               max_changes + 1, ") l ON true"),
-          {std::to_string(after.xid), std::to_string(after.log_id), TextArray(filter.scopes),
-           filter.peer}));
+          {std::to_string(after.xid), std::to_string(after.log_id),
+           store::TextArrayLiteral(filter.scopes), filter.peer}));
   const int64_t horizon = r.GetInt(0, 0);
   if (r.size() == 1 && r.IsNull(0, 1)) {
     // Nothing for this peer below the horizon: everything below it is seen.
@@ -123,8 +112,8 @@ absl::StatusOr<SnapshotInfo> ReadSnapshot(
   ASSIGN_OR_RETURN(store::Result tables,
                    tx.Exec("SELECT tbl, key_columns FROM repl_scope WHERE scope = ANY($1::text[]) "
                            "ORDER BY tbl",
-                           {TextArray(filter.scopes)}));
-  const std::string origins = TextArray(filter.origins);
+                           {store::TextArrayLiteral(filter.scopes)}));
+  const std::string origins = store::TextArrayLiteral(filter.origins);
   for (size_t t = 0; t < tables.size(); ++t) {
     const std::string table = tables.GetString(t, 0);
     info.tables.push_back(table);
@@ -159,8 +148,8 @@ absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
       tx.Exec("SELECT count(*), extract(epoch FROM clock_timestamp() - min(l.logged_at)) "
               "FROM repl_log l WHERE (l.xid, l.id) > ($1::bigint::text::xid8, $2::bigint) "
               "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4",
-              {std::to_string(acked.xid), std::to_string(acked.log_id), TextArray(filter.scopes),
-               filter.peer}));
+              {std::to_string(acked.xid), std::to_string(acked.log_id),
+               store::TextArrayLiteral(filter.scopes), filter.peer}));
   Lag lag;
   lag.changes = r.GetInt(0, 0);
   if (!r.IsNull(0, 1)) lag.seconds = std::stod(r.GetString(0, 1));
@@ -180,7 +169,7 @@ absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_secon
               "least(h.horizon, coalesce((SELECT min(xid)::text::bigint FROM repl_log WHERE "
               "logged_at >= now() - make_interval(secs => $3)), h.horizon)), "
               "(SELECT pruned_through::text::bigint FROM repl_state) FROM h",
-              {TextArray(peers), std::to_string(kWholeTransaction),
+              {store::TextArrayLiteral(peers), std::to_string(kWholeTransaction),
                std::to_string(retention_seconds)}));
   const int64_t target = std::max(r.GetInt(0, 0), r.GetInt(0, 1));
   const int64_t previous = r.GetInt(0, 2);

@@ -5,17 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/hlc.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
 
 namespace strata::replication {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 v1::Watermark ToWatermark(const std::string& epoch, const Position& p) {
   v1::Watermark w;
@@ -191,7 +186,7 @@ absl::Status LinkSession::Run() {
     c.peer_is_parent = peer_.is_parent;
     c.peer_type = peer_.type;
     c.connected = true;
-    c.last_contact_unix_ms = NowMs();
+    c.last_contact_unix_ms = WallClockMs();
     c.last_error.clear();
   });
   LogInfo("link.up", {{"peer", peer_.code}, {"peer_role", peer_.is_parent ? "parent" : "child"}});
@@ -219,7 +214,7 @@ absl::Status LinkSession::Run() {
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
     c.connected = false;
-    c.disconnected_since_unix_ms = NowMs();
+    c.disconnected_since_unix_ms = WallClockMs();
     if (!result.ok()) c.last_error = result.ToString();
   });
   LogInfo("link.down",
@@ -510,7 +505,8 @@ void LinkSession::ReceiveLoop() {
   v1::LinkMessage m;
   absl::Status s;
   while (s.ok() && stream_.Read(&m)) {
-    site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_contact_unix_ms = NowMs(); });
+    site_.registry->Update(peer_.code,
+                           [&](LinkCounters& c) { c.last_contact_unix_ms = WallClockMs(); });
     if (m.has_batch() && !m.batch().snapshot_begin()) {
       auto queued = std::make_unique<QueuedBatch>();
       queued->batch = std::move(*m.mutable_batch());

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "common/base/config.h"
+#include "common/base/hlc.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
 #include "common/net/tls.h"
@@ -33,12 +34,6 @@ using replication::LinkCounters;
 using replication::LinkSession;
 using replication::LinkStream;
 using replication::Position;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Server end of a link stream.
 class ServerLinkStream final : public LinkStream {
@@ -418,7 +413,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
           c.peer_is_parent = true;
           c.connected = false;
           c.last_error = s.ToString();
-          if (c.disconnected_since_unix_ms == 0) c.disconnected_since_unix_ms = NowMs();
+          if (c.disconnected_since_unix_ms == 0) c.disconnected_since_unix_ms = WallClockMs();
         });
         LogWarning("site.parent_unreachable", {{"parent", config_.parent_address()}, {"error", s}});
       } else {
@@ -487,7 +482,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       for (size_t i = 0; i < outbound.size(); ++i) {
         acked[outbound.GetString(i, 0)] = Position{outbound.GetInt(i, 1), outbound.GetInt(i, 2)};
       }
-      const int64_t now = NowMs();
+      const int64_t now = WallClockMs();
       for (auto& [peer, c] : by_peer) {
         v1::LinkStatus* l = out->add_links();
         l->set_peer_site_code(peer);
@@ -572,7 +567,7 @@ std::string FormatStatus(const v1::SiteStatus& s) {
                                     s.version(), s.log_last_id());
   out += absl::StrFormat("%-6s %-7s %-9s %-9s %11s %9s %12s  %s\n", "PEER", "ROLE", "STATE",
                          "CONNECTED", "LAG_CHANGES", "LAG_S", "LAST_CONTACT", "LAST_ERROR");
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   for (const auto& l : s.links()) {
     std::string state = l.state() == v1::LINK_STATE_ACTIVE     ? "active"
                         : l.state() == v1::LINK_STATE_DEGRADED ? "degraded"

@@ -215,6 +215,21 @@ std::string QuoteLiteral(std::string_view literal) {
   return out;
 }
 
+std::string TextArrayLiteral(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out.push_back(',');
+    out.push_back('"');
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
 absl::Status ApplyMigrations(Connection& conn, absl::string_view component,
                              const EmbeddedFile* files, int count) {
   std::vector<const EmbeddedFile*> ordered;

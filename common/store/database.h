@@ -98,5 +98,7 @@ absl::Status ApplyMigrations(Connection& conn, absl::string_view component,
 std::string QuoteIdent(std::string_view ident);
 // Quotes a literal ('it''s').
 std::string QuoteLiteral(std::string_view literal);
+// A text[] literal of `values`, for a parameter cast with ::text[].
+std::string TextArrayLiteral(const std::vector<std::string>& values);
 
 }  // namespace strata::store

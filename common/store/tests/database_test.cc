@@ -101,3 +101,17 @@ TEST_CASE("a notification on a listened channel wakes AwaitNotification") {
   db.Exec("SELECT pg_notify('strata_test', 'x')");
   REQUIRE(*listener->AwaitNotification(5000) >= 1);
 }
+
+TEST_CASE("a text[] literal survives quotes, backslashes, commas and braces") {
+  TestDatabase db("store");
+  const std::vector<std::string> values = {"P01", "a\"b", "c\\d", "e,f", "{g}", ""};
+  auto conn = db.Connect();
+  auto r = conn->Exec(
+      "SELECT array_length($1::text[], 1), ($1::text[])[2], ($1::text[])[3], "
+      "($1::text[])[4], ($1::text[])[5], ($1::text[])[6]",
+      {strata::store::TextArrayLiteral(values)});
+  REQUIRE(r.ok());
+  REQUIRE(r->GetInt(0, 0) == 6);
+  for (int i = 1; i <= 5; ++i) REQUIRE(r->GetString(0, i) == values[i]);
+  REQUIRE(strata::store::TextArrayLiteral({}) == "{}");
+}
