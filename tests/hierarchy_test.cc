@@ -600,3 +600,46 @@ TEST_CASE(
   REQUIRE(status.links(0).peer_site_code() == "CAS");
   REQUIRE(status.parent_site_code() == "CAS");
 }
+
+TEST_CASE("a site's database dropping every connection mid-stream loses and duplicates nothing") {
+  Hierarchy h({}, false);
+  constexpr int kRows = 1200;
+  std::atomic<bool> written{false};
+  std::thread writer([&] {
+    auto conn = store::Connection::Open(h.cas->db().conninfo());
+    REQUIRE(conn.ok());
+    for (int i = 0; i < kRows; ++i) {
+      REQUIRE((*conn)
+                  ->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'db')",
+                         {absl::StrCat("dbgone-", i)})
+                  .ok());
+      if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    written = true;
+  });
+  REQUIRE(Eventually(h.p01->db(),
+                     "SELECT count(*) > 100 FROM global_settings WHERE name LIKE 'dbgone-%'", "t"));
+  // Every connection P01's site server holds to its database goes, twice.
+  for (int round = 0; round < 2; ++round) {
+    auto admin = store::Connection::Open(AdminConninfo());
+    REQUIRE(admin.ok());
+    auto killed = (*admin)->Exec(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid "
+        "<> pg_backend_pid()",
+        {h.p01->db().name()});
+    REQUIRE(killed.ok());
+    REQUIRE(killed->GetInt(0, 0) > 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  writer.join();
+  REQUIRE(written);
+  const std::string total = std::to_string(kRows);
+  REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'dbgone-%'"), total, seconds(60)));
+  REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'dbgone-%'"), total, seconds(60)));
+  REQUIRE(h.p01->db().Scalar("SELECT count(*) || '/' || count(DISTINCT (origin, origin_seq)) "
+                             "FROM repl_log WHERE key LIKE '[\"dbgone-%'") == total + "/" + total);
+  // The site server kept running and its links came back.
+  REQUIRE(h.p01->running());
+  REQUIRE(
+      WaitFor([&] { return h.p01->LinkActive("CAS") && h.p01->LinkActive("S01"); }, seconds(30)));
+}
