@@ -71,6 +71,24 @@ std::string CountOf(const std::string& where) {
   return absl::StrCat("SELECT count(*) FROM global_settings WHERE ", where);
 }
 
+// Writes settings prefix0 .. prefix<rows-1> at the database, one per
+// transaction, pausing every ten. Meant for a worker thread: it reports
+// instead of asserting (Catch2 assertions are for the test's own thread).
+absl::Status WriteSettings(const std::string& conninfo, const std::string& prefix, int rows,
+                           std::chrono::milliseconds pause) {
+  auto conn = store::Connection::Open(conninfo);
+  if (!conn.ok()) return conn.status();
+  for (int i = 0; i < rows; ++i) {
+    absl::Status s = (*conn)
+                         ->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'w')",
+                                {absl::StrCat(prefix, i)})
+                         .status();
+    if (!s.ok()) return s;
+    if (i % 10 == 0) std::this_thread::sleep_for(pause);
+  }
+  return absl::OkStatus();
+}
+
 std::string RunCommand(const std::string& cmd, int* exit_code) {
   std::string out;
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
@@ -152,25 +170,28 @@ TEST_CASE(
   Hierarchy h({}, false);
   constexpr int kWriters = 8, kEach = 100;
   std::vector<std::thread> writers;
+  std::vector<absl::Status> results(kWriters);  // checked after join: no asserts in threads
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       auto conn = store::Connection::Open(h.cas->db().conninfo());
-      REQUIRE(conn.ok());
+      if (!conn.ok()) {
+        results[w] = conn.status();
+        return;
+      }
       std::mt19937 rng(w);
-      for (int i = 0; i < kEach; ++i) {
+      for (int i = 0; i < kEach && results[w].ok(); ++i) {
         std::string pause = absl::StrCat(std::uniform_int_distribution<int>(0, 5)(rng) / 1000.0);
-        REQUIRE((*conn)
-                    ->Transact([&](store::Transaction& tx) -> absl::Status {
-                      auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2)",
-                                       {absl::StrCat("cw-", w, "-", i), std::to_string(i)});
-                      if (!r.ok()) return r.status();
-                      return tx.Exec("SELECT pg_sleep($1::float8)", {pause}).status();
-                    })
-                    .ok());
+        results[w] = (*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
+          auto r = tx.Exec("INSERT INTO global_settings (name, value) VALUES ($1, $2)",
+                           {absl::StrCat("cw-", w, "-", i), std::to_string(i)});
+          if (!r.ok()) return r.status();
+          return tx.Exec("SELECT pg_sleep($1::float8)", {pause}).status();
+        });
       }
     });
   }
   for (auto& t : writers) t.join();
+  for (const auto& r : results) REQUIRE(r.ok());
   const std::string total = std::to_string(kWriters * kEach);
   REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'cw-%'"), total, seconds(60)));
   REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'cw-%'"), total));
@@ -184,19 +205,10 @@ TEST_CASE(
 
 TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing duplicated") {
   Hierarchy h({}, false);
-  std::atomic<bool> done{false};
   constexpr int kRows = 1500;
+  absl::Status written;
   std::thread writer([&] {
-    auto conn = store::Connection::Open(h.cas->db().conninfo());
-    REQUIRE(conn.ok());
-    for (int i = 0; i < kRows; ++i) {
-      REQUIRE((*conn)
-                  ->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'k')",
-                         {absl::StrCat("kill-", i)})
-                  .ok());
-      if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
-    }
-    done = true;
+    written = WriteSettings(h.cas->db().conninfo(), "kill-", kRows, std::chrono::milliseconds(3));
   });
   // P01 also authors site data while it dies.
   std::thread device_writer([&] {
@@ -216,7 +228,7 @@ TEST_CASE("kill -9 of a primary mid-stream, then restart: nothing lost, nothing 
   h.p01->Start();
   writer.join();
   device_writer.join();
-  REQUIRE(done);
+  REQUIRE(written.ok());
   const std::string total = std::to_string(kRows);
   REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'kill-%'"), total, seconds(60)));
   REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'kill-%'"), total, seconds(60)));
@@ -604,18 +616,9 @@ TEST_CASE(
 TEST_CASE("a site's database dropping every connection mid-stream loses and duplicates nothing") {
   Hierarchy h({}, false);
   constexpr int kRows = 1200;
-  std::atomic<bool> written{false};
+  absl::Status written;
   std::thread writer([&] {
-    auto conn = store::Connection::Open(h.cas->db().conninfo());
-    REQUIRE(conn.ok());
-    for (int i = 0; i < kRows; ++i) {
-      REQUIRE((*conn)
-                  ->Exec("INSERT INTO global_settings (name, value) VALUES ($1, 'db')",
-                         {absl::StrCat("dbgone-", i)})
-                  .ok());
-      if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    written = true;
+    written = WriteSettings(h.cas->db().conninfo(), "dbgone-", kRows, std::chrono::milliseconds(2));
   });
   REQUIRE(Eventually(h.p01->db(),
                      "SELECT count(*) > 100 FROM global_settings WHERE name LIKE 'dbgone-%'", "t"));
@@ -632,7 +635,7 @@ TEST_CASE("a site's database dropping every connection mid-stream loses and dupl
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
   writer.join();
-  REQUIRE(written);
+  REQUIRE(written.ok());
   const std::string total = std::to_string(kRows);
   REQUIRE(Eventually(h.p01->db(), CountOf("name LIKE 'dbgone-%'"), total, seconds(60)));
   REQUIRE(Eventually(h.s01->db(), CountOf("name LIKE 'dbgone-%'"), total, seconds(60)));
