@@ -1,6 +1,7 @@
 # Script mode: writes OUT with each of FILES as a raw string literal.
 set(body "#include \"common/base/embedded_file.h\"\nnamespace ${NAMESPACE} {\nextern const strata::EmbeddedFile ${SYMBOL}[];\nextern const int ${SYMBOL}Count;\nconst strata::EmbeddedFile ${SYMBOL}[] = {\n")
 set(count 0)
+string(REPLACE "," ";" FILES "${FILES}")
 foreach(f ${FILES})
   file(READ ${f} content)
   get_filename_component(name ${f} NAME)

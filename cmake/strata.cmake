@@ -38,10 +38,12 @@ endfunction()
 function(strata_embed_files OUT_VAR)
   cmake_parse_arguments(ARG "" "NAMESPACE;SYMBOL" "FILES" ${ARGN})
   set(out "${CMAKE_CURRENT_BINARY_DIR}/${ARG_SYMBOL}_embedded.cc")
+  # A list cannot cross a command line as is: "," separates the files there.
+  string(REPLACE ";" "," files_arg "${ARG_FILES}")
   add_custom_command(
     OUTPUT ${out}
     COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNAMESPACE=${ARG_NAMESPACE} -DSYMBOL=${ARG_SYMBOL}
-            "-DFILES=${ARG_FILES}" -P ${PROJECT_SOURCE_DIR}/cmake/embed_files.cmake
+            "-DFILES=${files_arg}" -P ${PROJECT_SOURCE_DIR}/cmake/embed_files.cmake
     DEPENDS ${ARG_FILES} ${PROJECT_SOURCE_DIR}/cmake/embed_files.cmake
     COMMENT "Embedding ${ARG_SYMBOL}")
   set(${OUT_VAR} ${out} PARENT_SCOPE)

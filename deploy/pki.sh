@@ -10,10 +10,12 @@
 # O=Strata, OU=ROLE, CN=NAME: that is the identity Strata servers check. Each
 # certificate serves both as client and server certificate (SAN localhost,
 # 127.0.0.1, ::1). Existing entity certificates are kept.
+# ROLE "issuing" makes a site's issuing CA instead (issuing/P01): an
+# intermediate CA that signs the certificates of the site's clients.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 dir=$1; shift
@@ -37,8 +39,13 @@ for entity in "$@"; do
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -subj "/O=Strata/OU=$role/CN=$name" -keyout "$base.key" -out "$base.csr" 2>/dev/null
   ext=$(mktemp)
-  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
-    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" > "$ext"
+  if [ "$role" = issuing ]; then
+    printf '%s\n' "basicConstraints=critical,CA:TRUE,pathlen:0" \
+      "keyUsage=critical,keyCertSign,cRLSign" > "$ext"
+  else
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" > "$ext"
+  fi
   openssl x509 -req -in "$base.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
     -days 825 -extfile "$ext" -out "$base.pem" 2>/dev/null
   rm -f "$base.csr" "$ext"

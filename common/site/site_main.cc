@@ -28,6 +28,11 @@ ABSL_FLAG(std::string, parent, "", "Parent site server address (overrides the co
 ABSL_FLAG(std::string, tls_ca, "", "PEM file of the hierarchy root CA (overrides the config)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this site server (overrides the config)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of this site server (overrides the config)");
+ABSL_FLAG(std::string, issuing_ca_cert, "",
+          "PEM certificate of this site's issuing CA, which signs client certificates "
+          "(overrides the config)");
+ABSL_FLAG(std::string, issuing_ca_key, "",
+          "PEM key of this site's issuing CA (overrides the config)");
 ABSL_FLAG(std::string, address_file, "", "Write the bound address here (overrides the config)");
 ABSL_FLAG(std::string, address, "", "status: the site server to ask (default: from the config)");
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
@@ -60,6 +65,10 @@ absl::StatusOr<v1::SiteServerConfig> LoadConfig() {
       [&](const std::string& v) { config.mutable_tls()->set_cert_file(v); });
   set(absl::GetFlag(FLAGS_tls_key),
       [&](const std::string& v) { config.mutable_tls()->set_key_file(v); });
+  set(absl::GetFlag(FLAGS_issuing_ca_cert),
+      [&](const std::string& v) { config.mutable_issuing_ca()->set_cert_file(v); });
+  set(absl::GetFlag(FLAGS_issuing_ca_key),
+      [&](const std::string& v) { config.mutable_issuing_ca()->set_key_file(v); });
   set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { config.set_address_file(v); });
   return config;
 }

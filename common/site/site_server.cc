@@ -20,6 +20,7 @@
 #include "common/replication/change_log.h"
 #include "common/replication/link_session.h"
 #include "common/replication/migrations.h"
+#include "common/site/client_service.h"
 #include "common/site/topology.h"
 #include "strata/v1/site_link.grpc.pb.h"
 
@@ -146,7 +147,21 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       // A top-level site records itself; a child is recorded by its parent.
       RETURN_IF_ERROR(UpsertSite(*conn, config_.site_code(), type_, ""));
     }
-    ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), {this},
+    std::vector<grpc::Service*> services{this};
+    if (type_ != v1::SITE_TYPE_CAS) {
+      // Primaries and secondaries serve management points.
+      ClientServiceOptions options;
+      options.type = type_;
+      options.config = config_;
+      options.notifier = &notifier_;
+      options.owner_site = [this] {
+        return type_ == v1::SITE_TYPE_PRIMARY ? config_.site_code() : ParentCode();
+      };
+      clients_ = std::make_unique<ClientService>(std::move(options));
+      RETURN_IF_ERROR(clients_->Start());
+      services.push_back(clients_.get());
+    }
+    ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), services,
                                           ctx_.settings.max_message_bytes(), &bound_address_));
     if (!config_.address_file().empty()) {
       std::string tmp = config_.address_file() + ".tmp";
@@ -180,6 +195,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       if (parent_stream_) parent_stream_->Cancel();
     }
     cv_.notify_all();
+    if (clients_) clients_->Shutdown();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -526,6 +542,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   replication::ChangeNotifier notifier_;
   replication::LinkRegistry registry_;
   replication::SiteContext ctx_;
+  std::unique_ptr<ClientService> clients_;
   std::unique_ptr<grpc::Server> server_;
   std::string bound_address_;
   std::vector<std::thread> threads_;

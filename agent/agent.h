@@ -1,0 +1,48 @@
+#pragma once
+
+// strata-agent: registers with a management point, keeps its notification
+// stream open, polls policy, and reports inventory (first full, then deltas),
+// heartbeats and state messages through a durable outbound queue.
+//
+// State directory (one per agent):
+//   client_id, client.key, client.pem   identity (key 0600)
+//   policy.pb                           last policy (settings + version)
+//   inventory.pb                        the inventory last queued (delta base)
+//   seq                                 last report sequence used
+//   schedule                            last run of each schedule
+//   mps                                 management points from service location
+//   queue/<seq>.pb                      reports not yet acknowledged
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "strata/v1/config.pb.h"
+
+namespace strata::agent {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+class Agent {
+ public:
+  explicit Agent(v1::AgentConfig config);
+  ~Agent();
+
+  // One cycle with everything due now: register, locate, policy, inventory,
+  // heartbeat, send the queue. OK when the queue was delivered.
+  absl::Status RunOnce();
+  // Runs until Stop(): schedules from policy with splay, the notification
+  // stream, retries with backoff and failover to the next MP.
+  absl::Status Run();
+  void Stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+absl::Status ValidateAgentConfig(const v1::AgentConfig& config);
+
+int AgentMain(int argc, char** argv);
+
+}  // namespace strata::agent

@@ -1,0 +1,130 @@
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "agent/agent.h"
+#include "agent/collectors.h"
+#include "common/base/config.h"
+#include "common/base/log.h"
+#include "google/protobuf/text_format.h"
+
+ABSL_FLAG(std::string, config, "", "Agent configuration: a text-format AgentConfig file");
+ABSL_FLAG(std::string, mp, "", "Management point address(es), comma-separated (overrides)");
+ABSL_FLAG(std::string, ca, "", "PEM file of the hierarchy root CA (overrides)");
+ABSL_FLAG(std::string, state_dir, "", "State directory (overrides)");
+ABSL_FLAG(std::string, token, "", "Enrollment token (overrides)");
+ABSL_FLAG(std::string, token_file, "", "File holding the enrollment token (overrides)");
+ABSL_FLAG(std::string, dpkg_dir, "", "dpkg database directory (default /var/lib/dpkg)");
+ABSL_FLAG(std::string, hardware_id, "", "Machine identity (default /etc/machine-id)");
+ABSL_FLAG(std::string, hostname, "", "Host name to report (default uname)");
+ABSL_FLAG(bool, once, false,
+          "Run one cycle (register, policy, inventory, heartbeat, send) and exit");
+ABSL_FLAG(bool, verbose, false, "Log debug events too");
+
+namespace strata::agent {
+namespace {
+
+absl::StatusOr<v1::AgentConfig> LoadConfig() {
+  v1::AgentConfig c;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    if (absl::Status s = LoadTextProtoFile(absl::GetFlag(FLAGS_config), &c); !s.ok()) return s;
+  }
+  if (!absl::GetFlag(FLAGS_mp).empty()) {
+    c.clear_management_points();
+    std::vector<std::string> mps = absl::StrSplit(absl::GetFlag(FLAGS_mp), ',', absl::SkipEmpty());
+    for (const auto& mp : mps) {
+      c.add_management_points(mp);
+    }
+  }
+  auto set = [](const std::string& v, auto setter) {
+    if (!v.empty()) setter(v);
+  };
+  set(absl::GetFlag(FLAGS_ca), [&](const std::string& v) { c.set_ca_file(v); });
+  set(absl::GetFlag(FLAGS_state_dir), [&](const std::string& v) { c.set_state_dir(v); });
+  set(absl::GetFlag(FLAGS_token), [&](const std::string& v) { c.set_enrollment_token(v); });
+  set(absl::GetFlag(FLAGS_token_file),
+      [&](const std::string& v) { c.set_enrollment_token_file(v); });
+  set(absl::GetFlag(FLAGS_dpkg_dir), [&](const std::string& v) { c.set_dpkg_dir(v); });
+  set(absl::GetFlag(FLAGS_hardware_id), [&](const std::string& v) { c.set_hardware_id(v); });
+  set(absl::GetFlag(FLAGS_hostname), [&](const std::string& v) { c.set_hostname(v); });
+  return c;
+}
+
+int PrintInventory() {
+  std::vector<std::string> errors;
+  CollectorContext ctx;
+  if (!absl::GetFlag(FLAGS_dpkg_dir).empty()) ctx.dpkg_dir = absl::GetFlag(FLAGS_dpkg_dir);
+  v1::InventoryReport inv = CollectInventory(ctx, &errors);
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(inv, &text);
+  std::cout << text;
+  for (const auto& e : errors) std::cerr << "collector " << e << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int AgentMain(int argc, char** argv) {
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view f) { return absl::StrContains(f, "agent/"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(
+      "Strata agent: registers this machine with its management point and reports its\n"
+      "inventory, heartbeat and state.\n\nUsage:\n  strata-agent --config FILE [flags]      "
+      "run as a service\n  strata-agent --config FILE --once        one cycle, then exit\n"
+      "  strata-agent inventory                   print this machine's inventory and exit\n\n"
+      "The config file is a text-format strata.v1.AgentConfig (see deploy/examples/agent.conf).\n"
+      "Collectors: os, processor, system, disk, network, dpkg, rpm.\n"
+      "Exit codes: 0 ok, 1 failure (e.g. MP unreachable with --once), 2 bad usage, 3 refused.");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
+  if (rest.size() == 2 && std::string(rest[1]) == "inventory") return PrintInventory();
+  if (rest.size() > 1) {
+    std::cerr << "strata-agent: unknown command \"" << rest[1] << "\" (see --help)\n";
+    return 2;
+  }
+  auto config = LoadConfig();
+  if (!config.ok()) {
+    std::cerr << "strata-agent: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (absl::Status s = ValidateAgentConfig(*config); !s.ok()) {
+    std::cerr << "strata-agent: configuration: " << s.message() << "\n";
+    return 2;
+  }
+  SetLogComponent("agent");
+  Agent agent(*config);
+  auto exit_code = [](const absl::Status& s) {
+    if (s.ok()) return 0;
+    std::cerr << "strata-agent: " << s.message() << "\n";
+    auto c = s.code();
+    return c == absl::StatusCode::kPermissionDenied || c == absl::StatusCode::kUnauthenticated ? 3
+                                                                                               : 1;
+  };
+  if (absl::GetFlag(FLAGS_once)) return exit_code(agent.RunOnce());
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread([&agent, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    agent.Stop();
+  }).detach();
+  return exit_code(agent.Run());
+}
+
+}  // namespace strata::agent
+
+int main(int argc, char** argv) { return strata::agent::AgentMain(argc, argv); }

@@ -1,0 +1,37 @@
+#pragma once
+
+// Inventory collectors, the osquery way: each is one spec (name, what it
+// collects) and one function that fills its part of the inventory from the
+// real machine. They read files (/proc, /sys, /etc/os-release, the dpkg
+// database) under a root directory, so tests can point them elsewhere.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "strata/v1/client.pb.h"
+
+namespace strata::agent {
+
+struct CollectorContext {
+  std::string root = "/";  // prefix for /proc, /sys, /etc
+  std::string dpkg_dir = "/var/lib/dpkg";
+  std::string rpm_command = "rpm";  // "none": skip rpm
+  std::string hostname;             // "" = uname
+};
+
+struct Collector {
+  const char* name;
+  const char* description;
+  std::function<absl::Status(const CollectorContext&, v1::InventoryReport*)> collect;
+};
+
+// All registered collectors, in a fixed order.
+const std::vector<Collector>& Collectors();
+
+// Runs every collector; a failing collector leaves its part empty and its
+// error in `errors` (the rest still reports).
+v1::InventoryReport CollectInventory(const CollectorContext& ctx, std::vector<std::string>* errors);
+
+}  // namespace strata::agent

@@ -1,0 +1,376 @@
+#include "common/site/client_ingest.h"
+
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status.h"
+
+namespace strata::site {
+namespace {
+
+using store::TextArrayLiteral;
+
+// Columns of a multi-row statement: each travels as one array parameter.
+// `type` is the element type of the array; `expr` turns u.<name> into the
+// column's value (default: as is).
+struct Col {
+  std::string name;
+  std::string type = "text";
+  std::string expr;
+  bool key = false;
+};
+
+class RowSet {
+ public:
+  explicit RowSet(std::vector<Col> cols) : cols_(std::move(cols)), values_(cols_.size()) {}
+  void Add(std::vector<std::string> row) {
+    for (size_t i = 0; i < cols_.size(); ++i) values_[i].push_back(std::move(row[i]));
+  }
+  size_t size() const { return values_.empty() ? 0 : values_[0].size(); }
+  bool empty() const { return size() == 0; }
+
+  // unnest($first::t[], ...) AS u(c1, ...), with the params appended.
+  std::string Unnest(store::Params& params) const {
+    std::vector<std::string> args, names;
+    for (size_t i = 0; i < cols_.size(); ++i) {
+      params.emplace_back(TextArrayLiteral(values_[i]));
+      args.push_back(absl::StrCat("$", params.size(), "::", cols_[i].type, "[]"));
+      names.push_back(cols_[i].name);
+    }
+    return absl::StrCat("unnest(", absl::StrJoin(args, ", "), ") AS u(", absl::StrJoin(names, ", "),
+                        ")");
+  }
+  std::string Select() const {
+    std::vector<std::string> out;
+    for (const auto& c : cols_) out.push_back(c.expr.empty() ? "u." + c.name : c.expr);
+    return absl::StrJoin(out, ", ");
+  }
+  std::string Names(bool keys, bool values, const std::string& prefix = "") const {
+    std::vector<std::string> out;
+    for (const auto& c : cols_) {
+      if ((c.key && keys) || (!c.key && values)) out.push_back(prefix + c.name);
+    }
+    return absl::StrJoin(out, ", ");
+  }
+
+  // Inserts or updates the rows; rows that are already equal are not touched.
+  absl::Status Upsert(store::Transaction& tx, const std::string& table) const {
+    if (empty()) return absl::OkStatus();
+    store::Params params;
+    std::string unnest = Unnest(params);
+    std::vector<std::string> sets;
+    for (const auto& c : cols_) {
+      if (!c.key) sets.push_back(absl::StrCat(c.name, " = EXCLUDED.", c.name));
+    }
+    std::string sql =
+        absl::StrCat("INSERT INTO ", table, " (", Names(true, true), ") SELECT ", Select(),
+                     " FROM ", unnest, " ON CONFLICT (", Names(true, false), ") DO UPDATE SET ",
+                     absl::StrJoin(sets, ", "), " WHERE (", Names(false, true, table + "."),
+                     ") IS DISTINCT FROM (", Names(false, true, "EXCLUDED."), ")");
+    return tx.Exec(sql, params).status();
+  }
+
+  // Deletes the rows of `devices` in `table` whose keys are not in this set.
+  absl::Status DeleteOthers(store::Transaction& tx, const std::string& table,
+                            const std::vector<std::string>& devices) const {
+    if (devices.empty()) return absl::OkStatus();
+    store::Params params{TextArrayLiteral(devices)};
+    std::string keys = Names(true, false);
+    std::string sql;
+    if (empty()) {
+      sql = absl::StrCat("DELETE FROM ", table, " WHERE device_id = ANY($1::uuid[])");
+    } else {
+      std::string unnest = Unnest(params);
+      sql = absl::StrCat("DELETE FROM ", table, " WHERE device_id = ANY($1::uuid[]) AND (", keys,
+                         ") NOT IN (SELECT ", keys, " FROM ", unnest, ")");
+    }
+    return tx.Exec(sql, params).status();
+  }
+
+  // Deletes exactly the rows whose keys are in this set (key columns only).
+  absl::Status DeleteListed(store::Transaction& tx, const std::string& table) const {
+    if (empty()) return absl::OkStatus();
+    store::Params params;
+    std::string unnest = Unnest(params);
+    std::vector<std::string> match;
+    for (const auto& c : cols_) match.push_back(absl::StrCat("t.", c.name, " = u.", c.name));
+    return tx
+        .Exec(absl::StrCat("DELETE FROM ", table, " t USING ", unnest, " WHERE ",
+                           absl::StrJoin(match, " AND ")),
+              params)
+        .status();
+  }
+
+ private:
+  std::vector<Col> cols_;
+  std::vector<std::vector<std::string>> values_;
+};
+
+std::string Str(int64_t v) { return absl::StrCat(v); }
+
+RowSet SoftwareRows() {
+  return RowSet({{"device_id", "uuid", "", true},
+                 {"name", "text", "", true},
+                 {"architecture", "text", "", true},
+                 {"version"},
+                 {"source"},
+                 {"installed_at", "bigint", "to_timestamp(nullif(u.installed_at, 0))"}});
+}
+
+void AddSoftware(RowSet& rows, const std::string& id, const v1::SoftwareItem& s) {
+  rows.Add({id, s.name(), s.architecture(), s.version(), s.source(), Str(s.install_time_unix())});
+}
+
+// Hardware classes of the reports in one round.
+struct HardwareRows {
+  std::vector<std::string> devices;
+  RowSet os{{{"device_id", "uuid", "", true},
+             {"name"},
+             {"version"},
+             {"pretty_name"},
+             {"kernel"},
+             {"architecture"},
+             {"hostname"}}};
+  RowSet system{{{"device_id", "uuid", "", true},
+                 {"vendor"},
+                 {"product"},
+                 {"serial"},
+                 {"bios_vendor"},
+                 {"bios_version"},
+                 {"bios_date"},
+                 {"virtualization"},
+                 {"uptime_s", "bigint"},
+                 {"boot_time", "bigint", "to_timestamp(nullif(u.boot_time, 0))"}}};
+  RowSet memory{{{"device_id", "uuid", "", true}, {"total_kb", "bigint"}, {"swap_kb", "bigint"}}};
+  RowSet processors{{{"device_id", "uuid", "", true},
+                     {"idx", "integer", "", true},
+                     {"model"},
+                     {"sockets", "integer"},
+                     {"cores", "integer"},
+                     {"threads", "integer"}}};
+  RowSet disks{{{"device_id", "uuid", "", true},
+                {"name", "text", "", true},
+                {"is_filesystem", "boolean"},
+                {"model"},
+                {"fs_type"},
+                {"size_bytes", "bigint"},
+                {"free_bytes", "bigint"}}};
+  RowSet adapters{{{"device_id", "uuid", "", true},
+                   {"name", "text", "", true},
+                   {"mac"},
+                   {"ipv4", "text", "string_to_array(u.ipv4, ' ')"},
+                   {"ipv6", "text", "string_to_array(u.ipv6, ' ')"},
+                   {"speed_mbps", "bigint"}}};
+
+  void Add(const std::string& id, const v1::HardwareInventory& hw) {
+    devices.push_back(id);
+    const auto& o = hw.os();
+    os.Add(
+        {id, o.name(), o.version(), o.pretty_name(), o.kernel(), o.architecture(), o.hostname()});
+    const auto& s = hw.system();
+    // Uptime changes with every report; it is kept, but it alone does not
+    // make a delta carry hardware (see the agent).
+    system.Add({id, s.vendor(), s.product(), s.serial(), s.bios_vendor(), s.bios_version(),
+                s.bios_date(), s.virtualization(), Str(s.uptime_s()), Str(s.boot_time_unix())});
+    memory.Add({id, Str(s.memory_total_kb()), Str(s.swap_total_kb())});
+    for (int i = 0; i < hw.processors_size(); ++i) {
+      const auto& p = hw.processors(i);
+      processors.Add({id, Str(i), p.model(), Str(p.sockets()), Str(p.cores()), Str(p.threads())});
+    }
+    for (const auto& d : hw.disks()) {
+      disks.Add({id, d.name(), d.is_filesystem() ? "t" : "f", d.model(), d.fs_type(),
+                 Str(d.size_bytes()), Str(d.free_bytes())});
+    }
+    for (const auto& a : hw.adapters()) {
+      adapters.Add({id, a.name(), a.mac(), absl::StrJoin(a.ipv4(), " "),
+                    absl::StrJoin(a.ipv6(), " "), Str(a.speed_mbps())});
+    }
+  }
+
+  absl::Status Write(store::Transaction& tx) const {
+    RETURN_IF_ERROR(os.Upsert(tx, "device_os"));
+    RETURN_IF_ERROR(system.Upsert(tx, "device_system"));
+    RETURN_IF_ERROR(memory.Upsert(tx, "device_memory"));
+    for (auto [rows, table] : {std::pair{&processors, "device_processor"},
+                               {&disks, "device_disk"},
+                               {&adapters, "device_network"}}) {
+      RETURN_IF_ERROR(rows->DeleteOthers(tx, table, devices));
+      RETURN_IF_ERROR(rows->Upsert(tx, table));
+    }
+    return absl::OkStatus();
+  }
+};
+
+struct DeviceState {
+  int64_t last_report_seq = 0;
+  int64_t inventory_seq = 0;
+  bool needs_full = false;
+  bool changed = false;
+  int round = 0;  // inventory reports applied so far in this batch
+  int64_t heartbeat_ms = 0;
+  int64_t inventory_ms = 0;
+  std::string hostname;
+  std::vector<std::string> ips;
+  bool has_ips = false;
+};
+
+}  // namespace
+
+absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
+                                           const std::vector<const v1::ClientReport*>& reports) {
+  IngestResult result;
+  std::set<std::string> ids;
+  for (const auto* r : reports) ids.insert(r->client_id());
+  if (ids.empty()) return result;
+  ASSIGN_OR_RETURN(
+      store::Result rows,
+      tx.Exec("SELECT id::text, last_report_seq, inventory_seq, needs_full_inventory FROM devices "
+              "WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+              {TextArrayLiteral({ids.begin(), ids.end()})}));
+  std::map<std::string, DeviceState> devices;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    DeviceState& d = devices[rows.GetString(i, 0)];
+    d.last_report_seq = rows.GetInt(i, 1);
+    d.inventory_seq = rows.GetInt(i, 2);
+    d.needs_full = rows.GetBool(i, 3);
+  }
+
+  // Inventory reports go in rounds: the n-th applied inventory of each device
+  // in round n, so that one device's reports apply in order.
+  std::vector<std::vector<const v1::ClientReport*>> rounds;
+  RowSet states({{"device_id", "uuid", "", true},
+                 {"seq", "bigint", "", true},
+                 {"topic"},
+                 {"severity", "integer"},
+                 {"text"},
+                 {"created_at", "bigint", "to_timestamp(u.created_at / 1000.0)"}});
+  std::set<std::string> full_requested;
+  for (const auto* r : reports) {
+    auto it = devices.find(r->client_id());
+    if (it == devices.end()) {
+      ++result.unknown_clients;  // deleted meanwhile: nothing to attach the data to
+      continue;
+    }
+    DeviceState& d = it->second;
+    if (r->seq() <= d.last_report_seq) {
+      ++result.duplicates;
+      continue;
+    }
+    d.last_report_seq = r->seq();
+    d.changed = true;
+    ++result.applied;
+    const int64_t at_ms = r->created_unix_ms();
+    switch (r->body_case()) {
+      case v1::ClientReport::kInventory: {
+        const auto& inv = r->inventory();
+        bool fits = inv.full() || (!d.needs_full && inv.base_seq() == d.inventory_seq);
+        if (!fits) {
+          d.needs_full = true;
+          if (full_requested.insert(r->client_id()).second) {
+            result.full_requests.push_back(r->client_id());
+          }
+          break;
+        }
+        d.inventory_seq = inv.inventory_seq();
+        d.needs_full = false;
+        d.inventory_ms = std::max(d.inventory_ms, at_ms);
+        if (inv.has_hardware() && !inv.hardware().os().hostname().empty()) {
+          d.hostname = inv.hardware().os().hostname();
+        }
+        if (static_cast<int>(rounds.size()) <= d.round) rounds.emplace_back();
+        rounds[d.round++].push_back(r);
+        result.software_rows += inv.software_size();
+        break;
+      }
+      case v1::ClientReport::kHeartbeat:
+        d.heartbeat_ms = std::max(d.heartbeat_ms, at_ms);
+        if (!r->heartbeat().hostname().empty()) d.hostname = r->heartbeat().hostname();
+        d.ips.assign(r->heartbeat().ip_addresses().begin(), r->heartbeat().ip_addresses().end());
+        d.has_ips = true;
+        break;
+      case v1::ClientReport::kState: {
+        const auto& st = r->state();
+        states.Add({r->client_id(), Str(r->seq()), st.topic(), Str(st.severity()), st.text(),
+                    Str(st.at_unix_ms() ? st.at_unix_ms() : at_ms)});
+        break;
+      }
+      case v1::ClientReport::BODY_NOT_SET:
+        break;
+    }
+  }
+
+  for (const auto& round : rounds) {
+    HardwareRows hardware;
+    RowSet software = SoftwareRows();
+    RowSet removed({{"device_id", "uuid", "", true},
+                    {"name", "text", "", true},
+                    {"architecture", "text", "", true}});
+    std::vector<std::string> full_devices;
+    for (const auto* r : round) {
+      const auto& inv = r->inventory();
+      const std::string& id = r->client_id();
+      if (inv.has_hardware()) hardware.Add(id, inv.hardware());
+      if (inv.full()) full_devices.push_back(id);
+      for (const auto& s : inv.software()) AddSoftware(software, id, s);
+      for (const auto& s : inv.software_removed()) {
+        removed.Add({id, s.name(), s.architecture()});
+      }
+    }
+    RETURN_IF_ERROR(hardware.Write(tx));
+    RETURN_IF_ERROR(removed.DeleteListed(tx, "device_software"));
+    if (!full_devices.empty()) {
+      // A full inventory replaces the device's software: delete what it no
+      // longer lists (compared per device, against this round's rows).
+      RowSet full_software = SoftwareRows();
+      std::set<std::string> full_set(full_devices.begin(), full_devices.end());
+      for (const auto* r : round) {
+        if (!full_set.count(r->client_id())) continue;
+        for (const auto& s : r->inventory().software()) {
+          AddSoftware(full_software, r->client_id(), s);
+        }
+      }
+      RETURN_IF_ERROR(full_software.DeleteOthers(tx, "device_software", full_devices));
+    }
+    RETURN_IF_ERROR(software.Upsert(tx, "device_software"));
+  }
+  RETURN_IF_ERROR(states.Upsert(tx, "status_messages"));
+
+  RowSet updates({{"id", "uuid", "", true},
+                  {"last_report_seq", "bigint"},
+                  {"inventory_seq", "bigint"},
+                  {"needs_full", "boolean"},
+                  {"heartbeat_ms", "bigint"},
+                  {"inventory_ms", "bigint"},
+                  {"hostname"},
+                  {"has_ips", "boolean"},
+                  {"ips"}});
+  for (const auto& [id, d] : devices) {
+    if (!d.changed) continue;
+    updates.Add({id, Str(d.last_report_seq), Str(d.inventory_seq), d.needs_full ? "t" : "f",
+                 Str(d.heartbeat_ms), Str(d.inventory_ms), d.hostname, d.has_ips ? "t" : "f",
+                 absl::StrJoin(d.ips, " ")});
+  }
+  if (!updates.empty()) {
+    store::Params params;
+    std::string unnest = updates.Unnest(params);
+    RETURN_IF_ERROR(
+        tx.Exec(absl::StrCat(
+                    "UPDATE devices d SET last_report_seq = u.last_report_seq, inventory_seq = "
+                    "u.inventory_seq, needs_full_inventory = u.needs_full, last_seen_at = now(), "
+                    "active = true, last_heartbeat_at = CASE WHEN u.heartbeat_ms > 0 THEN "
+                    "to_timestamp(u.heartbeat_ms / 1000.0) ELSE d.last_heartbeat_at END, "
+                    "last_inventory_at = CASE WHEN u.inventory_ms > 0 THEN "
+                    "to_timestamp(u.inventory_ms / 1000.0) ELSE d.last_inventory_at END, "
+                    "name = CASE WHEN u.hostname <> '' THEN u.hostname ELSE d.name END, "
+                    "ip_addresses = CASE WHEN u.has_ips THEN string_to_array(u.ips, ' ') ELSE "
+                    "d.ip_addresses END FROM ",
+                    unnest, " WHERE d.id = u.id"),
+                params)
+            .status());
+  }
+  return result;
+}
+
+}  // namespace strata::site

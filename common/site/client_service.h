@@ -1,0 +1,62 @@
+#pragma once
+
+// The site server's side of its management points (service SiteClients):
+// registration (the site's issuing CA signs client certificates), client
+// authorization lookups, and one stream per MP that carries the site bundle
+// (client settings, boundaries, site systems) down and client data up.
+// Client data is applied by IngestReports and acknowledged once committed.
+// Also runs client maintenance (inactive / delete) at primaries.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/replication/link_session.h"
+#include "strata/v1/client.grpc.pb.h"
+#include "strata/v1/config.pb.h"
+#include "strata/v1/site_link.pb.h"
+
+namespace strata::site {
+
+struct ClientServiceOptions {
+  v1::SiteType type = v1::SITE_TYPE_UNSPECIFIED;
+  v1::SiteServerConfig config;
+  // The primary that owns this site's clients: the site itself at a
+  // primary, the parent at a secondary ("" while not yet known).
+  std::function<std::string()> owner_site;
+  replication::ChangeNotifier* notifier = nullptr;
+};
+
+class ClientService final : public v1::SiteClients::Service {
+ public:
+  explicit ClientService(ClientServiceOptions options);
+  ~ClientService() override;
+
+  // Loads the issuing CA (if configured) and starts the bundle and
+  // maintenance threads.
+  absl::Status Start();
+  void Shutdown();
+
+  grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
+                        v1::RegisterResponse* response) override;
+  grpc::Status LookupClients(grpc::ServerContext* context, const v1::ClientLookupRequest* request,
+                             v1::ClientLookupResponse* response) override;
+  grpc::Status Connect(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<v1::MpDown, v1::MpUp>* stream) override;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Settings a site reads from global_settings, with defaults: `name` for the
+// hierarchy, "<SITE>/<name>" overriding it for one site.
+inline constexpr int64_t kDefaultPolicyPollSeconds = 3600;
+inline constexpr int64_t kDefaultInventorySeconds = 7 * 86400;
+inline constexpr int64_t kDefaultHeartbeatSeconds = 7 * 86400;
+inline constexpr int64_t kDefaultSplaySeconds = 300;
+inline constexpr int64_t kDefaultInactiveAfterSeconds = 14 * 86400;
+inline constexpr int64_t kDefaultDeleteAfterSeconds = 90 * 86400;
+
+}  // namespace strata::site

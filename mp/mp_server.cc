@@ -1,0 +1,747 @@
+#include "mp/mp_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+#include "common/inventory/report_check.h"
+#include "common/net/tls.h"
+#include "grpcpp/support/server_callback.h"
+#include "mp/locate.h"
+#include "mp/spool.h"
+#include "strata/v1/client.grpc.pb.h"
+
+namespace strata::mp {
+namespace {
+
+constexpr int kMaxReportsPerRequest = 1000;
+constexpr int kMaxInFlightBatches = 2;
+constexpr int64_t kBatchBytes = 4 << 20;
+constexpr size_t kMaxQueuedNotifications = 8;
+
+absl::Status CheckedFields(const v1::MpConfig& c) {
+  auto need = [](const std::string& v, const char* field, const char* what) {
+    return v.empty() ? absl::InvalidArgumentError(absl::StrCat(field, ": required (", what, ")"))
+                     : absl::OkStatus();
+  };
+  RETURN_IF_ERROR(need(c.name(), "name", "the certificate's CN, e.g. P01.mp1"));
+  RETURN_IF_ERROR(need(c.site_address(), "site_address", "the site server this MP serves"));
+  RETURN_IF_ERROR(need(c.listen_address(), "listen_address", "host:port or unix:/path"));
+  RETURN_IF_ERROR(need(c.spool_dir(), "spool_dir", "a directory for the durable spool"));
+  if (c.tls().ca_file().empty() || c.tls().cert_file().empty() || c.tls().key_file().empty()) {
+    return absl::InvalidArgumentError("tls: ca_file, cert_file and key_file are all required");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateMpConfig(const v1::MpConfig& config) {
+  RETURN_IF_ERROR(CheckedFields(config));
+  ASSIGN_OR_RETURN(std::string pem, ReadFile(config.tls().cert_file()));
+  ASSIGN_OR_RETURN(PeerIdentity id, IdentityFromPem(pem));
+  if (id.role != "mp" || id.name != config.name()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls.cert_file: the certificate names ", id.ToString(), "; a management point named ",
+        config.name(), " needs OU=mp, CN=", config.name()));
+  }
+  if (config.name().size() < 5 || config.name()[3] != '.') {
+    return absl::InvalidArgumentError("name: must be <SITE>.<name>, e.g. P01.mp1");
+  }
+  return absl::OkStatus();
+}
+
+class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
+ public:
+  explicit Impl(v1::MpConfig config) : config_(std::move(config)) {
+    if (config_.max_report_bytes() <= 0) config_.set_max_report_bytes(8 << 20);
+    if (config_.batch_max_reports() <= 0) config_.set_batch_max_reports(500);
+    if (config_.client_recheck_seconds() <= 0) config_.set_client_recheck_seconds(300);
+  }
+  ~Impl() override { Shutdown(); }
+
+  absl::Status Start() {
+    RETURN_IF_ERROR(ValidateMpConfig(config_));
+    SetLogComponent(absl::StrCat("mp=", config_.name()));
+    ASSIGN_OR_RETURN(spool_, Spool::Open(config_.spool_dir(), Spool::Options()));
+    LoadSavedBundle();
+    ChannelOptions options;
+    ASSIGN_OR_RETURN(auto channel, MakeChannel(config_.site_address(), config_.tls(), options));
+    stub_ = v1::SiteClients::NewStub(channel);
+    ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), {this},
+                                          config_.max_report_bytes(), &bound_address_));
+    public_address_ = config_.public_address().empty() ? bound_address_ : config_.public_address();
+    if (!config_.address_file().empty()) {
+      std::string tmp = config_.address_file() + ".tmp";
+      std::ofstream(tmp) << bound_address_ << "\n";
+      std::rename(tmp.c_str(), config_.address_file().c_str());
+    }
+    LogInfo("mp.started", {{"address", bound_address_},
+                           {"site", config_.site_address()},
+                           {"spooled", spool_->last_seq() - spool_->acknowledged()}});
+    threads_.emplace_back([this] { SiteLoop(); });
+    threads_.emplace_back([this] { LookupLoop(); });
+    return absl::OkStatus();
+  }
+
+  absl::Status Wait() {
+    done_.WaitForNotification();
+    return absl::OkStatus();
+  }
+
+  void Shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      if (site_ctx_) site_ctx_->TryCancel();
+    }
+    cv_.notify_all();
+    if (spool_) spool_->Wake();
+    CloseAllStreams();
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    if (server_) server_->Wait();
+    spool_.reset();
+    LogInfo("mp.stopped");
+    std::call_once(done_once_, [this] { done_.Notify(); });
+  }
+
+  const std::string& bound_address() const { return bound_address_; }
+
+  // --- ManagementPoint ----------------------------------------------------
+
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const v1::RegisterRequest* request,
+                                     v1::RegisterResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    // Registration is the one call an agent makes before it has a
+    // certificate; the site decides (token / approval) and signs.
+    struct Call {
+      grpc::ClientContext ctx;
+    };
+    auto* call = new Call;
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stub_->async()->Register(
+        &call->ctx, request, response, [this, call, reactor, response](grpc::Status s) {
+          delete call;
+          if (s.ok() && response->state() == v1::REGISTRATION_STATE_APPROVED) {
+            Allow(response->client_id());
+          }
+          if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+            s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             "the site server cannot be reached: " + s.error_message());
+          }
+          reactor->Finish(s);
+        });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Locate(grpc::CallbackServerContext* context,
+                                   const v1::LocateRequest* request,
+                                   v1::ServiceLocation* response) override {
+    return WithClient(context, [this, context, request, response](grpc::ServerUnaryReactor* r,
+                                                                  const std::string&) {
+      std::vector<std::string> ips;
+      for (const auto& ip : request->ip_addresses()) {
+        if (ips.size() < 256) ips.push_back(ip);
+      }
+      std::string peer = context->peer();  // "ipv4:10.1.2.3:5555" / "ipv6:[::1]:5555"
+      if (absl::StartsWith(peer, "ipv4:")) {
+        ips.push_back(peer.substr(5, peer.rfind(':') - 5));
+      } else if (absl::StartsWith(peer, "ipv6:[")) {
+        ips.push_back(peer.substr(6, peer.find(']') - 6));
+      }
+      auto bundle = CurrentBundle();
+      if (!bundle) {
+        r->Finish(NoBundle());
+        return;
+      }
+      *response = mp::Locate(*bundle, ips, public_address_);
+      r->Finish(grpc::Status::OK);
+    });
+  }
+
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context,
+                                      const v1::PolicyRequest* request,
+                                      v1::PolicyResponse* response) override {
+    return WithClient(
+        context, [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
+          auto bundle = CurrentBundle();
+          if (!bundle) {
+            r->Finish(NoBundle());
+            return;
+          }
+          bool full = TakeFullRequest(id);
+          policy_checks_.fetch_add(1, std::memory_order_relaxed);
+          if (!full && request->current_version() == bundle->version()) {
+            response->set_not_modified(true);
+            response->set_version(bundle->version());
+          } else {
+            response->set_version(bundle->version());
+            *response->mutable_settings() = bundle->settings();
+            response->set_full_inventory_requested(full);
+          }
+          r->Finish(grpc::Status::OK);
+        });
+  }
+
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
+                                   const v1::ReportRequest* request,
+                                   v1::ReportResponse* response) override {
+    return WithClient(
+        context, [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
+          absl::Status s = CheckReports(*request, id);
+          if (!s.ok()) {
+            LogWarning("mp.report_refused", {{"client", id}, {"error", s}});
+            r->Finish(ToGrpcStatus(s));
+            return;
+          }
+          std::vector<std::string> records;
+          records.reserve(request->reports_size());
+          for (const auto& report : request->reports()) {
+            v1::ClientReport copy = report;
+            copy.set_client_id(id);
+            records.push_back(copy.SerializeAsString());
+          }
+          int64_t last = request->reports(request->reports_size() - 1).seq();
+          spool_->Append(std::move(records), [this, r, response, last](absl::Status s, int64_t) {
+            if (s.ok()) {
+              response->set_acknowledged_through_seq(last);
+              reports_acked_.fetch_add(1, std::memory_order_relaxed);
+            }
+            r->Finish(ToGrpcStatus(s));
+          });
+        });
+  }
+
+  grpc::ServerWriteReactor<v1::Notification>* Notify(grpc::CallbackServerContext* context,
+                                                     const v1::NotifyRequest*) override;
+
+ private:
+  class NotifyStream;
+  friend class NotifyStream;
+
+  // Runs `body` once the caller is known to be an allowed agent; otherwise
+  // finishes the call with the reason.
+  template <typename Body>
+  grpc::ServerUnaryReactor* WithClient(grpc::CallbackServerContext* context, Body body) {
+    auto* reactor = context->DefaultReactor();
+    auto id = AgentId(*context);
+    if (!id.ok()) {
+      reactor->Finish(ToGrpcStatus(id.status()));
+      return reactor;
+    }
+    CheckClient(*id, [reactor, body, id = *id](absl::Status s) mutable {
+      if (!s.ok()) {
+        reactor->Finish(ToGrpcStatus(s));
+      } else {
+        body(reactor, id);
+      }
+    });
+    return reactor;
+  }
+
+  static absl::StatusOr<std::string> AgentId(const grpc::ServerContextBase& context) {
+    ASSIGN_OR_RETURN(PeerIdentity peer, PeerFromContext(context));
+    if (peer.role != "agent" || !inventory::IsUuid(peer.name)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "only registered agents may call this; the certificate is ", peer.ToString()));
+    }
+    return peer.name;
+  }
+
+  absl::Status CheckReports(const v1::ReportRequest& request, const std::string& id) {
+    if (request.reports_size() == 0) return absl::InvalidArgumentError("no reports");
+    if (request.reports_size() > kMaxReportsPerRequest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          request.reports_size(), " reports in one request; at most ", kMaxReportsPerRequest));
+    }
+    int64_t prev = 0;
+    for (const auto& report : request.reports()) {
+      if (!report.client_id().empty() && report.client_id() != id) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("an agent reports only for itself: the certificate names ", id,
+                         ", the report names ", report.client_id()));
+      }
+      if (absl::Status s = inventory::CheckReport(report); !s.ok()) {
+        return Annotate(s, absl::StrCat("report ", report.seq()));
+      }
+      if (report.seq() <= prev) {
+        return absl::InvalidArgumentError("reports must be in increasing seq order");
+      }
+      prev = report.seq();
+    }
+    return absl::OkStatus();
+  }
+
+  static grpc::Status NoBundle() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the management point has no policy from its site server yet");
+  }
+
+  std::shared_ptr<const v1::SiteBundle> CurrentBundle() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bundle_;
+  }
+
+  // --- Client authorization cache ---------------------------------------
+
+  void Allow(const std::string& id) {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    allowed_.insert(id);
+  }
+
+  void CheckClient(const std::string& id, std::function<void(absl::Status)> then) {
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      if (allowed_.count(id)) {
+        // Fall through to run `then` outside the lock.
+      } else {
+        waiting_[id].push_back(std::move(then));
+        dir_cv_.notify_one();
+        return;
+      }
+    }
+    then(absl::OkStatus());
+  }
+
+  // Looks up unknown clients in batches, and rechecks known ones
+  // periodically (a revoked client is refused within client_recheck_seconds).
+  void LookupLoop() {
+    auto next_recheck =
+        std::chrono::steady_clock::now() + std::chrono::seconds(config_.client_recheck_seconds());
+    while (!stopping()) {
+      std::map<std::string, std::vector<std::function<void(absl::Status)>>> batch;
+      {
+        std::unique_lock<std::mutex> lock(dir_mu_);
+        dir_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return !waiting_.empty(); });
+        while (!waiting_.empty() && batch.size() < 5000) {
+          batch.insert(waiting_.extract(waiting_.begin()));
+        }
+      }
+      if (!batch.empty()) {
+        std::vector<std::string> ids;
+        for (auto& [id, _] : batch) ids.push_back(id);
+        auto allowed = Lookup(ids);
+        for (auto& [id, callbacks] : batch) {
+          absl::Status s;
+          if (!allowed.ok()) {
+            s = absl::UnavailableError(absl::StrCat(
+                "cannot verify the client with the site server: ", allowed.status().message()));
+          } else if (!allowed->count(id)) {
+            s = absl::PermissionDeniedError(
+                absl::StrCat("client ", id,
+                             " is unknown, not approved or revoked at this site; register again"));
+          } else {
+            Allow(id);
+          }
+          for (auto& cb : callbacks) cb(s);
+        }
+      }
+      if (std::chrono::steady_clock::now() >= next_recheck) {
+        Recheck();
+        next_recheck = std::chrono::steady_clock::now() +
+                       std::chrono::seconds(config_.client_recheck_seconds());
+      }
+    }
+    // Anyone still waiting gets an answer.
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    for (auto& [id, callbacks] : waiting_) {
+      for (auto& cb : callbacks) cb(absl::UnavailableError("management point stopping"));
+    }
+    waiting_.clear();
+  }
+
+  absl::StatusOr<std::set<std::string>> Lookup(const std::vector<std::string>& ids) {
+    std::set<std::string> out;
+    for (size_t i = 0; i < ids.size(); i += 5000) {
+      v1::ClientLookupRequest req;
+      for (size_t j = i; j < std::min(ids.size(), i + 5000); ++j) req.add_client_ids(ids[j]);
+      v1::ClientLookupResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      RETURN_IF_ERROR(FromGrpcStatus(stub_->LookupClients(&ctx, req, &resp)));
+      out.insert(resp.allowed().begin(), resp.allowed().end());
+    }
+    return out;
+  }
+
+  void Recheck() {
+    std::vector<std::string> ids;
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      ids.assign(allowed_.begin(), allowed_.end());
+    }
+    auto allowed = Lookup(ids);
+    if (!allowed.ok()) return;  // keep the cache while the site is away
+    std::vector<std::string> dropped;
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      for (const auto& id : ids) {
+        if (!allowed->count(id)) {
+          allowed_.erase(id);
+          dropped.push_back(id);
+        }
+      }
+    }
+    for (const auto& id : dropped) {
+      LogInfo("mp.client_revoked", {{"client", id}});
+      CloseStream(id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                   "this client's registration was revoked"));
+    }
+  }
+
+  // --- Notifications -----------------------------------------------------
+
+  void Push(const std::string& id, v1::NotificationKind kind);
+  void Broadcast(v1::NotificationKind kind);
+  void CloseStream(const std::string& id, const grpc::Status& status);
+  void CloseAllStreams();
+  void Unregister(const std::string& id, NotifyStream* stream) {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    auto it = streams_.find(id);
+    if (it != streams_.end() && it->second == stream) streams_.erase(it);
+  }
+  bool HasFullRequest(const std::string& id) {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    return full_requests_.count(id) > 0;
+  }
+  bool TakeFullRequest(const std::string& id) {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    return full_requests_.erase(id) > 0;
+  }
+
+  // --- The link to the site server --------------------------------------
+
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  }
+
+  void LoadSavedBundle() {
+    std::ifstream in(config_.spool_dir() + "/bundle.pb", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto b = std::make_shared<v1::SiteBundle>();
+    if (!bytes.empty() && b->ParseFromString(bytes) && !b->version().empty()) {
+      bundle_ = b;  // serve policy while the site server is away
+    }
+  }
+
+  void SetBundle(const v1::SiteBundle& b) {
+    bool changed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      changed = !bundle_ || bundle_->version() != b.version();
+      if (changed) bundle_ = std::make_shared<v1::SiteBundle>(b);
+    }
+    if (!changed) return;
+    std::string tmp = config_.spool_dir() + "/bundle.pb.tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      b.SerializeToOstream(&out);
+    }
+    std::rename(tmp.c_str(), (config_.spool_dir() + "/bundle.pb").c_str());
+    LogInfo("mp.policy_changed", {{"version", b.version()}});
+    Broadcast(v1::NOTIFICATION_KIND_POLICY_CHANGED);
+  }
+
+  void SiteLoop() {
+    int backoff_ms = 100;
+    while (!stopping()) {
+      auto started = std::chrono::steady_clock::now();
+      absl::Status s = RunSiteStream();
+      if (stopping()) break;
+      LogWarning("mp.site_link_down", {{"site", config_.site_address()},
+                                       {"error", s},
+                                       {"spooled", spool_->last_seq() - spool_->acknowledged()}});
+      if (std::chrono::steady_clock::now() - started > std::chrono::seconds(10)) backoff_ms = 100;
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
+      backoff_ms = std::min(backoff_ms * 2, 5000);
+    }
+  }
+
+  absl::Status RunSiteStream() {
+    grpc::ClientContext ctx;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return absl::OkStatus();
+      site_ctx_ = &ctx;
+    }
+    auto stream = stub_->Connect(&ctx);
+    v1::MpUp hello;
+    hello.mutable_hello()->set_name(config_.name());
+    hello.mutable_hello()->set_address(public_address_);
+    hello.mutable_hello()->set_version(kVersion);
+    std::mutex in_flight_mu;
+    std::condition_variable in_flight_cv;
+    int in_flight = 0;
+    bool down = !stream->Write(hello);
+    std::thread reader([&] {
+      v1::MpDown m;
+      while (stream->Read(&m)) {
+        if (m.has_bundle()) {
+          SetBundle(m.bundle());
+        } else if (m.has_request()) {
+          {
+            std::lock_guard<std::mutex> lock(dir_mu_);
+            full_requests_.insert(m.request().client_id());
+          }
+          Push(m.request().client_id(), m.request().kind());
+        } else if (m.body_case() == v1::MpDown::kAckedSpoolSeq) {
+          absl::Status s = spool_->Acknowledge(m.acked_spool_seq());
+          if (!s.ok()) LogWarning("mp.spool_ack_failed", {{"error", s}});
+          std::lock_guard<std::mutex> lock(in_flight_mu);
+          --in_flight;
+          in_flight_cv.notify_all();
+        } else if (m.has_error()) {
+          LogWarning("mp.site_refused_batch", {{"error", m.error()}});
+        }
+      }
+      std::lock_guard<std::mutex> lock(in_flight_mu);
+      down = true;
+      in_flight_cv.notify_all();
+      spool_->Wake();
+    });
+    if (!down) LogInfo("mp.site_link_up", {{"site", config_.site_address()}});
+    int64_t sent = spool_->acknowledged();
+    absl::Status result;
+    while (!stopping()) {
+      {
+        std::unique_lock<std::mutex> lock(in_flight_mu);
+        in_flight_cv.wait_for(lock, std::chrono::milliseconds(200),
+                              [&] { return down || in_flight < kMaxInFlightBatches; });
+        if (down) break;
+        if (in_flight >= kMaxInFlightBatches) continue;
+      }
+      auto records = spool_->Read(sent, config_.batch_max_reports(), kBatchBytes, 200);
+      if (!records.ok()) {
+        result = records.status();
+        break;
+      }
+      if (records->empty()) continue;
+      v1::MpUp up;
+      auto* batch = up.mutable_batch();
+      for (const auto& rec : *records) {
+        if (!batch->add_reports()->ParseFromString(rec.data)) {
+          // Cannot happen for records this MP wrote (checksummed); dropped.
+          batch->mutable_reports()->RemoveLast();
+          LogError("mp.spool_record_unreadable", {{"seq", rec.seq}});
+        }
+      }
+      batch->set_spool_seq(records->back().seq);
+      {
+        std::lock_guard<std::mutex> lock(in_flight_mu);
+        ++in_flight;
+      }
+      if (!stream->Write(up)) break;
+      sent = records->back().seq;
+    }
+    ctx.TryCancel();
+    reader.join();
+    grpc::Status finish = stream->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      site_ctx_ = nullptr;
+    }
+    if (result.ok()) result = FromGrpcStatus(finish);
+    return result;
+  }
+
+  v1::MpConfig config_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<v1::SiteClients::Stub> stub_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string bound_address_;
+  std::string public_address_;
+  std::vector<std::thread> threads_;
+  absl::Notification done_;
+  std::once_flag done_once_;
+  std::atomic<int64_t> policy_checks_{0};
+  std::atomic<int64_t> reports_acked_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                         // guarded by mu_
+  grpc::ClientContext* site_ctx_ = nullptr;       // guarded by mu_
+  std::shared_ptr<const v1::SiteBundle> bundle_;  // guarded by mu_
+
+  std::mutex dir_mu_;
+  std::condition_variable dir_cv_;
+  std::unordered_set<std::string> allowed_;  // guarded by dir_mu_
+  std::map<std::string, std::vector<std::function<void(absl::Status)>>>
+      waiting_;                                    // guarded by dir_mu_
+  std::unordered_set<std::string> full_requests_;  // guarded by dir_mu_
+
+  std::mutex streams_mu_;
+  std::unordered_map<std::string, NotifyStream*> streams_;  // guarded by streams_mu_
+};
+
+// One agent's notification stream. Writes are queued (one in flight at a
+// time, duplicates of a queued kind dropped); the stream deletes itself when
+// gRPC is done with it.
+class MpServer::Impl::NotifyStream final : public grpc::ServerWriteReactor<v1::Notification> {
+ public:
+  NotifyStream(Impl* mp, std::string id) : mp_(mp), id_(std::move(id)) {}
+
+  void Push(v1::NotificationKind kind) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    for (auto k : queue_) {
+      if (k == kind) return;
+    }
+    if (queue_.size() >= kMaxQueuedNotifications) return;
+    queue_.push_back(kind);
+    if (!writing_) WriteNextLocked();
+  }
+
+  void Close(const grpc::Status& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      if (!finished_) {
+        finished_ = true;
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      }
+      return;
+    }
+    if (!queue_.empty() && !finished_) WriteNextLocked();
+  }
+
+  // Until the client is authorized, a cancellation only records itself: the
+  // authorization callback still holds this stream and finishes it then.
+  void OnCancel() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (checking_) {
+        cancelled_ = true;
+        return;
+      }
+    }
+    Close(grpc::Status::CANCELLED);
+  }
+
+  // Called once by the authorization callback; false if the stream ended.
+  bool Authorized(const absl::Status& s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checking_ = false;
+    if (!s.ok() || cancelled_) {
+      if (!finished_) {
+        finished_ = true;
+        Finish(cancelled_ ? grpc::Status::CANCELLED : ToGrpcStatus(s));
+      }
+      return false;
+    }
+    return true;
+  }
+
+  void OnDone() override {
+    mp_->Unregister(id_, this);
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() {
+    current_.set_kind(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  Impl* const mp_;
+  const std::string id_;
+  std::mutex mu_;
+  std::deque<v1::NotificationKind> queue_;
+  v1::Notification current_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool checking_ = true;
+  bool cancelled_ = false;
+};
+
+grpc::ServerWriteReactor<v1::Notification>* MpServer::Impl::Notify(
+    grpc::CallbackServerContext* context, const v1::NotifyRequest*) {
+  auto id = AgentId(*context);
+  if (!id.ok()) {
+    struct Refused final : grpc::ServerWriteReactor<v1::Notification> {
+      explicit Refused(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(ToGrpcStatus(id.status()));
+  }
+  auto* stream = new NotifyStream(this, *id);
+  CheckClient(*id, [this, stream, id = *id](absl::Status s) {
+    // Registered before Authorized(): until then the stream cannot finish
+    // (see OnCancel), and once registered its OnDone unregisters it.
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      NotifyStream*& slot = streams_[id];
+      if (slot) slot->Close(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer stream"));
+      slot = stream;
+    }
+    if (!stream->Authorized(s)) {
+      if (s.ok()) Unregister(id, stream);
+      return;
+    }
+    Push(id, v1::NOTIFICATION_KIND_CONNECTED);
+    if (HasFullRequest(id)) Push(id, v1::NOTIFICATION_KIND_FULL_INVENTORY);
+  });
+  return stream;
+}
+
+void MpServer::Impl::Push(const std::string& id, v1::NotificationKind kind) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  auto it = streams_.find(id);
+  if (it != streams_.end()) it->second->Push(kind);
+}
+
+void MpServer::Impl::Broadcast(v1::NotificationKind kind) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  for (auto& [id, s] : streams_) s->Push(kind);
+  LogInfo("mp.broadcast",
+          {{"kind", v1::NotificationKind_Name(kind)}, {"streams", streams_.size()}});
+}
+
+void MpServer::Impl::CloseStream(const std::string& id, const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  auto it = streams_.find(id);
+  if (it != streams_.end()) it->second->Close(status);
+}
+
+void MpServer::Impl::CloseAllStreams() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  for (auto& [id, s] : streams_) {
+    s->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "management point stopping"));
+  }
+}
+
+MpServer::MpServer(v1::MpConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+MpServer::~MpServer() = default;
+absl::Status MpServer::Start() { return impl_->Start(); }
+absl::Status MpServer::Wait() { return impl_->Wait(); }
+void MpServer::Shutdown() { impl_->Shutdown(); }
+const std::string& MpServer::bound_address() const { return impl_->bound_address(); }
+
+}  // namespace strata::mp

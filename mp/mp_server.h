@@ -1,0 +1,42 @@
+#pragma once
+
+// strata-mp: the management point. Agents call it (service ManagementPoint,
+// callback API so that tens of thousands of notification streams cost no
+// threads); it answers from what its site server sends down (the site
+// bundle), spools client data durably before acknowledging it, and forwards
+// the spool to the site server over one stream (service SiteClients). It
+// holds no database connection.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "strata/v1/config.pb.h"
+
+namespace strata::mp {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+// Field-naming errors (InvalidArgument) for a configuration; checks that the
+// certificate is an MP certificate naming `name`.
+absl::Status ValidateMpConfig(const v1::MpConfig& config);
+
+class MpServer {
+ public:
+  explicit MpServer(v1::MpConfig config);
+  ~MpServer();
+
+  absl::Status Start();
+  absl::Status Wait();  // until Shutdown() or a fatal error
+  void Shutdown();
+  const std::string& bound_address() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The whole of main() for strata-mp. Exit codes: 0 ok, 1 failure, 2 usage.
+int MpMain(int argc, char** argv);
+
+}  // namespace strata::mp
