@@ -338,11 +338,17 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
         std::vector<std::string> ids;
         for (auto& [id, _] : batch) ids.push_back(id);
         auto allowed = Lookup(ids);
+        if (allowed.ok()) provisional_logged_ = false;
         for (auto& [id, callbacks] : batch) {
           absl::Status s;
           if (!allowed.ok()) {
-            s = absl::UnavailableError(absl::StrCat(
-                "cannot verify the client with the site server: ", allowed.status().message()));
+            // The site is away: a certificate from the site's CA is enough
+            // for now (data is only spooled); the client is looked up again
+            // on its next call, and revocation bites once the site is back.
+            if (!provisional_logged_) {
+              LogWarning("mp.clients_unverified", {{"error", allowed.status()}});
+              provisional_logged_ = true;
+            }
           } else if (!allowed->count(id)) {
             s = absl::PermissionDeniedError(
                 absl::StrCat("client ", id,
@@ -504,6 +510,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
           }
           Push(m.request().client_id(), m.request().kind());
         } else if (m.body_case() == v1::MpDown::kAckedSpoolSeq) {
+          LogDebug("mp.batch_acked", {{"through", m.acked_spool_seq()}});
           absl::Status s = spool_->Acknowledge(m.acked_spool_seq());
           if (!s.ok()) LogWarning("mp.spool_ack_failed", {{"error", s}});
           std::lock_guard<std::mutex> lock(in_flight_mu);
@@ -551,6 +558,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       }
       if (!stream->Write(up)) break;
       sent = records->back().seq;
+      LogDebug("mp.batch_sent", {{"reports", batch->reports_size()}, {"through", sent}});
     }
     ctx.TryCancel();
     reader.join();
@@ -572,6 +580,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   std::vector<std::thread> threads_;
   absl::Notification done_;
   std::once_flag done_once_;
+  bool provisional_logged_ = false;  // LookupLoop only
   std::atomic<int64_t> policy_checks_{0};
   std::atomic<int64_t> reports_acked_{0};
 

@@ -47,26 +47,6 @@ struct Hierarchy {
   }
 };
 
-// Polls `sql` on `db` until it returns `expected`.
-bool Eventually(TestDatabase& db, const std::string& sql, const std::string& expected,
-                std::chrono::milliseconds timeout = seconds(30)) {
-  std::string last;
-  bool ok = WaitFor(
-      [&] {
-        auto conn = store::Connection::Open(db.conninfo());
-        if (!conn.ok()) return false;
-        auto r = (*conn)->Exec(sql);
-        if (!r.ok()) return false;
-        last = r->empty() ? "" : r->GetString(0, 0);
-        return last == expected;
-      },
-      timeout);
-  if (!ok)
-    UNSCOPED_INFO("last value of [" << sql << "] was [" << last << "], expected [" << expected
-                                    << "]");
-  return ok;
-}
-
 std::string CountOf(const std::string& where) {
   return absl::StrCat("SELECT count(*) FROM global_settings WHERE ", where);
 }
