@@ -157,8 +157,8 @@ class Agent::Impl {
     while (!stopping()) {
       absl::Status s = Cycle(false);
       if (s.ok() && !started) {
-        Enqueue(StateReport("agent.started", 0, absl::StrCat("strata-agent ", kVersion)));
-        started = true;
+        s = Enqueue(StateReport("agent.started", 0, absl::StrCat("strata-agent ", kVersion)));
+        started = s.ok();
       }
       if (s.ok()) s = SendQueue();
       int64_t wait_ms;
@@ -285,7 +285,6 @@ class Agent::Impl {
 
   std::vector<std::string> LocalAddresses() {
     std::vector<std::string> ips;
-    std::vector<std::string> errors;
     CollectorContext ctx;
     v1::InventoryReport inv;
     for (const auto& c : Collectors()) {

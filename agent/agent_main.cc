@@ -1,7 +1,4 @@
-#include <signal.h>
-
 #include <iostream>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -14,6 +11,7 @@
 #include "agent/collectors.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
+#include "common/base/signals.h"
 #include "google/protobuf/text_format.h"
 
 ABSL_FLAG(std::string, config, "", "Agent configuration: a text-format AgentConfig file");
@@ -112,16 +110,8 @@ int AgentMain(int argc, char** argv) {
                                                                                                : 1;
   };
   if (absl::GetFlag(FLAGS_once)) return exit_code(agent.RunOnce());
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::thread([&agent, signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    agent.Stop();
-  }).detach();
+  const sigset_t signals = BlockTerminationSignals();
+  OnTerminationSignal(signals, [&agent](int) { agent.Stop(); });
   return exit_code(agent.Run());
 }
 

@@ -1,7 +1,4 @@
-#include <signal.h>
-
 #include <iostream>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -12,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
+#include "common/base/signals.h"
 #include "mp/mp_server.h"
 
 ABSL_FLAG(std::string, config, "", "Management point configuration: a text-format MpConfig file");
@@ -81,23 +79,17 @@ int MpMain(int argc, char** argv) {
     std::cerr << "strata-mp: configuration: " << s.message() << "\n";
     return 2;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockTerminationSignals();
   MpServer server(*config);
   if (absl::Status s = server.Start(); !s.ok()) {
     LogError("mp.start_failed", {{"error", s}});
     std::cerr << "strata-mp: " << s.message() << "\n";
     return 1;
   }
-  std::thread([&server, signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+  OnTerminationSignal(signals, [&server](int sig) {
     LogInfo("mp.signal", {{"signal", sig}});
     server.Shutdown();
-  }).detach();
+  });
   absl::Status s = server.Wait();
   return s.ok() ? 0 : 1;
 }

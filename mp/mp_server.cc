@@ -187,7 +187,6 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
             return;
           }
           bool full = TakeFullRequest(id);
-          policy_checks_.fetch_add(1, std::memory_order_relaxed);
           if (!full && request->current_version() == bundle->version()) {
             response->set_not_modified(true);
             response->set_version(bundle->version());
@@ -222,7 +221,6 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
           spool_->Append(std::move(records), [this, r, response, last](absl::Status s, int64_t) {
             if (s.ok()) {
               response->set_acknowledged_through_seq(last);
-              reports_acked_.fetch_add(1, std::memory_order_relaxed);
             }
             r->Finish(ToGrpcStatus(s));
           });
@@ -581,8 +579,6 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   absl::Notification done_;
   std::once_flag done_once_;
   bool provisional_logged_ = false;  // LookupLoop only
-  std::atomic<int64_t> policy_checks_{0};
-  std::atomic<int64_t> reports_acked_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -460,8 +460,6 @@ class ClientService::Impl {
         *down.mutable_bundle() = bundle_;
         for (auto* s : sessions_) s->Write(down);
         LogInfo("mp.bundle_changed", {{"version", bundle_.version()}, {"mps", sessions_.size()}});
-      } else {
-        // Sessions that connected meanwhile already got this bundle.
       }
       // At most two rebuilds a second, however busy the database is.
       cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });

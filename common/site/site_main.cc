@@ -1,11 +1,8 @@
 #include "common/site/site_main.h"
 
-#include <signal.h>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -16,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
+#include "common/base/signals.h"
 #include "common/site/site_server.h"
 #include "common/site/topology.h"
 
@@ -143,12 +141,7 @@ int SiteMain(v1::SiteType type, int argc, char** argv) {
   }
 
   // Signals go to one thread that asks the server to stop.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = BlockTerminationSignals();
 
   SiteServer server(type, *config);
   absl::Status started = server.Start();
@@ -159,12 +152,10 @@ int SiteMain(v1::SiteType type, int argc, char** argv) {
                ? kExitUsage
                : kExitFailure;
   }
-  std::thread([&server, signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+  OnTerminationSignal(signals, [&server](int sig) {
     LogInfo("site.signal", {{"signal", sig}});
     server.Shutdown();
-  }).detach();
+  });
   absl::Status result = server.Wait();
   server.Shutdown();
   if (!result.ok()) {
