@@ -135,6 +135,7 @@ class Agent::Impl {
     absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadText(dir_ + "/seq")), &seq);
     seq_ = seq;
     policy_.ParseFromString(ReadText(dir_ + "/policy.pb"));
+    SetKnownVersion(policy_.version());
     LoadSchedule();
     for (absl::string_view mp : absl::StrSplit(ReadText(dir_ + "/mps"), '\n', absl::SkipEmpty())) {
       AddMp(std::string(mp));
@@ -366,6 +367,7 @@ class Agent::Impl {
     tls.set_key_file(dir_ + "/client.key");
     ChannelOptions options;
     options.max_message_bytes = 16 << 20;
+    options.keepalive_ms = 60000;  // an MP holds tens of thousands of these
     ASSIGN_OR_RETURN(auto channel, MakeChannel(mp, tls, options));
     return v1::ManagementPoint::NewStub(channel);
   }
@@ -416,6 +418,7 @@ class Agent::Impl {
       if (!resp.not_modified()) {
         resp.clear_full_inventory_requested();
         policy_ = resp;
+        SetKnownVersion(resp.version());
         RETURN_IF_ERROR(WriteDurably(dir_ + "/policy.pb", resp.SerializeAsString()));
         LogInfo("agent.policy", {{"version", resp.version()},
                                  {"poll_s", resp.settings().policy_poll_seconds()},
@@ -581,8 +584,16 @@ class Agent::Impl {
 
   // --- notifications -----------------------------------------------------
 
+  void SetKnownVersion(const std::string& v) {
+    std::lock_guard<std::mutex> lock(mu_);
+    known_version_ = v;
+  }
+
+  // Holds a notification stream to one MP; an MP that does not answer makes
+  // it try the next one (failover, as for the other calls).
   void NotifyLoop() {
     int backoff_ms = 1000;
+    size_t next = 0;
     while (!stopping()) {
       if (!HasIdentity()) {
         std::unique_lock<std::mutex> lock(mu_);
@@ -590,7 +601,10 @@ class Agent::Impl {
         continue;
       }
       auto mps = Mps();
-      auto stub = Stub(mps.front());
+      if (mps.empty()) return;  // the configuration requires one; nothing to hold
+      const std::string mp = mps[next % mps.size()];
+      auto stub = Stub(mp);
+      bool answered = false;
       if (stub.ok()) {
         grpc::ClientContext ctx;
         {
@@ -602,8 +616,15 @@ class Agent::Impl {
         v1::Notification n;
         while (reader->Read(&n)) {
           backoff_ms = 1000;
+          answered = true;
           std::lock_guard<std::mutex> lock(mu_);
           switch (n.kind()) {
+            case v1::NOTIFICATION_KIND_CONNECTED:
+              // The MP's policy version: a change made while no stream was
+              // held (before the first, between two) is not missed.
+              if (n.detail().empty() || n.detail() == known_version_) continue;
+              policy_now_ = true;
+              break;
             case v1::NOTIFICATION_KIND_POLICY_CHANGED:
               policy_now_ = true;
               break;
@@ -627,8 +648,12 @@ class Agent::Impl {
           notify_ctx_ = nullptr;
         }
         if (!stopping()) {
-          LogDebug("agent.notify_stream_ended", {{"error", FromGrpcStatus(s)}});
+          LogInfo("agent.notify_stream_ended", {{"mp", mp}, {"error", FromGrpcStatus(s)}});
         }
+      }
+      if (!answered) {
+        ++next;
+        if (next % mps.size() != 0) continue;  // the next MP at once
       }
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
@@ -651,6 +676,7 @@ class Agent::Impl {
   bool inventory_now_ = false;
   bool full_now_ = false;
   std::vector<std::string> mps_;
+  std::string known_version_;  // of the policy held
   grpc::ClientContext* notify_ctx_ = nullptr;
 };
 

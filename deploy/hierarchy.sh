@@ -21,20 +21,31 @@ site_start() {
     echo "address_file: \"$STRATA_RUN/$lower.addr\""
     echo "tls { ca_file: \"$STRATA_PKI/ca.pem\" cert_file: \"$STRATA_PKI/site-$code.pem\" key_file: \"$STRATA_PKI/site-$code.key\" }"
     [ -n "${STRATA_REPLICATION:-}" ] && echo "replication { $STRATA_REPLICATION }"
+    # A site with an issuing CA (deploy/pki.sh DIR issuing/CODE) registers clients.
+    if [ "$type" != cas ] && [ -f "$STRATA_PKI/issuing-$code.pem" ]; then
+      echo "issuing_ca { cert_file: \"$STRATA_PKI/issuing-$code.pem\" key_file: \"$STRATA_PKI/issuing-$code.key\" }"
+    fi
+    echo "${STRATA_SITE_EXTRA:-}"
   } > "$conf"
   rm -f "$STRATA_RUN/$lower.addr"
   # STRATA_SITE_FLAGS: extra flags for every site server (e.g. --verbose).
   # shellcheck disable=SC2086
   "$STRATA_BUILD/$type/strata-$type" --config "$conf" ${STRATA_SITE_FLAGS:-} >>"$STRATA_RUN/$lower.log" 2>&1 &
   echo $! > "$STRATA_RUN/$lower.pid"
+  _wait_serving "$lower" 600 "site $code"
+}
+
+# _wait_serving LOWER TENTHS WHAT -> waits until LOWER.addr is written (the
+# process serves), or it died, or TENTHS tenths of a second went by.
+_wait_serving() {
   local i
-  for i in $(seq 1 600); do
-    [ -f "$STRATA_RUN/$lower.addr" ] && return 0
-    kill -0 "$(cat "$STRATA_RUN/$lower.pid")" 2>/dev/null || break
+  for i in $(seq 1 "$2"); do
+    [ -f "$STRATA_RUN/$1.addr" ] && return 0
+    kill -0 "$(cat "$STRATA_RUN/$1.pid")" 2>/dev/null || break
     sleep 0.1
   done
-  echo "site $code did not start; its log:" >&2
-  tail -20 "$STRATA_RUN/$lower.log" >&2
+  echo "$3 did not start; its log:" >&2
+  tail -20 "$STRATA_RUN/$1.log" >&2
   return 1
 }
 
@@ -49,6 +60,39 @@ site_stop() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -f "$STRATA_RUN/$lower.pid"
+}
+
+# mp_start NAME   -> starts strata-mp NAME (e.g. P01.mp1) for site NAME%%.*,
+# listening on unix:$STRATA_RUN/<name>.sock; needs mp-NAME.pem in the PKI.
+mp_start() {
+  local name=$1 site lower
+  site=$(echo "${name%%.*}" | tr 'A-Z' 'a-z')
+  lower=$(echo "$name" | tr 'A-Z.' 'a-z-')
+  mkdir -p "$STRATA_RUN/$lower.spool"
+  rm -f "$STRATA_RUN/$lower.addr"
+  # STRATA_MP_FLAGS: extra flags (e.g. --verbose).
+  # shellcheck disable=SC2086
+  "$STRATA_BUILD/mp/strata-mp" --name "$name" --site "unix:$STRATA_RUN/$site.sock" \
+    --listen "unix:$STRATA_RUN/$lower.sock" --spool_dir "$STRATA_RUN/$lower.spool" \
+    --address_file "$STRATA_RUN/$lower.addr" --tls_ca "$STRATA_PKI/ca.pem" \
+    --tls_cert "$STRATA_PKI/mp-$name.pem" --tls_key "$STRATA_PKI/mp-$name.key" ${STRATA_MP_FLAGS:-} \
+    >>"$STRATA_RUN/$lower.log" 2>&1 &
+  echo $! > "$STRATA_RUN/$lower.pid"
+  _wait_serving "$lower" 200 "management point $name"
+}
+
+# mp_stop NAME   -> SIGTERM and wait
+mp_stop() { site_stop "$(echo "$1" | tr 'A-Z.' 'a-z-')"; }
+
+# mp_address NAME   -> the address agents dial
+mp_address() { echo "unix:$STRATA_RUN/$(echo "$1" | tr 'A-Z.' 'a-z-').sock"; }
+
+# add_enrollment_token CODE TOKEN   -> lets agents register with TOKEN
+# (global data: written at CODE, it reaches every site)
+add_enrollment_token() {
+  site_sql "$1" "INSERT INTO enrollment_tokens (token_sha256, description)
+    VALUES (encode(sha256(convert_to('$2', 'UTF8')), 'hex'), 'local hierarchy')
+    ON CONFLICT DO NOTHING" >/dev/null
 }
 
 # site_status CODE TYPE   -> prints `strata-TYPE status`

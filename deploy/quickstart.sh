@@ -10,8 +10,11 @@
 # Installs what is missing (apt-get), builds, starts a local PostgreSQL with
 # one database per site, makes a development PKI, starts the four site
 # servers (mutual TLS over unix sockets), writes a global setting at the CAS
-# and a device at P01, shows where they arrived, and prints every link's
-# health every 10 seconds. Ctrl-C stops everything cleanly.
+# and a device at P01, shows where they arrived; then starts a management
+# point at P01, P02 and S01 and one agent for each (state directories of
+# their own, this machine's real inventory), and shows their devices and
+# inventory at the CAS. Prints every link's health every 10 seconds.
+# Ctrl-C stops everything cleanly.
 #
 #   deploy/quickstart.sh          run until Ctrl-C
 #   deploy/quickstart.sh --once   show it working, then stop (no waiting)
@@ -21,7 +24,7 @@ root=$(pwd)
 once=0
 case "${1:-}" in
   --once) once=1 ;;
-  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   "") ;;
   *) echo "quickstart: unknown argument $1 (see --help)" >&2; exit 2 ;;
 esac
@@ -39,7 +42,9 @@ shutdown() {
   [ $stopping -eq 1 ] && return
   stopping=1
   echo
-  echo "== stopping: S01, P02, P01, CAS, then PostgreSQL"
+  echo "== stopping: agents, management points, S01, P02, P01, CAS, then PostgreSQL"
+  for a in 1 2 3; do site_stop "agent-$a"; done
+  for m in S01.mp1 P02.mp1 P01.mp1; do mp_stop $m; done
   for s in S01 P02 P01 CAS; do site_stop $s; done
   pg_stop "$work/pg"
   rm -rf "$work"
@@ -51,7 +56,8 @@ trap 'exit 0' INT TERM
 echo "== PostgreSQL (one database per site) in $work/pg"
 pg_start "$work/pg"
 echo "== development PKI in $STRATA_PKI"
-deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 >/dev/null
+deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
+  issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 >/dev/null
 echo "== starting site servers (logs in $STRATA_RUN/*.log)"
 site_start CAS cas && echo "   CAS  central administration site"
 site_start P01 primary CAS && echo "   P01  primary site under CAS"
@@ -82,6 +88,42 @@ for s in CAS P01 P02 S01; do
     "$(site_sql $s "SELECT coalesce(string_agg(name || ' (from ' || _origin || ')', ', '), '-') FROM devices")"
 done
 echo "   (a device is site data: it goes up to the CAS, never down or across)"
+
+echo
+echo "== management points at P01, P02 and S01 (agents' contact; logs in $STRATA_RUN/*-mp1.log)"
+for m in P01.mp1 P02.mp1 S01.mp1; do mp_start $m && echo "   $m  $(mp_address $m)"; done
+token=quickstart-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+add_enrollment_token CAS "$token"  # global data: every site accepts it
+echo "== three agents on this machine (state in $STRATA_RUN/agent-N), one per MP"
+# agent_start N MP: strata-agent as a service, its own identity and state.
+agent_start() {
+  local dir="$STRATA_RUN/agent-$1"
+  mkdir -p "$dir"
+  "$STRATA_BUILD/agent/strata-agent" --mp "$(mp_address "$2")" --ca "$STRATA_PKI/ca.pem" \
+    --state_dir "$dir" --token "$token" --hardware_id "quickstart-agent-$1" \
+    --hostname "$(hostname)-agent$1" >>"$STRATA_RUN/agent-$1.log" 2>&1 &
+  echo $! > "$STRATA_RUN/agent-$1.pid"
+  echo "   agent $1 -> $2"
+}
+tokens_everywhere() {
+  for s in P01 P02 S01; do [ "$(site_sql $s "SELECT count(*) FROM enrollment_tokens")" = 1 ] || return 1; done
+}
+wait_until 30 tokens_everywhere || { echo "the enrollment token did not replicate" >&2; exit 1; }
+agent_start 1 P01.mp1
+agent_start 2 P02.mp1
+agent_start 3 S01.mp1
+inventories_at_cas() {
+  [ "$(site_sql CAS "SELECT count(*) FROM devices WHERE inventory_seq > 0")" -ge 3 ]
+}
+wait_until 120 inventories_at_cas || { echo "agents' inventory did not reach the CAS; see $STRATA_RUN/agent-*.log" >&2; exit 1; }
+echo "== the agents' devices and inventory, as the CAS sees them"
+site_sql CAS "SELECT format('   %-22s site %s via %s  %s, %s kB RAM, %s packages, %s NICs',
+    d.name, d.site_code, d.registered_via, o.pretty_name, m.total_kb,
+    (SELECT count(*) FROM device_software s WHERE s.device_id = d.id),
+    (SELECT count(*) FROM device_network n WHERE n.device_id = d.id))
+  FROM devices d JOIN device_os o ON o.device_id = d.id JOIN device_memory m ON m.device_id = d.id
+  WHERE d.inventory_seq > 0 ORDER BY d.name"
+echo "   ($(dpkg-query -W -f='${db:Status-Abbrev}\n' | grep -c '^ii') packages installed here, per dpkg-query)"
 
 show_health() {
   echo

@@ -31,6 +31,7 @@ constexpr int kMaxReportsPerRequest = 1000;
 constexpr int kMaxInFlightBatches = 2;
 constexpr int64_t kBatchBytes = 4 << 20;
 constexpr size_t kMaxQueuedNotifications = 8;
+constexpr int kAgentKeepaliveMs = 60000;
 
 absl::Status CheckedFields(const v1::MpConfig& c) {
   auto need = [](const std::string& v, const char* field, const char* what) {
@@ -81,8 +82,12 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     ChannelOptions options;
     ASSIGN_OR_RETURN(auto channel, MakeChannel(config_.site_address(), config_.tls(), options));
     stub_ = v1::SiteClients::NewStub(channel);
+    ServerOptions server_options;
+    server_options.max_message_bytes = config_.max_report_bytes();
+    // Tens of thousands of agents hold a stream each: ping them rarely.
+    server_options.keepalive_ms = kAgentKeepaliveMs;
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), {this},
-                                          config_.max_report_bytes(), &bound_address_));
+                                          server_options, &bound_address_));
     public_address_ = config_.public_address().empty() ? bound_address_ : config_.public_address();
     if (!config_.address_file().empty()) {
       std::string tmp = config_.address_file() + ".tmp";
@@ -336,6 +341,9 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
         std::vector<std::string> ids;
         for (auto& [id, _] : batch) ids.push_back(id);
         auto allowed = Lookup(ids);
+        LogDebug("mp.clients_looked_up", {{"clients", ids.size()},
+                                          {"allowed", allowed.ok() ? allowed->size() : 0},
+                                          {"error", allowed.status()}});
         if (allowed.ok()) provisional_logged_ = false;
         for (auto& [id, callbacks] : batch) {
           absl::Status s;
@@ -671,6 +679,12 @@ class MpServer::Impl::NotifyStream final : public grpc::ServerWriteReactor<v1::N
   void WriteNextLocked() {
     current_.set_kind(queue_.front());
     queue_.pop_front();
+    // CONNECTED and POLICY_CHANGED carry the policy version the MP serves.
+    current_.clear_detail();
+    if (current_.kind() == v1::NOTIFICATION_KIND_CONNECTED ||
+        current_.kind() == v1::NOTIFICATION_KIND_POLICY_CHANGED) {
+      if (auto bundle = mp_->CurrentBundle()) current_.set_detail(bundle->version());
+    }
     writing_ = true;
     StartWrite(&current_);
   }

@@ -1,39 +1,14 @@
 #include "bench/clientsim/sim_client.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/hlc.h"
 #include "common/base/status.h"
-#include "common/net/pki.h"
-#include "common/net/tls.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 
 namespace strata::sim {
-
-absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelWithPem(const std::string& address,
-                                                              const std::string& ca_pem,
-                                                              const std::string& cert_pem,
-                                                              const std::string& key_pem) {
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ca_pem;
-  ssl.pem_cert_chain = cert_pem;
-  ssl.pem_private_key = key_pem;
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride("localhost");
-  args.SetMaxReceiveMessageSize(16 << 20);
-  args.SetMaxSendMessageSize(16 << 20);
-  // Each simulated client is its own connection, as real agents are.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // Reconnect soon after an MP restart, as the agent (which dials anew each
-  // cycle) does.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
-}
 
 PackageUniverse::PackageUniverse(int size, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -50,13 +25,41 @@ PackageUniverse::PackageUniverse(int size, uint64_t seed) {
   }
 }
 
-std::vector<v1::SoftwareItem> PackageUniverse::Pick(std::mt19937_64& rng, int count) const {
-  std::set<size_t> chosen;
+std::vector<uint32_t> PackageUniverse::Pick(std::mt19937_64& rng, int count) const {
+  std::set<uint32_t> chosen;
   count = std::min<int>(count, static_cast<int>(items_.size()));
-  while (static_cast<int>(chosen.size()) < count) chosen.insert(rng() % items_.size());
-  std::vector<v1::SoftwareItem> out;
-  for (size_t i : chosen) out.push_back(items_[i]);
-  return out;
+  while (static_cast<int>(chosen.size()) < count) {
+    chosen.insert(static_cast<uint32_t>(rng() % items_.size()));
+  }
+  return {chosen.begin(), chosen.end()};
+}
+
+absl::StatusOr<Enrollment> MakeEnrollment(const std::string& token, const std::string& hardware_id,
+                                          const std::string& hostname) {
+  Enrollment e;
+  ASSIGN_OR_RETURN(e.key, MakeKeyAndCsr(hostname));
+  e.request.set_csr_pem(e.key.csr_pem);
+  e.request.set_hardware_id(hardware_id);
+  e.request.set_hostname(hostname);
+  e.request.set_enrollment_token(token);
+  return e;
+}
+
+ChannelOptions AgentChannelOptions() {
+  ChannelOptions options;
+  options.own_connection = true;
+  options.keepalive_ms = 60000;
+  options.reconnect_max_backoff_ms = 2000;
+  return options;
+}
+
+SimClient::SimClient(const std::string& address, const std::string& ca_pem,
+                     const Enrollment& enrollment, const v1::RegisterResponse& registered)
+    : address_(address),
+      pem_{ca_pem, registered.certificate_pem(), enrollment.key.key_pem},
+      id_(registered.client_id()),
+      hostname_(enrollment.request.hostname()) {
+  Reconnect();
 }
 
 absl::StatusOr<std::unique_ptr<SimClient>> SimClient::Register(const std::string& address,
@@ -64,36 +67,21 @@ absl::StatusOr<std::unique_ptr<SimClient>> SimClient::Register(const std::string
                                                                const std::string& token,
                                                                const std::string& hardware_id,
                                                                const std::string& hostname) {
-  ASSIGN_OR_RETURN(KeyAndCsr key, MakeKeyAndCsr(hostname));
-  ASSIGN_OR_RETURN(auto anon, ChannelWithPem(address, ca_pem, "", ""));
-  auto stub = v1::ManagementPoint::NewStub(anon);
-  v1::RegisterRequest req;
-  req.set_csr_pem(key.csr_pem);
-  req.set_hardware_id(hardware_id);
-  req.set_hostname(hostname);
-  req.set_enrollment_token(token);
+  ASSIGN_OR_RETURN(Enrollment enrollment, MakeEnrollment(token, hardware_id, hostname));
+  auto stub = v1::ManagementPoint::NewStub(MakeChannel(address, ChannelPem{ca_pem, "", ""}));
   v1::RegisterResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  RETURN_IF_ERROR(FromGrpcStatus(stub->Register(&ctx, req, &resp)));
+  RETURN_IF_ERROR(FromGrpcStatus(stub->Register(&ctx, enrollment.request, &resp)));
   if (resp.state() != v1::REGISTRATION_STATE_APPROVED) {
     return absl::FailedPreconditionError(absl::StrCat("client ", resp.client_id(), " is pending"));
   }
-  auto client = std::unique_ptr<SimClient>(new SimClient());
-  client->id_ = resp.client_id();
-  client->hostname_ = hostname;
-  client->address_ = address;
-  client->ca_pem_ = ca_pem;
-  client->cert_pem_ = resp.certificate_pem();
-  client->key_pem_ = key.key_pem;
-  RETURN_IF_ERROR(client->Reconnect());
-  return client;
+  return std::make_unique<SimClient>(address, ca_pem, enrollment, resp);
 }
 
-absl::Status SimClient::Reconnect() {
-  ASSIGN_OR_RETURN(channel_, ChannelWithPem(address_, ca_pem_, cert_pem_, key_pem_));
+void SimClient::Reconnect() {
+  channel_ = MakeChannel(address_, pem_, AgentChannelOptions());
   stub_ = v1::ManagementPoint::NewStub(channel_);
-  return absl::OkStatus();
 }
 
 v1::ClientReport SimClient::NextFull(const PackageUniverse& universe, std::mt19937_64& rng,
@@ -136,7 +124,7 @@ v1::ClientReport SimClient::NextFull(const PackageUniverse& universe, std::mt199
   nic->set_mac(absl::StrFormat("52:54:00:%02x:%02x:%02x", rng() % 256, rng() % 256, rng() % 256));
   nic->add_ipv4(absl::StrFormat("10.%d.%d.%d/16", rng() % 4, rng() % 256, rng() % 254 + 1));
   nic->set_speed_mbps(1000);
-  for (const auto& s : installed_) *inv->add_software() = s;
+  for (uint32_t i : installed_) *inv->add_software() = universe.at(i);
   return r;
 }
 
@@ -149,26 +137,26 @@ v1::ClientReport SimClient::NextDelta(const PackageUniverse& universe, std::mt19
   inv->set_full(false);
   inv->set_base_seq(inventory_seq_);
   inv->set_inventory_seq(inventory_seq_ = seq_);
-  std::set<std::pair<std::string, std::string>> have;
-  for (const auto& s : installed_) have.insert({s.name(), s.architecture()});
+  // Removed and added sets are disjoint by (name, architecture): universe
+  // names are unique, so indexes identify packages.
+  std::set<uint32_t> removed;
   for (int i = 0; i < changes / 2 && !installed_.empty(); ++i) {
     size_t k = rng() % installed_.size();
+    removed.insert(installed_[k]);
+    installed_.erase(installed_.begin() + static_cast<std::ptrdiff_t>(k));
+  }
+  for (uint32_t i : removed) {
     auto* gone = inv->add_software_removed();
-    gone->set_name(installed_[k].name());
-    gone->set_architecture(installed_[k].architecture());
-    have.erase({installed_[k].name(), installed_[k].architecture()});
-    installed_.erase(installed_.begin() + k);
+    gone->set_name(universe.at(i).name());
+    gone->set_architecture(universe.at(i).architecture());
   }
   for (int i = 0; i < changes - changes / 2; ++i) {
-    const auto& s = universe.at(rng() % universe.size());
-    if (!have.insert({s.name(), s.architecture()}).second) continue;
-    bool removed_now = false;
-    for (const auto& g : inv->software_removed()) {
-      removed_now |= g.name() == s.name() && g.architecture() == s.architecture();
-    }
-    if (removed_now) continue;
-    installed_.push_back(s);
-    *inv->add_software() = s;
+    auto k = static_cast<uint32_t>(rng() % universe.size());
+    if (removed.count(k)) continue;
+    auto at = std::lower_bound(installed_.begin(), installed_.end(), k);
+    if (at != installed_.end() && *at == k) continue;
+    installed_.insert(at, k);
+    *inv->add_software() = universe.at(k);
   }
   return r;
 }
@@ -187,8 +175,7 @@ absl::Status SimClient::Send(const std::vector<v1::ClientReport>& reports, int t
   v1::ReportResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
-  absl::Status s = FromGrpcStatus(stub_->Report(&ctx, req, &resp));
-  return s;
+  return FromGrpcStatus(stub_->Report(&ctx, req, &resp));
 }
 
 absl::StatusOr<v1::PolicyResponse> SimClient::Policy(const std::string& version) {
@@ -199,6 +186,17 @@ absl::StatusOr<v1::PolicyResponse> SimClient::Policy(const std::string& version)
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   RETURN_IF_ERROR(FromGrpcStatus(stub_->GetPolicy(&ctx, req, &resp)));
   return resp;
+}
+
+int64_t InventoryRows(const v1::ClientReport& report) {
+  if (!report.has_inventory()) return 0;
+  const auto& inv = report.inventory();
+  int64_t rows = inv.software_size();
+  if (inv.has_hardware()) {
+    const auto& hw = inv.hardware();
+    rows += 3 + hw.processors_size() + hw.disks_size() + hw.adapters_size();  // os, system, memory
+  }
+  return rows;
 }
 
 }  // namespace strata::sim

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/status.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/auth_context.h"
 #include "grpcpp/server_builder.h"
@@ -68,46 +69,62 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   return grpc::SslServerCredentials(options);
 }
 
+namespace {
+
+absl::StatusOr<ChannelPem> ReadChannelPem(const v1::TlsConfig& tls) {
+  ChannelPem pem;
+  ASSIGN_OR_RETURN(pem.ca, ReadPem(tls.ca_file(), "CA"));
+  if (!tls.cert_file().empty()) {
+    ASSIGN_OR_RETURN(pem.cert_chain, ReadPem(tls.cert_file(), "certificate"));
+    ASSIGN_OR_RETURN(pem.key, ReadPem(tls.key_file(), "key"));
+  }
+  return pem;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> CredentialsFromPem(const ChannelPem& pem) {
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = pem.ca;
+  options.pem_cert_chain = pem.cert_chain;
+  options.pem_private_key = pem.key;
+  return grpc::SslCredentials(options);
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
     const v1::TlsConfig& tls) {
-  grpc::SslCredentialsOptions options;
-  auto ca = ReadPem(tls.ca_file(), "CA");
-  if (!ca.ok()) return ca.status();
-  options.pem_root_certs = *ca;
-  if (!tls.cert_file().empty()) {
-    auto cert = ReadPem(tls.cert_file(), "certificate");
-    if (!cert.ok()) return cert.status();
-    auto key = ReadPem(tls.key_file(), "key");
-    if (!key.ok()) return key.status();
-    options.pem_cert_chain = *cert;
-    options.pem_private_key = *key;
-  }
-  return grpc::SslCredentials(options);
+  ASSIGN_OR_RETURN(ChannelPem pem, ReadChannelPem(tls));
+  return CredentialsFromPem(pem);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
                                                            const v1::TlsConfig& tls,
                                                            const ChannelOptions& options) {
-  auto creds = MakeChannelCredentials(tls);
-  if (!creds.ok()) return creds.status();
+  ASSIGN_OR_RETURN(ChannelPem pem, ReadChannelPem(tls));
+  return MakeChannel(address, pem, options);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ChannelPem& pem,
+                                           const ChannelOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_ms);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options.reconnect_max_backoff_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (absl::StartsWith(address, "unix:")) {
     args.SetSslTargetNameOverride("localhost");
   }
-  return grpc::CreateCustomChannel(address, *creds, args);
+  return grpc::CreateCustomChannel(address, CredentialsFromPem(pem), args);
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
     const std::string& listen_address, const v1::TlsConfig& tls,
-    const std::vector<grpc::Service*>& services, int64_t max_message_bytes,
+    const std::vector<grpc::Service*>& services, const ServerOptions& options,
     std::string* bound_address) {
   auto creds = MakeServerCredentials(tls);
   if (!creds.ok()) return creds.status();
@@ -120,9 +137,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
   int port = 0;
   builder.AddListeningPort(listen_address, *creds, &port);
   for (grpc::Service* s : services) builder.RegisterService(s);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_ms);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

@@ -43,6 +43,20 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
 struct ChannelOptions {
   int64_t max_message_bytes = 16 << 20;
   int reconnect_max_backoff_ms = 5000;
+  // HTTP/2 keepalive pings: site links ping often to notice a dead peer
+  // fast; agents (tens of thousands per MP) ping less.
+  int keepalive_ms = 10000;
+  // A connection of its own rather than one shared with other channels to
+  // the same target (gRPC's global subchannel pool): simulated agents.
+  bool own_connection = false;
+};
+
+// PEM contents (not paths) for a channel: the CA to trust, and the client
+// certificate chain and key (both empty: no client certificate).
+struct ChannelPem {
+  std::string ca;
+  std::string cert_chain;
+  std::string key;
 };
 
 // A channel to `address` ("host:port" or "unix:/path"). Server certificates
@@ -50,12 +64,20 @@ struct ChannelOptions {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
                                                            const v1::TlsConfig& tls,
                                                            const ChannelOptions& options = {});
+// The same with PEM held in memory.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ChannelPem& pem,
+                                           const ChannelOptions& options = {});
+
+struct ServerOptions {
+  int64_t max_message_bytes = 16 << 20;
+  int keepalive_ms = 10000;  // server-initiated pings on idle connections
+};
 
 // Builds and starts a server on `listen_address` (port 0 picks a free port).
 // `bound_address` receives the address clients can dial.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
     const std::string& listen_address, const v1::TlsConfig& tls,
-    const std::vector<grpc::Service*>& services, int64_t max_message_bytes,
+    const std::vector<grpc::Service*>& services, const ServerOptions& options,
     std::string* bound_address);
 
 // The verified identity of the caller, or Unauthenticated.

@@ -120,9 +120,9 @@ absl::StatusOr<SnapshotInfo> ReadSnapshot(
     std::string cursor = absl::StrCat("repl_snapshot_", t);
     RETURN_IF_ERROR(
         tx.Exec(absl::StrCat("DECLARE ", cursor, " NO SCROLL CURSOR FOR SELECT ",
-                             store::QuoteLiteral(table), ", 'U', repl_key(to_jsonb(x), ",
+                             store::QuoteLiteral(table), ", 'U', repl_key(to_jsonb(x.*), ",
                              store::QuoteLiteral(tables.GetString(t, 1)),
-                             "::text[]), to_json(x)::text, x._hlc, x._origin, 0 FROM ",
+                             "::text[]), to_json(x.*)::text, x._hlc, x._origin, 0 FROM ",
                              store::QuoteIdent(table), " x WHERE (x._origin = ANY(",
                              store::QuoteLiteral(origins),
                              "::text[])) = ", filter.origins_exclude ? "false" : "true"))

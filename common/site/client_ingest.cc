@@ -16,10 +16,12 @@ using store::TextArrayLiteral;
 // `type` is the element type of the array; `expr` turns u.<name> into the
 // column's value (default: as is).
 struct Col {
+  Col(const char* name, const char* type = "text", const char* expr = "", bool key = false)
+      : name(name), type(type), expr(expr), key(key) {}
   std::string name;
-  std::string type = "text";
+  std::string type;
   std::string expr;
-  bool key = false;
+  bool key;
 };
 
 class RowSet {

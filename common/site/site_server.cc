@@ -161,8 +161,10 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       RETURN_IF_ERROR(clients_->Start());
       services.push_back(clients_.get());
     }
+    ServerOptions server_options;
+    server_options.max_message_bytes = ctx_.settings.max_message_bytes();
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), services,
-                                          ctx_.settings.max_message_bytes(), &bound_address_));
+                                          server_options, &bound_address_));
     if (!config_.address_file().empty()) {
       std::string tmp = config_.address_file() + ".tmp";
       std::ofstream(tmp) << bound_address_ << "\n";

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/status.h"
 #include "common/replication/change_log.h"
 #include "common/site/site_server.h"
 #include "tests/fixture/testing.h"
@@ -143,6 +144,71 @@ TEST_CASE(
       db.ScalarInt("SELECT count(*) FROM (SELECT c.seq, lag(c.seq) OVER (ORDER BY l.id) AS prev "
                    "FROM repl_log l JOIN committed c ON l.key = '[\"' || c.name || '\"]') x "
                    "WHERE seq < prev") > 0);
+}
+
+TEST_CASE("set-based capture: keys, moved keys, re-inserted keys, one entry per row") {
+  TestDatabase db("capture");
+  Prepare(db, "P01");
+  db.Exec(
+      "CREATE TABLE t_multi (a uuid, b text, n integer, v text, PRIMARY KEY (a, b, n)); "
+      "SELECT repl_enable('t_multi', 'site')");
+  const std::string a = "00000000-0000-4000-8000-00000000000a";
+  db.Exec("INSERT INTO t_multi SELECT $1::uuid, 'x' || g, g, 'v' FROM generate_series(1, 300) g",
+          {a});
+  // One entry per row of the statement, keyed as the apply path keys rows.
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE tbl = 't_multi'") == 300);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log l JOIN t_multi t ON l.key = "
+                       "repl_key(to_jsonb(t), ARRAY['a', 'b', 'n']) AND l.hlc = t._hlc AND "
+                       "l.origin = 'P01' AND (l.row_data ->> 'v') = t.v") == 300);
+  // An update that moves a row to another key deletes the old key.
+  db.Exec("UPDATE t_multi SET n = 1000 WHERE b = 'x1'");
+  REQUIRE(db.Scalar("SELECT string_agg(op::text || ' ' || key, ',' ORDER BY op) FROM repl_log WHERE id > "
+                    "(SELECT max(id) - 2 FROM repl_log)") ==
+          absl::StrCat("D [\"", a, "\", \"x1\", 1],U [\"", a, "\", \"x1\", 1000]"));
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_tombstone WHERE tbl = 't_multi'") == 1);
+  // A plain update logs the new row image only.
+  db.Exec("UPDATE t_multi SET v = 'w' WHERE n <= 10");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE op = 'U' AND row_data ->> 'v' = 'w'") ==
+          9);
+  // A key deleted and written again in the same transaction (the same
+  // millisecond, most likely) comes back with a clock above its tombstone,
+  // in the row and in the log; other rows of the statement are untouched.
+  auto conn = db.Connect();
+  REQUIRE(conn->Transact([&](store::Transaction& tx) -> absl::Status {
+                RETURN_IF_ERROR(tx.Exec("DELETE FROM t_multi WHERE n = 5").status());
+                return tx
+                    .Exec(
+                        "INSERT INTO t_multi VALUES ($1::uuid, 'x5', 5, 'again'), "
+                        "($1::uuid, 'new', 7, 'n')",
+                        {a})
+                    .status();
+              })
+              .ok());
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM t_multi t JOIN repl_tombstone tb ON tb.key = "
+                       "repl_key(to_jsonb(t), ARRAY['a', 'b', 'n']) WHERE t._hlc > tb.hlc") == 1);
+  REQUIRE(db.ScalarInt(
+              "SELECT count(*) FROM repl_log l JOIN t_multi t ON l.key = repl_key(to_jsonb(t), "
+              "ARRAY['a', 'b', 'n']) WHERE t.b IN ('x5', 'new') AND l.op = 'U' AND l.hlc = t._hlc "
+              "AND (l.row_data ->> '_hlc')::bigint = t._hlc") == 2);
+  // A statement that touches nothing logs nothing.
+  const int64_t before = db.ScalarInt("SELECT count(*) FROM repl_log");
+  db.Exec("UPDATE t_multi SET v = 'z' WHERE false");
+  db.Exec("DELETE FROM t_multi WHERE false");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log") == before);
+}
+
+TEST_CASE("a replicated table written before the database has a site code is refused") {
+  TestDatabase db("capture");
+  Prepare(db, "P01");
+  db.Exec("DELETE FROM repl_identity");
+  auto conn = db.Connect();  // a new session: nothing cached
+  auto s = conn->Transact([](store::Transaction& tx) {
+    return tx.Exec("INSERT INTO global_settings (name, value) VALUES ('a', '1')").status();
+  });
+  INFO(s.ToString());
+  REQUIRE_FALSE(s.ok());
+  REQUIRE(std::string(s.message()).find("before this database was given a site code") !=
+          std::string::npos);
 }
 
 TEST_CASE("a transaction larger than a batch is read in parts and resumed inside") {

@@ -1,0 +1,561 @@
+// strata-clientsim: N simulated agents against one management point, driven
+// by commands on stdin (one per line, one result line each on stdout), so
+// that a benchmark script can interleave them with its own measurements.
+// See bench/clientsim/README.md.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/clientsim/sim_client.h"
+#include "common/base/hlc.h"
+#include "common/base/status.h"
+#include "common/net/tls.h"
+
+ABSL_FLAG(std::string, mp, "", "Management point address, host:port or unix:/path");
+ABSL_FLAG(std::string, ca, "", "PEM file of the hierarchy root CA");
+ABSL_FLAG(std::string, token, "", "Enrollment token the clients register with");
+ABSL_FLAG(int, clients, 100, "Number of simulated clients");
+ABSL_FLAG(int, first, 0, "Index of the first client (several simulators: disjoint ranges)");
+ABSL_FLAG(int, concurrency, 128, "Calls in flight at once");
+ABSL_FLAG(int, packages_min, 150, "Fewest packages a client has");
+ABSL_FLAG(int, packages_max, 450, "Most packages a client has");
+ABSL_FLAG(int, universe, 5000, "Distinct packages in the simulated fleet");
+ABSL_FLAG(std::string, deltas_out, "",
+          "Append client_id,inventory_seq,sent_unix_ms of every delta sent here (CSV)");
+
+namespace strata::sim {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// Runs start(i, done) for i in [0, n) with at most `concurrency` started and
+// not yet done; returns how many reported success.
+int RunAll(int n, int concurrency,
+           const std::function<void(int, std::function<void(bool)>)>& start) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0, finished = 0, succeeded = 0;
+  for (int i = 0; i < n; ++i) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return in_flight < concurrency; });
+      ++in_flight;
+    }
+    start(i, [&](bool ok) {
+      std::lock_guard<std::mutex> lock(mu);
+      --in_flight;
+      ++finished;
+      if (ok) ++succeeded;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return finished == n; });
+  return succeeded;
+}
+
+// One notification stream of one client. Each (re)opening is a new Watcher:
+// a reactor serves one call. Watchers are freed only when the simulator
+// stops, so that a pointer taken under the simulator's lock stays valid.
+class Watcher final : public grpc::ClientReadReactor<v1::Notification> {
+ public:
+  Watcher(SimClient* client, size_t slot, std::atomic<int>* connecting,
+          std::function<void(Watcher*)> on_done)
+      : client_(client), slot_(slot), connecting_(connecting), on_done_(std::move(on_done)) {}
+
+  void Open() {
+    ++*connecting_;
+    client_->stub().async()->Notify(&ctx_, &request_, this);
+    StartRead(&note_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    if (note_.kind() == v1::NOTIFICATION_KIND_CONNECTED && !connected_.exchange(true)) {
+      --*connecting_;
+    }
+    if (note_.kind() == v1::NOTIFICATION_KIND_POLICY_CHANGED) policy_changed_ms_ = WallClockMs();
+    StartRead(&note_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    if (!connected_.exchange(false)) --*connecting_;
+    end_status_ = status;
+    on_done_(this);
+  }
+
+  const grpc::Status& end_status() const { return end_status_; }
+
+  size_t slot() const { return slot_; }
+  bool connected() const { return connected_; }
+  int64_t policy_changed_ms() const { return policy_changed_ms_; }
+  void reset_policy_changed() { policy_changed_ms_ = 0; }
+  void Cancel() { ctx_.TryCancel(); }
+
+ private:
+  SimClient* const client_;
+  const size_t slot_;
+  std::atomic<int>* const connecting_;  // streams opened and not yet connected
+  std::function<void(Watcher*)> on_done_;
+  grpc::ClientContext ctx_;
+  v1::NotifyRequest request_;
+  v1::Notification note_;
+  std::atomic<bool> connected_{false};
+  std::atomic<int64_t> policy_changed_ms_{0};
+  grpc::Status end_status_;
+};
+
+class Simulator {
+ public:
+  Simulator()
+      : address_(absl::GetFlag(FLAGS_mp)),
+        token_(absl::GetFlag(FLAGS_token)),
+        n_(absl::GetFlag(FLAGS_clients)),
+        first_(absl::GetFlag(FLAGS_first)),
+        concurrency_(std::max(1, absl::GetFlag(FLAGS_concurrency))),
+        universe_(absl::GetFlag(FLAGS_universe), 42),
+        rng_(static_cast<uint64_t>(first_) * 7919 + 1) {}
+
+  ~Simulator() { Stop(); }
+
+  absl::Status Init() {
+    ASSIGN_OR_RETURN(ca_pem_, ReadFile(absl::GetFlag(FLAGS_ca)));
+    if (!absl::GetFlag(FLAGS_deltas_out).empty()) {
+      deltas_out_.open(absl::GetFlag(FLAGS_deltas_out), std::ios::app);
+      if (!deltas_out_) return absl::InvalidArgumentError("--deltas_out cannot be written");
+    }
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    std::vector<Watcher*> live;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      for (auto* w : current_) {
+        if (w) live.push_back(w);
+      }
+    }
+    reopen_cv_.notify_all();
+    if (reopener_.joinable()) reopener_.join();
+    for (auto* w : live) w->Cancel();  // outside the lock: OnDone may run inline
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return open_streams_ == 0; });
+    all_.clear();
+    current_.clear();
+  }
+
+  // Returns the result line of one command.
+  std::string Run(const std::string& line) {
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (words.empty()) return "";
+    const std::string& cmd = words[0];
+    int arg = 0;
+    if (words.size() > 1 && !absl::SimpleAtoi(words[1], &arg)) {
+      return absl::StrCat("error ", cmd, ": not a number: ", words[1]);
+    }
+    if (cmd == "register") return Register();
+    if (clients_.empty() && cmd != "help") {
+      return absl::StrCat("error ", cmd, ": run register first");
+    }
+    if (cmd == "streams") return Streams(arg > 0 ? arg : 60);
+    if (cmd == "full")
+      return Reports("full", [&](SimClient& c, std::mt19937_64& rng) {
+        return c.NextFull(universe_, rng, PackageCount(rng));
+      });
+    if (cmd == "delta")
+      return Reports("delta", [&](SimClient& c, std::mt19937_64& rng) {
+        return c.NextDelta(universe_, rng, arg > 0 ? arg : 4);
+      });
+    if (cmd == "heartbeat") {
+      return Reports("heartbeat", [](SimClient& c, std::mt19937_64&) { return c.NextHeartbeat(); });
+    }
+    if (cmd == "policy") return Policy(arg > 0 ? arg : 10);
+    if (cmd == "await_policy") return AwaitPolicy(arg > 0 ? arg : 30);
+    if (cmd == "status") return Status();
+    return absl::StrCat("error ", cmd,
+                        ": unknown command (register, streams [timeout_s], full, delta [changes], "
+                        "heartbeat, policy [seconds], await_policy [timeout_s], status, quit)");
+  }
+
+ private:
+  int PackageCount(std::mt19937_64& rng) const {
+    int lo = absl::GetFlag(FLAGS_packages_min), hi = absl::GetFlag(FLAGS_packages_max);
+    return lo + static_cast<int>(rng() % static_cast<uint64_t>(std::max(1, hi - lo + 1)));
+  }
+
+  std::string Register() {
+    if (!clients_.empty()) return "error register: already registered";
+    auto anon = v1::ManagementPoint::NewStub(MakeChannel(address_, ChannelPem{ca_pem_, "", ""}));
+    clients_.resize(n_);
+    std::mutex mu;
+    std::string first_error;
+    auto t0 = Clock::now();
+    int ok = RunAll(n_, concurrency_, [&](int i, std::function<void(bool)> done) {
+      std::string name = absl::StrFormat("sim-%06d", first_ + i);
+      auto enrollment = MakeEnrollment(token_, "hw-" + name, name);
+      if (!enrollment.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.empty()) first_error = enrollment.status().ToString();
+        done(false);
+        return;
+      }
+      struct Call {
+        grpc::ClientContext ctx;
+        Enrollment enrollment;
+        v1::RegisterResponse response;
+      };
+      auto* call = new Call{{}, std::move(*enrollment), {}};
+      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+      anon->async()->Register(
+          &call->ctx, &call->enrollment.request, &call->response,
+          [&, i, call, done](grpc::Status s) {
+            bool good = s.ok() && call->response.state() == v1::REGISTRATION_STATE_APPROVED;
+            if (good) {
+              clients_[i] =
+                  std::make_unique<SimClient>(address_, ca_pem_, call->enrollment, call->response);
+            } else {
+              std::lock_guard<std::mutex> lock(mu);
+              if (first_error.empty()) {
+                first_error = s.ok() ? "pending approval" : s.error_message();
+              }
+            }
+            delete call;
+            done(good);
+          });
+    });
+    double secs = Seconds(t0);
+    clients_.erase(std::remove(clients_.begin(), clients_.end(), nullptr), clients_.end());
+    std::string out = absl::StrFormat("register ok=%d failed=%d seconds=%.2f rps=%.0f", ok, n_ - ok,
+                                      secs, ok / std::max(secs, 1e-9));
+    if (!first_error.empty()) absl::StrAppend(&out, " first_error=\"", first_error, "\"");
+    return out;
+  }
+
+  // Opens every client's notification stream and waits (up to timeout_s)
+  // until each has been told CONNECTED.
+  std::string Streams(int timeout_s) {
+    auto t0 = Clock::now();
+    std::vector<Watcher*> opening;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (current_.empty()) {
+        for (size_t i = 0; i < clients_.size(); ++i) opening.push_back(NewWatcherLocked(i));
+        reopener_ = std::thread([this] { Reopener(); });
+      }
+    }
+    // New connections (TLS handshakes) at most `concurrency_` at a time, as
+    // a fleet's agents start spread over time rather than in one instant.
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    for (auto* w : opening) {
+      while (connecting_ >= concurrency_ && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      w->Open();
+    }
+    int held = 0;
+    while (Clock::now() < deadline && (held = Held()) < static_cast<int>(clients_.size())) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return absl::StrFormat("streams held=%d of=%zu seconds=%.2f", held, clients_.size(),
+                           Seconds(t0));
+  }
+
+  Watcher* NewWatcherLocked(size_t slot) {
+    all_.push_back(std::make_unique<Watcher>(clients_[slot].get(), slot, &connecting_,
+                                             [this](Watcher* w) { Ended(w); }));
+    if (current_.size() <= slot) current_.resize(clients_.size(), nullptr);
+    current_[slot] = all_.back().get();
+    ++open_streams_;
+    return current_[slot];
+  }
+
+  int Held() {
+    std::lock_guard<std::mutex> lock(mu_);
+    int held = 0;
+    for (auto* w : current_) held += w && w->connected() ? 1 : 0;
+    return held;
+  }
+
+  // A stream ended: reopened after 1-2 s, as the agent does.
+  void Ended(Watcher* w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --open_streams_;
+    ++streams_ended_;
+    const grpc::Status& s = w->end_status();
+    if (end_reasons_.size() < 20 || end_reasons_.count(s.error_code())) {
+      auto& [count, message] = end_reasons_[s.error_code()];
+      if (count++ == 0) message = s.error_message();
+    }
+    if (current_[w->slot()] == w) current_[w->slot()] = nullptr;
+    if (stopping_) {
+      cv_.notify_all();
+      return;
+    }
+    reopen_.push_back(
+        {Clock::now() + std::chrono::milliseconds(1000 + jitter_() % 1000), w->slot()});
+  }
+
+  void Reopener() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      reopen_cv_.wait_for(lock, std::chrono::milliseconds(100));
+      auto now = Clock::now();
+      std::vector<Watcher*> due;
+      for (auto it = reopen_.begin(); it != reopen_.end() && !stopping_;) {
+        if (it->first > now) {
+          ++it;
+          continue;
+        }
+        due.push_back(NewWatcherLocked(it->second));
+        it = reopen_.erase(it);
+      }
+      lock.unlock();
+      for (auto* w : due) w->Open();
+      lock.lock();
+    }
+  }
+
+  // One report from every client (`make` builds it), `concurrency_` at once.
+  std::string Reports(const std::string& kind,
+                      const std::function<v1::ClientReport(SimClient&, std::mt19937_64&)>& make) {
+    std::atomic<int64_t> rows{0}, bytes{0};
+    std::mutex mu;
+    std::string first_error;
+    auto t0 = Clock::now();
+    int64_t start_ms = WallClockMs();
+    int n = static_cast<int>(clients_.size());
+    int ok = RunAll(n, concurrency_, [&](int i, std::function<void(bool)> done) {
+      struct Call {
+        grpc::ClientContext ctx;
+        v1::ReportRequest request;
+        v1::ReportResponse response;
+      };
+      auto* call = new Call;
+      SimClient& c = *clients_[i];
+      const v1::ClientReport& r = *call->request.add_reports() = make(c, rng_);
+      rows += InventoryRows(r);
+      bytes += static_cast<int64_t>(r.ByteSizeLong());
+      int64_t sent_ms = WallClockMs();
+      bool is_delta = r.has_inventory() && !r.inventory().full();
+      int64_t inv_seq = r.inventory().inventory_seq();
+      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+      c.stub().async()->Report(
+          &call->ctx, &call->request, &call->response,
+          [&, call, done, sent_ms, is_delta, inv_seq, id = c.id()](grpc::Status s) {
+            delete call;
+            std::lock_guard<std::mutex> lock(mu);
+            if (!s.ok() && first_error.empty()) first_error = s.error_message();
+            if (s.ok() && is_delta && deltas_out_.is_open()) {
+              deltas_out_ << id << "," << inv_seq << "," << sent_ms << "\n";
+            }
+            done(s.ok());
+          });
+    });
+    double secs = Seconds(t0);
+    if (deltas_out_.is_open()) deltas_out_.flush();
+    std::string out = absl::StrFormat(
+        "%s acked=%d failed=%d rows=%d mb=%.1f seconds=%.2f rps=%.0f start_ms=%d end_ms=%d", kind,
+        ok, n - ok, rows.load(), bytes.load() / 1048576.0, secs, ok / std::max(secs, 1e-9),
+        start_ms, WallClockMs());
+    if (!first_error.empty()) absl::StrAppend(&out, " first_error=\"", first_error, "\"");
+    return out;
+  }
+
+  // Not-modified policy checks, round robin over the clients, for `seconds`.
+  std::string Policy(int seconds) {
+    if (version_.empty()) {
+      auto p = clients_[0]->Policy("");
+      if (!p.ok()) return absl::StrCat("error policy: ", p.status().ToString());
+      version_ = p->version();
+    }
+    std::atomic<int64_t> not_modified{0}, changed{0}, failed{0};
+    auto t0 = Clock::now();
+    auto until = t0 + std::chrono::seconds(seconds);
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0;
+    std::string version = version_;
+    for (size_t i = 0; Clock::now() < until; i = (i + 1) % clients_.size()) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return in_flight < concurrency_; });
+        ++in_flight;
+      }
+      struct Call {
+        grpc::ClientContext ctx;
+        v1::PolicyRequest request;
+        v1::PolicyResponse response;
+      };
+      auto* call = new Call;
+      call->request.set_current_version(version);
+      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      clients_[i]->stub().async()->GetPolicy(&call->ctx, &call->request, &call->response,
+                                             [&, call](grpc::Status s) {
+                                               if (!s.ok()) {
+                                                 ++failed;
+                                               } else if (call->response.not_modified()) {
+                                                 ++not_modified;
+                                               } else {
+                                                 ++changed;
+                                               }
+                                               delete call;
+                                               std::lock_guard<std::mutex> lock(mu);
+                                               --in_flight;
+                                               cv.notify_all();
+                                             });
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return in_flight == 0; });
+    double secs = Seconds(t0);
+    return absl::StrFormat("policy not_modified=%d changed=%d failed=%d seconds=%.2f rps=%.0f",
+                           not_modified.load(), changed.load(), failed.load(), secs,
+                           not_modified / std::max(secs, 1e-9));
+  }
+
+  // Prints "awaiting" at once; then waits until every held stream has been
+  // told POLICY_CHANGED, and reports the first and last arrival (unix ms).
+  std::string AwaitPolicy(int timeout_s) {
+    int held = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto* w : current_) {
+        if (!w) continue;
+        w->reset_policy_changed();
+        held += w->connected() ? 1 : 0;
+      }
+    }
+    std::cout << "awaiting held=" << held << std::endl;
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    int64_t first = 0, last = 0;
+    int received = 0;
+    while (Clock::now() < deadline) {
+      first = last = 0;
+      received = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto* w : current_) {
+          int64_t t = w ? w->policy_changed_ms() : 0;
+          if (t == 0) continue;
+          ++received;
+          first = first == 0 ? t : std::min(first, t);
+          last = std::max(last, t);
+        }
+      }
+      if (received >= held && held > 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    version_.clear();  // learn the new version on the next policy command
+    return absl::StrFormat("await_policy received=%d held=%d first_ms=%d last_ms=%d", received,
+                           held, first, last);
+  }
+
+  std::string Status() {
+    std::lock_guard<std::mutex> lock(mu_);
+    int held = 0;
+    for (auto* w : current_) held += w && w->connected() ? 1 : 0;
+    std::string out =
+        absl::StrFormat("status clients=%zu streams_held=%d streams_ended=%d reopen_pending=%zu",
+                        clients_.size(), held, streams_ended_, reopen_.size());
+    for (const auto& [code, why] : end_reasons_) {
+      absl::StrAppend(&out, " ended_code", code, "=", why.first, " (\"", why.second, "\")");
+    }
+    return out;
+  }
+
+  const std::string address_, token_;
+  const int n_, first_, concurrency_;
+  const PackageUniverse universe_;
+  std::mt19937_64 rng_;  // the command thread's
+  std::string ca_pem_;
+  std::string version_;
+  std::ofstream deltas_out_;
+  std::vector<std::unique_ptr<SimClient>> clients_;
+
+  std::atomic<int> connecting_{0};
+  std::mutex mu_;
+  std::condition_variable cv_, reopen_cv_;
+  bool stopping_ = false;                                     // guarded by mu_
+  int open_streams_ = 0;                                      // guarded by mu_
+  int streams_ended_ = 0;                                     // guarded by mu_
+  std::map<int, std::pair<int, std::string>> end_reasons_;    // code: count, first message
+  std::minstd_rand jitter_;                                   // guarded by mu_
+  std::vector<std::unique_ptr<Watcher>> all_;                 // guarded by mu_
+  std::vector<Watcher*> current_;                             // per client; guarded by mu_
+  std::vector<std::pair<Clock::time_point, size_t>> reopen_;  // guarded by mu_
+  std::thread reopener_;
+};
+
+}  // namespace
+}  // namespace strata::sim
+
+int main(int argc, char** argv) {
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view f) { return absl::StrContains(f, "clientsim"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(
+      "Simulated Strata agents against one management point (real protocol, mutual TLS).\n\n"
+      "Usage:\n  strata-clientsim --mp ADDRESS --ca ROOT.pem --token TOKEN --clients N [flags]\n\n"
+      "Commands on stdin, one per line; each prints one result line (\"error ...\" on failure):\n"
+      "  register              register every client (key, CSR, certificate from the site)\n"
+      "  streams [timeout_s]   open every client's notification stream; wait until held\n"
+      "  full                  one full inventory per client\n"
+      "  delta [changes]       one inventory delta per client (default 4 packages)\n"
+      "  heartbeat             one discovery heartbeat per client\n"
+      "  policy [seconds]      not-modified policy checks for that long (default 10)\n"
+      "  await_policy [t_s]    print \"awaiting\", then wait for POLICY_CHANGED on every stream\n"
+      "  status                streams held, ended, waiting to reopen\n"
+      "  quit\n");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::cerr << "strata-clientsim: unexpected argument \"" << rest[1] << "\" (see --help)\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_mp).empty() || absl::GetFlag(FLAGS_ca).empty() ||
+      absl::GetFlag(FLAGS_clients) <= 0) {
+    std::cerr << "strata-clientsim: --mp, --ca and a positive --clients are required\n";
+    return 2;
+  }
+  strata::sim::Simulator sim;
+  if (absl::Status s = sim.Init(); !s.ok()) {
+    std::cerr << "strata-clientsim: " << s.message() << "\n";
+    return 2;
+  }
+  std::string line;
+  int failures = 0;
+  while (std::getline(std::cin, line)) {
+    if (line == "quit") break;
+    std::string out = sim.Run(line);
+    if (out.empty()) continue;
+    if (absl::StartsWith(out, "error ")) ++failures;
+    std::cout << out << std::endl;
+  }
+  sim.Stop();
+  return failures == 0 ? 0 : 1;
+}
