@@ -91,6 +91,8 @@ int MpMain(int argc, char** argv) {
     server.Shutdown();
   });
   absl::Status s = server.Wait();
+  server.Shutdown();  // after a fatal error (a signal has stopped it already)
+  if (!s.ok()) std::cerr << "strata-mp: " << s.message() << "\n";
   return s.ok() ? 0 : 1;
 }
 

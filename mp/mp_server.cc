@@ -1,8 +1,13 @@
 #include "mp/mp_server.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -19,6 +24,7 @@
 #include "common/base/status.h"
 #include "common/inventory/report_check.h"
 #include "common/net/tls.h"
+#include "grpc/support/log.h"
 #include "grpcpp/support/server_callback.h"
 #include "mp/locate.h"
 #include "mp/spool.h"
@@ -32,6 +38,33 @@ constexpr int kMaxInFlightBatches = 2;
 constexpr int64_t kBatchBytes = 4 << 20;
 constexpr size_t kMaxQueuedNotifications = 8;
 constexpr int kAgentKeepaliveMs = 60000;
+// Open files kept free of notification streams: for short calls, the spool,
+// the site link. gRPC (1.51) stops accepting for good after one accept()
+// fails with EMFILE, so the MP must never run out.
+constexpr int64_t kFdReserve = 512;  // at most a quarter of the limit
+
+// Set when gRPC reports that its listener's accept() failed: it then stops
+// accepting for good (gRPC 1.51, tcp_server_posix.cc).
+std::atomic<bool> g_accept_failed{false};
+
+// gRPC's log lines, as gRPC prints them by default, watching for the above.
+void GrpcLog(gpr_log_func_args* args) {
+  if (std::strstr(args->message, "Failed accept4") != nullptr) g_accept_failed = true;
+  std::fprintf(stderr, "%s %s:%d] %s\n", gpr_log_severity_string(args->severity), args->file,
+               args->line, args->message);
+}
+
+// Raises the soft open-file limit to the hard one; returns the limit.
+int64_t RaiseOpenFileLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(rl.rlim_cur);
+}
 
 absl::Status CheckedFields(const v1::MpConfig& c) {
   auto need = [](const std::string& v, const char* field, const char* what) {
@@ -77,6 +110,9 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   absl::Status Start() {
     RETURN_IF_ERROR(ValidateMpConfig(config_));
     SetLogComponent(absl::StrCat("mp=", config_.name()));
+    gpr_set_log_function(GrpcLog);
+    const int64_t open_files = RaiseOpenFileLimit();
+    max_streams_ = open_files - std::min(kFdReserve, open_files / 4);
     ASSIGN_OR_RETURN(spool_, Spool::Open(config_.spool_dir(), Spool::Options()));
     LoadSavedBundle();
     ChannelOptions options;
@@ -96,15 +132,19 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     }
     LogInfo("mp.started", {{"address", bound_address_},
                            {"site", config_.site_address()},
-                           {"spooled", spool_->last_seq() - spool_->acknowledged()}});
+                           {"spooled", spool_->last_seq() - spool_->acknowledged()},
+                           {"open_files", open_files},
+                           {"max_streams", max_streams_}});
     threads_.emplace_back([this] { SiteLoop(); });
     threads_.emplace_back([this] { LookupLoop(); });
+    threads_.emplace_back([this] { ListenerWatch(); });
     return absl::OkStatus();
   }
 
   absl::Status Wait() {
     done_.WaitForNotification();
-    return absl::OkStatus();
+    std::lock_guard<std::mutex> lock(mu_);
+    return fatal_;
   }
 
   void Shutdown() {
@@ -438,6 +478,33 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     return full_requests_.erase(id) > 0;
   }
 
+  // --- Listener watch ----------------------------------------------------
+
+  // gRPC 1.51 stops accepting connections for good after one accept() fails
+  // (EMFILE: "Failed accept4: Too many open files"; see GrpcLog). Then the
+  // MP stops with an error (exit code 1) for its supervisor to restart it:
+  // the spool keeps every acknowledged report, agents reconnect.
+  void ListenerWatch() {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
+      }
+      if (!g_accept_failed) continue;
+      LogError("mp.listener_dead",
+               {{"address", bound_address_},
+                {"action", "stopping; the supervisor restarts the MP, the spool is kept"}});
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        fatal_ = absl::UnavailableError(
+            absl::StrCat("the agent listener on ", bound_address_,
+                         " stopped accepting connections (accept failed: out of open files?)"));
+      }
+      std::call_once(done_once_, [this] { done_.Notify(); });  // Wait() returns; main stops
+      return;
+    }
+  }
+
   // --- The link to the site server --------------------------------------
 
   bool stopping() {
@@ -586,6 +653,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   std::vector<std::thread> threads_;
   absl::Notification done_;
   std::once_flag done_once_;
+  absl::Status fatal_;               // guarded by mu_; what Wait() returns
   bool provisional_logged_ = false;  // LookupLoop only
 
   std::mutex mu_;
@@ -603,6 +671,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
 
   std::mutex streams_mu_;
   std::unordered_map<std::string, NotifyStream*> streams_;  // guarded by streams_mu_
+  int64_t max_streams_ = 0;                                 // set by Start()
 };
 
 // One agent's notification stream. Writes are queued (one in flight at a
@@ -702,13 +771,22 @@ class MpServer::Impl::NotifyStream final : public grpc::ServerWriteReactor<v1::N
 
 grpc::ServerWriteReactor<v1::Notification>* MpServer::Impl::Notify(
     grpc::CallbackServerContext* context, const v1::NotifyRequest*) {
+  struct Refused final : grpc::ServerWriteReactor<v1::Notification> {
+    explicit Refused(const grpc::Status& s) { Finish(s); }
+    void OnDone() override { delete this; }
+  };
   auto id = AgentId(*context);
-  if (!id.ok()) {
-    struct Refused final : grpc::ServerWriteReactor<v1::Notification> {
-      explicit Refused(const grpc::Status& s) { Finish(s); }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(ToGrpcStatus(id.status()));
+  if (!id.ok()) return new Refused(ToGrpcStatus(id.status()));
+  {
+    // Each held stream is a connection, hence an open file: beyond the
+    // limit the agent is told to come back later (it polls meanwhile).
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    if (static_cast<int64_t>(streams_.size()) >= max_streams_ && !streams_.count(*id)) {
+      return new Refused(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("this management point holds ", streams_.size(),
+                       " notification streams, all its open-file limit allows; retry later")));
+    }
   }
   auto* stream = new NotifyStream(this, *id);
   CheckClient(*id, [this, stream, id = *id](absl::Status s) {

@@ -27,7 +27,8 @@ class MpServer {
   ~MpServer();
 
   absl::Status Start();
-  absl::Status Wait();  // until Shutdown() or a fatal error
+  // Until Shutdown(), or a fatal error (returned; then call Shutdown()).
+  absl::Status Wait();
   void Shutdown();
   const std::string& bound_address() const;
 

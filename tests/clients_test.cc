@@ -2,6 +2,9 @@
 // under P01, each with its own database; an MP at P01 and at S01; the real
 // agent on this machine and simulated clients, all over mutual TLS.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -388,6 +391,49 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
   at = agent.WaitForLog("poll_s=1200", at);
   REQUIRE(at != std::string::npos);
   CHECK(agent.Stop() == 0);
+}
+
+// gRPC 1.51 stops accepting for good after one accept() fails with EMFILE.
+// The MP must notice (gRPC logs it) and stop with an error, so that its
+// supervisor restarts it; nothing acknowledged is lost meanwhile.
+TEST_CASE("an MP whose listener ran out of open files stops with an error; restarted, it serves",
+          "[clients]") {
+  ClientHierarchy h;
+  MpProcess mp("P01.mp2", h.dir, h.p01->address());
+  mp.set_open_files(64);
+  mp.Start();
+  auto client = sim::SimClient::Register(mp.address(), h.CaPem(), kToken, "hw-f", "fd");
+  REQUIRE(client.ok());
+  sim::PackageUniverse universe(100);
+  std::mt19937_64 rng(5);
+  REQUIRE((*client)->Send({(*client)->NextFull(universe, rng, 10)}).ok());
+  // Connections that never handshake, until the MP's accept() fails.
+  const std::string path = mp.address().substr(5);  // unix:/...
+  std::vector<int> held;
+  for (int i = 0; i < 100; ++i) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    held.push_back(fd);
+  }
+  int code = mp.Wait(seconds(40));
+  for (int fd : held) close(fd);
+  INFO(mp.LogText());
+  CHECK(mp.LogText().find("Failed accept4") != std::string::npos);
+  CHECK(mp.LogText().find("mp.listener_dead") != std::string::npos);
+  REQUIRE(code == 1);
+  // Restarted (here with the inherited limit): it serves again, and the
+  // report acknowledged before is at the site.
+  mp.set_open_files(0);
+  mp.Start();
+  (*client)->Reconnect();
+  REQUIRE((*client)->Send({(*client)->NextHeartbeat()}).ok());
+  REQUIRE(Eventually(h.p01->db(),
+                     "SELECT last_report_seq FROM devices WHERE id = '" + (*client)->id() + "'",
+                     "2"));
 }
 
 TEST_CASE("heartbeats keep a device active; a silent one turns inactive, then is deleted",

@@ -216,43 +216,63 @@ class Simulator {
     std::mutex mu;
     std::string first_error;
     auto t0 = Clock::now();
-    int ok = RunAll(n_, concurrency_, [&](int i, std::function<void(bool)> done) {
-      std::string name = absl::StrFormat("sim-%06d", first_ + i);
-      auto enrollment = MakeEnrollment(token_, "hw-" + name, name);
-      if (!enrollment.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (first_error.empty()) first_error = enrollment.status().ToString();
-        done(false);
-        return;
-      }
-      struct Call {
-        grpc::ClientContext ctx;
-        Enrollment enrollment;
-        v1::RegisterResponse response;
-      };
-      auto* call = new Call{{}, std::move(*enrollment), {}};
-      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-      anon->async()->Register(
-          &call->ctx, &call->enrollment.request, &call->response,
-          [&, i, call, done](grpc::Status s) {
-            bool good = s.ok() && call->response.state() == v1::REGISTRATION_STATE_APPROVED;
-            if (good) {
-              clients_[i] =
-                  std::make_unique<SimClient>(address_, ca_pem_, call->enrollment, call->response);
-            } else {
+    // As an agent does, a registration that found the MP unavailable is tried
+    // again (up to 5 rounds, 1 s apart); other refusals are final.
+    std::vector<int> pending(n_);
+    for (int i = 0; i < n_; ++i) pending[i] = i;
+    std::vector<char> retry(n_, 0);
+    int ok = 0, retried = 0;
+    for (int round = 0; round < 5 && !pending.empty(); ++round) {
+      if (round > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::fill(retry.begin(), retry.end(), 0);
+      ok += RunAll(
+          static_cast<int>(pending.size()), concurrency_,
+          [&](int k, std::function<void(bool)> done) {
+            const int i = pending[k];
+            std::string name = absl::StrFormat("sim-%06d", first_ + i);
+            auto enrollment = MakeEnrollment(token_, "hw-" + name, name);
+            if (!enrollment.ok()) {
               std::lock_guard<std::mutex> lock(mu);
-              if (first_error.empty()) {
-                first_error = s.ok() ? "pending approval" : s.error_message();
-              }
+              if (first_error.empty()) first_error = enrollment.status().ToString();
+              done(false);
+              return;
             }
-            delete call;
-            done(good);
+            struct Call {
+              grpc::ClientContext ctx;
+              Enrollment enrollment;
+              v1::RegisterResponse response;
+            };
+            auto* call = new Call{{}, std::move(*enrollment), {}};
+            call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+            anon->async()->Register(
+                &call->ctx, &call->enrollment.request, &call->response,
+                [&, i, call, done](grpc::Status s) {
+                  bool good = s.ok() && call->response.state() == v1::REGISTRATION_STATE_APPROVED;
+                  if (good) {
+                    clients_[i] = std::make_unique<SimClient>(address_, ca_pem_, call->enrollment,
+                                                              call->response);
+                  } else {
+                    std::lock_guard<std::mutex> lock(mu);
+                    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) retry[i] = 1;
+                    if (first_error.empty()) {
+                      first_error = s.ok() ? "pending approval" : s.error_message();
+                    }
+                  }
+                  delete call;
+                  done(good);
+                });
           });
-    });
+      std::vector<int> again;
+      for (int i : pending) {
+        if (retry[i]) again.push_back(i);
+      }
+      retried += static_cast<int>(again.size());
+      pending.swap(again);
+    }
     double secs = Seconds(t0);
     clients_.erase(std::remove(clients_.begin(), clients_.end(), nullptr), clients_.end());
-    std::string out = absl::StrFormat("register ok=%d failed=%d seconds=%.2f rps=%.0f", ok, n_ - ok,
-                                      secs, ok / std::max(secs, 1e-9));
+    std::string out = absl::StrFormat("register ok=%d failed=%d retried=%d seconds=%.2f rps=%.0f",
+                                      ok, n_ - ok, retried, secs, ok / std::max(secs, 1e-9));
     if (!first_error.empty()) absl::StrAppend(&out, " first_error=\"", first_error, "\"");
     return out;
   }
@@ -321,19 +341,24 @@ class Simulator {
         {Clock::now() + std::chrono::milliseconds(1000 + jitter_() % 1000), w->slot()});
   }
 
+  // Reopens ended streams when due, new connections at most `concurrency_`
+  // at a time (as Streams() opens them): a fleet reconnecting after an MP
+  // restart does not all handshake in the same instant.
   void Reopener() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       reopen_cv_.wait_for(lock, std::chrono::milliseconds(100));
       auto now = Clock::now();
       std::vector<Watcher*> due;
-      for (auto it = reopen_.begin(); it != reopen_.end() && !stopping_;) {
+      int room = concurrency_ - connecting_;
+      for (auto it = reopen_.begin(); it != reopen_.end() && !stopping_ && room > 0;) {
         if (it->first > now) {
           ++it;
           continue;
         }
         due.push_back(NewWatcherLocked(it->second));
         it = reopen_.erase(it);
+        --room;
       }
       lock.unlock();
       for (auto* w : due) w->Open();
@@ -369,11 +394,14 @@ class Simulator {
           &call->ctx, &call->request, &call->response,
           [&, call, done, sent_ms, is_delta, inv_seq, id = c.id()](grpc::Status s) {
             delete call;
-            std::lock_guard<std::mutex> lock(mu);
-            if (!s.ok() && first_error.empty()) first_error = s.error_message();
-            if (s.ok() && is_delta && deltas_out_.is_open()) {
-              deltas_out_ << id << "," << inv_seq << "," << sent_ms << "\n";
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              if (!s.ok() && first_error.empty()) first_error = s.error_message();
+              if (s.ok() && is_delta && deltas_out_.is_open()) {
+                deltas_out_ << id << "," << inv_seq << "," << sent_ms << "\n";
+              }
             }
+            // Last: once every call is done, Reports() returns and `mu` is gone.
             done(s.ok());
           });
     });

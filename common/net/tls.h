@@ -71,6 +71,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Cha
 struct ServerOptions {
   int64_t max_message_bytes = 16 << 20;
   int keepalive_ms = 10000;  // server-initiated pings on idle connections
+  // A connection whose TLS handshake has not finished by then is closed
+  // (gRPC's default, 120 s, lets a reconnect storm pile up half-open
+  // connections until the process runs out of files).
+  int handshake_timeout_ms = 20000;
 };
 
 // Builds and starts a server on `listen_address` (port 0 picks a free port).
