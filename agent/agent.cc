@@ -656,7 +656,10 @@ class Agent::Impl {
         if (next % mps.size() != 0) continue;  // the next MP at once
       }
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
+      // Jittered (0.5-1.5 x), so that a fleet whose MP restarted does not
+      // reconnect in step.
+      std::uniform_int_distribution<int> jitter(backoff_ms / 2, backoff_ms * 3 / 2);
+      cv_.wait_for(lock, std::chrono::milliseconds(jitter(jitter_rng_)), [&] { return stopping_; });
       backoff_ms = std::min(backoff_ms * 2, 60000);
     }
   }
@@ -676,7 +679,8 @@ class Agent::Impl {
   bool inventory_now_ = false;
   bool full_now_ = false;
   std::vector<std::string> mps_;
-  std::string known_version_;  // of the policy held
+  std::string known_version_;                            // of the policy held
+  std::minstd_rand jitter_rng_{std::random_device{}()};  // NotifyLoop only
   grpc::ClientContext* notify_ctx_ = nullptr;
 };
 
