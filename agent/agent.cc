@@ -620,6 +620,7 @@ class Agent::Impl {
           std::lock_guard<std::mutex> lock(mu_);
           switch (n.kind()) {
             case v1::NOTIFICATION_KIND_CONNECTED:
+              LogInfo("agent.notify_connected", {{"mp", mp}, {"version", n.detail()}});
               // The MP's policy version: a change made while no stream was
               // held (before the first, between two) is not missed.
               if (n.detail().empty() || n.detail() == known_version_) continue;

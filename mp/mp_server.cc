@@ -58,9 +58,18 @@ void GrpcLog(gpr_log_func_args* args) {
 int64_t RaiseOpenFileLimit() {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
-  if (rl.rlim_cur < rl.rlim_max) {
+  rlim_t target = rl.rlim_max;
+  if (target == RLIM_INFINITY) {  // setrlimit refuses more than fs.nr_open
+    target = 1 << 20;
+    if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+      unsigned long n = 0;
+      if (std::fscanf(f, "%lu", &n) == 1 && n > 0) target = n;
+      std::fclose(f);
+    }
+  }
+  if (rl.rlim_cur < target) {
     rlimit raised = rl;
-    raised.rlim_cur = rl.rlim_max;
+    raised.rlim_cur = target;
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
   }
   return rl.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(rl.rlim_cur);
@@ -147,10 +156,15 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     return fatal_;
   }
 
+  // Stops everything; a second caller waits until the first is done.
   void Shutdown() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) {
+        lock.unlock();
+        stopped_.WaitForNotification();
+        return;
+      }
       stopping_ = true;
       if (site_ctx_) site_ctx_->TryCancel();
     }
@@ -164,6 +178,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     spool_.reset();
     LogInfo("mp.stopped");
     std::call_once(done_once_, [this] { done_.Notify(); });
+    stopped_.Notify();  // last: a waiting caller may destroy this object
   }
 
   const std::string& bound_address() const { return bound_address_; }
@@ -464,6 +479,10 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   void Broadcast(v1::NotificationKind kind);
   void CloseStream(const std::string& id, const grpc::Status& status);
   void CloseAllStreams();
+  void ReleaseStreamSlot() {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    --admitted_streams_;
+  }
   void Unregister(const std::string& id, NotifyStream* stream) {
     std::lock_guard<std::mutex> lock(streams_mu_);
     auto it = streams_.find(id);
@@ -654,6 +673,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   absl::Notification done_;
   std::once_flag done_once_;
   absl::Status fatal_;               // guarded by mu_; what Wait() returns
+  absl::Notification stopped_;       // the first Shutdown() finished
   bool provisional_logged_ = false;  // LookupLoop only
 
   std::mutex mu_;
@@ -672,6 +692,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   std::mutex streams_mu_;
   std::unordered_map<std::string, NotifyStream*> streams_;  // guarded by streams_mu_
   int64_t max_streams_ = 0;                                 // set by Start()
+  int64_t admitted_streams_ = 0;                            // guarded by streams_mu_
 };
 
 // One agent's notification stream. Writes are queued (one in flight at a
@@ -741,6 +762,7 @@ class MpServer::Impl::NotifyStream final : public grpc::ServerWriteReactor<v1::N
 
   void OnDone() override {
     mp_->Unregister(id_, this);
+    mp_->ReleaseStreamSlot();
     delete this;
   }
 
@@ -778,15 +800,17 @@ grpc::ServerWriteReactor<v1::Notification>* MpServer::Impl::Notify(
   auto id = AgentId(*context);
   if (!id.ok()) return new Refused(ToGrpcStatus(id.status()));
   {
-    // Each held stream is a connection, hence an open file: beyond the
-    // limit the agent is told to come back later (it polls meanwhile).
+    // Each stream is a connection, hence an open file: beyond the limit the
+    // agent is told to come back later (it polls meanwhile). Counted from
+    // admission (not authorization, which may take seconds) to its end.
     std::lock_guard<std::mutex> lock(streams_mu_);
-    if (static_cast<int64_t>(streams_.size()) >= max_streams_ && !streams_.count(*id)) {
+    if (admitted_streams_ >= max_streams_) {
       return new Refused(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("this management point holds ", streams_.size(),
+          absl::StrCat("this management point holds ", admitted_streams_,
                        " notification streams, all its open-file limit allows; retry later")));
     }
+    ++admitted_streams_;
   }
   auto* stream = new NotifyStream(this, *id);
   CheckClient(*id, [this, stream, id = *id](absl::Status s) {

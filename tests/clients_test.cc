@@ -356,6 +356,8 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
                      "t"));
 
   // 1. A policy change reaches the agent by push: it refreshes at once.
+  REQUIRE(agent.WaitForLog("agent.notify_connected mp=" + h.mp_p01->address()) !=
+          std::string::npos);
   SetSetting(h.p01->db(), "client.policy_poll_seconds", "1800");
   at = agent.WaitForLog("kind=NOTIFICATION_KIND_POLICY_CHANGED", at);
   REQUIRE(at != std::string::npos);
@@ -432,15 +434,17 @@ TEST_CASE("an MP whose listener ran out of open files stops with an error; resta
   (*client)->Reconnect();
   REQUIRE((*client)->Send({(*client)->NextHeartbeat()}).ok());
   REQUIRE(Eventually(h.p01->db(),
-                     "SELECT last_report_seq FROM devices WHERE id = '" + (*client)->id() + "'",
-                     "2"));
+                     "SELECT last_report_seq || ' ' || (SELECT count(*) FROM device_software s "
+                     "WHERE s.device_id = d.id) FROM devices d WHERE id = '" +
+                         (*client)->id() + "'",
+                     "2 10"));
 }
 
 TEST_CASE("heartbeats keep a device active; a silent one turns inactive, then is deleted",
           "[clients]") {
   ClientHierarchy h;
   SetSetting(h.p01->db(), "client.inactive_after_seconds", "3");
-  SetSetting(h.p01->db(), "client.delete_after_seconds", "10");
+  SetSetting(h.p01->db(), "client.delete_after_seconds", "12");
   auto live = sim::SimClient::Register(h.mp_p01->address(), h.CaPem(), kToken, "hw-l", "live");
   auto silent = sim::SimClient::Register(h.mp_p01->address(), h.CaPem(), kToken, "hw-s", "silent");
   REQUIRE(live.ok());
@@ -469,8 +473,9 @@ TEST_CASE("heartbeats keep a device active; a silent one turns inactive, then is
                            "') + (SELECT count(*) FROM device_software WHERE device_id = '" + s_id +
                            "')";
   REQUIRE(Eventually(h.p01->db(), gone, "0", seconds(20)));
-  REQUIRE(Eventually(h.cas->db(), gone, "0", seconds(20)));
+  // (the live one, silent since 5 s later, is still there)
   CHECK(h.p01->db().ScalarInt("SELECT count(*) FROM devices WHERE id = $1", {l_id}) == 1);
+  REQUIRE(Eventually(h.cas->db(), gone, "0", seconds(20)));
   CHECK(h.p01->LogText().find("client.maintenance") != std::string::npos);
 }
 

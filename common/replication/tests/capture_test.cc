@@ -162,12 +162,16 @@ TEST_CASE("set-based capture: keys, moved keys, re-inserted keys, one entry per 
                        "l.origin = 'P01' AND (l.row_data ->> 'v') = t.v") == 300);
   // An update that moves a row to another key deletes the old key.
   db.Exec("UPDATE t_multi SET n = 1000 WHERE b = 'x1'");
-  REQUIRE(db.Scalar("SELECT string_agg(op::text || ' ' || key, ',' ORDER BY op) FROM repl_log WHERE id > "
-                    "(SELECT max(id) - 2 FROM repl_log)") ==
+  REQUIRE(db.Scalar(
+              "SELECT string_agg(op::text || ' ' || key, ',' ORDER BY op) FROM repl_log WHERE id > "
+              "(SELECT max(id) - 2 FROM repl_log)") ==
           absl::StrCat("D [\"", a, "\", \"x1\", 1],U [\"", a, "\", \"x1\", 1000]"));
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_tombstone WHERE tbl = 't_multi'") == 1);
-  // A plain update logs the new row image only.
+  // A plain update logs the new row image only: no delete, no tombstone.
+  const int64_t deletes = db.ScalarInt("SELECT count(*) FROM repl_log WHERE op = 'D'");
   db.Exec("UPDATE t_multi SET v = 'w' WHERE n <= 10");
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE op = 'D'") == deletes);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_tombstone WHERE tbl = 't_multi'") == 1);
   REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE op = 'U' AND row_data ->> 'v' = 'w'") ==
           9);
   // A key deleted and written again in the same transaction (the same
@@ -190,6 +194,30 @@ TEST_CASE("set-based capture: keys, moved keys, re-inserted keys, one entry per 
               "SELECT count(*) FROM repl_log l JOIN t_multi t ON l.key = repl_key(to_jsonb(t), "
               "ARRAY['a', 'b', 'n']) WHERE t.b IN ('x5', 'new') AND l.op = 'U' AND l.hlc = t._hlc "
               "AND (l.row_data ->> '_hlc')::bigint = t._hlc") == 2);
+  // Deterministically: a tombstone ahead of the clock (a peer's delete from
+  // a site whose clock runs fast) makes the insert take a clock above it.
+  db.Exec(
+      "INSERT INTO repl_tombstone (tbl, key, hlc, origin) SELECT 't_multi', "
+      "jsonb_build_array($1::uuid, 'ahead', 1)::text, repl_hlc_now() + (3600000::bigint << 16), "
+      "'P02'",
+      {a});
+  db.Exec("INSERT INTO t_multi VALUES ($1::uuid, 'ahead', 1, 'v'), ($1::uuid, 'plain', 1, 'v')",
+          {a});
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM t_multi t JOIN repl_tombstone tb ON tb.key = "
+                       "repl_key(to_jsonb(t), ARRAY['a', 'b', 'n']) WHERE t.b = 'ahead' AND "
+                       "t._hlc = tb.hlc + 1") == 1);
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM t_multi WHERE b = 'plain' AND _hlc < "
+                       "repl_hlc_now() + (60000::bigint << 16)") == 1);
+  REQUIRE(
+      db.ScalarInt("SELECT count(*) FROM repl_log l JOIN t_multi t ON l.key = "
+                   "repl_key(to_jsonb(t), ARRAY['a', 'b', 'n']) WHERE t.b IN ('ahead', 'plain') "
+                   "AND l.hlc = t._hlc AND (l.row_data ->> '_hlc')::bigint = t._hlc") == 2);
+  // An upsert that updates (ON CONFLICT DO UPDATE) logs the new image.
+  db.Exec(
+      "INSERT INTO t_multi VALUES ($1::uuid, 'plain', 1, 'upserted') ON CONFLICT (a, b, n) DO "
+      "UPDATE SET v = EXCLUDED.v",
+      {a});
+  REQUIRE(db.ScalarInt("SELECT count(*) FROM repl_log WHERE row_data ->> 'v' = 'upserted'") == 1);
   // A statement that touches nothing logs nothing.
   const int64_t before = db.ScalarInt("SELECT count(*) FROM repl_log");
   db.Exec("UPDATE t_multi SET v = 'z' WHERE false");
