@@ -400,6 +400,13 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
 // supervisor restarts it; nothing acknowledged is lost meanwhile.
 TEST_CASE("an MP whose listener ran out of open files stops with an error; restarted, it serves",
           "[clients]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' runtime needs free file descriptors (UBSan probes memory
+  // through a pipe): in a process out of them it reports sound objects as
+  // bad (seen: "invalid vptr" in std::ios_base and gRPC's message holder).
+  WARN("not run under the sanitizers: an MP out of file descriptors trips their runtime");
+  return;
+#endif
   ClientHierarchy h;
   MpProcess mp("P01.mp2", h.dir, h.p01->address());
   mp.set_open_files(64);
