@@ -134,11 +134,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), {this},
                                           server_options, &bound_address_));
     public_address_ = config_.public_address().empty() ? bound_address_ : config_.public_address();
-    if (!config_.address_file().empty()) {
-      std::string tmp = config_.address_file() + ".tmp";
-      std::ofstream(tmp) << bound_address_ << "\n";
-      std::rename(tmp.c_str(), config_.address_file().c_str());
-    }
+    WriteAddressFile(config_.address_file(), bound_address_);
     LogInfo("mp.started", {{"address", bound_address_},
                            {"site", config_.site_address()},
                            {"spooled", spool_->last_seq() - spool_->acknowledged()},

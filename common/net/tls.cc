@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -23,6 +24,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+void WriteAddressFile(const std::string& path, const std::string& address) {
+  if (path.empty()) return;
+  std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << address << "\n";
+  std::rename(tmp.c_str(), path.c_str());
 }
 
 namespace {

@@ -94,4 +94,9 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// Writes `address` (and a newline) to `path` atomically (a temporary file,
+// then rename), for scripts and tests waiting for a server to serve. An
+// empty path writes nothing.
+void WriteAddressFile(const std::string& path, const std::string& address);
+
 }  // namespace strata

@@ -165,11 +165,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     server_options.max_message_bytes = ctx_.settings.max_message_bytes();
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), services,
                                           server_options, &bound_address_));
-    if (!config_.address_file().empty()) {
-      std::string tmp = config_.address_file() + ".tmp";
-      std::ofstream(tmp) << bound_address_ << "\n";
-      std::rename(tmp.c_str(), config_.address_file().c_str());
-    }
+    WriteAddressFile(config_.address_file(), bound_address_);
     LogInfo("site.started",
             {{"type", SiteTypeName(type_)},
              {"address", bound_address_},
