@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
 #include "common/inventory/report_check.h"
@@ -359,10 +360,14 @@ class ClientService::Impl {
         valid.push_back(&r);
       }
       IngestResult result;
+      const absl::Time start = absl::Now();
+      absl::Time written;
       absl::Status s = conn.Transact([&](store::Transaction& tx) -> absl::Status {
         ASSIGN_OR_RETURN(result, IngestReports(tx, valid));
+        written = absl::Now();
         return absl::OkStatus();
       });
+      const absl::Time committed = absl::Now();
       if (!s.ok()) {
         v1::MpDown down;
         down.set_error(s.ToString());
@@ -373,7 +378,9 @@ class ClientService::Impl {
                                     {"reports", up.batch().reports_size()},
                                     {"applied", result.applied},
                                     {"duplicates", result.duplicates},
-                                    {"software_rows", result.software_rows}});
+                                    {"software_rows", result.software_rows},
+                                    {"write_ms", absl::ToInt64Milliseconds(written - start)},
+                                    {"commit_ms", absl::ToInt64Milliseconds(committed - written)}});
       v1::MpDown ack;
       ack.set_acked_spool_seq(up.batch().spool_seq());
       if (!session.Write(ack)) break;

@@ -183,10 +183,16 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     return fatal_;
   }
 
+  // Stops everything; a second caller waits until the first is done (the
+  // destructor may run while a signal handler's Shutdown() is under way).
   void Shutdown() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) {
+        lock.unlock();
+        stopped_.WaitForNotification();
+        return;
+      }
       stopping_ = true;
       for (auto& [code, session] : child_sessions_) session->Stop();
       if (parent_session_) parent_session_->Stop();
@@ -200,6 +206,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     if (server_) server_->Wait();
     LogInfo("site.stopped");
     NotifyDone();
+    stopped_.Notify();  // last: a waiting caller may destroy this object
   }
 
   void RequestStop(const absl::Status& fatal) {
@@ -545,6 +552,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   std::string bound_address_;
   std::vector<std::thread> threads_;
   absl::Notification done_;
+  absl::Notification stopped_;  // the first Shutdown() finished
   std::once_flag done_once_;
 
   std::mutex mu_;
