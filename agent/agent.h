@@ -17,11 +17,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/base/version.h"
 #include "strata/v1/config.pb.h"
 
 namespace strata::agent {
-
-inline constexpr char kVersion[] = "0.1.0";
 
 class Agent {
  public:

@@ -2,8 +2,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -12,6 +10,7 @@
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
+#include "common/base/usage.h"
 #include "google/protobuf/text_format.h"
 
 ABSL_FLAG(std::string, config, "", "Agent configuration: a text-format AgentConfig file");
@@ -71,12 +70,8 @@ int PrintInventory() {
 }  // namespace
 
 int AgentMain(int argc, char** argv) {
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view f) { return absl::StrContains(f, "agent/"); };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
+  SetBinaryUsage(
+      "agent/",
       "Strata agent: registers this machine with its management point and reports its\n"
       "inventory, heartbeat and state.\n\nUsage:\n  strata-agent --config FILE [flags]      "
       "run as a service\n  strata-agent --config FILE --once        one cycle, then exit\n"

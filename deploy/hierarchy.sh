@@ -87,6 +87,29 @@ mp_stop() { site_stop "$(echo "$1" | tr 'A-Z.' 'a-z-')"; }
 # mp_address NAME   -> the address agents dial
 mp_address() { echo "unix:$STRATA_RUN/$(echo "$1" | tr 'A-Z.' 'a-z-').sock"; }
 
+# provider_start CODE [BOOTSTRAP_ADMIN]   -> starts strata-provider for site CODE
+# (a CAS or primary) on unix:$STRATA_RUN/<code>-provider.sock; needs
+# provider-CODE.pem in the PKI. BOOTSTRAP_ADMIN (a certificate CN) becomes a
+# Full Administrator if the hierarchy has none yet.
+provider_start() {
+  local code=$1 admin=${2:-} lower
+  lower=$(echo "$code" | tr 'A-Z' 'a-z')
+  rm -f "$STRATA_RUN/$lower-provider.addr"
+  "$STRATA_BUILD/provider/strata-provider" --database "host=$PGHOST port=$PGPORT user=postgres dbname=strata_$lower" \
+    --listen "unix:$STRATA_RUN/$lower-provider.sock" --address_file "$STRATA_RUN/$lower-provider.addr" \
+    --tls_ca "$STRATA_PKI/ca.pem" --tls_cert "$STRATA_PKI/provider-$code.pem" \
+    --tls_key "$STRATA_PKI/provider-$code.key" ${admin:+--bootstrap_admin "$admin"} \
+    >>"$STRATA_RUN/$lower-provider.log" 2>&1 &
+  echo $! > "$STRATA_RUN/$lower-provider.pid"
+  _wait_serving "$lower-provider" 200 "provider $code"
+}
+
+# provider_stop CODE   -> SIGTERM and wait
+provider_stop() { site_stop "$1-provider"; }
+
+# provider_address CODE   -> the address stratactl dials
+provider_address() { echo "unix:$STRATA_RUN/$(echo "$1" | tr 'A-Z' 'a-z')-provider.sock"; }
+
 # add_enrollment_token CODE TOKEN   -> lets agents register with TOKEN
 # (global data: written at CODE, it reaches every site)
 add_enrollment_token() {

@@ -13,7 +13,11 @@
 # and a device at P01, shows where they arrived; then starts a management
 # point at P01, P02 and S01 and one agent for each (state directories of
 # their own, this machine's real inventory), and shows their devices and
-# inventory at the CAS. Prints every link's health every 10 seconds.
+# inventory at the CAS; then starts providers at the CAS, P01 and P02, makes
+# "alice" the first Full Administrator, writes ~/.config/strata/stratactl.conf
+# for her (unless a config not written by the quickstart is there), and uses
+# stratactl: sites, devices, a collection evaluated at both primaries.
+# Prints every link's health every 10 seconds.
 # Ctrl-C stops everything cleanly.
 #
 #   deploy/quickstart.sh          run until Ctrl-C
@@ -37,6 +41,8 @@ chmod 755 "$work"
 export STRATA_BUILD=$root/build STRATA_RUN=$work/run STRATA_PKI=$work/pki
 mkdir -p "$STRATA_RUN"
 
+ctl_conf=${XDG_CONFIG_HOME:-$HOME/.config}/strata/stratactl.conf
+ctl_marker="# written by deploy/quickstart.sh"
 stopping=0
 shutdown() {
   [ $stopping -eq 1 ] && return
@@ -44,6 +50,8 @@ shutdown() {
   echo
   echo "== stopping: agents, management points, S01, P02, P01, CAS, then PostgreSQL"
   for a in 1 2 3; do site_stop "agent-$a"; done
+  for p in P02 P01 CAS; do provider_stop $p; done
+  if [ -f "$ctl_conf" ] && grep -q "$ctl_marker" "$ctl_conf"; then rm -f "$ctl_conf"; fi
   for m in S01.mp1 P02.mp1 P01.mp1; do mp_stop $m; done
   for s in S01 P02 P01 CAS; do site_stop $s; done
   pg_stop "$work/pg"
@@ -57,7 +65,8 @@ echo "== PostgreSQL (one database per site) in $work/pg"
 pg_start "$work/pg"
 echo "== development PKI in $STRATA_PKI"
 deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
-  issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 >/dev/null
+  issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS provider/P01 provider/P02 \
+  admin/alice >/dev/null
 echo "== starting site servers (logs in $STRATA_RUN/*.log)"
 site_start CAS cas && echo "   CAS  central administration site"
 site_start P01 primary CAS && echo "   P01  primary site under CAS"
@@ -124,6 +133,41 @@ site_sql CAS "SELECT format('   %-22s site %s via %s  %s, %s kB RAM, %s packages
   FROM devices d JOIN device_os o ON o.device_id = d.id JOIN device_memory m ON m.device_id = d.id
   WHERE d.inventory_seq > 0 ORDER BY d.name"
 echo "   ($(dpkg-query -W -f='${db:Status-Abbrev}\n' | grep -c '^ii') packages installed here, per dpkg-query)"
+
+echo
+echo "== providers (the admin API) at the CAS, P01 and P02; alice is the first Full Administrator"
+provider_start CAS alice && echo "   CAS  $(provider_address CAS)"
+provider_start P01 && echo "   P01  $(provider_address P01)"
+provider_start P02 && echo "   P02  $(provider_address P02)"
+ctl="$STRATA_BUILD/provider/stratactl --config $STRATA_RUN/stratactl.conf"
+{
+  echo "$ctl_marker (removed when it stops)"
+  echo "server: \"$(provider_address CAS)\""
+  echo "ca_file: \"$STRATA_PKI/ca.pem\""
+  echo "cert_file: \"$STRATA_PKI/admin-alice.pem\""
+  echo "key_file: \"$STRATA_PKI/admin-alice.key\""
+} > "$STRATA_RUN/stratactl.conf"
+if [ ! -f "$ctl_conf" ] || grep -q "$ctl_marker" "$ctl_conf"; then
+  mkdir -p "$(dirname "$ctl_conf")" && cp "$STRATA_RUN/stratactl.conf" "$ctl_conf"
+  echo "   wrote $ctl_conf: stratactl now works without arguments"
+else
+  echo "   kept your $ctl_conf; use: $ctl"
+fi
+echo "\$ stratactl get sites"
+$ctl get sites | sed 's/^/   /'
+echo "\$ stratactl create collection \"Has libssl3\" --query 'software.name = \"libssl3\"'"
+$ctl create collection "Has libssl3" --query 'software.name = "libssl3"' | sed 's/^/   /'
+evaluated() {
+  [ "$(site_sql CAS "SELECT count(*) FROM collection_members WHERE collection = 'Has libssl3'")" = \
+    "$(site_sql CAS "SELECT count(DISTINCT device_id) FROM device_software WHERE name = 'libssl3'")" ]
+}
+wait_until 60 evaluated || { echo "the collection was not evaluated; see $STRATA_RUN/p0*.log" >&2; exit 1; }
+echo "\$ stratactl get collections   (evaluated at P01 and P02, members seen at the CAS)"
+$ctl get collections | sed 's/^/   /'
+echo "\$ stratactl get devices --filter 'memory.total_mb >= 1024'"
+$ctl get devices --filter 'memory.total_mb >= 1024' | sed 's/^/   /'
+echo "\$ stratactl get audit"
+$ctl get audit | sed 's/^/   /'
 
 show_health() {
   echo

@@ -14,9 +14,6 @@
 
 namespace strata::mp {
 
-// InvalidArgument when `value` is neither a subnet nor a range.
-absl::Status CheckBoundaryValue(const std::string& value);
-
 v1::ServiceLocation Locate(const v1::SiteBundle& bundle, const std::vector<std::string>& ips,
                            const std::string& own_address);
 

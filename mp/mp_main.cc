@@ -2,14 +2,14 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/config.h"
+#include "common/base/daemon.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
+#include "common/base/usage.h"
 #include "mp/mp_server.h"
 
 ABSL_FLAG(std::string, config, "", "Management point configuration: a text-format MpConfig file");
@@ -53,47 +53,16 @@ absl::StatusOr<v1::MpConfig> LoadConfig() {
 }  // namespace
 
 int MpMain(int argc, char** argv) {
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view f) { return absl::StrContains(f, "mp/"); };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
+  SetBinaryUsage(
+      "mp/",
       "Strata management point: the contact of agents (registration, service location, "
       "policy,\nintake of inventory and state, push notifications).\n\nUsage:\n  strata-mp "
       "--config FILE [flags]\n\nThe config file is a text-format strata.v1.MpConfig (see "
       "proto/strata/v1/config.proto and\ndeploy/examples/mp.conf). Exit codes: 0 ok, 1 failure, "
       "2 bad usage or configuration.");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    std::cerr << "strata-mp: unexpected argument \"" << rest[1] << "\" (see --help)\n";
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
-  auto config = LoadConfig();
-  if (!config.ok()) {
-    std::cerr << "strata-mp: " << config.status().message() << "\n";
-    return 2;
-  }
-  if (absl::Status s = ValidateMpConfig(*config); !s.ok()) {
-    std::cerr << "strata-mp: configuration: " << s.message() << "\n";
-    return 2;
-  }
-  const sigset_t signals = BlockTerminationSignals();
-  MpServer server(*config);
-  if (absl::Status s = server.Start(); !s.ok()) {
-    LogError("mp.start_failed", {{"error", s}});
-    std::cerr << "strata-mp: " << s.message() << "\n";
-    return 1;
-  }
-  OnTerminationSignal(signals, [&server](int sig) {
-    LogInfo("mp.signal", {{"signal", sig}});
-    server.Shutdown();
-  });
-  absl::Status s = server.Wait();
-  server.Shutdown();  // after a fatal error (a signal has stopped it already)
-  if (!s.ok()) std::cerr << "strata-mp: " << s.message() << "\n";
-  return s.ok() ? 0 : 1;
+  return RunDaemon<MpServer, v1::MpConfig>(
+      "strata-mp", "mp", argc, argv, [] { return absl::GetFlag(FLAGS_verbose); }, LoadConfig,
+      ValidateMpConfig);
 }
 
 }  // namespace strata::mp

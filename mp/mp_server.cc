@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/base/log.h"
+#include "common/base/shutdown_guard.h"
 #include "common/base/status.h"
 #include "common/inventory/report_check.h"
 #include "common/net/tls.h"
@@ -154,13 +155,9 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
 
   // Stops everything; a second caller waits until the first is done.
   void Shutdown() {
+    if (!shutdown_.Begin()) return;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (stopping_) {
-        lock.unlock();
-        stopped_.WaitForNotification();
-        return;
-      }
+      std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
       if (site_ctx_) site_ctx_->TryCancel();
     }
@@ -174,7 +171,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     spool_.reset();
     LogInfo("mp.stopped");
     std::call_once(done_once_, [this] { done_.Notify(); });
-    stopped_.Notify();  // last: a waiting caller may destroy this object
+    shutdown_.Done();
   }
 
   const std::string& bound_address() const { return bound_address_; }
@@ -668,8 +665,8 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   std::vector<std::thread> threads_;
   absl::Notification done_;
   std::once_flag done_once_;
-  absl::Status fatal_;               // guarded by mu_; what Wait() returns
-  absl::Notification stopped_;       // the first Shutdown() finished
+  absl::Status fatal_;  // guarded by mu_; what Wait() returns
+  ShutdownGuard shutdown_;
   bool provisional_logged_ = false;  // LookupLoop only
 
   std::mutex mu_;

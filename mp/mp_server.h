@@ -11,11 +11,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/base/version.h"
 #include "strata/v1/config.pb.h"
 
 namespace strata::mp {
-
-inline constexpr char kVersion[] = "0.1.0";
 
 // Field-naming errors (InvalidArgument) for a configuration; checks that the
 // certificate is an MP certificate naming `name`.

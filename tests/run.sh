@@ -28,6 +28,24 @@ if [ $sanitize -eq 1 ]; then
 fi
 deploy/build.sh "$build" "${cmake_args[@]}"
 
+# The independent-client test drives the provider with grpc-js (Node, from
+# the npm registry): installed here, once per lock file.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "tests: installing nodejs and npm"
+  sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    nodejs npm >/dev/null
+fi
+node_dir="$root/$build/node"
+if ! cmp -s tests/node/package-lock.json "$node_dir/package-lock.json" ||
+   [ ! -d "$node_dir/node_modules" ]; then
+  rm -rf "$node_dir" && mkdir -p "$node_dir"
+  cp tests/node/package.json tests/node/package-lock.json "$node_dir/"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error) || {
+    echo "tests: npm ci failed (the npm registry must be reachable)" >&2; exit 1; }
+fi
+export STRATA_NODE_MODULES="$node_dir/node_modules"
+
 source deploy/pg.sh
 pgdir=$(mktemp -d /tmp/strata-test-pg-XXXXXX)
 chmod 755 "$pgdir"

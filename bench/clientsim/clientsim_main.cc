@@ -19,8 +19,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +27,7 @@
 #include "bench/clientsim/sim_client.h"
 #include "common/base/hlc.h"
 #include "common/base/status.h"
+#include "common/base/usage.h"
 #include "common/net/tls.h"
 
 ABSL_FLAG(std::string, mp, "", "Management point address, host:port or unix:/path");
@@ -543,11 +542,8 @@ class Simulator {
 }  // namespace strata::sim
 
 int main(int argc, char** argv) {
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view f) { return absl::StrContains(f, "clientsim"); };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
+  strata::SetBinaryUsage(
+      "clientsim",
       "Simulated Strata agents against one management point (real protocol, mutual TLS).\n\n"
       "Usage:\n  strata-clientsim --mp ADDRESS --ca ROOT.pem --token TOKEN --clients N [flags]\n\n"
       "Commands on stdin, one per line; each prints one result line (\"error ...\" on failure):\n"

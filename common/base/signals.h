@@ -7,6 +7,10 @@
 #include <signal.h>
 
 #include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/base/log.h"
 
 namespace strata {
 
@@ -18,5 +22,35 @@ sigset_t BlockTerminationSignals();
 // Starts a detached thread that waits for one of `signals` and then calls
 // `on_signal` with it, once.
 void OnTerminationSignal(const sigset_t& signals, std::function<void(int)> on_signal);
+
+
+// How a daemon's run ended: `started` is Start()'s status; `finished` is
+// Wait()'s (OK when stopped by a signal).
+struct ServeResult {
+  absl::Status started;
+  absl::Status finished;
+};
+
+// Runs a server the way every Strata daemon does: Start(); on SIGINT or
+// SIGTERM, Shutdown(); Wait(); Shutdown() (after a fatal error). Logs
+// `<component>.start_failed` and `<component>.signal`. `signals` comes from
+// BlockTerminationSignals(), called before any thread started.
+template <typename Server>
+ServeResult ServeUntilSignal(Server& server, const sigset_t& signals,
+                             const std::string& component) {
+  ServeResult r;
+  r.started = server.Start();
+  if (!r.started.ok()) {
+    LogError(component + ".start_failed", {{"error", r.started}});
+    return r;
+  }
+  OnTerminationSignal(signals, [&server, component](int sig) {
+    LogInfo(component + ".signal", {{"signal", sig}});
+    server.Shutdown();
+  });
+  r.finished = server.Wait();
+  server.Shutdown();
+  return r;
+}
 
 }  // namespace strata

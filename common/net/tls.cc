@@ -175,10 +175,21 @@ absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem) {
   X509_NAME* subject = X509_get_subject_name(cert);
   PeerIdentity id{SubjectEntry(subject, NID_organizationalUnitName),
                   SubjectEntry(subject, NID_commonName)};
+  X509_NAME* issuer = X509_get_issuer_name(cert);
+  const std::string issuer_ou = SubjectEntry(issuer, NID_organizationalUnitName);
+  const std::string issuer_cn = SubjectEntry(issuer, NID_commonName);
   X509_free(cert);
   if (id.role.empty() || id.name.empty()) {
     return absl::UnauthenticatedError(
         "peer certificate does not name a Strata role (subject OU) and name (subject CN)");
+  }
+  // A site's issuing CA signs its clients; whoever holds a site's key must
+  // not be able to mint site servers, MPs or administrators with it.
+  if (issuer_ou == "issuing" && id.role != "agent") {
+    return absl::UnauthenticatedError(
+        absl::StrCat("certificate ", id.ToString(), " comes from site ", issuer_cn,
+                     "'s issuing CA, which issues agent certificates only; ", id.role,
+                     " certificates come from the hierarchy's root CA"));
   }
   return id;
 }

@@ -22,6 +22,7 @@
 #include "common/net/tls.h"
 #include "common/site/client_ingest.h"
 #include "common/store/database.h"
+#include "common/store/pool.h"
 
 namespace strata::site {
 namespace {
@@ -54,40 +55,6 @@ bool IsHardwareId(const std::string& s) {
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
 }
-
-// A few connections shared by the unary handlers.
-class ConnectionPool {
- public:
-  explicit ConnectionPool(std::string conninfo) : conninfo_(std::move(conninfo)) {}
-
-  template <typename Fn>
-  absl::Status With(Fn&& fn) {
-    store::ConnectionPtr conn;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!idle_.empty()) {
-        conn = std::move(idle_.back());
-        idle_.pop_back();
-      }
-    }
-    if (!conn) {
-      auto opened = store::Connection::Open(conninfo_);
-      if (!opened.ok()) return opened.status();
-      conn = std::move(*opened);
-    }
-    absl::Status s = fn(*conn);
-    if (conn->IsOpen() && s.code() != absl::StatusCode::kUnavailable) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (idle_.size() < 8) idle_.push_back(std::move(conn));
-    }
-    return s;
-  }
-
- private:
-  const std::string conninfo_;
-  std::mutex mu_;
-  std::vector<store::ConnectionPtr> idle_;
-};
 
 absl::StatusOr<std::string> Setting(store::Transaction& tx, const std::string& site,
                                     const std::string& name) {
@@ -528,7 +495,7 @@ class ClientService::Impl {
 
   const ClientServiceOptions options_;
   const std::string site_;
-  ConnectionPool pool_;
+  store::ConnectionPool pool_;
   std::unique_ptr<IssuingCa> ca_;
   int subscription_ = -1;
   std::vector<std::thread> threads_;

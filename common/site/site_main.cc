@@ -1,4 +1,5 @@
 #include "common/site/site_main.h"
+#include "common/base/usage.h"
 
 #include <cstdio>
 #include <fstream>
@@ -6,8 +7,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -99,24 +98,15 @@ int RunStatus(const v1::SiteServerConfig& config) {
 
 int SiteMain(v1::SiteType type, int argc, char** argv) {
   const std::string binary = absl::StrCat("strata-", SiteTypeName(type));
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "common/site/");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };
-  usage.normalize_filename = [](absl::string_view f) {
-    size_t pos = f.find("common/");
-    return std::string(pos == absl::string_view::npos ? f : f.substr(pos));
-  };
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(absl::StrCat(
-      "Strata ", SiteTypeLongName(type), " server.\n\nUsage:\n  ", binary,
-      " --config FILE [flags]          run the site server\n  ", binary,
-      " status --config FILE [flags]   print the health of this site's replication links\n\n"
-      "The config file is a text-format strata.v1.SiteServerConfig (see "
-      "proto/strata/v1/config.proto\nand deploy/examples/). Exit codes: 0 ok, 1 failure, 2 bad "
-      "usage or configuration,\n3 refused by the parent site, 4 site server unreachable."));
+  SetBinaryUsage(
+      "common/site/",
+      absl::StrCat(
+          "Strata ", SiteTypeLongName(type), " server.\n\nUsage:\n  ", binary,
+          " --config FILE [flags]          run the site server\n  ", binary,
+          " status --config FILE [flags]   print the health of this site's replication links\n\n"
+          "The config file is a text-format strata.v1.SiteServerConfig (see "
+          "proto/strata/v1/config.proto\nand deploy/examples/). Exit codes: 0 ok, 1 failure, 2 bad "
+          "usage or configuration,\n3 refused by the parent site, 4 site server unreachable."));
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
   bool status_command = false;
@@ -144,22 +134,15 @@ int SiteMain(v1::SiteType type, int argc, char** argv) {
   const sigset_t signals = BlockTerminationSignals();
 
   SiteServer server(type, *config);
-  absl::Status started = server.Start();
-  if (!started.ok()) {
-    LogError("site.start_failed", {{"error", started}});
-    return started.code() == absl::StatusCode::kInvalidArgument ||
-                   started.code() == absl::StatusCode::kFailedPrecondition
+  ServeResult r = ServeUntilSignal(server, signals, "site");
+  if (!r.started.ok()) {
+    return r.started.code() == absl::StatusCode::kInvalidArgument ||
+                   r.started.code() == absl::StatusCode::kFailedPrecondition
                ? kExitUsage
                : kExitFailure;
   }
-  OnTerminationSignal(signals, [&server](int sig) {
-    LogInfo("site.signal", {{"signal", sig}});
-    server.Shutdown();
-  });
-  absl::Status result = server.Wait();
-  server.Shutdown();
-  if (!result.ok()) {
-    LogError("site.exit", {{"error", result}});
+  if (!r.finished.ok()) {
+    LogError("site.exit", {{"error", r.finished}});
     return kExitRefused;
   }
   return kExitOk;

@@ -15,7 +15,9 @@
 #include "common/base/config.h"
 #include "common/base/hlc.h"
 #include "common/base/log.h"
+#include "common/base/shutdown_guard.h"
 #include "common/base/status.h"
+#include "common/collections/evaluator.h"
 #include "common/net/tls.h"
 #include "common/replication/change_log.h"
 #include "common/replication/link_session.h"
@@ -30,6 +32,8 @@ extern const EmbeddedFile kSiteMigrations[];
 extern const int kSiteMigrationsCount;
 
 namespace {
+
+constexpr int64_t kDefaultCollectionFullEvalSeconds = 86400;
 
 using replication::LinkCounters;
 using replication::LinkSession;
@@ -173,6 +177,11 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
              {"version", kVersion}});
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
+    // Collections are evaluated where clients belong: at primaries.
+    RETURN_IF_ERROR(conn->Exec("UPDATE collection_evaluation SET enabled = $1",
+                               {type_ == v1::SITE_TYPE_PRIMARY ? "t" : "f"})
+                        .status());
+    if (type_ == v1::SITE_TYPE_PRIMARY) threads_.emplace_back([this] { CollectionLoop(); });
     if (!config_.parent_address().empty()) threads_.emplace_back([this] { ParentLoop(); });
     return absl::OkStatus();
   }
@@ -186,13 +195,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   // Stops everything; a second caller waits until the first is done (the
   // destructor may run while a signal handler's Shutdown() is under way).
   void Shutdown() {
+    if (!shutdown_.Begin()) return;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (stopping_) {
-        lock.unlock();
-        stopped_.WaitForNotification();
-        return;
-      }
+      std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
       for (auto& [code, session] : child_sessions_) session->Stop();
       if (parent_session_) parent_session_->Stop();
@@ -206,7 +211,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     if (server_) server_->Wait();
     LogInfo("site.stopped");
     NotifyDone();
-    stopped_.Notify();  // last: a waiting caller may destroy this object
+    shutdown_.Done();
   }
 
   void RequestStop(const absl::Status& fatal) {
@@ -367,6 +372,62 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       }
       if (!s.ok()) LogWarning("site.listen_failed", {{"error", s}});
       notifier_.Notify();  // whatever happened meanwhile, look again
+      SleepUnlessStopping(std::chrono::seconds(1));
+    }
+  }
+
+  // Collection evaluation: definitions that changed (here or replicated in)
+  // at once, devices whose data changed as they come (incremental), and
+  // every collection on the full schedule.
+  void CollectionLoop() {
+    collections::Evaluator evaluator(config_.site_code());
+    const auto full_period = std::chrono::seconds(config_.collection_full_eval_seconds() > 0
+                                                      ? config_.collection_full_eval_seconds()
+                                                      : kDefaultCollectionFullEvalSeconds);
+    auto next_full = std::chrono::steady_clock::now();
+    while (!stopping()) {
+      auto conn = store::Connection::Open(config_.database());
+      absl::Status s = conn.ok() ? (*conn)->Listen("strata_collections") : conn.status();
+      std::string seen;  // definitions version last evaluated (this connection)
+      while (s.ok() && !stopping()) {
+        const bool full = std::chrono::steady_clock::now() >= next_full;
+        auto version = evaluator.DefinitionsVersion(**conn);
+        if (!version.ok()) {
+          s = version.status();
+          break;
+        }
+        absl::StatusOr<collections::EvalStats> changed = collections::EvalStats();
+        if (full || *version != seen) changed = evaluator.EvaluateChanged(**conn, full);
+        if (!changed.ok()) {
+          s = changed.status();
+          break;
+        }
+        seen = *version;
+        if (full) next_full = std::chrono::steady_clock::now() + full_period;
+        if (changed->collections > 0 || changed->failed > 0) {
+          LogInfo("collections.evaluated", {{"full", full},
+                                            {"collections", changed->collections},
+                                            {"failed", changed->failed},
+                                            {"added", changed->added},
+                                            {"removed", changed->removed}});
+        }
+        while (s.ok() && !stopping()) {
+          auto dirty = evaluator.EvaluateDirty(**conn, 1000);
+          if (!dirty.ok()) {
+            s = dirty.status();
+          } else if (dirty->added > 0 || dirty->removed > 0) {
+            LogDebug("collections.incremental", {{"devices", dirty->devices},
+                                                 {"added", dirty->added},
+                                                 {"removed", dirty->removed}});
+          }
+          if (!dirty.ok() || dirty->devices < 1000) break;
+        }
+        if (s.ok()) {
+          auto n = (*conn)->AwaitNotification(1000);
+          if (!n.ok()) s = n.status();
+        }
+      }
+      if (!s.ok() && !stopping()) LogWarning("collections.evaluation_failed", {{"error", s}});
       SleepUnlessStopping(std::chrono::seconds(1));
     }
   }
@@ -552,7 +613,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   std::string bound_address_;
   std::vector<std::thread> threads_;
   absl::Notification done_;
-  absl::Notification stopped_;  // the first Shutdown() finished
+  ShutdownGuard shutdown_;
   std::once_flag done_once_;
 
   std::mutex mu_;

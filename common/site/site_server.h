@@ -12,13 +12,12 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/base/version.h"
 #include "common/store/database.h"
 #include "strata/v1/config.pb.h"
 #include "strata/v1/site_link.pb.h"
 
 namespace strata::site {
-
-inline constexpr char kVersion[] = "0.1.0";
 
 // Checks a site server configuration before anything starts: clear,
 // field-naming errors (InvalidArgument).

@@ -1,6 +1,8 @@
 #include "common/store/database.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <pqxx/pqxx>
 
 #include "absl/strings/match.h"
@@ -19,6 +21,7 @@ Result::Result() : impl_(std::make_shared<Impl>()) {}
 Result::Result(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 size_t Result::size() const { return impl_->result.size(); }
 int Result::columns() const { return static_cast<int>(impl_->result.columns()); }
+std::string Result::ColumnName(int col) const { return impl_->result.column_name(col); }
 bool Result::IsNull(size_t row, int col) const { return impl_->result[row][col].is_null(); }
 std::string_view Result::Get(size_t row, int col) const {
   const auto& f = impl_->result[row][col];
@@ -78,9 +81,45 @@ absl::Status StatusFromException(const std::exception& e) {
 
 namespace {
 
+// Statements prepared on one connection (ExecCached), oldest first.
+struct CachedStatements {
+  std::map<std::string, std::string> by_sql;  // SQL -> name
+  std::deque<std::string> order;              // SQL, oldest first
+  std::vector<std::string> to_drop;           // names, dropped between transactions
+  int next = 0;
+};
+
 class TransactionImpl final : public Transaction {
  public:
-  explicit TransactionImpl(pqxx::transaction_base& tx) : tx_(tx) {}
+  TransactionImpl(pqxx::transaction_base& tx, CachedStatements& cache) : tx_(tx), cache_(cache) {}
+
+  absl::StatusOr<Result> ExecCached(const std::string& sql, const Params& params) override {
+    try {
+      auto it = cache_.by_sql.find(sql);
+      std::string name;
+      if (it == cache_.by_sql.end()) {
+        name = absl::StrCat("strata_cached_", cache_.next++);
+        tx_.conn().prepare(name, sql);
+        cache_.by_sql[sql] = name;
+        cache_.order.push_back(sql);
+        if (cache_.order.size() > kMaxCachedStatements) {
+          cache_.to_drop.push_back(cache_.by_sql[cache_.order.front()]);
+          cache_.by_sql.erase(cache_.order.front());
+          cache_.order.pop_front();
+        }
+      } else {
+        name = it->second;
+      }
+      std::vector<const char*> raw;
+      raw.reserve(params.size());
+      for (const Param& p : params) raw.push_back(p ? p->c_str() : nullptr);
+      auto impl = std::make_shared<Result::Impl>();
+      impl->result = tx_.exec_prepared(name, pqxx::prepare::make_dynamic_params(raw));
+      return Result(std::move(impl));
+    } catch (const std::exception& e) {
+      return StatusFromException(e);
+    }
+  }
   absl::StatusOr<Result> Exec(std::string_view sql, const Params& params) override {
     try {
       std::vector<const char*> raw;
@@ -99,6 +138,7 @@ class TransactionImpl final : public Transaction {
 
  private:
   pqxx::transaction_base& tx_;
+  CachedStatements& cache_;
 };
 
 class Receiver final : public pqxx::notification_receiver {
@@ -113,6 +153,7 @@ class Receiver final : public pqxx::notification_receiver {
 struct Connection::Impl {
   std::unique_ptr<pqxx::connection> conn;
   std::vector<std::unique_ptr<Receiver>> receivers;
+  CachedStatements cached;
 };
 
 Connection::Connection(std::string conninfo, std::unique_ptr<Impl> impl)
@@ -138,6 +179,9 @@ absl::Status Connection::Transact(const std::function<absl::Status(Transaction&)
   absl::Status status;
   for (int attempt = 1; attempt <= max_attempts; ++attempt) {
     try {
+      // Cached statements evicted meanwhile go now, outside any transaction.
+      for (const auto& name : impl_->cached.to_drop) impl_->conn->unprepare(name);
+      impl_->cached.to_drop.clear();
       std::unique_ptr<pqxx::transaction_base> tx;
       switch (isolation) {
         case Isolation::kReadCommitted:
@@ -150,7 +194,7 @@ absl::Status Connection::Transact(const std::function<absl::Status(Transaction&)
           tx = std::make_unique<pqxx::transaction<pqxx::serializable>>(*impl_->conn);
           break;
       }
-      TransactionImpl t(*tx);
+      TransactionImpl t(*tx, impl_->cached);
       status = fn(t);
       if (status.ok()) {
         tx->commit();

@@ -33,6 +33,7 @@ class Result {
   size_t size() const;
   bool empty() const { return size() == 0; }
   int columns() const;
+  std::string ColumnName(int col) const;
   bool IsNull(size_t row, int col) const;
   std::string_view Get(size_t row, int col) const;  // "" for NULL
   std::string GetString(size_t row, int col) const { return std::string(Get(row, col)); }
@@ -51,7 +52,14 @@ class Transaction {
  public:
   virtual ~Transaction() = default;
   virtual absl::StatusOr<Result> Exec(std::string_view sql, const Params& params = {}) = 0;
+  // Like Exec, for a statement run many times whose planning costs more than
+  // running it: prepared once per connection (named by its text) and its
+  // plan cached by PostgreSQL. A connection keeps at most
+  // kMaxCachedStatements; the oldest is dropped before the next transaction.
+  virtual absl::StatusOr<Result> ExecCached(const std::string& sql, const Params& params) = 0;
 };
+
+inline constexpr size_t kMaxCachedStatements = 64;
 
 enum class Isolation { kReadCommitted, kRepeatableRead, kSerializable };
 

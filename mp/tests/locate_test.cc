@@ -1,5 +1,7 @@
 #include "mp/locate.h"
+
 #include "catch2/catch.hpp"
+#include "common/net/boundary.h"
 
 namespace strata::mp {
 namespace {

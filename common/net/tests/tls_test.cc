@@ -1,5 +1,7 @@
 #include "common/net/tls.h"
 
+#include "common/net/pki.h"
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -11,8 +13,8 @@ std::string Pki() {
   static std::string dir = [] {
     std::string d =
         std::filesystem::temp_directory_path() / ("strata-net-test-" + std::to_string(getpid()));
-    std::string cmd =
-        std::string(STRATA_SOURCE_DIR) + "/deploy/pki.sh " + d + " site/P01 admin/alice";
+    std::string cmd = std::string(STRATA_SOURCE_DIR) + "/deploy/pki.sh " + d +
+                      " site/P01 admin/alice issuing/P01";
     REQUIRE(std::system(cmd.c_str()) == 0);
     return d;
   }();
@@ -62,4 +64,19 @@ TEST_CASE("absl and gRPC statuses map code for code") {
   auto a = strata::FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
   REQUIRE(a.code() == absl::StatusCode::kUnavailable);
   REQUIRE(strata::ToGrpcStatus(absl::OkStatus()).ok());
+}
+
+TEST_CASE("a site's issuing CA cannot mint anything but agents") {
+  auto ca = strata::IssuingCa::Load(Pki() + "/issuing-P01.pem", Pki() + "/issuing-P01.key");
+  REQUIRE(ca.ok());
+  auto key = strata::MakeKeyAndCsr("mallory");
+  REQUIRE(key.ok());
+  auto admin = (*ca)->Sign(key->csr_pem, "admin", "mallory", 30);
+  REQUIRE(admin.ok());
+  auto id = strata::IdentityFromPem(admin->chain_pem);
+  REQUIRE(id.status().code() == absl::StatusCode::kUnauthenticated);
+  CHECK_THAT(std::string(id.status().message()), Catch::Contains("issuing CA"));
+  auto agent = (*ca)->Sign(key->csr_pem, "agent", "00000000-0000-0000-0000-000000000001", 30);
+  REQUIRE(agent.ok());
+  CHECK(strata::IdentityFromPem(agent->chain_pem).ok());
 }

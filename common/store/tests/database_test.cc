@@ -115,3 +115,36 @@ TEST_CASE("a text[] literal survives quotes, backslashes, commas and braces") {
   for (int i = 1; i <= 5; ++i) REQUIRE(r->GetString(0, i) == values[i]);
   REQUIRE(strata::store::TextArrayLiteral({}) == "{}");
 }
+
+TEST_CASE("a cached statement is prepared once per connection and the oldest are dropped") {
+  TestDatabase db("store");
+  auto conn = db.Connect();
+  auto prepared = [&] {
+    auto r = conn->Exec("SELECT count(*) FROM pg_prepared_statements");
+    REQUIRE(r.ok());
+    return r->GetInt(0, 0);
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto s = conn->Transact([](strata::store::Transaction& tx) -> absl::Status {
+      auto r = tx.ExecCached("SELECT $1::int + 1", {"41"});
+      if (!r.ok()) return r.status();
+      REQUIRE(r->GetInt(0, 0) == 42);
+      return absl::OkStatus();
+    });
+    REQUIRE(s.ok());
+  }
+  CHECK(prepared() == 1);
+  const size_t n = strata::store::kMaxCachedStatements + 5;
+  for (size_t i = 0; i < n; ++i) {
+    REQUIRE(conn->Transact([&](strata::store::Transaction& tx) {
+                  return tx.ExecCached("SELECT $1::int + " + std::to_string(i), {"1"}).status();
+                })
+                .ok());
+  }
+  CHECK(prepared() == static_cast<int64_t>(strata::store::kMaxCachedStatements));
+  // A failing statement reports its error like Exec.
+  auto bad = conn->Transact([](strata::store::Transaction& tx) {
+    return tx.ExecCached("SELECT * FROM no_such_table WHERE x = $1", {"1"}).status();
+  });
+  CHECK_FALSE(bad.ok());
+}

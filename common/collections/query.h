@@ -1,0 +1,65 @@
+#pragma once
+
+// The collection query language: a small boolean language over device
+// inventory, compiled into a parameterized SQL predicate (never spliced).
+//
+//   os.name = "Debian GNU/Linux" and memory.total_mb >= 4096
+//     and software.name = "openssl" and software.version < "3.0.11"
+//
+// Grammar (keywords are case-insensitive):
+//   query      := or
+//   or         := and ("or" and)*
+//   and        := not ("and" not)*
+//   not        := "not" not | "(" query ")" | comparison
+//   comparison := field op value | field "in" "(" value ("," value)* ")"
+//                 | field "like" string
+//   field      := class "." attribute            (see Fields())
+//   op         := "=" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+//   value      := "string" (with \" and \\) | number | true | false
+//
+// Semantics an admin relies on:
+//  * Comparisons on one multi-valued class (software, disk, network,
+//    processor) joined by "and" must hold for the same row: `software.name =
+//    "openssl" and software.version < "3"` is "has openssl older than 3".
+//  * `not` negates what follows: `not software.name = "telnet"` is "has no
+//    telnet package".
+//  * version fields compare as versions (numeric runs by value: "3.0.9" <
+//    "3.0.11"); `like` is case-insensitive with % and _ wildcards, and a
+//    backslash makes the next character literal (so a pattern cannot end
+//    with a lone backslash).
+//
+// Every error is InvalidArgument and names the character it points at:
+//   "query: character 8: unknown field os.nmae (os has: name, version, ...)"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace strata::collections {
+
+// Bounds on what a peer may send.
+constexpr size_t kMaxQueryBytes = 4096;
+constexpr int kMaxComparisons = 64;
+constexpr int kMaxDepth = 32;
+constexpr int kMaxInValues = 256;
+constexpr int kMaxValues = 1024;  // literals in one query (they become parameters)
+
+struct CompiledQuery {
+  // A predicate over `d` (a row of devices); parameters $first.. in order.
+  std::string sql;
+  std::vector<std::string> params;
+};
+
+// Compiles `text`; its parameters are numbered from `first_param`.
+absl::StatusOr<CompiledQuery> CompileQuery(std::string_view text, int first_param = 1);
+
+// One field of the language, for help texts and documentation.
+struct FieldInfo {
+  std::string name;  // "software.version"
+  std::string type;  // "text", "version", "number", "boolean"
+};
+const std::vector<FieldInfo>& Fields();
+
+}  // namespace strata::collections

@@ -1,0 +1,69 @@
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "common/base/config.h"
+#include "common/base/daemon.h"
+#include "common/base/log.h"
+#include "common/base/signals.h"
+#include "common/base/usage.h"
+#include "common/base/version.h"
+#include "provider/provider_server.h"
+
+ABSL_FLAG(std::string, config, "", "Provider configuration: a text-format ProviderConfig file");
+ABSL_FLAG(std::string, database, "", "libpq connection string of the site's database (overrides)");
+ABSL_FLAG(std::string, listen, "", "Listen address, host:port or unix:/path (overrides)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM file of the hierarchy root CA (overrides)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this provider (overrides)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of this provider (overrides)");
+ABSL_FLAG(std::string, address_file, "", "Write the bound address here (overrides)");
+ABSL_FLAG(std::string, bootstrap_admin, "",
+          "If the hierarchy has no administrator yet, make this certificate CN (OU=admin) a "
+          "Full Administrator (overrides)");
+ABSL_FLAG(bool, verbose, false, "Log debug events too");
+
+namespace strata::provider {
+namespace {
+
+absl::StatusOr<v1::ProviderConfig> LoadConfig() {
+  v1::ProviderConfig c;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    if (absl::Status s = LoadTextProtoFile(absl::GetFlag(FLAGS_config), &c); !s.ok()) return s;
+  }
+  auto set = [](const std::string& v, auto setter) {
+    if (!v.empty()) setter(v);
+  };
+  set(absl::GetFlag(FLAGS_database), [&](const std::string& v) { c.set_database(v); });
+  set(absl::GetFlag(FLAGS_listen), [&](const std::string& v) { c.set_listen_address(v); });
+  set(absl::GetFlag(FLAGS_tls_ca), [&](const std::string& v) { c.mutable_tls()->set_ca_file(v); });
+  set(absl::GetFlag(FLAGS_tls_cert),
+      [&](const std::string& v) { c.mutable_tls()->set_cert_file(v); });
+  set(absl::GetFlag(FLAGS_tls_key),
+      [&](const std::string& v) { c.mutable_tls()->set_key_file(v); });
+  set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { c.set_address_file(v); });
+  set(absl::GetFlag(FLAGS_bootstrap_admin),
+      [&](const std::string& v) { c.set_bootstrap_admin(v); });
+  return c;
+}
+
+}  // namespace
+
+int ProviderMain(int argc, char** argv) {
+  SetBinaryUsage(
+      "provider/",
+      "Strata provider: the admin API (gRPC, mutual TLS) of a CAS or primary site, used by\n"
+      "stratactl. Authorizes every call by role, scope and collection; audits every change.\n\n"
+      "Usage:\n  strata-provider --config FILE [flags]\n\nThe config file is a text-format "
+      "strata.v1.ProviderConfig (see proto/strata/v1/config.proto and\n"
+      "deploy/examples/provider.conf). Exit codes: 0 ok, 1 failure, 2 bad usage or "
+      "configuration.");
+  return RunDaemon<ProviderServer, v1::ProviderConfig>(
+      "strata-provider", "provider", argc, argv, [] { return absl::GetFlag(FLAGS_verbose); },
+      LoadConfig, ValidateProviderConfig);
+}
+
+}  // namespace strata::provider
+
+int main(int argc, char** argv) { return strata::provider::ProviderMain(argc, argv); }

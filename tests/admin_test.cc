@@ -1,0 +1,490 @@
+// The provider and stratactl against a real hierarchy: CAS, P01 and P02, S01
+// under P01, each with its own database; MPs at P01, P02 and S01; simulated
+// clients with known inventory and the real agent of this machine; providers
+// at the CAS and both primaries; everything over mutual TLS.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "bench/clientsim/sim_client.h"
+#include "tests/fixture/admin_fixture.h"
+#include "tests/fixture/client_fixture.h"
+#include "tests/fixture/site_fixture.h"
+
+using namespace strata;
+using namespace strata::testing;
+using std::chrono::seconds;
+
+namespace {
+
+constexpr char kToken[] = "admin-test-token";
+
+// A simulated client and what it reports.
+struct Sim {
+  std::string name;
+  std::string mp;  // P01, P02 or S01
+  int64_t memory_mb;
+  std::string openssl;  // version of the package "openssl"
+  std::unique_ptr<sim::SimClient> client;
+};
+
+struct AdminHierarchy {
+  TempDir dir;
+  std::unique_ptr<SiteProcess> cas, p01, p02, s01;
+  std::map<std::string, std::unique_ptr<MpProcess>> mps;
+  std::unique_ptr<ProviderProcess> pv_cas, pv_p01, pv_p02;
+  std::vector<Sim> sims;
+  sim::PackageUniverse universe{500, 7};
+  std::mt19937_64 rng{11};
+  std::string agent_id;
+
+  AdminHierarchy() {
+    cas = std::make_unique<SiteProcess>("CAS", v1::SITE_TYPE_CAS, dir, "");
+    cas->Start();
+    p01 = std::make_unique<SiteProcess>("P01", v1::SITE_TYPE_PRIMARY, dir, cas->address());
+    p01->Start();
+    p02 = std::make_unique<SiteProcess>("P02", v1::SITE_TYPE_PRIMARY, dir, cas->address());
+    p02->Start();
+    s01 = std::make_unique<SiteProcess>("S01", v1::SITE_TYPE_SECONDARY, dir, p01->address());
+    s01->Start();
+    REQUIRE(WaitFor(
+        [&] { return p01->LinkActive("CAS") && p02->LinkActive("CAS") && s01->LinkActive("P01"); },
+        seconds(60)));
+    AddEnrollmentToken(cas->db(), kToken);
+    REQUIRE(Eventually(s01->db(), "SELECT count(*) FROM enrollment_tokens", "1"));
+    REQUIRE(Eventually(p02->db(), "SELECT count(*) FROM enrollment_tokens", "1"));
+    for (auto [name, site] :
+         {std::pair{"P01.mp1", p01.get()}, {"P02.mp1", p02.get()}, {"S01.mp1", s01.get()}}) {
+      auto mp = std::make_unique<MpProcess>(name, dir, site->address());
+      mp->Start();
+      mps[site->code()] = std::move(mp);
+    }
+    pv_cas = std::make_unique<ProviderProcess>("CAS", dir, cas->db(), "alice");
+    pv_cas->Start();
+    pv_p01 = std::make_unique<ProviderProcess>("P01", dir, p01->db());
+    pv_p01->Start();
+    pv_p02 = std::make_unique<ProviderProcess>("P02", dir, p02->db());
+    pv_p02->Start();
+
+    sims.push_back({"t-a1", "P01", 16384, "1.1.1f-1", nullptr});
+    sims.push_back({"t-a2", "P01", 4096, "1.1.1f-1", nullptr});
+    sims.push_back({"t-a3", "P01", 16384, "3.0.13-1", nullptr});
+    sims.push_back({"t-a4", "P01", 32768, "3.0.2-0ubuntu1", nullptr});
+    sims.push_back({"t-s1", "S01", 16384, "1.1.1w-0", nullptr});
+    sims.push_back({"t-s2", "S01", 2048, "1.1.1w-0", nullptr});
+    sims.push_back({"t-b1", "P02", 16384, "1.1.1n-0", nullptr});
+    sims.push_back({"t-b2", "P02", 65536, "3.0.13-1", nullptr});
+    sims.push_back({"t-b3", "P02", 8192, "3.0.9-1", nullptr});
+    const std::string ca = ReadWholeFile(TestPki() + "/ca.pem");
+    for (auto& s : sims) {
+      auto c = sim::SimClient::Register(mps[s.mp]->address(), ca, kToken, "hw-" + s.name, s.name);
+      INFO(c.status().ToString());
+      REQUIRE(c.ok());
+      s.client = std::move(*c);
+      v1::ClientReport full = s.client->NextFull(universe, rng, 40);
+      full.mutable_inventory()->mutable_hardware()->mutable_system()->set_memory_total_kb(
+          s.memory_mb * 1024);
+      auto* sw = full.mutable_inventory()->add_software();
+      sw->set_name("openssl");
+      sw->set_version(s.openssl);
+      sw->set_architecture("amd64");
+      sw->set_source("dpkg");
+      REQUIRE(s.client->Send({full}).ok());
+    }
+    // And the real agent of this machine, at P01.
+    AgentRun run = RunAgentOnce(dir, "real", mps["P01"]->address(), {"--token", kToken});
+    INFO(run.log);
+    REQUIRE(run.exit_code == 0);
+    agent_id = AgentClientId(dir, "real");
+    // Every device is in All Systems at its primary, and that reaches the CAS.
+    REQUIRE(Eventually(cas->db(),
+                       "SELECT count(*) FROM collection_members WHERE collection = 'All Systems'",
+                       "10", seconds(60)));
+  }
+
+  Sim& Find(const std::string& name) {
+    for (auto& s : sims) {
+      if (s.name == name) return s;
+    }
+    FAIL("no simulated client " << name);
+    return sims[0];
+  }
+
+  // A delta from `name` adding or removing one package.
+  void Delta(const std::string& name, const std::string& package, bool add) {
+    Sim& s = Find(name);
+    v1::ClientReport delta = s.client->NextDelta(universe, rng, 0);
+    if (add) {
+      auto* sw = delta.mutable_inventory()->add_software();
+      sw->set_name(package);
+      sw->set_version("0.17-1");
+      sw->set_architecture("amd64");
+      sw->set_source("dpkg");
+    } else {
+      auto* sw = delta.mutable_inventory()->add_software_removed();
+      sw->set_name(package);
+      sw->set_architecture("amd64");
+    }
+    REQUIRE(s.client->Send({delta}).ok());
+  }
+
+  CtlRun Ctl(const std::string& admin, const std::vector<std::string>& args,
+             const ProviderProcess* at = nullptr) {
+    return Stratactl(dir, (at ? at : pv_cas.get())->address(), admin, args);
+  }
+};
+
+// Members of `collection` at `db`, by device name, sorted.
+std::string Members(const TestDatabase& db, const std::string& collection) {
+  return db.Scalar(
+      "SELECT coalesce(string_agg(d.name, ',' ORDER BY d.name), '') FROM collection_members m "
+      "JOIN devices d ON d.id = m.device_id WHERE m.collection = $1",
+      {collection});
+}
+
+bool MembersBecome(const TestDatabase& db, const std::string& collection,
+                   const std::string& expected) {
+  std::string last;
+  bool ok = WaitFor([&] { return (last = Members(db, collection)) == expected; }, seconds(60));
+  UNSCOPED_INFO("members of " << collection << ": " << last << ", expected " << expected);
+  return ok;
+}
+
+// The first column of CSV output, header dropped.
+std::vector<std::string> FirstColumn(const std::string& csv) {
+  std::vector<std::string> out;
+  for (absl::string_view line : absl::StrSplit(csv, '\n', absl::SkipEmpty())) {
+    out.push_back(std::string(line.substr(0, line.find(','))));
+  }
+  if (!out.empty()) out.erase(out.begin());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a collection created at the CAS is evaluated at each primary and its membership "
+    "reaches the CAS; rule and inventory changes move devices",
+    "[admin]") {
+  AdminHierarchy h;
+  const std::string old_openssl_big =
+      R"(memory.total_mb >= 8192 and software.name = "openssl" and software.version < "3.0.11")"
+      R"( and device.name like "t-%")";
+  CtlRun c = h.Ctl("alice", {"create", "collection", "Old OpenSSL", "--query", old_openssl_big});
+  INFO(c.err);
+  REQUIRE(c.exit_code == 0);
+  // Each primary evaluates its own clients (S01's belong to P01); the CAS sees all.
+  CHECK(MembersBecome(h.p01->db(), "Old OpenSSL", "t-a1,t-a4,t-s1"));
+  CHECK(MembersBecome(h.p02->db(), "Old OpenSSL", "t-b1,t-b3"));
+  CHECK(MembersBecome(h.cas->db(), "Old OpenSSL", "t-a1,t-a4,t-b1,t-b3,t-s1"));
+  CtlRun members = h.Ctl("alice", {"get", "members", "Old OpenSSL", "-o", "csv"});
+  REQUIRE(members.exit_code == 0);
+  CHECK(absl::StrJoin(FirstColumn(members.out), ",") == "t-a1,t-a4,t-b1,t-b3,t-s1");
+
+  // A rule change re-evaluates, at both primaries.
+  c = h.Ctl("alice", {"update", "collection", "Old OpenSSL", "--remove-rule", "query-1",
+                      "--add-query", R"(memory.total_mb >= 16384 and device.name like "t-%")"});
+  INFO(c.err);
+  REQUIRE(c.exit_code == 0);
+  CHECK(MembersBecome(h.cas->db(), "Old OpenSSL", "t-a1,t-a3,t-a4,t-b1,t-b2,t-s1"));
+
+  // An inventory change moves a device in or out, incrementally.
+  c = h.Ctl("alice",
+            {"create", "collection", "Has telnet", "--query", R"(software.name = "telnet")"});
+  REQUIRE(c.exit_code == 0);
+  REQUIRE(WaitFor(
+      [&] {
+        return h.p01->db().Scalar(
+                   "SELECT count(*) FROM collection_eval WHERE collection = 'Has "
+                   "telnet'") == "1";
+      },
+      seconds(30)));
+  const std::string full_evals = h.p01->db().Scalar(
+      "SELECT evaluated_at FROM collection_eval "
+      "WHERE collection = 'Has telnet'");
+  h.Delta("t-a2", "telnet", true);
+  h.Delta("t-b2", "telnet", true);
+  h.Delta("t-s2", "telnet", true);  // through the secondary
+  CHECK(MembersBecome(h.cas->db(), "Has telnet", "t-a2,t-b2,t-s2"));
+  h.Delta("t-a2", "telnet", false);
+  CHECK(MembersBecome(h.cas->db(), "Has telnet", "t-b2,t-s2"));
+  // Incremental: the collection was not evaluated in full again meanwhile.
+  CHECK(h.p01->db().Scalar("SELECT evaluated_at FROM collection_eval WHERE collection = 'Has "
+                           "telnet'") == full_evals);
+
+  // The real agent of this machine is a device like any other.
+  CtlRun dev = h.Ctl("alice", {"describe", "device", h.agent_id, "-o", "json"});
+  INFO(dev.err);
+  REQUIRE(dev.exit_code == 0);
+  CHECK(dev.out.find("\"All Systems\"") != std::string::npos);
+  CHECK(dev.out.find("\"kernel\"") != std::string::npos);
+
+  {  // Built-in reports, as table rows the tool prints as CSV.
+    CtlRun list = h.Ctl("alice", {"report", "list", "-o", "csv"});
+    REQUIRE(list.exit_code == 0);
+    for (const char* r : {"hardware-summary", "software-by-title", "devices-by-os",
+                          "inactive-devices", "collection-membership", "replication-health"}) {
+      CHECK(list.out.find(r) != std::string::npos);
+    }
+    CtlRun sw = h.Ctl(
+        "alice", {"report", "run", "software-by-title", "--param", "name=openssl", "-o", "csv"});
+    INFO(sw.err);
+    REQUIRE(sw.exit_code == 0);
+    CHECK(sw.out.rfind("name,version,devices\n", 0) == 0);
+    CHECK(sw.out.find("openssl,1.1.1f-1,2\n") != std::string::npos);  // t-a1, t-a2
+    CHECK(sw.out.find("openssl,1.1.1w-0,2\n") != std::string::npos);  // t-s1, t-s2 via S01
+    CHECK(sw.out.find("openssl,3.0.9-1,1\n") != std::string::npos);   // t-b3 at P02
+    CtlRun os = h.Ctl("alice", {"report", "run", "devices-by-os", "-o", "json"});
+    REQUIRE(os.exit_code == 0);
+    CHECK(os.out.find("\"columns\"") != std::string::npos);
+    h.p01->db().Exec("UPDATE devices SET active = false WHERE name = 't-a3'");
+    REQUIRE(Eventually(h.cas->db(), "SELECT active FROM devices WHERE name = 't-a3'", "f"));
+    CtlRun inactive = h.Ctl("alice", {"report", "run", "inactive-devices", "-o", "csv"});
+    REQUIRE(inactive.exit_code == 0);
+    CHECK(FirstColumn(inactive.out) == std::vector<std::string>{"t-a3"});
+    CtlRun members = h.Ctl("alice", {"report", "run", "collection-membership", "--param",
+                                     "collection=Old OpenSSL", "-o", "csv"});
+    REQUIRE(members.exit_code == 0);
+    CHECK(absl::StrJoin(FirstColumn(members.out), ",") == "t-a1,t-a3,t-a4,t-b1,t-b2,t-s1");
+    CtlRun links = h.Ctl("alice", {"report", "run", "replication-health", "-o", "csv"});
+    REQUIRE(links.exit_code == 0);
+    CHECK(FirstColumn(links.out) == std::vector<std::string>{"P01", "P02"});
+    CHECK(h.Ctl("alice", {"report", "run", "no-such-report"}).exit_code == 4);
+    CtlRun bad = h.Ctl("alice", {"report", "run", "devices-by-os", "--param", "x=1"});
+    CHECK(bad.exit_code == 1);
+    CHECK(bad.err.find("takes no parameter \"x\"") != std::string::npos);
+  }
+
+  {  // Boundaries authored at the CAS reach the MPs: an agent in the range is
+     // sent to the group's site (S01), through P01's MP.
+    REQUIRE(h.Ctl("alice", {"create", "boundary-group", "Branch", "--site", "S01"}).exit_code == 0);
+    CtlRun b = h.Ctl("alice", {"create", "boundary", "Branch LAN", "--value", "10.99.0.0/16",
+                               "--group", "Branch"});
+    INFO(b.err);
+    REQUIRE(b.exit_code == 0);
+    Sim& a1 = h.Find("t-a1");
+    std::string site;
+    bool located = WaitFor(
+        [&] {
+          v1::LocateRequest req;
+          req.add_ip_addresses("10.99.4.20");
+          v1::ServiceLocation loc;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + seconds(5));
+          if (!a1.client->stub().Locate(&ctx, req, &loc).ok()) return false;
+          site = loc.assigned_site();
+          return site == "S01";
+        },
+        seconds(30));
+    INFO("located at " << site);
+    CHECK(located);
+    CHECK(Eventually(h.s01->db(), "SELECT value FROM boundaries WHERE name = 'Branch LAN'",
+                     "10.99.0.0/16"));
+    CtlRun bad = h.Ctl(
+        "alice", {"create", "boundary", "Bad", "--value", "10.99.0.0/33", "--group", "Branch"});
+    CHECK(bad.exit_code == 1);
+    CHECK(bad.err.find("expected a subnet like 10.1.0.0/16") != std::string::npos);
+    CHECK(h.Ctl("alice", {"create", "boundary-group", "Top", "--site", "CAS"}).exit_code == 1);
+    CtlRun busy = h.Ctl("alice", {"delete", "boundary-group", "Branch"});
+    CHECK(busy.exit_code == 1);
+    CHECK(busy.err.find("still has boundaries: Branch LAN") != std::string::npos);
+    CtlRun list = h.Ctl("alice", {"get", "boundaries", "-o", "csv"});
+    CHECK(list.out.find("Branch LAN,10.99.0.0/16,Branch") != std::string::npos);
+    CHECK(h.Ctl("alice", {"delete", "boundary", "Branch LAN"}).exit_code == 0);
+    CHECK(h.Ctl("alice", {"delete", "boundary-group", "Branch"}).exit_code == 0);
+  }
+
+  {  // Bad queries are refused with a clear error and change nothing.
+    struct Bad {
+      std::vector<std::string> args;
+      std::string error;
+    };
+    std::vector<Bad> bad = {
+        {{"create", "collection", "Bad1", "--query", R"(os.name = "x"; drop table devices; --)"},
+         "character 14: unexpected character ';'"},
+        {{"create", "collection", "Bad2", "--query", R"(memory.total_mb >= "4096")"},
+         "memory.total_mb is a number"},
+        {{"create", "collection", "Bad3", "--query", R"(os.nmae = "Debian")"},
+         "unknown field os.nmae"},
+        {{"create", "collection", "Bad4", "--include", "No such collection"},
+         "no collection \"No such collection\""},
+        {{"get", "devices", "--filter", R"(software.name = )"}, "expected a value"},
+    };
+    for (const auto& b : bad) {
+      CtlRun r = h.Ctl("alice", b.args);
+      INFO(absl::StrJoin(b.args, " ") << " -> " << r.err);
+      CHECK(r.exit_code != 0);
+      CHECK(r.err.find(b.error) != std::string::npos);
+    }
+    CHECK(h.cas->db().Scalar("SELECT count(*) FROM collections WHERE name LIKE 'Bad%'") == "0");
+    // Rules added later get names of their own.
+    REQUIRE(h.Ctl("alice", {"create", "collection", "Two rules", "--query", R"(os.name = "a")"})
+                .exit_code == 0);
+    CtlRun more =
+        h.Ctl("alice", {"update", "collection", "Two rules", "--add-query", R"(os.name = "b")"});
+    INFO(more.err);
+    CHECK(more.exit_code == 0);
+    CHECK(h.cas->db().Scalar("SELECT string_agg(name, ',' ORDER BY name) FROM collection_rules "
+                             "WHERE collection = 'Two rules'") == "query-1,query-2");
+    // A like pattern PostgreSQL would refuse at run time is refused up front.
+    CtlRun like =
+        h.Ctl("alice", {"create", "collection", "Bad5", "--query", R"(software.name like "x\\")"});
+    CHECK(like.exit_code == 1);
+    CHECK(like.err.find("cannot end with a lone") != std::string::npos);
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM devices") == 10);
+  }
+
+  {  // Exit codes separate usage, not found, denied and unavailable.
+    CHECK(h.Ctl("alice", {"get", "nonsense"}).exit_code == 2);
+    CHECK(h.Ctl("alice", {"frobnicate"}).exit_code == 2);
+    CHECK(h.Ctl("alice", {"describe", "collection", "Nope"}).exit_code == 4);
+    CHECK(h.Ctl("alice", {"create", "collection", "Old OpenSSL"}).exit_code == 1);  // exists
+    CHECK(h.Ctl("bob", {"get", "sites"}).exit_code == 3);  // not an administrator
+    CtlRun down = Stratactl(h.dir, "unix:" + h.dir.path() + "/nothing.sock", "alice",
+                            {"--timeout", "3", "get", "sites"});
+    CHECK(down.exit_code == 5);
+    CHECK(h.Ctl("alice", {"--help"}).exit_code == 0);
+    CHECK(h.Ctl("alice", {"get", "--help"}).out.find("--filter") != std::string::npos);
+  }
+
+  {  // A client that is not our code (grpc-js) discovers the API by reflection,
+     // checks health, and lists devices from the .proto file.
+    const char* modules = std::getenv("STRATA_NODE_MODULES");
+    INFO("STRATA_NODE_MODULES is set by tests/run.sh (npm ci of tests/node)");
+    REQUIRE(modules != nullptr);
+    std::string out = RunCommand(absl::StrCat(
+        "NODE_PATH='", modules, "' node '", SourceDir(), "/tests/node/client.js' '",
+        h.pv_cas->address(), "' '", TestPki(), "/ca.pem' '", TestPki(), "/admin-alice.pem' '",
+        TestPki(), "/admin-alice.key' '", SourceDir(), "/proto' 2>&1; echo \"rc=$?\""));
+    INFO(out);
+    CHECK(out.find("rc=0") != std::string::npos);
+    CHECK(out.find("\"grpc.health.v1.Health\"") != std::string::npos);
+    CHECK(out.find("\"grpc.reflection.v1alpha.ServerReflection\"") != std::string::npos);
+    CHECK(out.find("\"strata.v1.AdminService\"") != std::string::npos);
+    CHECK(out.find("\"health\":\"SERVING\"") != std::string::npos);
+    // Alice sees every device: the nine simulated clients and the real agent.
+    size_t listed = 0;
+    for (size_t at = out.find("\"t-"); at != std::string::npos; at = out.find("\"t-", at + 1)) {
+      ++listed;
+    }
+    CHECK(listed == 9);
+    CHECK(out.find("\"devices\":[") != std::string::npos);
+  }
+
+  {  // A provider refuses to run at a secondary site.
+    ProviderProcess pv("S01", h.dir, h.s01->db());
+    pv.StartNoWait();
+    CHECK(pv.Wait(seconds(30)) == 1);
+    CHECK(pv.LogText().find("S01 is a secondary site") != std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "RBAC: roles, scopes by collection and custom roles are enforced, denials audited "
+    "and visible at the CAS",
+    "[admin]") {
+  AdminHierarchy h;
+  REQUIRE(h.Ctl("alice", {"set", "admin", "bob", "--role", "Read-only Analyst"}).exit_code == 0);
+  REQUIRE(Eventually(h.p01->db(), "SELECT count(*) FROM administrators WHERE name = 'bob'", "1"));
+
+  // A Read-only Analyst cannot create, at the CAS or at a primary.
+  CtlRun r = h.Ctl("bob", {"create", "collection", "Bobs", "--query", R"(os.name = "x")"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("bob lacks the permission collection.create") != std::string::npos);
+  r = h.Ctl("bob", {"create", "collection", "Bobs", "--query", R"(os.name = "x")"}, h.pv_p01.get());
+  CHECK(r.exit_code == 3);
+  CHECK(h.Ctl("bob", {"get", "devices", "-o", "csv"}).exit_code == 0);  // reading is allowed
+
+  // An admin limited to a collection of P01's devices sees none of P02's.
+  REQUIRE(
+      h.Ctl("alice", {"create", "collection", "P01 devices", "--query", R"(device.site = "P01")"})
+          .exit_code == 0);
+  REQUIRE(MembersBecome(h.cas->db(), "P01 devices", Members(h.p01->db(), "All Systems")));
+  REQUIRE(h.Ctl("alice", {"set", "admin", "carol", "--role", "Operations Administrator",
+                          "--collection", "P01 devices"})
+              .exit_code == 0);
+  CtlRun seen = h.Ctl("carol", {"get", "devices", "-o", "csv", "--all"});
+  INFO(seen.err);
+  REQUIRE(seen.exit_code == 0);
+  std::vector<std::string> names = FirstColumn(seen.out);
+  CHECK(names.size() == 7);  // 4 + 2 under S01 + the real agent
+  for (const auto& n : names) CHECK(n.rfind("t-b", 0) != 0);
+  // Reports about devices cover only carol's collections.
+  CtlRun report = h.Ctl("carol", {"report", "run", "devices-by-os", "-o", "csv"});
+  REQUIRE(report.exit_code == 0);
+  int64_t total = 0;
+  for (absl::string_view line : absl::StrSplit(report.out, '\n', absl::SkipEmpty())) {
+    int64_t n = 0;
+    if (absl::SimpleAtoi(line.substr(line.rfind(',') + 1), &n)) total += n;
+  }
+  CHECK(total == 7);
+  r = h.Ctl("carol", {"describe", "device", "t-b1"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("carol may not see device \"t-b1\"") != std::string::npos);
+  // Nor can she widen her view: the collection that bounds it is not hers to
+  // change, and what she makes stays inside it.
+  r = h.Ctl("carol", {"update", "collection", "P01 devices", "--add-include", "All Systems"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("bound what carol sees") != std::string::npos);
+  r = h.Ctl("carol", {"create", "collection", "Everything", "--query", "device.active = true"});
+  CHECK(r.exit_code == 3);  // limited by All Systems, outside her collections
+  r = h.Ctl("carol", {"create", "collection", "P01 Debian", "--limiting", "P01 devices", "--query",
+                      R"(os.name = "Debian GNU/Linux")"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+
+  // Nobody hands out more than they hold, or changes their own rights.
+  REQUIRE(h.Ctl("alice", {"create", "role", "Helpdesk", "--from", "Read-only Analyst", "--add",
+                          "admin.create", "--add", "admin.update"})
+              .exit_code == 0);
+  REQUIRE(h.Ctl("alice", {"set", "admin", "erin", "--role", "Helpdesk"}).exit_code == 0);
+  r = h.Ctl("erin", {"set", "admin", "erin", "--role", "Full Administrator"});
+  CHECK(r.exit_code == 3);
+  r = h.Ctl("erin", {"set", "admin", "frank", "--role", "Full Administrator"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("erin may not give or change roles holding *") != std::string::npos);
+  CHECK(h.Ctl("erin", {"set", "admin", "frank", "--role", "Read-only Analyst"}).exit_code == 0);
+  CHECK(h.cas->db().Scalar("SELECT roles::text FROM administrators WHERE name = 'erin'") ==
+        "{Helpdesk}");
+
+  // A custom role without "delete collection".
+  r = h.Ctl("alice", {"create", "role", "No Delete", "--from", "Operations Administrator",
+                      "--remove", "collection.delete"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(h.Ctl("alice", {"set", "admin", "dave", "--role", "No Delete"}).exit_code == 0);
+  r = h.Ctl("dave", {"delete", "collection", "P01 devices"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("dave lacks the permission collection.delete") != std::string::npos);
+  CHECK(h.cas->db().Scalar("SELECT count(*) FROM collections WHERE name = 'P01 devices'") == "1");
+  CHECK(h.Ctl("dave", {"create", "collection", "Daves", "--query", R"(os.name = "x")"}).exit_code ==
+        0);  // the rest of the copied role still works
+
+  // Each denial is in the audit log at the CAS, the one at P01 by replication.
+  bool all = WaitFor(
+      [&] {
+        return h.cas->db().Scalar(
+                   "SELECT string_agg(DISTINCT admin || '@' || site_code, ',') FROM audit_log "
+                   "WHERE outcome = 'denied'") == "bob@CAS,bob@P01,carol@CAS,dave@CAS,erin@CAS";
+      },
+      seconds(30));
+  INFO(
+      h.cas->db().Scalar("SELECT string_agg(admin || '@' || site_code || ': ' || summary, E'\\n') "
+                         "FROM audit_log"));
+  CHECK(all);
+  CtlRun audit = h.Ctl("alice", {"get", "audit", "--filter", "denied", "-o", "csv"});
+  REQUIRE(audit.exit_code == 0);
+  CHECK(static_cast<int64_t>(FirstColumn(audit.out).size()) ==
+        h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE outcome = 'denied'"));
+  CHECK(FirstColumn(audit.out).size() >= 8);
+  // And every change, with who and what.
+  CHECK(h.cas->db()
+            .Scalar("SELECT summary FROM audit_log WHERE action = 'create' AND "
+                    "object_name = 'No Delete'")
+            .find("copy of Operations Administrator") != std::string::npos);
+}
