@@ -97,6 +97,7 @@ provider_start() {
   rm -f "$STRATA_RUN/$lower-provider.addr"
   "$STRATA_BUILD/provider/strata-provider" --database "host=$PGHOST port=$PGPORT user=postgres dbname=strata_$lower" \
     --listen "unix:$STRATA_RUN/$lower-provider.sock" --address_file "$STRATA_RUN/$lower-provider.addr" \
+    --site "unix:$STRATA_RUN/$lower.sock" \
     --tls_ca "$STRATA_PKI/ca.pem" --tls_cert "$STRATA_PKI/provider-$code.pem" \
     --tls_key "$STRATA_PKI/provider-$code.key" ${admin:+--bootstrap_admin "$admin"} \
     >>"$STRATA_RUN/$lower-provider.log" 2>&1 &

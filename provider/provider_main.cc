@@ -22,6 +22,8 @@ ABSL_FLAG(std::string, address_file, "", "Write the bound address here (override
 ABSL_FLAG(std::string, bootstrap_admin, "",
           "If the hierarchy has no administrator yet, make this certificate CN (OU=admin) a "
           "Full Administrator (overrides)");
+ABSL_FLAG(std::string, site, "",
+          "Address of the site server, for live replication link state (overrides)");
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
 
 namespace strata::provider {
@@ -43,6 +45,7 @@ absl::StatusOr<v1::ProviderConfig> LoadConfig() {
   set(absl::GetFlag(FLAGS_tls_key),
       [&](const std::string& v) { c.mutable_tls()->set_key_file(v); });
   set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { c.set_address_file(v); });
+  set(absl::GetFlag(FLAGS_site), [&](const std::string& v) { c.set_site_address(v); });
   set(absl::GetFlag(FLAGS_bootstrap_admin),
       [&](const std::string& v) { c.set_bootstrap_admin(v); });
   return c;

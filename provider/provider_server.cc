@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/shutdown_guard.h"
 #include "common/base/status.h"
@@ -25,6 +26,7 @@
 #include "provider/reports.h"
 #include "provider/sql.h"
 #include "strata/v1/admin.grpc.pb.h"
+#include "strata/v1/site_link.grpc.pb.h"
 
 namespace strata::provider {
 namespace {
@@ -217,6 +219,10 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
     }
     RETURN_IF_ERROR(ready);
     RETURN_IF_ERROR(pool_.With([&](store::Connection& conn) { return Bootstrap(conn); }));
+    if (!config_.site_address().empty()) {
+      ASSIGN_OR_RETURN(auto channel, MakeChannel(config_.site_address(), config_.tls()));
+      site_stub_ = v1::SiteLink::NewStub(channel);
+    }
     SetLogComponent(absl::StrCat("provider=", site_));
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -909,6 +915,98 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
         });
   }
 
+  grpc::Status ListLinks(grpc::ServerContext* ctx, const v1::ListRequest* req,
+                         v1::LinkList* out) override {
+    return Run(ctx, __func__, "link.read", [&](Transaction& tx, const Caller&) -> absl::Status {
+      ASSIGN_OR_RETURN(std::vector<v1::LinkStatus> links,
+                       Links(tx, out->mutable_degraded_reason()));
+      for (auto& l : links) {
+        if (!req->filter().empty() && l.peer_site_code().find(req->filter()) == std::string::npos) {
+          continue;
+        }
+        *out->add_links() = std::move(l);
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  grpc::Status DiagnoseLink(grpc::ServerContext* ctx, const v1::DiagnoseLinkRequest* req,
+                            v1::LinkDiagnosis* out) override {
+    return Run(ctx, __func__, "link.read", [&](Transaction& tx, const Caller& c) -> absl::Status {
+      RETURN_IF_ERROR(ValidateSiteCode(req->peer()));
+      if (req->reinitialize() && !c.Has("link.reinit")) {
+        return Deny(c, "link.reinit", "link", req->peer());
+      }
+      std::string degraded;
+      ASSIGN_OR_RETURN(std::vector<v1::LinkStatus> links, Links(tx, &degraded));
+      auto add = [&](const char* severity, const std::string& text) {
+        auto* f = out->add_findings();
+        f->set_severity(severity);
+        f->set_text(text);
+      };
+      const v1::LinkStatus* link = nullptr;
+      for (const auto& l : links) {
+        if (l.peer_site_code() == req->peer()) link = &l;
+      }
+      if (link == nullptr) {
+        return absl::NotFoundError(absl::StrCat("site ", site_, " has no link to ", req->peer()));
+      }
+      *out->mutable_link() = *link;
+      if (!degraded.empty()) add("error", degraded);
+      if (degraded.empty() && !link->connected()) {
+        add("error", absl::StrCat("not connected", link->last_error().empty() ? "" : ": ",
+                                  link->last_error(), ". Check that site ", req->peer(),
+                                  "'s server runs and that the two can reach each other "
+                                  "(addresses, certificates); see both site servers' logs."));
+      } else if (!link->last_error().empty()) {
+        add("warning", "last error: " + link->last_error());
+      }
+      if (link->lag_changes() > 0) {
+        add(link->state() == v1::LINK_STATE_ACTIVE ? "ok" : "warning",
+            absl::StrCat(link->lag_changes(), " changes of this site not yet acknowledged by ",
+                         req->peer(), " (oldest ", static_cast<int64_t>(link->lag_seconds()),
+                         " s)"));
+      }
+      ASSIGN_OR_RETURN(Result in, tx.Exec("SELECT extract(epoch FROM now() - updated_at)::bigint "
+                                          "FROM repl_inbound WHERE peer = $1",
+                                          {req->peer()}));
+      if (in.empty()) {
+        add("warning", absl::StrCat("nothing applied from ", req->peer(),
+                                    " yet: it sends a snapshot when the link next connects"));
+      } else {
+        add("ok", absl::StrCat("last applied from ", req->peer(), " ", in.GetInt(0, 0), " s ago"));
+      }
+      ASSIGN_OR_RETURN(Result behind,
+                       tx.Exec("SELECT o.xid < s.pruned_through::text::bigint FROM repl_outbound "
+                               "o, repl_state s WHERE o.peer = $1",
+                               {req->peer()}));
+      if (!behind.empty() && behind.GetBool(0, 0)) {
+        add("warning", absl::StrCat(req->peer(),
+                                    " is behind this site's retained change log: it is "
+                                    "re-initialized from a snapshot when it reconnects"));
+      }
+      if (out->findings_size() > 0 && link->state() == v1::LINK_STATE_ACTIVE && degraded.empty()) {
+        add("ok", "active: connected, changes flowing");
+      }
+      if (req->reinitialize()) {
+        // Forgetting what was applied from the peer makes this site refuse
+        // its next batch; the peer then reconnects and sends a snapshot,
+        // which also removes rows it no longer has.
+        RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM repl_inbound WHERE peer = $1", {req->peer()}).status());
+        RETURN_IF_ERROR(Audit(tx, c, "reinitialize", "link", req->peer(),
+                              absl::StrCat("state ", v1::LinkState_Name(link->state()), ", lag ",
+                                           link->lag_changes(), " changes")));
+        out->set_reinitialized(true);
+        add("ok", absl::StrCat("re-initialization requested: ", site_,
+                               " refuses the next batch from ", req->peer(),
+                               ", which then sends a full snapshot (at its next change or "
+                               "reconnection)"));
+      }
+      return absl::OkStatus();
+    });
+  }
+
   grpc::Status ListReports(grpc::ServerContext* ctx, const v1::ListRequest* req,
                            v1::ReportList* out) override {
     return Run(ctx, __func__, "report.run", [&](Transaction&, const Caller&) -> absl::Status {
@@ -1520,6 +1618,46 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
     return absl::OkStatus();
   }
 
+  // --- links ---------------------------------------------------------------
+
+  // The site server's live link state; without it (no site_address, or it
+  // does not answer) the database's view, with `degraded` saying why.
+  absl::StatusOr<std::vector<v1::LinkStatus>> Links(Transaction& tx, std::string* degraded) {
+    std::vector<v1::LinkStatus> out;
+    if (site_stub_) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      v1::SiteStatus status;
+      grpc::Status s = site_stub_->GetStatus(&ctx, v1::GetStatusRequest(), &status);
+      if (s.ok()) {
+        out.assign(status.links().begin(), status.links().end());
+        return out;
+      }
+      *degraded = absl::StrCat("the site server (", config_.site_address(),
+                               ") does not answer: ", s.error_message(),
+                               "; links run inside it, so start it or check its log");
+    } else {
+      *degraded = "this provider has no site_address: showing the database's view only";
+    }
+    ASSIGN_OR_RETURN(Result r,
+                     tx.Exec("SELECT coalesce(o.peer, i.peer), CASE WHEN EXISTS (SELECT 1 FROM "
+                             "sites p WHERE p.code = coalesce(o.peer, i.peer) AND p.code = (SELECT "
+                             "parent FROM sites WHERE code = $1)) THEN 'parent' ELSE 'child' END, "
+                             "(SELECT count(*) FROM repl_log l WHERE l.id > o.log_id) FROM "
+                             "repl_outbound o FULL JOIN repl_inbound i ON i.peer = o.peer ORDER "
+                             "BY 1",
+                             {site_}));
+    for (size_t i = 0; i < r.size(); ++i) {
+      v1::LinkStatus l;
+      l.set_peer_site_code(r.GetString(i, 0));
+      l.set_role(r.GetString(i, 1));
+      l.set_state(v1::LINK_STATE_UNSPECIFIED);
+      l.set_lag_changes(r.GetInt(i, 2));
+      out.push_back(std::move(l));
+    }
+    return out;
+  }
+
   // --- roles ---------------------------------------------------------------
 
   static void FillRole(const Result& r, size_t i, v1::Role* out) {
@@ -1542,6 +1680,7 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
   store::ConnectionPool pool_;
   std::string site_, site_type_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::SiteLink::Stub> site_stub_;  // for live link state
   std::string bound_address_;
   ShutdownGuard shutdown_;
   absl::Notification stopped_;  // Wait() returns

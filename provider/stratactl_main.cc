@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "common/base/config.h"
 #include "common/base/version.h"
 #include "common/net/tls.h"
@@ -252,6 +253,19 @@ Table DeviceTable(const v1::DeviceList& l) {
   return t;
 }
 
+std::string LinkStateName(v1::LinkState s) {
+  switch (s) {
+    case v1::LINK_STATE_ACTIVE:
+      return "active";
+    case v1::LINK_STATE_DEGRADED:
+      return "degraded";
+    case v1::LINK_STATE_FAILED:
+      return "failed";
+    default:
+      return "unknown";
+  }
+}
+
 std::string RuleText(const v1::CollectionRule& r) {
   if (r.kind() == "query") return r.query();
   if (r.kind() == "direct") return r.device_id();
@@ -326,6 +340,26 @@ int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
     Table t{{"NAME", "ASSIGNED_SITE"}, {}};
     for (const auto& g : l.groups()) t.rows.push_back({g.name(), g.assigned_site()});
     Show(o, l, t);
+  } else if (noun == "links" || noun == "link") {
+    v1::LinkList l;
+    if (int rc = c.Call(&v1::AdminService::Stub::ListLinks, c.List(), &l)) return rc;
+    Table t{{"PEER", "ROLE", "STATE", "CONNECTED", "LAG_CHANGES", "LAG_S", "LAST_CONTACT",
+             "LAST_ERROR"},
+            {}};
+    for (const auto& k : l.links()) {
+      t.rows.push_back({k.peer_site_code(), k.role(), LinkStateName(k.state()),
+                        k.state() == v1::LINK_STATE_UNSPECIFIED ? "?" : Bool(k.connected()),
+                        absl::StrCat(k.lag_changes()),
+                        absl::StrCat(static_cast<int64_t>(k.lag_seconds())),
+                        k.last_contact_unix_ms() == 0
+                            ? std::string()
+                            : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                               absl::FromUnixMillis(k.last_contact_unix_ms()),
+                                               absl::UTCTimeZone()),
+                        k.last_error()});
+    }
+    Show(o, l, t);
+    if (!l.degraded_reason().empty()) std::cerr << "note: " << l.degraded_reason() << "\n";
   } else if (noun == "audit") {
     v1::AuditList l;
     if (int rc = c.ListAll(&v1::AdminService::Stub::ListAuditLog, c.List(), &l)) return rc;
@@ -337,7 +371,7 @@ int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
     Show(o, l, t);
   } else {
     std::cerr << "stratactl: unknown resource \"" << noun
-              << "\" (sites, devices, collections, members, roles, admins, boundaries, "
+              << "\" (sites, links, devices, collections, members, roles, admins, boundaries, "
                  "boundary-groups, audit)\n";
     return kUsage;
   }
@@ -468,10 +502,11 @@ const char kCompletion[] = R"(# bash completion for stratactl: source <(stratact
 _stratactl() {
   local cur=${COMP_WORDS[COMP_CWORD]} verb=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "whoami get describe create update delete set report completion --help" -- "$cur"))
+    COMPREPLY=($(compgen -W "whoami get describe create update delete set diagnose report completion --help" -- "$cur"))
   elif [ "$COMP_CWORD" -eq 2 ]; then
     case $verb in
-      get) COMPREPLY=($(compgen -W "sites devices collections members roles admins boundaries boundary-groups audit" -- "$cur")) ;;
+      get) COMPREPLY=($(compgen -W "sites links devices collections members roles admins boundaries boundary-groups audit" -- "$cur")) ;;
+      diagnose) COMPREPLY=($(compgen -W "link" -- "$cur")) ;;
       describe) COMPREPLY=($(compgen -W "device collection role" -- "$cur")) ;;
       create) COMPREPLY=($(compgen -W "collection role boundary boundary-group" -- "$cur")) ;;
       update) COMPREPLY=($(compgen -W "collection" -- "$cur")) ;;
@@ -485,7 +520,7 @@ _stratactl() {
       COMPREPLY=($(compgen -W "hardware-summary software-by-title devices-by-os inactive-devices collection-membership replication-health" -- "$cur"))
       return
     fi
-    COMPREPLY=($(compgen -W "-o --output --filter --sort-by --limit --all --page-token --param --max-rows --value --group --site --server --ca --cert --key --config" -- "$cur"))
+    COMPREPLY=($(compgen -W "-o --output --filter --sort-by --limit --all --page-token --param --max-rows --value --group --site --reinitialize --server --ca --cert --key --config" -- "$cur"))
   fi
 }
 complete -F _stratactl stratactl
@@ -589,6 +624,13 @@ int Main(int argc, char** argv) {
   set->add_option("--scope", scopes, "A security scope (repeatable; default All)");
   set->add_option("--collection", colls,
                   "A collection whose devices they see (default All Systems)");
+  auto* diagnose = app.add_subcommand(
+      "diagnose", "What is wrong with a replication link: diagnose link PEER [--reinitialize]");
+  bool reinitialize = false;
+  diagnose->add_option("resource", noun, "link")->required()->check(CLI::IsMember({"link"}));
+  diagnose->add_option("name", name, "The peer site's code")->required();
+  diagnose->add_flag("--reinitialize", reinitialize,
+                     "Also re-initialize this site's copy of the peer's data from a snapshot");
   auto* report = app.add_subcommand("report", "Built-in reports: report list, report run NAME");
   std::string report_action;
   std::vector<std::string> report_params;
@@ -635,6 +677,28 @@ int Main(int argc, char** argv) {
     return kOk;
   }
   if (get->parsed()) return GetCmd(c, noun, name);
+  if (diagnose->parsed()) {
+    v1::DiagnoseLinkRequest req;
+    req.set_peer(name);
+    req.set_reinitialize(reinitialize);
+    v1::LinkDiagnosis d;
+    if (int rc = c.Call(&v1::AdminService::Stub::DiagnoseLink, req, &d)) return rc;
+    if (o.output == "json") {
+      PrintJson(d);
+      return kOk;
+    }
+    Table t{{"SEVERITY", "FINDING"}, {}};
+    for (const auto& f : d.findings()) t.rows.push_back({f.severity(), f.text()});
+    if (o.output == "table") {
+      std::cout << "link " << d.link().peer_site_code() << " (" << d.link().role()
+                << "): " << LinkStateName(d.link().state()) << "\n";
+      for (const auto& f : d.findings())
+        std::cout << "  " << f.severity() << ": " << f.text() << "\n";
+    } else {
+      PrintTable(t, o.output);
+    }
+    return kOk;
+  }
   if (report->parsed()) {
     if (report_action == "list") {
       v1::ReportList l;

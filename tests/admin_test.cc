@@ -64,11 +64,12 @@ struct AdminHierarchy {
       mp->Start();
       mps[site->code()] = std::move(mp);
     }
-    pv_cas = std::make_unique<ProviderProcess>("CAS", dir, cas->db(), "alice");
+    pv_cas = std::make_unique<ProviderProcess>("CAS", dir, cas->db(), cas->address(), "alice");
     pv_cas->Start();
-    pv_p01 = std::make_unique<ProviderProcess>("P01", dir, p01->db());
+    pv_p01 = std::make_unique<ProviderProcess>("P01", dir, p01->db(), p01->address());
     pv_p01->Start();
-    pv_p02 = std::make_unique<ProviderProcess>("P02", dir, p02->db());
+    // P02's provider is not told its site server: links show the database's view.
+    pv_p02 = std::make_unique<ProviderProcess>("P02", dir, p02->db(), "");
     pv_p02->Start();
 
     sims.push_back({"t-a1", "P01", 16384, "1.1.1f-1", nullptr});
@@ -260,6 +261,46 @@ TEST_CASE(
     CHECK(bad.err.find("takes no parameter \"x\"") != std::string::npos);
   }
 
+  {  // Replication links, live from the site server, and their diagnosis.
+    CtlRun links = h.Ctl("alice", {"get", "links", "-o", "csv"});
+    INFO(links.err);
+    REQUIRE(links.exit_code == 0);
+    CHECK(links.out.find("P01,child,active,yes,") != std::string::npos);
+    CHECK(links.out.find("P02,child,active,yes,") != std::string::npos);
+    CtlRun d = h.Ctl("alice", {"diagnose", "link", "P01"});
+    INFO(d.out << d.err);
+    CHECK(d.exit_code == 0);
+    CHECK(d.out.find("active: connected") != std::string::npos);
+    CHECK(h.Ctl("alice", {"diagnose", "link", "P09"}).exit_code == 4);
+    CtlRun p02 = h.Ctl("alice", {"get", "links"}, h.pv_p02.get());
+    CHECK(p02.exit_code == 0);
+    CHECK(p02.err.find("no site_address") != std::string::npos);
+    CHECK(p02.out.find("CAS") != std::string::npos);
+    // Re-initialize: the CAS takes a fresh snapshot of P01's data.
+    auto snapshots = [&] {
+      std::string log = h.cas->LogText();
+      size_t n = 0;
+      for (size_t at = log.find("link.snapshot_applied peer=P01"); at != std::string::npos;
+           at = log.find("link.snapshot_applied peer=P01", at + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    const size_t before = snapshots();
+    CtlRun re = h.Ctl("alice", {"diagnose", "link", "P01", "--reinitialize"});
+    INFO(re.out << re.err);
+    REQUIRE(re.exit_code == 0);
+    CHECK(re.out.find("re-initialization requested") != std::string::npos);
+    h.p01->db().Exec("UPDATE devices SET last_seen_at = now() WHERE name = 't-a1'");
+    CHECK(WaitFor([&] { return snapshots() > before; }, seconds(60)));
+    CHECK(WaitFor([&] { return h.p01->LinkActive("CAS"); }, seconds(30)));
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM devices") == 10);
+    CHECK(Members(h.cas->db(), "Old OpenSSL") == "t-a1,t-a3,t-a4,t-b1,t-b2,t-s1");
+    CHECK(h.cas->db()
+              .Scalar("SELECT summary FROM audit_log WHERE action = 'reinitialize'")
+              .find("LINK_STATE_ACTIVE") != std::string::npos);
+  }
+
   {  // Boundaries authored at the CAS reach the MPs: an agent in the range is
      // sent to the group's site (S01), through P01's MP.
     REQUIRE(h.Ctl("alice", {"create", "boundary-group", "Branch", "--site", "S01"}).exit_code == 0);
@@ -377,7 +418,7 @@ TEST_CASE(
   }
 
   {  // A provider refuses to run at a secondary site.
-    ProviderProcess pv("S01", h.dir, h.s01->db());
+    ProviderProcess pv("S01", h.dir, h.s01->db(), h.s01->address());
     pv.StartNoWait();
     CHECK(pv.Wait(seconds(30)) == 1);
     CHECK(pv.LogText().find("S01 is a secondary site") != std::string::npos);
@@ -399,6 +440,10 @@ TEST_CASE(
   r = h.Ctl("bob", {"create", "collection", "Bobs", "--query", R"(os.name = "x")"}, h.pv_p01.get());
   CHECK(r.exit_code == 3);
   CHECK(h.Ctl("bob", {"get", "devices", "-o", "csv"}).exit_code == 0);  // reading is allowed
+  CHECK(h.Ctl("bob", {"diagnose", "link", "P01"}).exit_code == 0);
+  r = h.Ctl("bob", {"diagnose", "link", "P01", "--reinitialize"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("bob lacks the permission link.reinit") != std::string::npos);
 
   // An admin limited to a collection of P01's devices sees none of P02's.
   REQUIRE(
