@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -20,6 +21,7 @@
 #include "common/inventory/report_check.h"
 #include "common/net/boundary.h"
 #include "common/net/tls.h"
+#include "common/replication/change_log.h"
 #include "common/store/pool.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -43,6 +45,27 @@ constexpr size_t kMaxCommentBytes = 1024;
 constexpr int kMaxListItems = 64;
 constexpr int kDefaultReportRows = 10000;
 constexpr int kMaxReportRows = 100000;  // roles, scopes, collections of an administrator
+
+// `text` matches `pattern`, where * stands for any run of characters.
+bool GlobMatch(const std::string& pattern, const std::string& text) {
+  size_t p = 0, t = 0, star = std::string::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
 
 // At most `max` bytes of `s`, cut at a character boundary (UTF-8).
 std::string Truncated(const std::string& s, size_t max) {
@@ -682,14 +705,25 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
         }
       }
       for (const auto& k : colls) RETURN_IF_ERROR(RequireContained(tx, c, k));
-      RETURN_IF_ERROR(tx.Exec("INSERT INTO administrators (name, roles, scopes, collections, "
-                              "created_by) VALUES ($1, $2::text[], $3::text[], $4::text[], $5) ON "
-                              "CONFLICT (name) DO UPDATE SET roles = EXCLUDED.roles, scopes = "
-                              "EXCLUDED.scopes, collections = EXCLUDED.collections, updated_at = "
-                              "now()",
-                              {req->name(), TextArrayLiteral(roles), TextArrayLiteral(scopes),
-                               TextArrayLiteral(colls), c.name})
-                          .status());
+      // Created meanwhile by someone else: retried as an update (which needs
+      // admin.update), never silently overwritten.
+      store::Params values{req->name(), TextArrayLiteral(roles), TextArrayLiteral(scopes),
+                           TextArrayLiteral(colls)};
+      if (before.empty()) values.emplace_back(c.name);
+      ASSIGN_OR_RETURN(
+          Result written,
+          tx.Exec(before.empty()
+                      ? "INSERT INTO administrators (name, roles, scopes, collections, created_by) "
+                        "VALUES ($1, $2::text[], $3::text[], $4::text[], $5) ON CONFLICT (name) DO "
+                        "NOTHING RETURNING name"
+                      : "UPDATE administrators SET roles = $2::text[], scopes = $3::text[], "
+                        "collections = $4::text[], updated_at = now() WHERE name = $1 RETURNING "
+                        "name",
+                  values));
+      if (written.empty()) {
+        return absl::AbortedError(
+            absl::StrCat("administrator ", req->name(), " changed meanwhile; try again"));
+      }
       std::string now =
           absl::StrCat("roles=", absl::StrJoin(roles, ","), " scopes=", absl::StrJoin(scopes, ","),
                        " collections=", absl::StrJoin(colls, ","));
@@ -917,11 +951,21 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
 
   grpc::Status ListLinks(grpc::ServerContext* ctx, const v1::ListRequest* req,
                          v1::LinkList* out) override {
+    // Asked before the transaction: no database connection waits on it.
+    std::string degraded;
+    std::optional<std::vector<v1::LinkStatus>> live = LiveLinks(*ctx, &degraded);
     return Run(ctx, __func__, "link.read", [&](Transaction& tx, const Caller&) -> absl::Status {
-      ASSIGN_OR_RETURN(std::vector<v1::LinkStatus> links,
-                       Links(tx, out->mutable_degraded_reason()));
+      out->Clear();  // a retried transaction starts over
+      std::vector<v1::LinkStatus> links;
+      if (live) {
+        links = *live;
+      } else {
+        out->set_degraded_reason(degraded);
+        ASSIGN_OR_RETURN(links, DatabaseLinks(tx));
+      }
+      const std::string pattern = absl::AsciiStrToLower(req->filter());
       for (auto& l : links) {
-        if (!req->filter().empty() && l.peer_site_code().find(req->filter()) == std::string::npos) {
+        if (!pattern.empty() && !GlobMatch(pattern, absl::AsciiStrToLower(l.peer_site_code()))) {
           continue;
         }
         *out->add_links() = std::move(l);
@@ -932,13 +976,20 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
 
   grpc::Status DiagnoseLink(grpc::ServerContext* ctx, const v1::DiagnoseLinkRequest* req,
                             v1::LinkDiagnosis* out) override {
+    std::string degraded;
+    std::optional<std::vector<v1::LinkStatus>> live = LiveLinks(*ctx, &degraded);
     return Run(ctx, __func__, "link.read", [&](Transaction& tx, const Caller& c) -> absl::Status {
+      out->Clear();  // a retried transaction starts over
       RETURN_IF_ERROR(ValidateSiteCode(req->peer()));
       if (req->reinitialize() && !c.Has("link.reinit")) {
         return Deny(c, "link.reinit", "link", req->peer());
       }
-      std::string degraded;
-      ASSIGN_OR_RETURN(std::vector<v1::LinkStatus> links, Links(tx, &degraded));
+      std::vector<v1::LinkStatus> links;
+      if (live) {
+        links = *live;
+      } else {
+        ASSIGN_OR_RETURN(links, DatabaseLinks(tx));
+      }
       auto add = [&](const char* severity, const std::string& text) {
         auto* f = out->add_findings();
         f->set_severity(severity);
@@ -976,14 +1027,19 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
       } else {
         add("ok", absl::StrCat("last applied from ", req->peer(), " ", in.GetInt(0, 0), " s ago"));
       }
-      ASSIGN_OR_RETURN(Result behind,
-                       tx.Exec("SELECT o.xid < s.pruned_through::text::bigint FROM repl_outbound "
-                               "o, repl_state s WHERE o.peer = $1",
-                               {req->peer()}));
-      if (!behind.empty() && behind.GetBool(0, 0)) {
-        add("warning", absl::StrCat(req->peer(),
-                                    " is behind this site's retained change log: it is "
-                                    "re-initialized from a snapshot when it reconnects"));
+      // As the link itself decides (NeedsSnapshot): can the peer resume from
+      // what is left of this site's log?
+      ASSIGN_OR_RETURN(Result acked, tx.Exec("SELECT xid, log_id FROM repl_outbound WHERE peer "
+                                             "= $1",
+                                             {req->peer()}));
+      if (!acked.empty()) {
+        ASSIGN_OR_RETURN(replication::LogHead head, replication::ReadLogHead(tx));
+        replication::Position position{acked.GetInt(0, 0), acked.GetInt(0, 1)};
+        if (replication::NeedsSnapshot(head, head.epoch, position)) {
+          add("warning", absl::StrCat(req->peer(),
+                                      " is behind this site's retained change log: it is "
+                                      "re-initialized from a snapshot when it reconnects"));
+        }
       }
       if (out->findings_size() > 0 && link->state() == v1::LINK_STATE_ACTIVE && degraded.empty()) {
         add("ok", "active: connected, changes flowing");
@@ -992,8 +1048,16 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
         // Forgetting what was applied from the peer makes this site refuse
         // its next batch; the peer then reconnects and sends a snapshot,
         // which also removes rows it no longer has.
-        RETURN_IF_ERROR(
-            tx.Exec("DELETE FROM repl_inbound WHERE peer = $1", {req->peer()}).status());
+        // The applier holds this row while it applies a batch or a snapshot:
+        // wait a little, not for minutes.
+        RETURN_IF_ERROR(tx.Exec("SET LOCAL lock_timeout = '3s'").status());
+        absl::Status del =
+            tx.Exec("DELETE FROM repl_inbound WHERE peer = $1", {req->peer()}).status();
+        if (!del.ok()) {
+          return absl::UnavailableError(absl::StrCat(
+              "the link to ", req->peer(), " is busy applying a batch or a snapshot; try again (",
+              del.message(), ")"));
+        }
         RETURN_IF_ERROR(Audit(tx, c, "reinitialize", "link", req->peer(),
                               absl::StrCat("state ", v1::LinkState_Name(link->state()), ", lag ",
                                            link->lag_changes(), " changes")));
@@ -1620,39 +1684,46 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
 
   // --- links ---------------------------------------------------------------
 
-  // The site server's live link state; without it (no site_address, or it
-  // does not answer) the database's view, with `degraded` saying why.
-  absl::StatusOr<std::vector<v1::LinkStatus>> Links(Transaction& tx, std::string* degraded) {
-    std::vector<v1::LinkStatus> out;
-    if (site_stub_) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-      v1::SiteStatus status;
-      grpc::Status s = site_stub_->GetStatus(&ctx, v1::GetStatusRequest(), &status);
-      if (s.ok()) {
-        out.assign(status.links().begin(), status.links().end());
-        return out;
-      }
+  // The site server's live link state, or nullopt with `degraded` saying
+  // why (no site_address, or it does not answer within 5 s or the caller's
+  // deadline).
+  std::optional<std::vector<v1::LinkStatus>> LiveLinks(const grpc::ServerContext& server_ctx,
+                                                       std::string* degraded) {
+    if (!site_stub_) {
+      *degraded = "this provider has no site_address: showing the database's view only";
+      return std::nullopt;
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::min(std::chrono::system_clock::now() + std::chrono::seconds(5),
+                              server_ctx.deadline()));
+    v1::SiteStatus status;
+    grpc::Status s = site_stub_->GetStatus(&ctx, v1::GetStatusRequest(), &status);
+    if (!s.ok()) {
       *degraded = absl::StrCat("the site server (", config_.site_address(),
                                ") does not answer: ", s.error_message(),
                                "; links run inside it, so start it or check its log");
-    } else {
-      *degraded = "this provider has no site_address: showing the database's view only";
+      return std::nullopt;
     }
+    return std::vector<v1::LinkStatus>(status.links().begin(), status.links().end());
+  }
+
+  // The links this database knows of (its parent, its children, peers it
+  // exchanged changes with), state unknown.
+  absl::StatusOr<std::vector<v1::LinkStatus>> DatabaseLinks(Transaction& tx) {
     ASSIGN_OR_RETURN(Result r,
-                     tx.Exec("SELECT coalesce(o.peer, i.peer), CASE WHEN EXISTS (SELECT 1 FROM "
-                             "sites p WHERE p.code = coalesce(o.peer, i.peer) AND p.code = (SELECT "
-                             "parent FROM sites WHERE code = $1)) THEN 'parent' ELSE 'child' END, "
-                             "(SELECT count(*) FROM repl_log l WHERE l.id > o.log_id) FROM "
-                             "repl_outbound o FULL JOIN repl_inbound i ON i.peer = o.peer ORDER "
-                             "BY 1",
+                     tx.Exec("SELECT peer, bool_or(parent) FROM (SELECT parent AS peer, true AS "
+                             "parent FROM sites WHERE code = $1 AND parent IS NOT NULL UNION ALL "
+                             "SELECT code, false FROM sites WHERE parent = $1 UNION ALL SELECT "
+                             "peer, false FROM repl_inbound UNION ALL SELECT peer, false FROM "
+                             "repl_outbound) p GROUP BY peer ORDER BY peer",
                              {site_}));
+    std::vector<v1::LinkStatus> out;
     for (size_t i = 0; i < r.size(); ++i) {
       v1::LinkStatus l;
       l.set_peer_site_code(r.GetString(i, 0));
-      l.set_role(r.GetString(i, 1));
+      l.set_role(r.GetBool(i, 1) ? "parent" : "child");
       l.set_state(v1::LINK_STATE_UNSPECIFIED);
-      l.set_lag_changes(r.GetInt(i, 2));
+      l.set_lag_changes(-1);  // unknown without the site server
       out.push_back(std::move(l));
     }
     return out;

@@ -347,16 +347,17 @@ int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
              "LAST_ERROR"},
             {}};
     for (const auto& k : l.links()) {
-      t.rows.push_back({k.peer_site_code(), k.role(), LinkStateName(k.state()),
-                        k.state() == v1::LINK_STATE_UNSPECIFIED ? "?" : Bool(k.connected()),
-                        absl::StrCat(k.lag_changes()),
-                        absl::StrCat(static_cast<int64_t>(k.lag_seconds())),
-                        k.last_contact_unix_ms() == 0
-                            ? std::string()
-                            : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                               absl::FromUnixMillis(k.last_contact_unix_ms()),
-                                               absl::UTCTimeZone()),
-                        k.last_error()});
+      t.rows.push_back(
+          {k.peer_site_code(), k.role(), LinkStateName(k.state()),
+           k.state() == v1::LINK_STATE_UNSPECIFIED ? "?" : Bool(k.connected()),
+           k.lag_changes() < 0 ? "?" : absl::StrCat(k.lag_changes()),
+           k.lag_changes() < 0 ? "?" : absl::StrCat(static_cast<int64_t>(k.lag_seconds())),
+           k.last_contact_unix_ms() == 0
+               ? std::string()
+               : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                  absl::FromUnixMillis(k.last_contact_unix_ms()),
+                                  absl::UTCTimeZone()),
+           k.last_error()});
     }
     Show(o, l, t);
     if (!l.degraded_reason().empty()) std::cerr << "note: " << l.degraded_reason() << "\n";

@@ -372,6 +372,18 @@ absl::StatusOr<EvalStats> Evaluator::EvaluateDevices(store::Transaction& tx,
   EvalStats stats;
   if (device_ids.empty()) return stats;
   ASSIGN_OR_RETURN(auto defs, LoadDefinitions(tx));
+  // A collection the last full evaluation found broken (for this very
+  // definition) waits for the definition to change, instead of failing on
+  // every device.
+  ASSIGN_OR_RETURN(store::Result broken, tx.Exec("SELECT collection, definition FROM "
+                                                 "collection_eval WHERE error IS NOT NULL"));
+  for (size_t i = 0; i < broken.size(); ++i) {
+    auto it = defs.find(broken.GetString(i, 0));
+    if (it != defs.end() && it->second.digest == broken.GetString(i, 1) &&
+        it->second.error.empty()) {
+      it->second.error = "failed its last full evaluation";
+    }
+  }
   std::map<int, std::vector<const Collection*>> levels;
   for (const auto& [name, c] : defs) {
     if (c.error.empty()) {

@@ -124,6 +124,16 @@ absl::StatusOr<std::unique_ptr<IssuingCa>> IssuingCa::Load(const std::string& ce
     return absl::InvalidArgumentError(
         absl::StrCat("issuing CA: ", cert_file, " is not a CA certificate"));
   }
+  // Servers accept only agents from a CA that is not the root (OU=ca); an
+  // issuing CA must say what it is.
+  char ou[256] = {0};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(ca->impl_->cert.get()),
+                                NID_organizationalUnitName, ou, sizeof ou) <= 0 ||
+      std::string(ou) != "issuing") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("issuing CA: ", cert_file,
+                     " must name OU=issuing in its subject (deploy/pki.sh DIR issuing/CODE)"));
+  }
   BioPtr out(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(out.get(), ca->impl_->cert.get());
   ca->impl_->cert_pem = DrainBio(out.get());

@@ -184,12 +184,13 @@ absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem) {
         "peer certificate does not name a Strata role (subject OU) and name (subject CN)");
   }
   // A site's issuing CA signs its clients; whoever holds a site's key must
-  // not be able to mint site servers, MPs or administrators with it.
-  if (issuer_ou == "issuing" && id.role != "agent") {
-    return absl::UnauthenticatedError(
-        absl::StrCat("certificate ", id.ToString(), " comes from site ", issuer_cn,
-                     "'s issuing CA, which issues agent certificates only; ", id.role,
-                     " certificates come from the hierarchy's root CA"));
+  // not be able to mint site servers, MPs or administrators with it: every
+  // identity but an agent's comes straight from the root CA (OU=ca).
+  if (id.role != "agent" && issuer_ou != "ca") {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "certificate ", id.ToString(), " was issued by ", issuer_cn, " (OU=", issuer_ou,
+        "), not the hierarchy's root CA; only agent certificates come "
+        "from a site's issuing CA"));
   }
   return id;
 }

@@ -283,6 +283,13 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
                          v1::SiteStatus* response) override {
     auto peer = PeerFromContext(*context);
     if (!peer.ok()) return ToGrpcStatus(peer.status());
+    // Topology and errors are for the site's own tools and administrators.
+    if (peer->role != "site" && peer->role != "provider" && peer->role != "admin") {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          absl::StrCat("link status is for sites, providers and administrators, "
+                                       "not ",
+                                       peer->ToString()));
+    }
     return ToGrpcStatus(BuildStatus(response));
   }
 
