@@ -225,6 +225,20 @@ TEST_CASE(
   CHECK(dev.out.find("\"All Systems\"") != std::string::npos);
   CHECK(dev.out.find("\"kernel\"") != std::string::npos);
 
+  {  // Global data authored at a primary reaches the CAS and the other primary,
+     // which evaluates it for its own clients.
+    CtlRun made = h.Ctl("alice",
+                        {"create", "collection", "Made at P01", "--query",
+                         R"(memory.total_mb >= 32768 and device.name like "t-%")"},
+                        h.pv_p01.get());
+    INFO(made.err);
+    REQUIRE(made.exit_code == 0);
+    CHECK(MembersBecome(h.p02->db(), "Made at P01", "t-b2"));
+    CHECK(MembersBecome(h.cas->db(), "Made at P01", "t-a4,t-b2"));
+    CHECK(h.cas->db().Scalar("SELECT site_code FROM audit_log WHERE object_name = 'Made at P01'") ==
+          "P01");
+  }
+
   {  // Built-in reports, as table rows the tool prints as CSV.
     CtlRun list = h.Ctl("alice", {"report", "list", "-o", "csv"});
     REQUIRE(list.exit_code == 0);
