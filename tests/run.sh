@@ -33,6 +33,7 @@ deploy/build.sh "$build" "${cmake_args[@]}"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "tests: installing nodejs and npm"
   sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     nodejs npm >/dev/null
 fi
