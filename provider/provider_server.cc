@@ -1262,14 +1262,21 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
   }
 
   std::string CollectionSelect(const Caller& c, store::Params& params) {
-    std::string visible = VisibleDevice(c, "vd", params);
+    // Members the caller may see. Holders of All Systems see every member:
+    // no per-member visibility lookup (millions of them at a CAS).
+    std::string members =
+        std::count(c.collections.begin(), c.collections.end(), "All Systems")
+            ? std::string("(SELECT count(*) FROM collection_members m WHERE m.collection = c.name)")
+            : absl::StrCat(
+                  "(SELECT count(*) FROM collection_members m JOIN devices vd ON vd.id = "
+                  "m.device_id WHERE m.collection = c.name AND ",
+                  VisibleDevice(c, "vd", params), ")");
     return absl::StrCat(
-        "SELECT c.name, c.comment, coalesce(c.limiting, ''), c.builtin, c.scopes::text, "
-        "c.created_by, (SELECT count(*) FROM collection_members m JOIN devices vd ON vd.id = "
-        "m.device_id WHERE m.collection = c.name AND ",
-        visible, ") AS members, ", Ts("e.evaluated_at"),
-        ", coalesce(e.error, '') FROM collections c LEFT JOIN collection_eval e ON e.collection "
-        "= c.name");
+        "SELECT c.name, c.comment, coalesce(c.limiting, ''), c.builtin, "
+        "c.scopes::text, c.created_by, ",
+        members, " AS members, ", Ts("e.evaluated_at"),
+        ", coalesce(e.error, '') FROM collections c LEFT JOIN collection_eval e "
+        "ON e.collection = c.name");
   }
 
   static void FillCollection(const Result& r, size_t i, v1::Collection* out) {
