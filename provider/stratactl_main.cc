@@ -137,6 +137,31 @@ const char* CodeName(grpc::StatusCode c) {
   }
 }
 
+// Under a query error ("query: character N: ..."), the query and a caret
+// under character N. `queries` are the queries sent, in order (a rule's
+// error names it "query-K").
+void PointAt(const std::string& error, const std::vector<std::string>& queries) {
+  const size_t at = error.find("query: character ");
+  if (at == std::string::npos || queries.empty()) return;
+  int n = std::atoi(error.c_str() + at + 17);
+  const std::string* query = queries.size() == 1 ? &queries[0] : nullptr;
+  if (size_t r = error.find("rule \"query-"); r != std::string::npos && r < at) {
+    int k = std::atoi(error.c_str() + r + 12);
+    if (k >= 1 && static_cast<size_t>(k) <= queries.size()) query = &queries[k - 1];
+  }
+  if (query == nullptr || n < 1 || query->find('\n') != std::string::npos) return;
+  std::string caret;
+  int chars = 0;
+  for (char ch : *query) {
+    if (chars >= n - 1) break;
+    if ((static_cast<unsigned char>(ch) & 0xC0) != 0x80) {
+      caret.push_back(' ');
+      ++chars;
+    }
+  }
+  std::cerr << "  " << *query << "\n  " << caret << "^\n";
+}
+
 class Client {
  public:
   explicit Client(const Options& o) : o_(o) {}
@@ -185,6 +210,7 @@ class Client {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o_.timeout_s));
     grpc::Status s = (stub_.get()->*method)(&ctx, req, resp);
+    last_error_ = s.error_message();
     if (!s.ok()) {
       std::cerr << "stratactl: " << CodeName(s.error_code()) << ": " << s.error_message();
       if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
@@ -219,11 +245,13 @@ class Client {
   }
 
   const Options& options() const { return o_; }
+  const std::string& last_error() const { return last_error_; }
 
  private:
   const Options& o_;
   std::unique_ptr<v1::AdminService::Stub> stub_;
   std::string server_;
+  std::string last_error_;
 };
 
 void NotePage(const std::string& token, bool quiet) {
@@ -286,7 +314,10 @@ int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
     Show(o, l, t);
   } else if (noun == "devices" || noun == "device") {
     v1::DeviceList l;
-    if (int rc = c.ListAll(&v1::AdminService::Stub::ListDevices, c.List(), &l)) return rc;
+    if (int rc = c.ListAll(&v1::AdminService::Stub::ListDevices, c.List(), &l)) {
+      PointAt(c.last_error(), {o.filter});
+      return rc;
+    }
     Show(o, l, DeviceTable(l));
   } else if (noun == "collections" || noun == "collection") {
     v1::CollectionList l;
@@ -754,7 +785,10 @@ int Main(int argc, char** argv) {
       for (const auto& s : scopes) req.add_scopes(s);
       rules.AddTo(req.mutable_rules());
       v1::Collection out;
-      if (int rc = c.Call(&v1::AdminService::Stub::CreateCollection, req, &out)) return rc;
+      if (int rc = c.Call(&v1::AdminService::Stub::CreateCollection, req, &out)) {
+        PointAt(c.last_error(), rules.queries);
+        return rc;
+      }
       PrintDone(o,
                 absl::StrCat("collection \"", out.name(), "\" created (", out.rules_size(),
                              " rules; members appear as the primaries evaluate it)"),
@@ -819,7 +853,11 @@ int Main(int argc, char** argv) {
     rules.AddTo(req.mutable_add_rules());
     for (const auto& r : remove_rules) req.add_remove_rules(r);
     v1::Collection out;
-    if (int rc = c.Call(&v1::AdminService::Stub::UpdateCollection, req, &out)) return rc;
+    if (int rc = c.Call(&v1::AdminService::Stub::UpdateCollection, req, &out)) {
+      // Added rules are named after the ones the collection has: no index to map.
+      if (rules.queries.size() == 1) PointAt(c.last_error(), rules.queries);
+      return rc;
+    }
     PrintDone(
         o, absl::StrCat("collection \"", out.name(), "\" updated (", out.rules_size(), " rules)"),
         out);

@@ -389,6 +389,12 @@ TEST_CASE(
       CHECK(r.exit_code != 0);
       CHECK(r.err.find(b.error) != std::string::npos);
     }
+    // The tool shows where: the query, and a caret under the character.
+    CtlRun caret = h.Ctl(
+        "alice", {"create", "collection", "Bad6", "--query", R"(os.name = "x" and os.nmae = "y")"});
+    CHECK(caret.exit_code == 1);
+    CHECK(caret.err.find("  os.name = \"x\" and os.nmae = \"y\"\n                       ^\n") !=
+          std::string::npos);
     CHECK(h.cas->db().Scalar("SELECT count(*) FROM collections WHERE name LIKE 'Bad%'") == "0");
     // Rules added later get names of their own.
     REQUIRE(h.Ctl("alice", {"create", "collection", "Two rules", "--query", R"(os.name = "a")"})
