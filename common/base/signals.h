@@ -23,7 +23,6 @@ sigset_t BlockTerminationSignals();
 // `on_signal` with it, once.
 void OnTerminationSignal(const sigset_t& signals, std::function<void(int)> on_signal);
 
-
 // How a daemon's run ended: `started` is Start()'s status; `finished` is
 // Wait()'s (OK when stopped by a signal).
 struct ServeResult {

@@ -117,11 +117,11 @@ absl::StatusOr<std::map<std::string, Collection>> LoadDefinitions(store::Transac
   return out;
 }
 
-// Builds one statement that brings the membership of `group` (same level) up
-// to date, for the devices in `filter` (all of the site's if empty).
 // PostgreSQL takes at most 65,535 parameters per statement.
 constexpr size_t kMaxStatementParams = 30000;
 
+// Builds one statement that brings the membership of collections (of one
+// level) up to date, for the devices in `filter` (all of the site's if none).
 class Statement {
  public:
   Statement(const std::string& site, const std::vector<std::string>* filter) {
@@ -156,6 +156,42 @@ class Statement {
 
   size_t size() const { return wants_.size(); }
   const std::vector<std::string>& names() const { return names_; }
+  bool empty() const { return wants_.empty(); }
+
+  // Applies the difference; returns (removed, added). `cached`: the
+  // statement is prepared and its generic plan kept (incremental evaluation
+  // runs the same statement for device after device; planning two hundred
+  // subqueries costs far more than running them for a few devices).
+  absl::StatusOr<std::pair<int64_t, int64_t>> Run(store::Transaction& tx, bool cached) {
+    const std::string names = P(TextArrayLiteral(names_));
+    // One hashed full join of what should be and what is: per-row
+    // anti-joins against a CTE go quadratic once a collection has many
+    // members, and two EXCEPTs read both sets twice.
+    std::string sql = absl::StrCat(
+        "WITH want AS (", absl::StrJoin(wants_, " UNION ALL "),
+        "), cur AS (SELECT m.collection, m.device_id FROM collection_members m WHERE "
+        "m.collection = ANY(",
+        names, "::text[]) AND m.site_code = ", site_,
+        filter_.empty() ? "" : absl::StrCat(" AND m.device_id = ANY(", filter_, ")"),
+        "), diff AS MATERIALIZED (SELECT coalesce(w.collection, c.collection) AS collection, "
+        "coalesce(w.id, c.device_id) AS device_id, w.id IS NULL AS gone FROM want w FULL JOIN "
+        "cur c ON c.collection = w.collection AND c.device_id = w.id WHERE w.id IS NULL OR "
+        "c.device_id IS NULL), gone AS (DELETE FROM collection_members m USING diff g WHERE "
+        "g.gone AND m.collection = g.collection AND m.device_id = g.device_id RETURNING 1), "
+        "added AS (INSERT INTO collection_members (collection, device_id, site_code) SELECT "
+        "a.collection, a.device_id, ",
+        site_,
+        " FROM diff a WHERE NOT a.gone ON CONFLICT (collection, device_id) DO NOTHING RETURNING "
+        "1) SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM added)");
+    store::Result r;
+    if (cached) {
+      RETURN_IF_ERROR(tx.Exec("SET LOCAL plan_cache_mode = force_generic_plan").status());
+      ASSIGN_OR_RETURN(r, tx.ExecCached(sql, params_));
+    } else {
+      ASSIGN_OR_RETURN(r, tx.Exec(sql, params_));
+    }
+    return std::make_pair(r.GetInt(0, 0), r.GetInt(0, 1));
+  }
 
  private:
   absl::Status AddWantUnchecked(const Collection& c, bool limiting_all) {
@@ -203,45 +239,6 @@ class Statement {
     return absl::OkStatus();
   }
 
- public:
-  bool empty() const { return wants_.empty(); }
-
-  // Applies the difference; returns (removed, added). `cached`: the
-  // statement is prepared and its generic plan kept (incremental evaluation
-  // runs the same statement for device after device; planning two hundred
-  // subqueries costs far more than running them for a few devices).
-  absl::StatusOr<std::pair<int64_t, int64_t>> Run(store::Transaction& tx, bool cached) {
-    const std::string names = P(TextArrayLiteral(names_));
-    // One hashed full join of what should be and what is: per-row
-    // anti-joins against a CTE go quadratic once a collection has many
-    // members, and two EXCEPTs read both sets twice.
-    std::string sql = absl::StrCat(
-        "WITH want AS (", absl::StrJoin(wants_, " UNION ALL "),
-        "), cur AS (SELECT m.collection, m.device_id FROM collection_members m WHERE "
-        "m.collection = ANY(",
-        names, "::text[]) AND m.site_code = ", site_,
-        filter_.empty() ? "" : absl::StrCat(" AND m.device_id = ANY(", filter_, ")"),
-        "), diff AS MATERIALIZED (SELECT coalesce(w.collection, c.collection) AS collection, "
-        "coalesce(w.id, c.device_id) AS device_id, w.id IS NULL AS gone FROM want w FULL JOIN "
-        "cur c ON c.collection = w.collection AND c.device_id = w.id WHERE w.id IS NULL OR "
-        "c.device_id IS NULL), gone AS (DELETE FROM collection_members m USING diff g WHERE "
-        "g.gone AND m.collection = g.collection AND m.device_id = g.device_id RETURNING 1), "
-        "added AS (INSERT INTO collection_members (collection, device_id, site_code) SELECT "
-        "a.collection, a.device_id, ",
-        site_,
-        " FROM diff a WHERE NOT a.gone ON CONFLICT (collection, device_id) DO NOTHING RETURNING "
-        "1) SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM added)");
-    store::Result r;
-    if (cached) {
-      RETURN_IF_ERROR(tx.Exec("SET LOCAL plan_cache_mode = force_generic_plan").status());
-      ASSIGN_OR_RETURN(r, tx.ExecCached(sql, params_));
-    } else {
-      ASSIGN_OR_RETURN(r, tx.Exec(sql, params_));
-    }
-    return std::make_pair(r.GetInt(0, 0), r.GetInt(0, 1));
-  }
-
- private:
   store::Params params_;
   std::string site_, filter_;
   std::vector<std::string> wants_, names_;

@@ -147,6 +147,11 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     SetLogComponent(absl::StrCat("site=", config_.site_code()));
     ASSIGN_OR_RETURN(store::ConnectionPtr conn, ConnectWithRetry());
     RETURN_IF_ERROR(PrepareDatabase(*conn, config_.site_code()));
+    // Collections are evaluated where clients belong: at primaries (the
+    // inventory triggers queue devices only there).
+    RETURN_IF_ERROR(conn->Exec("UPDATE collection_evaluation SET enabled = $1",
+                               {type_ == v1::SITE_TYPE_PRIMARY ? "t" : "f"})
+                        .status());
     if (config_.parent_address().empty()) {
       // A top-level site records itself; a child is recorded by its parent.
       RETURN_IF_ERROR(UpsertSite(*conn, config_.site_code(), type_, ""));
@@ -177,10 +182,6 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
              {"version", kVersion}});
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
-    // Collections are evaluated where clients belong: at primaries.
-    RETURN_IF_ERROR(conn->Exec("UPDATE collection_evaluation SET enabled = $1",
-                               {type_ == v1::SITE_TYPE_PRIMARY ? "t" : "f"})
-                        .status());
     if (type_ == v1::SITE_TYPE_PRIMARY) threads_.emplace_back([this] { CollectionLoop(); });
     if (!config_.parent_address().empty()) threads_.emplace_back([this] { ParentLoop(); });
     return absl::OkStatus();
