@@ -33,6 +33,7 @@
 namespace strata::provider {
 namespace {
 
+using store::ParseTextArray;
 using store::Result;
 using store::TextArrayLiteral;
 using store::Transaction;
@@ -97,37 +98,6 @@ absl::Status CheckNames(const std::string& what,
 
 std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::string>& v) {
   return {v.begin(), v.end()};
-}
-
-// A PostgreSQL text[] value ("{a,b}") as a vector.
-std::vector<std::string> ParseTextArray(const std::string& literal) {
-  std::vector<std::string> out;
-  if (literal.size() < 2) return out;
-  std::string cur;
-  bool quoted = false, in_item = false;
-  for (size_t i = 1; i + 1 < literal.size(); ++i) {
-    char c = literal[i];
-    if (quoted) {
-      if (c == '\\' && i + 2 < literal.size()) {
-        cur.push_back(literal[++i]);
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur.push_back(c);
-      }
-    } else if (c == '"') {
-      quoted = in_item = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-      in_item = false;
-    } else {
-      cur.push_back(c);
-      in_item = true;
-    }
-  }
-  if (in_item || !cur.empty() || literal.size() > 2) out.push_back(cur);
-  return out;
 }
 
 // Paging and ordering of a listing.

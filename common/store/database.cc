@@ -274,6 +274,36 @@ std::string TextArrayLiteral(const std::vector<std::string>& values) {
   return out;
 }
 
+std::vector<std::string> ParseTextArray(const std::string& literal) {
+  std::vector<std::string> out;
+  if (literal.size() < 2) return out;
+  std::string cur;
+  bool quoted = false, in_item = false;
+  for (size_t i = 1; i + 1 < literal.size(); ++i) {
+    char c = literal[i];
+    if (quoted) {
+      if (c == '\\' && i + 2 < literal.size()) {
+        cur.push_back(literal[++i]);
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur.push_back(c);
+      }
+    } else if (c == '"') {
+      quoted = in_item = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+      in_item = false;
+    } else {
+      cur.push_back(c);
+      in_item = true;
+    }
+  }
+  if (in_item || !cur.empty() || literal.size() > 2) out.push_back(cur);
+  return out;
+}
+
 absl::Status ApplyMigrations(Connection& conn, absl::string_view component,
                              const EmbeddedFile* files, int count) {
   std::vector<const EmbeddedFile*> ordered;

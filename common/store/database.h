@@ -108,5 +108,8 @@ std::string QuoteIdent(std::string_view ident);
 std::string QuoteLiteral(std::string_view literal);
 // A text[] literal of `values`, for a parameter cast with ::text[].
 std::string TextArrayLiteral(const std::vector<std::string>& values);
+// The elements of a one-dimensional text[] value as PostgreSQL prints it
+// (`SELECT arr::text`: {a,"b c","d\"e"}); the inverse of TextArrayLiteral.
+std::vector<std::string> ParseTextArray(const std::string& literal);
 
 }  // namespace strata::store

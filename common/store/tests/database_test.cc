@@ -116,6 +116,18 @@ TEST_CASE("a text[] literal survives quotes, backslashes, commas and braces") {
   REQUIRE(strata::store::TextArrayLiteral({}) == "{}");
 }
 
+TEST_CASE("a text[] value as PostgreSQL prints it parses back to its elements") {
+  TestDatabase db("store");
+  auto conn = db.Connect();
+  for (const std::vector<std::string>& values : std::vector<std::vector<std::string>>{
+           {}, {""}, {"Full Administrator"}, {"P01", "a\"b", "c\\d", "e,f", "{g}", "", "h i"}}) {
+    auto r = conn->Exec("SELECT $1::text[]::text", {strata::store::TextArrayLiteral(values)});
+    REQUIRE(r.ok());
+    INFO(r->GetString(0, 0));
+    CHECK(strata::store::ParseTextArray(r->GetString(0, 0)) == values);
+  }
+}
+
 TEST_CASE("a cached statement is prepared once per connection and the oldest are dropped") {
   TestDatabase db("store");
   auto conn = db.Connect();
