@@ -43,7 +43,9 @@ struct PeerFilter {
 };
 
 // Scopes a peer takes: down to a primary {global, global_proxy}; down to a
-// secondary {global_proxy}; up to a parent all three.
+// secondary {global_proxy, site_proxy}; up to a parent all four. site_proxy
+// is a primary's site data its secondaries need too (client settings
+// assignments): it goes up like site data and down to secondaries only.
 std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
 
 struct LogBatch {

@@ -368,7 +368,7 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
     // What a parent sends us is what we take from it.
     policy.allowed_scopes = ScopesFor(false, site_.site_type);
   } else {
-    policy.allowed_scopes = {"global", "global_proxy", "site"};
+    policy.allowed_scopes = ScopesFor(true, site_.site_type);
     ASSIGN_OR_RETURN(policy.allowed_origins, Subtree(tx, peer_.code));
   }
   policy.forward = Forwards();
