@@ -16,7 +16,8 @@
 # inventory at the CAS; then starts providers at the CAS, P01 and P02, makes
 # "alice" the first Full Administrator, writes ~/.config/strata/stratactl.conf
 # for her (unless a config not written by the quickstart is there), and uses
-# stratactl: sites, devices, a collection evaluated at both primaries.
+# stratactl: sites, devices, a collection evaluated at both primaries, and
+# a client setting deployed to a collection reaching the agent at S01.
 # Prints every link's health every 10 seconds.
 # Ctrl-C stops everything cleanly.
 #
@@ -166,6 +167,20 @@ echo "\$ stratactl get collections   (evaluated at P01 and P02, members seen at 
 $ctl get collections | sed 's/^/   /'
 echo "\$ stratactl get devices --filter 'memory.total_mb >= 1024'"
 $ctl get devices --filter 'memory.total_mb >= 1024' | sed 's/^/   /'
+echo "\$ stratactl create collection \"Branch agents\" --query 'device.name like \"%-agent3\"'"
+$ctl create collection "Branch agents" --query "device.name like \"%-agent3\"" | sed 's/^/   /'
+echo "\$ stratactl create client-setting \"Quick poll\" --policy-poll 10m --priority 1"
+$ctl create client-setting "Quick poll" --policy-poll 10m --priority 1 | sed 's/^/   /'
+echo "\$ stratactl deploy client-setting \"Quick poll\" --collection \"Branch agents\""
+$ctl deploy client-setting "Quick poll" --collection "Branch agents" | sed 's/^/   /'
+# P01 resolves agent 3's settings (its clients include S01's), the
+# assignment replicates down to S01, whose MP tells the agent to fetch.
+agent3_polls_quickly() { grep -q 'agent.policy .*poll_s=600' "$STRATA_RUN/agent-3.log"; }
+wait_until 60 agent3_polls_quickly || { echo "agent 3 did not get the client setting; see $STRATA_RUN/agent-3.log" >&2; exit 1; }
+echo "   agent 3 (at S01) now: $(grep 'agent.policy ' "$STRATA_RUN/agent-3.log" | tail -n 1 | grep -o 'poll_s=[0-9]*')," \
+  "agent 1 (at P01): $(grep 'agent.policy ' "$STRATA_RUN/agent-1.log" | tail -n 1 | grep -o 'poll_s=[0-9]*')"
+echo "\$ stratactl get client-settings"
+$ctl get client-settings | sed 's/^/   /'
 echo "\$ stratactl get audit"
 $ctl get audit | sed 's/^/   /'
 

@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,7 @@
 #include "common/base/status.h"
 #include "common/inventory/report_check.h"
 #include "common/net/tls.h"
+#include "common/policy/client_settings.h"
 #include "grpc/support/log.h"
 #include "grpcpp/support/server_callback.h"
 #include "mp/locate.h"
@@ -240,12 +242,13 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
             return;
           }
           bool full = TakeFullRequest(id);
-          if (!full && request->current_version() == bundle->version()) {
+          v1::ClientSettings settings = policy::EffectiveSettings(*bundle, AssignedTo(id));
+          const std::string version = policy::PolicyVersion(settings);
+          response->set_version(version);
+          if (!full && request->current_version() == version) {
             response->set_not_modified(true);
-            response->set_version(bundle->version());
           } else {
-            response->set_version(bundle->version());
-            *response->mutable_settings() = bundle->settings();
+            *response->mutable_settings() = std::move(settings);
             response->set_full_inventory_requested(full);
           }
           r->Finish(grpc::Status::OK);
@@ -380,7 +383,8 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       std::map<std::string, std::vector<std::function<void(absl::Status)>>> batch;
       {
         std::unique_lock<std::mutex> lock(dir_mu_);
-        dir_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return !waiting_.empty(); });
+        dir_cv_.wait_for(lock, std::chrono::milliseconds(200),
+                         [&] { return !waiting_.empty() || recheck_requested_; });
         while (!waiting_.empty() && batch.size() < 5000) {
           batch.insert(waiting_.extract(waiting_.begin()));
         }
@@ -392,6 +396,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
         LogDebug("mp.clients_looked_up", {{"clients", ids.size()},
                                           {"allowed", allowed.ok() ? allowed->size() : 0},
                                           {"error", allowed.status()}});
+        if (allowed.ok()) SetAssignments(*allowed, ids);
         if (allowed.ok()) provisional_logged_ = false;
         for (auto& [id, callbacks] : batch) {
           absl::Status s;
@@ -413,22 +418,28 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
           for (auto& cb : callbacks) cb(s);
         }
       }
-      if (std::chrono::steady_clock::now() >= next_recheck) {
+      if (std::chrono::steady_clock::now() >= next_recheck || TakeRecheckRequest()) {
         Recheck();
         next_recheck = std::chrono::steady_clock::now() +
                        std::chrono::seconds(config_.client_recheck_seconds());
       }
     }
-    // Anyone still waiting gets an answer.
-    std::lock_guard<std::mutex> lock(dir_mu_);
-    for (auto& [id, callbacks] : waiting_) {
+    // Anyone still waiting gets an answer (outside the lock: a stream's
+    // callback takes the stream's own lock, which is taken before dir_mu_).
+    std::map<std::string, std::vector<std::function<void(absl::Status)>>> left;
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      left.swap(waiting_);
+    }
+    for (auto& [id, callbacks] : left) {
       for (auto& cb : callbacks) cb(absl::UnavailableError("management point stopping"));
     }
-    waiting_.clear();
   }
 
-  absl::StatusOr<std::set<std::string>> Lookup(const std::vector<std::string>& ids) {
-    std::set<std::string> out;
+  // The allowed clients among `ids`, each with its custom settings.
+  absl::StatusOr<std::map<std::string, std::vector<std::string>>> Lookup(
+      const std::vector<std::string>& ids) {
+    std::map<std::string, std::vector<std::string>> out;
     for (size_t i = 0; i < ids.size(); i += 5000) {
       v1::ClientLookupRequest req;
       for (size_t j = i; j < std::min(ids.size(), i + 5000); ++j) req.add_client_ids(ids[j]);
@@ -436,7 +447,11 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       RETURN_IF_ERROR(FromGrpcStatus(stub_->LookupClients(&ctx, req, &resp)));
-      out.insert(resp.allowed().begin(), resp.allowed().end());
+      for (const auto& id : resp.allowed()) out[id];
+      for (const auto& a : resp.assignments()) {
+        auto it = out.find(a.client_id());
+        if (it != out.end()) it->second.assign(a.settings().begin(), a.settings().end());
+      }
     }
     return out;
   }
@@ -449,6 +464,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     }
     auto allowed = Lookup(ids);
     if (!allowed.ok()) return;  // keep the cache while the site is away
+    SetAssignments(*allowed, ids);
     std::vector<std::string> dropped;
     {
       std::lock_guard<std::mutex> lock(dir_mu_);
@@ -466,10 +482,81 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     }
   }
 
+  // --- Custom client settings ------------------------------------------
+
+  std::vector<std::string> AssignedTo(const std::string& id) {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    auto it = assignments_.find(id);
+    return it == assignments_.end() ? std::vector<std::string>() : it->second;
+  }
+
+  // The policy version client `id` is served now.
+  std::string PolicyVersionOf(const std::string& id) {
+    auto bundle = CurrentBundle();
+    if (!bundle) return std::string();
+    return policy::PolicyVersion(policy::EffectiveSettings(*bundle, AssignedTo(id)));
+  }
+
+  // Records what a lookup said of `ids` (absent from `allowed`: refused, so
+  // nothing to keep).
+  void SetAssignments(const std::map<std::string, std::vector<std::string>>& allowed,
+                      const std::vector<std::string>& ids) {
+    std::vector<std::pair<std::string, std::vector<std::string>>> changes;
+    for (const auto& id : ids) {
+      auto it = allowed.find(id);
+      changes.emplace_back(id, it == allowed.end() ? std::vector<std::string>() : it->second);
+    }
+    UpdateAssignments(changes, /*known_only=*/false);
+  }
+
+  // Applies changed assignments; a client whose effective settings change is
+  // told at once (POLICY_CHANGED), no other. From the site's stream
+  // (`known_only`) only clients this MP already serves are kept: the others
+  // get theirs when they are first looked up.
+  void UpdateAssignments(
+      const std::vector<std::pair<std::string, std::vector<std::string>>>& changes,
+      bool known_only) {
+    auto bundle = CurrentBundle();
+    std::vector<std::string> notify;
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      for (const auto& [id, names] : changes) {
+        if (known_only && !allowed_.count(id)) continue;
+        auto it = assignments_.find(id);
+        const std::vector<std::string> none;
+        const std::vector<std::string>& before = it == assignments_.end() ? none : it->second;
+        if (before == names) continue;
+        if (bundle && policy::PolicyVersion(policy::EffectiveSettings(*bundle, before)) !=
+                          policy::PolicyVersion(policy::EffectiveSettings(*bundle, names))) {
+          notify.push_back(id);
+        }
+        if (names.empty()) {
+          assignments_.erase(id);
+        } else {
+          assignments_[id] = names;
+        }
+      }
+    }
+    for (const auto& id : notify) Push(id, v1::NOTIFICATION_KIND_POLICY_CHANGED);
+    if (!notify.empty()) LogInfo("mp.client_settings_changed", {{"clients", notify.size()}});
+  }
+
+  void RequestRecheck() {
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      recheck_requested_ = true;
+    }
+    dir_cv_.notify_one();
+  }
+
+  bool TakeRecheckRequest() {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    return std::exchange(recheck_requested_, false);
+  }
+
   // --- Notifications -----------------------------------------------------
 
   void Push(const std::string& id, v1::NotificationKind kind);
-  void Broadcast(v1::NotificationKind kind);
   void CloseStream(const std::string& id, const grpc::Status& status);
   void CloseAllStreams();
   void ReleaseStreamSlot() {
@@ -535,9 +622,11 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
 
   void SetBundle(const v1::SiteBundle& b) {
     bool changed;
+    std::shared_ptr<const v1::SiteBundle> before;
     {
       std::lock_guard<std::mutex> lock(mu_);
       changed = !bundle_ || bundle_->version() != b.version();
+      before = bundle_;
       if (changed) bundle_ = std::make_shared<v1::SiteBundle>(b);
     }
     if (!changed) return;
@@ -547,8 +636,26 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       b.SerializeToOstream(&out);
     }
     std::rename(tmp.c_str(), (config_.spool_dir() + "/bundle.pb").c_str());
-    LogInfo("mp.policy_changed", {{"version", b.version()}});
-    Broadcast(v1::NOTIFICATION_KIND_POLICY_CHANGED);
+    // Only clients whose own settings changed are told (a boundary or a
+    // site system changes the bundle, not their policy).
+    std::vector<std::string> ids;
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      ids.reserve(streams_.size());
+      for (const auto& [id, _] : streams_) ids.push_back(id);
+    }
+    size_t told = 0;
+    for (const auto& id : ids) {
+      const auto assigned = AssignedTo(id);
+      if (before && policy::PolicyVersion(policy::EffectiveSettings(*before, assigned)) ==
+                        policy::PolicyVersion(policy::EffectiveSettings(b, assigned))) {
+        continue;
+      }
+      Push(id, v1::NOTIFICATION_KIND_POLICY_CHANGED);
+      ++told;
+    }
+    LogInfo("mp.bundle_changed",
+            {{"version", b.version()}, {"streams", ids.size()}, {"told", told}});
   }
 
   void SiteLoop() {
@@ -584,10 +691,23 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     int in_flight = 0;
     bool down = !stream->Write(hello);
     std::thread reader([&] {
+      bool bundle_seen = false;
       v1::MpDown m;
       while (stream->Read(&m)) {
         if (m.has_bundle()) {
           SetBundle(m.bundle());
+          // The site registered this stream before sending its bundle: from
+          // here on no change of a client's settings passes it by. Whatever
+          // changed while there was none is looked up again.
+          if (!bundle_seen) RequestRecheck();
+          bundle_seen = true;
+        } else if (m.has_assignments()) {
+          std::vector<std::pair<std::string, std::vector<std::string>>> changes;
+          for (const auto& a : m.assignments().clients()) {
+            changes.emplace_back(
+                a.client_id(), std::vector<std::string>(a.settings().begin(), a.settings().end()));
+          }
+          UpdateAssignments(changes, /*known_only=*/true);
         } else if (m.has_request()) {
           {
             std::lock_guard<std::mutex> lock(dir_mu_);
@@ -681,6 +801,9 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   std::map<std::string, std::vector<std::function<void(absl::Status)>>>
       waiting_;                                    // guarded by dir_mu_
   std::unordered_set<std::string> full_requests_;  // guarded by dir_mu_
+  // Clients with custom settings: their names, sorted (the others: none).
+  std::unordered_map<std::string, std::vector<std::string>> assignments_;  // guarded by dir_mu_
+  bool recheck_requested_ = false;                                         // guarded by dir_mu_
 
   std::mutex streams_mu_;
   std::unordered_map<std::string, NotifyStream*> streams_;  // guarded by streams_mu_
@@ -767,7 +890,7 @@ class MpServer::Impl::NotifyStream final : public grpc::ServerWriteReactor<v1::N
     current_.clear_detail();
     if (current_.kind() == v1::NOTIFICATION_KIND_CONNECTED ||
         current_.kind() == v1::NOTIFICATION_KIND_POLICY_CHANGED) {
-      if (auto bundle = mp_->CurrentBundle()) current_.set_detail(bundle->version());
+      current_.set_detail(mp_->PolicyVersionOf(id_));
     }
     writing_ = true;
     StartWrite(&current_);
@@ -829,13 +952,6 @@ void MpServer::Impl::Push(const std::string& id, v1::NotificationKind kind) {
   std::lock_guard<std::mutex> lock(streams_mu_);
   auto it = streams_.find(id);
   if (it != streams_.end()) it->second->Push(kind);
-}
-
-void MpServer::Impl::Broadcast(v1::NotificationKind kind) {
-  std::lock_guard<std::mutex> lock(streams_mu_);
-  for (auto& [id, s] : streams_) s->Push(kind);
-  LogInfo("mp.broadcast",
-          {{"kind", v1::NotificationKind_Name(kind)}, {"streams", streams_.size()}});
 }
 
 void MpServer::Impl::CloseStream(const std::string& id, const grpc::Status& status) {

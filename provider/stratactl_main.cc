@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -300,6 +301,62 @@ std::string RuleText(const v1::CollectionRule& r) {
   return r.collection();
 }
 
+// Seconds as an admin reads them: 90s, 5m, 1h, 7d (exact units only).
+std::string Duration(int64_t s) {
+  if (s > 0 && s % 86400 == 0) return absl::StrCat(s / 86400, "d");
+  if (s > 0 && s % 3600 == 0) return absl::StrCat(s / 3600, "h");
+  if (s > 0 && s % 60 == 0) return absl::StrCat(s / 60, "m");
+  return absl::StrCat(s, "s");
+}
+
+// "300", "300s", "5m", "1h", "7d" -> seconds; -1 if not one of those.
+int64_t ParseDuration(const std::string& text) {
+  if (text.empty()) return -1;
+  int64_t unit = 1;
+  std::string digits = text;
+  switch (text.back()) {
+    case 's':
+      digits.pop_back();
+      break;
+    case 'm':
+      unit = 60;
+      digits.pop_back();
+      break;
+    case 'h':
+      unit = 3600;
+      digits.pop_back();
+      break;
+    case 'd':
+      unit = 86400;
+      digits.pop_back();
+      break;
+    default:
+      break;
+  }
+  int64_t n = 0;
+  if (digits.empty() || digits.size() > 9 || !absl::SimpleAtoi(digits, &n) || n < 0) return -1;
+  return n * unit;
+}
+
+std::string SettingValue(bool has, int64_t v) { return has ? Duration(v) : "-"; }
+
+Table SettingsTable(const google::protobuf::RepeatedPtrField<v1::ClientSetting>& list) {
+  Table t{{"NAME", "PRIORITY", "POLICY_POLL", "INVENTORY", "HEARTBEAT", "SPLAY", "APPROVAL",
+           "DEPLOYED_TO", "DEVICES"},
+          {}};
+  for (const auto& x : list) {
+    t.rows.push_back({x.name(), absl::StrCat(x.priority()),
+                      SettingValue(x.has_policy_poll_seconds(), x.policy_poll_seconds()),
+                      SettingValue(x.has_inventory_seconds(), x.inventory_seconds()),
+                      SettingValue(x.has_heartbeat_seconds(), x.heartbeat_seconds()),
+                      SettingValue(x.has_splay_seconds(), x.splay_seconds()),
+                      x.approval_mode().empty() ? "-" : x.approval_mode(),
+                      x.builtin() ? "(every client)" : absl::StrJoin(x.deployed_to(), ","),
+                      absl::StrCat(x.devices())});
+  }
+  return t;
+}
+
 // --- commands ------------------------------------------------------------
 
 int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
@@ -392,6 +449,10 @@ int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
     }
     Show(o, l, t);
     if (!l.degraded_reason().empty()) std::cerr << "note: " << l.degraded_reason() << "\n";
+  } else if (noun == "client-settings" || noun == "client-setting") {
+    v1::ClientSettingList l;
+    if (int rc = c.ListAll(&v1::AdminService::Stub::ListClientSettings, c.List(), &l)) return rc;
+    Show(o, l, SettingsTable(l.settings()));
   } else if (noun == "audit") {
     v1::AuditList l;
     if (int rc = c.ListAll(&v1::AdminService::Stub::ListAuditLog, c.List(), &l)) return rc;
@@ -403,8 +464,8 @@ int GetCmd(Client& c, const std::string& noun, const std::string& arg) {
     Show(o, l, t);
   } else {
     std::cerr << "stratactl: unknown resource \"" << noun
-              << "\" (sites, links, devices, collections, members, roles, admins, boundaries, "
-                 "boundary-groups, audit)\n";
+              << "\" (sites, links, devices, collections, members, client-settings, roles, "
+                 "admins, boundaries, boundary-groups, audit)\n";
     return kUsage;
   }
   return kOk;
@@ -437,6 +498,13 @@ int DescribeCmd(Client& c, const std::string& noun, const std::string& name) {
              {"memory", absl::StrCat(hw.system().memory_total_kb() / 1024, " MB")},
              {"ip addresses", absl::StrJoin(d.device().ip_addresses(), " ")},
              {"collections", absl::StrJoin(d.collections(), ", ")},
+             {"client settings", d.client_settings().empty()
+                                     ? std::string("Default Client Settings only")
+                                     : absl::StrJoin(d.client_settings(), ", ")},
+             {"policy poll", Duration(d.resultant_settings().policy_poll_seconds())},
+             {"inventory every", Duration(d.resultant_settings().inventory_seconds())},
+             {"heartbeat every", Duration(d.resultant_settings().heartbeat_seconds())},
+             {"splay", Duration(d.resultant_settings().splay_seconds())},
              {"software", absl::StrCat(d.software_size(), " packages")}}};
     for (const auto& p : hw.processors()) {
       t.rows.push_back({"processor", absl::StrCat(p.model(), " (", p.cores(), " cores, ",
@@ -492,7 +560,33 @@ int DescribeCmd(Client& c, const std::string& noun, const std::string& name) {
     PrintTable(t, o.output);
     return kOk;
   }
-  std::cerr << "stratactl: describe takes device, collection or role\n";
+  if (noun == "client-setting") {
+    v1::ClientSetting x;
+    if (int rc = c.Call(&v1::AdminService::Stub::GetClientSetting, req, &x)) return rc;
+    if (o.output == "json") {
+      PrintJson(x);
+      return kOk;
+    }
+    Table t{{"FIELD", "VALUE"},
+            {{"name", x.name()},
+             {"description", x.description()},
+             {"priority", absl::StrCat(x.priority())},
+             {"policy poll", SettingValue(x.has_policy_poll_seconds(), x.policy_poll_seconds())},
+             {"inventory every", SettingValue(x.has_inventory_seconds(), x.inventory_seconds())},
+             {"heartbeat every", SettingValue(x.has_heartbeat_seconds(), x.heartbeat_seconds())},
+             {"splay", SettingValue(x.has_splay_seconds(), x.splay_seconds())}}};
+    if (x.builtin()) t.rows.push_back({"approval mode", x.approval_mode()});
+    t.rows.push_back({"scopes", absl::StrJoin(x.scopes(), ", ")});
+    t.rows.push_back({"deployed to", x.builtin() ? std::string("(every client)")
+                                                 : absl::StrJoin(x.deployed_to(), ", ")});
+    t.rows.push_back({"devices", absl::StrCat(x.devices())});
+    t.rows.push_back({"built in", Bool(x.builtin())});
+    t.rows.push_back({"created by", x.created_by()});
+    t.rows.push_back({"updated", x.updated_at()});
+    PrintTable(t, o.output);
+    return kOk;
+  }
+  std::cerr << "stratactl: describe takes device, collection, client-setting or role\n";
   return kUsage;
 }
 
@@ -522,6 +616,39 @@ struct RuleFlags {
   }
 };
 
+// Client setting flags: durations as 300, 5m, 1h or 7d.
+struct SettingFlags {
+  std::string poll, inventory, heartbeat, splay, approval;
+  int priority = 0;
+  std::vector<std::string> clear;
+  bool description_set = false;
+
+  // Sets the fields given on `m` (ClientSetting or UpdateClientSettingRequest);
+  // false, after saying why, for a value that is not a duration.
+  template <typename M>
+  bool ApplyTo(M* m) const {
+    struct {
+      const std::string& text;
+      const char* flag;
+      void (M::*set)(int64_t);
+    } fields[] = {{poll, "--policy-poll", &M::set_policy_poll_seconds},
+                  {inventory, "--inventory", &M::set_inventory_seconds},
+                  {heartbeat, "--heartbeat", &M::set_heartbeat_seconds},
+                  {splay, "--splay", &M::set_splay_seconds}};
+    for (const auto& f : fields) {
+      if (f.text.empty()) continue;
+      const int64_t v = ParseDuration(f.text);
+      if (v < 0) {
+        std::cerr << "stratactl: " << f.flag << " takes seconds or a duration (300, 5m, 1h, 7d), "
+                  << "not \"" << f.text << "\"\n";
+        return false;
+      }
+      (m->*f.set)(v);
+    }
+    return true;
+  }
+};
+
 void PrintDone(const Options& o, const std::string& what, const google::protobuf::Message& m) {
   if (o.output == "json") {
     PrintJson(m);
@@ -534,15 +661,16 @@ const char kCompletion[] = R"(# bash completion for stratactl: source <(stratact
 _stratactl() {
   local cur=${COMP_WORDS[COMP_CWORD]} verb=${COMP_WORDS[1]}
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "whoami get describe create update delete set diagnose report completion --help" -- "$cur"))
+    COMPREPLY=($(compgen -W "whoami get describe create update delete deploy undeploy set diagnose report completion --help" -- "$cur"))
   elif [ "$COMP_CWORD" -eq 2 ]; then
     case $verb in
-      get) COMPREPLY=($(compgen -W "sites links devices collections members roles admins boundaries boundary-groups audit" -- "$cur")) ;;
+      get) COMPREPLY=($(compgen -W "sites links devices collections members client-settings roles admins boundaries boundary-groups audit" -- "$cur")) ;;
       diagnose) COMPREPLY=($(compgen -W "link" -- "$cur")) ;;
-      describe) COMPREPLY=($(compgen -W "device collection role" -- "$cur")) ;;
-      create) COMPREPLY=($(compgen -W "collection role boundary boundary-group" -- "$cur")) ;;
-      update) COMPREPLY=($(compgen -W "collection" -- "$cur")) ;;
-      delete) COMPREPLY=($(compgen -W "collection role admin boundary boundary-group" -- "$cur")) ;;
+      describe) COMPREPLY=($(compgen -W "device collection client-setting role" -- "$cur")) ;;
+      create) COMPREPLY=($(compgen -W "collection client-setting role boundary boundary-group" -- "$cur")) ;;
+      update) COMPREPLY=($(compgen -W "collection client-setting" -- "$cur")) ;;
+      delete) COMPREPLY=($(compgen -W "collection client-setting role admin boundary boundary-group" -- "$cur")) ;;
+      deploy|undeploy) COMPREPLY=($(compgen -W "client-setting" -- "$cur")) ;;
       set) COMPREPLY=($(compgen -W "admin" -- "$cur")) ;;
       report) COMPREPLY=($(compgen -W "list run" -- "$cur")) ;;
       completion) COMPREPLY=($(compgen -W "bash" -- "$cur")) ;;
@@ -552,7 +680,7 @@ _stratactl() {
       COMPREPLY=($(compgen -W "hardware-summary software-by-title devices-by-os inactive-devices collection-membership replication-health" -- "$cur"))
       return
     fi
-    COMPREPLY=($(compgen -W "-o --output --filter --sort-by --limit --all --page-token --param --max-rows --value --group --site --reinitialize --server --ca --cert --key --config" -- "$cur"))
+    COMPREPLY=($(compgen -W "-o --output --filter --sort-by --limit --all --page-token --param --max-rows --value --group --site --reinitialize --priority --policy-poll --inventory --heartbeat --splay --approval-mode --clear --collection --description --server --ca --cert --key --config" -- "$cur"))
   fi
 }
 complete -F _stratactl stratactl
@@ -597,12 +725,14 @@ int Main(int argc, char** argv) {
   auto* whoami = app.add_subcommand("whoami", "Your roles, permissions, scopes and collections");
   auto* get = app.add_subcommand(
       "get",
-      "List resources: sites, devices, collections, members COLLECTION, roles, admins, audit");
+      "List resources: sites, links, devices, collections, members COLLECTION, client-settings,\n"
+      "roles, admins, boundaries, boundary-groups, audit");
   get->add_option("resource", noun, "What to list")->required();
   get->add_option("name", name, "For members: the collection");
   list_flags(get);
-  auto* describe = app.add_subcommand("describe", "Show one device, collection or role in full");
-  describe->add_option("resource", noun, "device, collection or role")->required();
+  auto* describe =
+      app.add_subcommand("describe", "Show one device, collection, client setting or role in full");
+  describe->add_option("resource", noun, "device, collection, client-setting or role")->required();
   describe->add_option("name", name, "Its name (a device: name or id)")->required();
 
   RuleFlags rules;
@@ -620,35 +750,81 @@ int Main(int argc, char** argv) {
                     "A direct member, by device id (repeatable)");
   };
   std::string value, group, site;
+  SettingFlags sf;
+  auto setting_flags = [&](CLI::App* sub) {
+    sub->add_option("--priority", sf.priority,
+                    "client-setting: 1 (highest) to 9999 (create: after the others)")
+        ->check(CLI::Range(1, 9999));
+    sub->add_option("--policy-poll", sf.poll,
+                    "client-setting: policy polling interval (300, 5m, 1h, 7d)");
+    sub->add_option("--inventory", sf.inventory, "client-setting: inventory interval");
+    sub->add_option("--heartbeat", sf.heartbeat, "client-setting: heartbeat interval");
+    sub->add_option("--splay", sf.splay, "client-setting: random delay before scheduled work");
+  };
   auto* create = app.add_subcommand(
-      "create", "Create a collection, a custom role, a boundary or a boundary group");
-  create->add_option("resource", noun, "collection, role, boundary or boundary-group")->required();
+      "create",
+      "Create a collection, a custom client setting, a custom role, a boundary or a boundary "
+      "group");
+  create
+      ->add_option("resource", noun, "collection, client-setting, role, boundary or boundary-group")
+      ->required();
   create->add_option("name", name, "Its name")->required();
   create->add_option("--limiting", limiting, "collection: the limiting collection (All Systems)");
   create->add_option("--comment", comment, "collection: a comment");
-  create->add_option("--scope", scopes, "collection: security scope (repeatable; Default)");
+  create->add_option("--scope", scopes,
+                     "collection, client-setting: security scope (repeatable; Default)");
   rule_flags(create, "");
   create->add_option("--from", from, "role: the role to copy");
   create->add_option("--add", add_perms, "role: a permission to add (repeatable)");
   create->add_option("--remove", remove_perms, "role: a permission to remove (repeatable)");
-  create->add_option("--description", description, "role: a description");
+  create->add_option("--description", description, "role, client-setting: a description");
+  setting_flags(create);
   create->add_option("--value", value,
                      "boundary: a subnet (10.1.0.0/16) or a range (10.1.0.10-10.1.0.200)");
   create->add_option("--group", group, "boundary: its boundary group");
   create->add_option("--site", site, "boundary-group: the site it assigns clients to");
-  auto* update = app.add_subcommand("update", "Change a collection's rules or comment");
-  update->add_option("resource", noun, "collection")->required();
+  auto* update = app.add_subcommand(
+      "update", "Change a collection's rules or comment, or a client setting's values");
+  update->add_option("resource", noun, "collection or client-setting")->required();
   update->add_option("name", name, "Its name")->required();
   update->add_option("--comment", comment, "A new comment")->each([&](const std::string&) {
     comment_set = true;
   });
   rule_flags(update, "add-");
   update->add_option("--remove-rule", remove_rules, "A rule to remove, by name (repeatable)");
-  auto* del = app.add_subcommand(
-      "delete", "Delete a collection, custom role, administrator, boundary or boundary group");
-  del->add_option("resource", noun, "collection, role, admin, boundary or boundary-group")
+  setting_flags(update);
+  update
+      ->add_option("--approval-mode", sf.approval,
+                   "Default Client Settings: token, manual or auto (registration)")
+      ->check(CLI::IsMember({"token", "manual", "auto"}));
+  update
+      ->add_option("--clear", sf.clear,
+                   "client-setting: leave a field to others again (policy-poll, inventory, "
+                   "heartbeat, splay; repeatable)")
+      ->check(CLI::IsMember({"policy-poll", "inventory", "heartbeat", "splay"}));
+  update->add_option("--description", description, "client-setting: a new description")
+      ->each([&](const std::string&) { sf.description_set = true; });
+  auto* del = app.add_subcommand("delete",
+                                 "Delete a collection, custom client setting, custom role, "
+                                 "administrator, boundary or boundary group");
+  del->add_option("resource", noun,
+                  "collection, client-setting, role, admin, boundary or boundary-group")
       ->required();
   del->add_option("name", name, "Its name")->required();
+  std::string target;
+  auto* deploy = app.add_subcommand(
+      "deploy",
+      "Deploy a custom client setting to a collection: deploy client-setting NAME "
+      "--collection COLLECTION");
+  auto* undeploy = app.add_subcommand(
+      "undeploy", "Take a custom client setting's deployment away from a collection");
+  for (auto* sub : {deploy, undeploy}) {
+    sub->add_option("resource", noun, "client-setting")
+        ->required()
+        ->check(CLI::IsMember({"client-setting"}));
+    sub->add_option("name", name, "The custom client setting")->required();
+    sub->add_option("--collection", target, "The collection")->required();
+  }
   auto* set = app.add_subcommand("set", "Create or change an administrator");
   set->add_option("resource", noun, "admin")->required();
   set->add_option("name", name, "The certificate CN of the administrator")->required();
@@ -795,6 +971,21 @@ int Main(int argc, char** argv) {
                 out);
       return kOk;
     }
+    if (noun == "client-setting") {
+      v1::ClientSetting req;
+      req.set_name(name);
+      req.set_description(description);
+      req.set_priority(sf.priority);
+      for (const auto& s : scopes) req.add_scopes(s);
+      if (!sf.ApplyTo(&req)) return kUsage;
+      v1::ClientSetting out;
+      if (int rc = c.Call(&v1::AdminService::Stub::CreateClientSetting, req, &out)) return rc;
+      PrintDone(o,
+                absl::StrCat("client setting \"", out.name(), "\" created (priority ",
+                             out.priority(), "; deploy it to a collection to use it)"),
+                out);
+      return kOk;
+    }
     if (noun == "role") {
       if (from.empty()) {
         std::cerr << "stratactl: create role needs --from ROLE (custom roles are copies)\n";
@@ -839,12 +1030,28 @@ int Main(int argc, char** argv) {
                 out);
       return kOk;
     }
-    std::cerr << "stratactl: create takes collection, role, boundary or boundary-group\n";
+    std::cerr
+        << "stratactl: create takes collection, client-setting, role, boundary or boundary-group\n";
     return kUsage;
   }
   if (update->parsed()) {
+    if (noun == "client-setting") {
+      v1::UpdateClientSettingRequest req;
+      req.set_name(name);
+      if (sf.description_set) req.set_description(description);
+      if (sf.priority > 0) req.set_priority(sf.priority);
+      if (!sf.approval.empty()) req.set_approval_mode(sf.approval);
+      if (!sf.ApplyTo(&req)) return kUsage;
+      for (const auto& f : sf.clear) {
+        req.add_clear(f == "policy-poll" ? "policy_poll_seconds" : f + "_seconds");
+      }
+      v1::ClientSetting out;
+      if (int rc = c.Call(&v1::AdminService::Stub::UpdateClientSetting, req, &out)) return rc;
+      PrintDone(o, absl::StrCat("client setting \"", out.name(), "\" updated"), out);
+      return kOk;
+    }
     if (noun != "collection") {
-      std::cerr << "stratactl: update takes collection\n";
+      std::cerr << "stratactl: update takes collection or client-setting\n";
       return kUsage;
     }
     v1::UpdateCollectionRequest req;
@@ -870,6 +1077,8 @@ int Main(int argc, char** argv) {
     int rc;
     if (noun == "collection") {
       rc = c.Call(&v1::AdminService::Stub::DeleteCollection, req, &out);
+    } else if (noun == "client-setting") {
+      rc = c.Call(&v1::AdminService::Stub::DeleteClientSetting, req, &out);
     } else if (noun == "role") {
       rc = c.Call(&v1::AdminService::Stub::DeleteRole, req, &out);
     } else if (noun == "admin") {
@@ -879,11 +1088,30 @@ int Main(int argc, char** argv) {
     } else if (noun == "boundary-group") {
       rc = c.Call(&v1::AdminService::Stub::DeleteBoundaryGroup, req, &out);
     } else {
-      std::cerr << "stratactl: delete takes collection, role, admin, boundary or boundary-group\n";
+      std::cerr << "stratactl: delete takes collection, client-setting, role, admin, boundary or "
+                   "boundary-group\n";
       return kUsage;
     }
     if (rc != kOk) return rc;
     PrintDone(o, absl::StrCat(noun, " \"", out.name(), "\" deleted"), out);
+    return kOk;
+  }
+  if (deploy->parsed() || undeploy->parsed()) {
+    v1::DeployClientSettingRequest req;
+    req.set_name(name);
+    req.set_collection(target);
+    v1::ClientSetting out;
+    const bool on = deploy->parsed();
+    if (int rc = c.Call(on ? &v1::AdminService::Stub::DeployClientSetting
+                           : &v1::AdminService::Stub::UndeployClientSetting,
+                        req, &out)) {
+      return rc;
+    }
+    PrintDone(o,
+              absl::StrCat("client setting \"", out.name(), "\" ",
+                           on ? "deployed to \"" : "no longer deployed to \"", target,
+                           "\"; management points tell the agents concerned"),
+              out);
     return kOk;
   }
   if (set->parsed()) {

@@ -515,6 +515,16 @@ TEST_CASE(
                       R"(os.name = "Debian GNU/Linux")"});
   INFO(r.err);
   CHECK(r.exit_code == 0);
+  // Client settings go only to collections within hers.
+  REQUIRE(
+      h.Ctl("alice", {"create", "client-setting", "Carols", "--policy-poll", "30m"}).exit_code ==
+      0);
+  r = h.Ctl("carol", {"deploy", "client-setting", "Carols", "--collection", "All Systems"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("carol may only use collections within their own") != std::string::npos);
+  r = h.Ctl("carol", {"deploy", "client-setting", "Carols", "--collection", "P01 Debian"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
 
   // Nobody hands out more than they hold, or changes their own rights.
   REQUIRE(h.Ctl("alice", {"create", "role", "Helpdesk", "--from", "Read-only Analyst", "--add",
@@ -565,4 +575,140 @@ TEST_CASE(
             .Scalar("SELECT summary FROM audit_log WHERE action = 'create' AND "
                     "object_name = 'No Delete'")
             .find("copy of Operations Administrator") != std::string::npos);
+}
+
+TEST_CASE(
+    "client settings deployed to a collection reach the real agent through its MP's policy, "
+    "at a primary and through a secondary; other agents are not disturbed",
+    "[admin]") {
+  AdminHierarchy h;
+  // The real agent of this machine as a service at P01 (the identity the
+  // hierarchy registered), and a second one at the secondary S01.
+  AgentDaemon p01_agent(h.dir, "real", h.mps["P01"]->address());
+  AgentDaemon s01_agent(h.dir, "branch", h.mps["S01"]->address(),
+                        {"--token=" + std::string(kToken), "--hardware_id=hw-branch"});
+  size_t at_p01 = p01_agent.WaitForLog("agent.notify_connected");
+  size_t at_s01 = s01_agent.WaitForLog("agent.notify_connected");
+  INFO(p01_agent.LogText() << s01_agent.LogText());
+  REQUIRE(at_p01 != std::string::npos);
+  REQUIRE(at_s01 != std::string::npos);
+  const std::string branch_id = AgentClientId(h.dir, "branch");
+  REQUIRE(
+      Eventually(h.p01->db(), "SELECT count(*) FROM devices WHERE id = '" + branch_id + "'", "1"));
+  REQUIRE(p01_agent.WaitForLog("poll_s=3600") != std::string::npos);  // the default
+
+  // A custom setting, deployed at the CAS to a collection holding only the
+  // P01 agent: that agent is told at once and polls every two minutes.
+  CtlRun r = h.Ctl("alice", {"create", "client-setting", "Fast policy", "--policy-poll", "2m",
+                             "--priority", "5", "--description", "pilot machines"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(h.Ctl("alice", {"create", "collection", "Pilot", "--device", h.agent_id}).exit_code == 0);
+  r = h.Ctl("alice", {"deploy", "client-setting", "Fast policy", "--collection", "Pilot"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  at_p01 = p01_agent.WaitForLog("kind=NOTIFICATION_KIND_POLICY_CHANGED", at_p01, seconds(60));
+  REQUIRE(at_p01 != std::string::npos);
+  at_p01 = p01_agent.WaitForLog("poll_s=120", at_p01);
+  REQUIRE(at_p01 != std::string::npos);
+  CHECK(Eventually(
+      h.s01->db(),
+      "SELECT count(*) FROM client_setting_assignments WHERE device_id = '" + h.agent_id + "'",
+      "1"));  // site_proxy: down to P01's secondary too
+  // The S01 agent's policy did not change: it was not told.
+  CHECK(s01_agent.LogText().find("NOTIFICATION_KIND_POLICY_CHANGED", at_s01) == std::string::npos);
+
+  // The S01 agent joins the collection: its primary resolves it, the
+  // assignment replicates down to S01, whose MP tells it.
+  r = h.Ctl("alice", {"update", "collection", "Pilot", "--add-device", branch_id});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  at_s01 = s01_agent.WaitForLog("poll_s=120", at_s01, seconds(60));
+  INFO(s01_agent.LogText());
+  REQUIRE(at_s01 != std::string::npos);
+  CtlRun d = h.Ctl("alice", {"describe", "device", branch_id, "-o", "json"});
+  REQUIRE(d.exit_code == 0);
+  INFO(d.out);
+  CHECK(d.out.find("\"Fast policy\"", d.out.find("\"client_settings\"")) != std::string::npos);
+  CHECK(d.out.find("\"policy_poll_seconds\": \"120\"") != std::string::npos);
+  CtlRun listed;
+  CHECK(WaitFor(
+      [&] {
+        listed = h.Ctl("alice", {"get", "client-settings", "-o", "csv"});
+        return listed.out.find("Fast policy,5,2m,-,-,-,-,Pilot,2\n") != std::string::npos;
+      },
+      seconds(30)));
+  INFO(listed.out);
+  CHECK(listed.out.find("Default Client Settings,10000,1h,7d,7d,5m,token,(every client),") !=
+        std::string::npos);
+
+  // A changed value reaches both; taking the deployment away returns both
+  // to the default.
+  r = h.Ctl("alice", {"update", "client-setting", "Fast policy", "--policy-poll", "90"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  at_p01 = p01_agent.WaitForLog("poll_s=90", at_p01, seconds(60));
+  at_s01 = s01_agent.WaitForLog("poll_s=90", at_s01, seconds(60));
+  CHECK(at_p01 != std::string::npos);
+  CHECK(at_s01 != std::string::npos);
+  REQUIRE(h.Ctl("alice", {"undeploy", "client-setting", "Fast policy", "--collection", "Pilot"})
+              .exit_code == 0);
+  CHECK(p01_agent.WaitForLog("poll_s=3600", at_p01, seconds(60)) != std::string::npos);
+  CHECK(s01_agent.WaitForLog("poll_s=3600", at_s01, seconds(60)) != std::string::npos);
+
+  // Bad input: a clear error, a distinct exit code, nothing changed.
+  struct Bad {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string error;
+  };
+  const std::vector<Bad> bad = {
+      {{"create", "client-setting", "Empty"}, 1, "must set at least one of"},
+      {{"create", "client-setting", "Zero", "--policy-poll", "0"},
+       1,
+       "policy_poll_seconds: 1 to 2678400 seconds"},
+      {{"create", "client-setting", "Typo", "--policy-poll", "5x"},
+       2,
+       "takes seconds or a duration"},
+      {{"create", "client-setting", "Same", "--policy-poll", "1h", "--priority", "5"},
+       1,
+       "priority 5 is held by client setting \"Fast policy\""},
+      {{"update", "client-setting", "Default Client Settings", "--clear", "policy-poll"},
+       1,
+       "set every field"},
+      {{"update", "client-setting", "Fast policy", "--approval-mode", "auto"},
+       1,
+       "only the Default Client Settings have one"},
+      {{"deploy", "client-setting", "Default Client Settings", "--collection", "Pilot"},
+       1,
+       "only custom settings are deployed"},
+      {{"deploy", "client-setting", "Fast policy", "--collection", "No such"},
+       4,
+       "no collection \"No such\""},
+      {{"delete", "client-setting", "Default Client Settings"}, 1, "built in"},
+  };
+  for (const auto& b : bad) {
+    CtlRun x = h.Ctl("alice", b.args);
+    INFO(absl::StrJoin(b.args, " ") << ": " << x.err);
+    CHECK(x.exit_code == b.exit_code);
+    CHECK(x.err.find(b.error) != std::string::npos);
+  }
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM client_settings") == 2);
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM client_setting_deployments") == 0);
+
+  // The approval mode lives in the default, and reaches the secondary.
+  r = h.Ctl("alice",
+            {"update", "client-setting", "Default Client Settings", "--approval-mode", "manual"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(Eventually(h.s01->db(),
+                   "SELECT approval_mode FROM client_settings WHERE name = 'Default Client "
+                   "Settings'",
+                   "manual"));
+  // Every change is audited.
+  CHECK(h.cas->db().Scalar("SELECT string_agg(action, ',' ORDER BY at) FROM audit_log WHERE "
+                           "object_type = 'client setting' AND outcome = 'ok'") ==
+        "create,deploy,update,undeploy,update");
+  CHECK(p01_agent.Stop() == 0);
+  CHECK(s01_agent.Stop() == 0);
 }

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -231,9 +232,12 @@ TEST_CASE("refusals: enrollment tokens, approval, another client's id, size and 
   }
   SECTION("approval mode: a client without a token waits, then works once approved") {
     h.cas->db().Exec(
-        "INSERT INTO global_settings (name, value) VALUES ('client.approval', 'manual')");
-    REQUIRE(Eventually(
-        h.p01->db(), "SELECT value FROM global_settings WHERE name = 'client.approval'", "manual"));
+        "UPDATE client_settings SET approval_mode = 'manual' WHERE name = 'Default Client "
+        "Settings'");
+    REQUIRE(Eventually(h.p01->db(),
+                       "SELECT approval_mode FROM client_settings WHERE name = 'Default Client "
+                       "Settings'",
+                       "manual"));
     AgentRun pending = RunAgentOnce(h.dir, "h-wait", h.mp_p01->address());
     CHECK(pending.exit_code == 1);
     CHECK(pending.log.find("waiting for an administrator's approval") != std::string::npos);
@@ -335,6 +339,17 @@ void SetSetting(const TestDatabase& db, const std::string& name, const std::stri
       {name, value});
 }
 
+// A field of the Default Client Settings, written at `db`'s site (global
+// data: it reaches the MPs' bundles and the agents' policy).
+void SetDefault(const TestDatabase& db, const std::string& column, int64_t seconds) {
+  const std::vector<std::string> known = {"policy_poll_seconds", "inventory_seconds",
+                                          "heartbeat_seconds", "splay_seconds"};
+  REQUIRE(std::find(known.begin(), known.end(), column) != known.end());
+  db.Exec(absl::StrCat("UPDATE client_settings SET ", column,
+                       " = $1 WHERE name = 'Default Client Settings'"),
+          {absl::StrCat(seconds)});
+}
+
 TEST_CASE("agent service: pushed policy and full-inventory request; failover to a second MP",
           "[clients]") {
   ClientHierarchy h;
@@ -342,9 +357,9 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
   mp2.Start();
   // Inventory every 2 s; policy polled hourly, so a prompt policy refresh can
   // only come from a push.
-  SetSetting(h.p01->db(), "client.policy_poll_seconds", "3600");
-  SetSetting(h.p01->db(), "client.inventory_seconds", "2");
-  SetSetting(h.p01->db(), "client.splay_seconds", "0");
+  SetDefault(h.p01->db(), "policy_poll_seconds", 3600);
+  SetDefault(h.p01->db(), "inventory_seconds", 2);
+  SetDefault(h.p01->db(), "splay_seconds", 0);
   AgentDaemon agent(h.dir, "svc", h.mp_p01->address() + "," + mp2.address(),
                     {"--token=" + std::string(kToken), "--hardware_id=hw-svc", "--verbose"});
   size_t at = agent.WaitForLog("inventory_s=2");
@@ -358,7 +373,7 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
   // 1. A policy change reaches the agent by push: it refreshes at once.
   REQUIRE(agent.WaitForLog("agent.notify_connected mp=" + h.mp_p01->address()) !=
           std::string::npos);
-  SetSetting(h.p01->db(), "client.policy_poll_seconds", "1800");
+  SetDefault(h.p01->db(), "policy_poll_seconds", 1800);
   at = agent.WaitForLog("kind=NOTIFICATION_KIND_POLICY_CHANGED", at);
   REQUIRE(at != std::string::npos);
   at = agent.WaitForLog("poll_s=1800", at);
@@ -389,7 +404,7 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
         std::string::npos);
   at = agent.WaitForLog("agent.notify_stream_ended mp=" + h.mp_p01->address(), at);
   REQUIRE(at != std::string::npos);
-  SetSetting(h.p01->db(), "client.policy_poll_seconds", "1200");
+  SetDefault(h.p01->db(), "policy_poll_seconds", 1200);
   at = agent.WaitForLog("poll_s=1200", at);
   REQUIRE(at != std::string::npos);
   CHECK(agent.Stop() == 0);

@@ -219,8 +219,7 @@ echo "phase 7: policy change fan-out to $held streams"
 sim_send "await_policy 120"
 until [ "$(grep -h '^awaiting' "$work"/sim*.out | wc -l)" -ge "$sims" ]; do sleep 0.1; done
 t_change=$(now_ms)
-site_sql P01 "INSERT INTO global_settings (name, value) VALUES ('client.policy_poll_seconds', '1800')
-  ON CONFLICT (name) DO UPDATE SET value = '1800'" >/dev/null
+site_sql P01 "UPDATE client_settings SET policy_poll_seconds = 1800 WHERE name = 'Default Client Settings'" >/dev/null
 sim_wait await_policy "$sims" 200
 out=$(results await_policy | tail -n "$sims"); echo "$out"
 told=$(echo "$out" | sum received)

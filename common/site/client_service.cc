@@ -17,9 +17,11 @@
 #include "absl/time/clock.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "common/collections/client_settings.h"
 #include "common/inventory/report_check.h"
 #include "common/net/pki.h"
 #include "common/net/tls.h"
+#include "common/policy/client_settings.h"
 #include "common/site/client_ingest.h"
 #include "common/store/database.h"
 #include "common/store/pool.h"
@@ -36,17 +38,6 @@ std::string Sha256Hex(const std::string& data) {
   std::string out;
   for (unsigned char c : digest) absl::StrAppendFormat(&out, "%02x", c);
   return out;
-}
-
-// FNV-1a: a stable version for bundles (same content, same version, in every
-// process and build).
-std::string ContentVersion(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return absl::StrFormat("%016x", h);
 }
 
 bool IsHardwareId(const std::string& s) {
@@ -166,8 +157,7 @@ class ClientService::Impl {
     bool approved = false;
     absl::Status s = pool_.With([&](store::Connection& conn) {
       return conn.Transact([&](store::Transaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(std::string mode, Setting(tx, site_, "client.approval"));
-        if (mode.empty()) mode = "token";
+        ASSIGN_OR_RETURN(std::string mode, collections::ApprovalMode(tx));
         bool token_ok = false;
         if (!req.enrollment_token().empty()) {
           ASSIGN_OR_RETURN(store::Result t,
@@ -181,8 +171,8 @@ class ClientService::Impl {
           token_ok = true;
         } else if (mode == "token") {
           return absl::UnauthenticatedError(
-              "an enrollment token is required to register with this site "
-              "(client.approval = token)");
+              "an enrollment token is required to register with this site (approval mode "
+              "token, in the Default Client Settings)");
         }
         approved = token_ok || mode == "auto";
         ASSIGN_OR_RETURN(store::Result known,
@@ -246,13 +236,26 @@ class ClientService::Impl {
       if (inventory::IsUuid(id)) ids.push_back(id);
     }
     if (ids.empty()) return absl::OkStatus();
-    return pool_.With([&](store::Connection& conn) -> absl::Status {
-      ASSIGN_OR_RETURN(store::Result r,
-                       conn.Exec("SELECT id::text FROM devices WHERE id = ANY($1::uuid[]) AND "
+    return pool_.With([&](store::Connection& conn) {
+      return conn.Transact([&](store::Transaction& tx) -> absl::Status {
+        resp->Clear();  // a retried transaction starts over
+        ASSIGN_OR_RETURN(store::Result r,
+                         tx.Exec("SELECT id::text FROM devices WHERE id = ANY($1::uuid[]) AND "
                                  "approved AND NOT revoked",
                                  {store::TextArrayLiteral(ids)}));
-      for (size_t i = 0; i < r.size(); ++i) resp->add_allowed(r.GetString(i, 0));
-      return absl::OkStatus();
+        std::vector<std::string> allowed;
+        for (size_t i = 0; i < r.size(); ++i) {
+          allowed.push_back(r.GetString(i, 0));
+          resp->add_allowed(allowed.back());
+        }
+        ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, allowed));
+        for (auto& [id, names] : assigned) {
+          auto* a = resp->add_assignments();
+          a->set_client_id(id);
+          for (auto& n : names) a->add_settings(std::move(n));
+        }
+        return absl::OkStatus();
+      });
     });
   }
 
@@ -366,19 +369,7 @@ class ClientService::Impl {
     v1::SiteBundle b;
     absl::Status s = pool_.With([&](store::Connection& conn) {
       return conn.Transact([&](store::Transaction& tx) -> absl::Status {
-        auto* st = b.mutable_settings();
-        ASSIGN_OR_RETURN(int64_t poll, SecondsSetting(tx, site_, "client.policy_poll_seconds",
-                                                      kDefaultPolicyPollSeconds));
-        ASSIGN_OR_RETURN(int64_t inv, SecondsSetting(tx, site_, "client.inventory_seconds",
-                                                     kDefaultInventorySeconds));
-        ASSIGN_OR_RETURN(int64_t hb, SecondsSetting(tx, site_, "client.heartbeat_seconds",
-                                                    kDefaultHeartbeatSeconds));
-        ASSIGN_OR_RETURN(int64_t splay,
-                         SecondsSetting(tx, site_, "client.splay_seconds", kDefaultSplaySeconds));
-        st->set_policy_poll_seconds(poll);
-        st->set_inventory_seconds(inv);
-        st->set_heartbeat_seconds(hb);
-        st->set_splay_seconds(splay);
+        RETURN_IF_ERROR(collections::LoadClientSettings(tx, &b));
         ASSIGN_OR_RETURN(store::Result bounds,
                          tx.Exec("SELECT name, value, group_name FROM boundaries ORDER BY name"));
         for (size_t i = 0; i < bounds.size(); ++i) {
@@ -411,7 +402,7 @@ class ClientService::Impl {
     b.set_site_code(site_);
     std::string bytes;
     b.SerializeToString(&bytes);
-    b.set_version(ContentVersion(bytes));
+    b.set_version(policy::ContentVersion(bytes));
     return b;
   }
 
@@ -435,8 +426,54 @@ class ClientService::Impl {
         for (auto* s : sessions_) s->Write(down);
         LogInfo("mp.bundle_changed", {{"version", bundle_.version()}, {"mps", sessions_.size()}});
       }
+      lock.unlock();
+      absl::Status sent = SendAssignmentChanges();
+      lock.lock();
+      if (!sent.ok()) {
+        bundle_dirty_ = true;  // look again
+        LogWarning("mp.assignments_failed", {{"error", sent}});
+      }
       // At most two rebuilds a second, however busy the database is.
       cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+    }
+  }
+
+  // Tells the connected management points about clients whose custom
+  // settings changed (queued by a trigger on client_setting_assignments).
+  // With none connected the queue is drained all the same: an MP looks up
+  // all its clients again whenever its stream to the site starts.
+  absl::Status SendAssignmentChanges() {
+    while (true) {
+      v1::MpDown down;
+      size_t drained = 0;
+      RETURN_IF_ERROR(pool_.With([&](store::Connection& conn) {
+        return conn.Transact([&](store::Transaction& tx) -> absl::Status {
+          down.Clear();
+          ASSIGN_OR_RETURN(store::Result r,
+                           tx.Exec("DELETE FROM client_setting_changed WHERE device_id IN (SELECT "
+                                   "device_id FROM client_setting_changed LIMIT $1 FOR UPDATE "
+                                   "SKIP LOCKED) RETURNING device_id::text",
+                                   {absl::StrCat(kMaxLookupIds)}));
+          drained = r.size();
+          std::vector<std::string> ids;
+          for (size_t i = 0; i < r.size(); ++i) ids.push_back(r.GetString(i, 0));
+          ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, ids));
+          for (const auto& id : ids) {
+            auto* a = down.mutable_assignments()->add_clients();
+            a->set_client_id(id);
+            auto it = assigned.find(id);
+            if (it != assigned.end()) {
+              for (const auto& n : it->second) a->add_settings(n);
+            }
+          }
+          return absl::OkStatus();
+        });
+      }));
+      if (drained == 0) return absl::OkStatus();
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto* s : sessions_) s->Write(down);
+      LogInfo("client_settings.changed", {{"clients", drained}, {"mps", sessions_.size()}});
+      if (drained < static_cast<size_t>(kMaxLookupIds)) return absl::OkStatus();
     }
   }
 

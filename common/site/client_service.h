@@ -2,8 +2,10 @@
 
 // The site server's side of its management points (service SiteClients):
 // registration (the site's issuing CA signs client certificates), client
-// authorization lookups, and one stream per MP that carries the site bundle
-// (client settings, boundaries, site systems) down and client data up.
+// authorization lookups (with each client's custom client settings), and
+// one stream per MP that carries the site bundle (client settings,
+// boundaries, site systems) and changes of clients' custom settings down,
+// and client data up.
 // Client data is applied by IngestReports and acknowledged once committed.
 // Also runs client maintenance (inactive / delete) at primaries.
 
@@ -50,12 +52,9 @@ class ClientService final : public v1::SiteClients::Service {
   std::unique_ptr<Impl> impl_;
 };
 
-// Settings a site reads from global_settings, with defaults: `name` for the
-// hierarchy, "<SITE>/<name>" overriding it for one site.
-inline constexpr int64_t kDefaultPolicyPollSeconds = 3600;
-inline constexpr int64_t kDefaultInventorySeconds = 7 * 86400;
-inline constexpr int64_t kDefaultHeartbeatSeconds = 7 * 86400;
-inline constexpr int64_t kDefaultSplaySeconds = 300;
+// Site maintenance settings a primary reads from global_settings, with
+// defaults: `name` for the hierarchy, "<SITE>/<name>" overriding it for one
+// site. (Client settings are the client_settings table: migration 0004.)
 inline constexpr int64_t kDefaultInactiveAfterSeconds = 14 * 86400;
 inline constexpr int64_t kDefaultDeleteAfterSeconds = 90 * 86400;
 

@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/base/shutdown_guard.h"
 #include "common/base/status.h"
+#include "common/collections/client_settings.h"
 #include "common/collections/evaluator.h"
 #include "common/net/tls.h"
 #include "common/replication/change_log.h"
@@ -396,7 +397,8 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     while (!stopping()) {
       auto conn = store::Connection::Open(config_.database());
       absl::Status s = conn.ok() ? (*conn)->Listen("strata_collections") : conn.status();
-      std::string seen;  // definitions version last evaluated (this connection)
+      std::string seen;              // definitions version last evaluated (this connection)
+      std::string seen_deployments;  // client setting deployments last resolved
       while (s.ok() && !stopping()) {
         const bool full = std::chrono::steady_clock::now() >= next_full;
         auto version = evaluator.DefinitionsVersion(**conn);
@@ -430,6 +432,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
           }
           if (!dirty.ok() || dirty->devices < 1000) break;
         }
+        if (s.ok()) s = AssignClientSettings(**conn, full, &seen_deployments);
         if (s.ok()) {
           auto n = (*conn)->AwaitNotification(1000);
           if (!n.ok()) s = n.status();
@@ -438,6 +441,24 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       if (!s.ok() && !stopping()) LogWarning("collections.evaluation_failed", {{"error", s}});
       SleepUnlessStopping(std::chrono::seconds(1));
     }
+  }
+
+  // Which custom client settings reach which device, after membership
+  // changed: everything when deployments changed (or on the full schedule),
+  // else the devices whose membership changed.
+  absl::Status AssignClientSettings(store::Connection& conn, bool full, std::string* seen) {
+    ASSIGN_OR_RETURN(std::string version, collections::DeploymentsVersion(conn));
+    const bool all = full || version != *seen;
+    ASSIGN_OR_RETURN(collections::AssignStats stats,
+                     collections::AssignClientSettings(conn, config_.site_code(), all));
+    *seen = version;
+    if (stats.added > 0 || stats.removed > 0) {
+      LogInfo("client_settings.assigned", {{"all", all},
+                                           {"devices", stats.devices},
+                                           {"added", stats.added},
+                                           {"removed", stats.removed}});
+    }
+    return absl::OkStatus();
   }
 
   void PruneLoop() {

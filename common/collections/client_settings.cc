@@ -1,0 +1,136 @@
+#include "common/collections/client_settings.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status.h"
+
+namespace strata::collections {
+namespace {
+
+constexpr int kAssignBatch = 5000;
+
+// What a device should have: the settings deployed to its collections.
+constexpr char kWanted[] =
+    "SELECT DISTINCT m.device_id, d.setting FROM client_setting_deployments d JOIN "
+    "collection_members m ON m.collection = d.collection WHERE m.site_code = $1";
+
+// For every device of the site ($1), or (`some`) for the devices in $2.
+absl::StatusOr<AssignStats> Resolve(store::Transaction& tx, bool some,
+                                    const store::Params& params) {
+  AssignStats stats;
+  ASSIGN_OR_RETURN(
+      store::Result removed,
+      tx.Exec(absl::StrCat("DELETE FROM client_setting_assignments a WHERE a.site_code = $1",
+                           !some ? "" : " AND a.device_id = ANY($2::uuid[])",
+                           " AND NOT EXISTS (SELECT 1 FROM client_setting_deployments d JOIN "
+                           "collection_members m ON m.collection = d.collection WHERE "
+                           "m.device_id = a.device_id AND d.setting = a.setting)"),
+              params));
+  ASSIGN_OR_RETURN(
+      store::Result added,
+      tx.Exec(absl::StrCat("INSERT INTO client_setting_assignments (device_id, setting, "
+                           "site_code) SELECT w.device_id, w.setting, $1 FROM (",
+                           kWanted, !some ? "" : " AND m.device_id = ANY($2::uuid[])",
+                           ") w ON CONFLICT (device_id, setting) DO NOTHING"),
+              params));
+  stats.removed = removed.affected_rows();
+  stats.added = added.affected_rows();
+  return stats;
+}
+
+}  // namespace
+
+absl::Status LoadClientSettings(store::Transaction& tx, v1::SiteBundle* bundle) {
+  ASSIGN_OR_RETURN(store::Result r,
+                   tx.Exec("SELECT name, priority, builtin, policy_poll_seconds, "
+                           "inventory_seconds, heartbeat_seconds, splay_seconds FROM "
+                           "client_settings ORDER BY name"));
+  bool have_default = false;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (r.GetString(i, 0) == kDefaultClientSettings) {
+      auto* s = bundle->mutable_settings();
+      // The default sets every field (the provider refuses to clear one);
+      // a NULL would only come from a hand-edited row: 0 lets agents fall
+      // back to their own defaults.
+      s->set_policy_poll_seconds(r.IsNull(i, 3) ? 0 : r.GetInt(i, 3));
+      s->set_inventory_seconds(r.IsNull(i, 4) ? 0 : r.GetInt(i, 4));
+      s->set_heartbeat_seconds(r.IsNull(i, 5) ? 0 : r.GetInt(i, 5));
+      s->set_splay_seconds(r.IsNull(i, 6) ? 0 : r.GetInt(i, 6));
+      have_default = true;
+      continue;
+    }
+    auto* c = bundle->add_custom_settings();
+    c->set_name(r.GetString(i, 0));
+    c->set_priority(static_cast<int32_t>(r.GetInt(i, 1)));
+    if (!r.IsNull(i, 3)) c->set_policy_poll_seconds(r.GetInt(i, 3));
+    if (!r.IsNull(i, 4)) c->set_inventory_seconds(r.GetInt(i, 4));
+    if (!r.IsNull(i, 5)) c->set_heartbeat_seconds(r.GetInt(i, 5));
+    if (!r.IsNull(i, 6)) c->set_splay_seconds(r.GetInt(i, 6));
+  }
+  if (!have_default) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the site database has no \"", kDefaultClientSettings, "\" row"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ApprovalMode(store::Transaction& tx) {
+  ASSIGN_OR_RETURN(store::Result r, tx.Exec("SELECT coalesce(approval_mode, 'token') FROM "
+                                            "client_settings WHERE name = $1",
+                                            {kDefaultClientSettings}));
+  return r.empty() ? std::string("token") : r.GetString(0, 0);
+}
+
+absl::StatusOr<std::map<std::string, std::vector<std::string>>> LoadAssignments(
+    store::Transaction& tx, const std::vector<std::string>& device_ids) {
+  std::map<std::string, std::vector<std::string>> out;
+  if (device_ids.empty()) return out;
+  ASSIGN_OR_RETURN(store::Result r,
+                   tx.Exec("SELECT device_id::text, setting FROM client_setting_assignments "
+                           "WHERE device_id = ANY($1::uuid[]) ORDER BY 1, 2",
+                           {store::TextArrayLiteral(device_ids)}));
+  for (size_t i = 0; i < r.size(); ++i) out[r.GetString(i, 0)].push_back(r.GetString(i, 1));
+  return out;
+}
+
+absl::StatusOr<std::string> DeploymentsVersion(store::Connection& conn) {
+  ASSIGN_OR_RETURN(store::Result r, conn.Exec("SELECT count(*) || ':' || coalesce(sum(_hlc), 0) "
+                                              "FROM client_setting_deployments"));
+  return r.GetString(0, 0);
+}
+
+absl::StatusOr<AssignStats> AssignClientSettings(store::Connection& conn, const std::string& site,
+                                                 bool all) {
+  AssignStats total;
+  if (all) {
+    RETURN_IF_ERROR(conn.Transact([&](store::Transaction& tx) -> absl::Status {
+      ASSIGN_OR_RETURN(total, Resolve(tx, false, {site}));
+      return absl::OkStatus();
+    }));
+  }
+  // The queue, also after a whole pass (what it holds is resolved already,
+  // and resolving again writes nothing).
+  while (true) {
+    AssignStats step;
+    RETURN_IF_ERROR(conn.Transact([&](store::Transaction& tx) -> absl::Status {
+      step = AssignStats();
+      ASSIGN_OR_RETURN(store::Result q, tx.Exec("SELECT device_id::text FROM client_setting_dirty "
+                                                "LIMIT $1 FOR UPDATE SKIP LOCKED",
+                                                {absl::StrCat(kAssignBatch)}));
+      if (q.empty()) return absl::OkStatus();
+      std::vector<std::string> ids;
+      for (size_t i = 0; i < q.size(); ++i) ids.push_back(q.GetString(i, 0));
+      const std::string arr = store::TextArrayLiteral(ids);
+      ASSIGN_OR_RETURN(step, Resolve(tx, true, {site, arr}));
+      step.devices = static_cast<int64_t>(ids.size());
+      return tx.Exec("DELETE FROM client_setting_dirty WHERE device_id = ANY($1::uuid[])", {arr})
+          .status();
+    }));
+    total.added += step.added;
+    total.removed += step.removed;
+    total.devices += step.devices;
+    if (step.devices < kAssignBatch) break;
+  }
+  return total;
+}
+
+}  // namespace strata::collections

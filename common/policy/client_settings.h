@@ -1,0 +1,28 @@
+#pragma once
+
+// A client's effective settings: the site's Default Client Settings merged
+// with the custom settings deployed to the client's collections. Management
+// points answer policy with it; the provider shows it per device. No
+// database, no I/O.
+
+#include <string>
+#include <vector>
+
+#include "strata/v1/client.pb.h"
+
+namespace strata::policy {
+
+// `bundle.settings()` overridden, field by field, by the custom settings
+// named in `assigned` that the bundle holds: for each field the one of the
+// highest priority (smallest number; on a tie the name first in byte order)
+// that sets it. Unknown names are ignored (a setting deleted meanwhile).
+v1::ClientSettings EffectiveSettings(const v1::SiteBundle& bundle,
+                                     const std::vector<std::string>& assigned);
+
+// Names the same settings with the same version, in every process and build.
+std::string PolicyVersion(const v1::ClientSettings& settings);
+
+// A stable 64-bit FNV-1a digest of `bytes`, as 16 hex digits.
+std::string ContentVersion(const std::string& bytes);
+
+}  // namespace strata::policy
