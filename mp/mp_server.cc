@@ -111,6 +111,9 @@ absl::Status ValidateMpConfig(const v1::MpConfig& config) {
 }
 
 class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
+  // A client and the custom client settings that reach it (sorted names).
+  using Assignment = std::pair<std::string, std::vector<std::string>>;
+
  public:
   explicit Impl(v1::MpConfig config) : config_(std::move(config)) {
     if (config_.max_report_bytes() <= 0) config_.set_max_report_bytes(8 << 20);
@@ -194,9 +197,8 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     stub_->async()->Register(
         &call->ctx, request, response, [this, call, reactor, response](grpc::Status s) {
           delete call;
-          if (s.ok() && response->state() == v1::REGISTRATION_STATE_APPROVED) {
-            Allow(response->client_id());
-          }
+          // Not allowed here yet: its first call looks it up, custom client
+          // settings included.
           if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
             s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
                              "the site server cannot be reached: " + s.error_message());
@@ -242,6 +244,15 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
             return;
           }
           bool full = TakeFullRequest(id);
+          if (!IsAllowed(id) && !request->current_version().empty()) {
+            // Accepted while the site is away (see LookupLoop): which custom
+            // settings reach it is unknown here, so it keeps what it has.
+            response->set_not_modified(true);
+            response->set_version(request->current_version());
+            response->set_full_inventory_requested(full);
+            r->Finish(grpc::Status::OK);
+            return;
+          }
           v1::ClientSettings settings = policy::EffectiveSettings(*bundle, AssignedTo(id));
           const std::string version = policy::PolicyVersion(settings);
           response->set_version(version);
@@ -392,11 +403,12 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       if (!batch.empty()) {
         std::vector<std::string> ids;
         for (auto& [id, _] : batch) ids.push_back(id);
+        BeginLookup(ids);
         auto allowed = Lookup(ids);
         LogDebug("mp.clients_looked_up", {{"clients", ids.size()},
                                           {"allowed", allowed.ok() ? allowed->size() : 0},
                                           {"error", allowed.status()}});
-        if (allowed.ok()) SetAssignments(*allowed, ids);
+        EndLookup(allowed.ok() ? &*allowed : nullptr, ids);
         if (allowed.ok()) provisional_logged_ = false;
         for (auto& [id, callbacks] : batch) {
           absl::Status s;
@@ -462,9 +474,10 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       std::lock_guard<std::mutex> lock(dir_mu_);
       ids.assign(allowed_.begin(), allowed_.end());
     }
+    BeginLookup({});  // `ids` are all allowed already
     auto allowed = Lookup(ids);
+    EndLookup(allowed.ok() ? &*allowed : nullptr, ids);
     if (!allowed.ok()) return;  // keep the cache while the site is away
-    SetAssignments(*allowed, ids);
     std::vector<std::string> dropped;
     {
       std::lock_guard<std::mutex> lock(dir_mu_);
@@ -490,38 +503,70 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     return it == assignments_.end() ? std::vector<std::string>() : it->second;
   }
 
-  // The policy version client `id` is served now.
+  // The policy version client `id` is served now ("" while it is not
+  // confirmed by the site: see GetPolicy).
   std::string PolicyVersionOf(const std::string& id) {
     auto bundle = CurrentBundle();
-    if (!bundle) return std::string();
+    if (!bundle || !IsAllowed(id)) return std::string();
     return policy::PolicyVersion(policy::EffectiveSettings(*bundle, AssignedTo(id)));
   }
 
-  // Records what a lookup said of `ids` (absent from `allowed`: refused, so
-  // nothing to keep).
-  void SetAssignments(const std::map<std::string, std::vector<std::string>>& allowed,
-                      const std::vector<std::string>& ids) {
-    std::vector<std::pair<std::string, std::vector<std::string>>> changes;
-    for (const auto& id : ids) {
-      auto it = allowed.find(id);
-      changes.emplace_back(id, it == allowed.end() ? std::vector<std::string>() : it->second);
+  bool IsAllowed(const std::string& id) {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    return allowed_.count(id) > 0;
+  }
+
+  // A lookup of `ids` (besides the clients already allowed) is under way.
+  // Its answer is older than any change the site pushes meanwhile: the
+  // pushes are kept, the answer's word on those clients is not (EndLookup).
+  // Lookups run one at a time (LookupLoop).
+  void BeginLookup(const std::vector<std::string>& ids) {
+    std::lock_guard<std::mutex> lock(dir_mu_);
+    lookup_under_way_ = true;
+    looking_up_.insert(ids.begin(), ids.end());
+  }
+
+  // Applies a lookup's answer (null: the site did not answer) for `ids`:
+  // absent from `answer` means refused, so nothing to keep.
+  void EndLookup(const std::map<std::string, std::vector<std::string>>* answer,
+                 const std::vector<std::string>& ids) {
+    std::unordered_set<std::string> pushed;
+    {
+      std::lock_guard<std::mutex> lock(dir_mu_);
+      pushed.swap(pushed_during_lookup_);
+      looking_up_.clear();
+      lookup_under_way_ = false;
     }
-    UpdateAssignments(changes, /*known_only=*/false);
+    if (answer == nullptr) return;
+    std::vector<Assignment> changes;
+    for (const auto& id : ids) {
+      auto it = answer->find(id);
+      if (it == answer->end()) {
+        changes.emplace_back(id, std::vector<std::string>());
+      } else if (!pushed.count(id)) {
+        changes.emplace_back(id, it->second);
+      }
+    }
+    UpdateAssignments(changes, /*pushed=*/false);
   }
 
   // Applies changed assignments; a client whose effective settings change is
-  // told at once (POLICY_CHANGED), no other. From the site's stream
-  // (`known_only`) only clients this MP already serves are kept: the others
-  // get theirs when they are first looked up.
-  void UpdateAssignments(
-      const std::vector<std::pair<std::string, std::vector<std::string>>>& changes,
-      bool known_only) {
-    auto bundle = CurrentBundle();
+  // told at once (POLICY_CHANGED), no other. Pushed by the site (`pushed`):
+  // kept for clients this MP serves or is looking up; the others get theirs
+  // when they are first looked up.
+  void UpdateAssignments(const std::vector<Assignment>& changes, bool pushed) {
     std::vector<std::string> notify;
     {
+      // One at a time with SetBundle: each compares versions under the
+      // bundle the other leaves, so no change of either goes untold.
+      std::lock_guard<std::mutex> policy_lock(policy_mu_);
+      auto bundle = CurrentBundle();
       std::lock_guard<std::mutex> lock(dir_mu_);
       for (const auto& [id, names] : changes) {
-        if (known_only && !allowed_.count(id)) continue;
+        if (pushed) {
+          if (!allowed_.count(id) && !looking_up_.count(id)) continue;
+          if (lookup_under_way_) pushed_during_lookup_.insert(id);
+        }
         auto it = assignments_.find(id);
         const std::vector<std::string> none;
         const std::vector<std::string>& before = it == assignments_.end() ? none : it->second;
@@ -621,6 +666,7 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   }
 
   void SetBundle(const v1::SiteBundle& b) {
+    std::unique_lock<std::mutex> policy_lock(policy_mu_);  // see UpdateAssignments
     bool changed;
     std::shared_ptr<const v1::SiteBundle> before;
     {
@@ -644,16 +690,18 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
       ids.reserve(streams_.size());
       for (const auto& [id, _] : streams_) ids.push_back(id);
     }
-    size_t told = 0;
+    std::vector<std::string> notify;
     for (const auto& id : ids) {
       const auto assigned = AssignedTo(id);
       if (before && policy::PolicyVersion(policy::EffectiveSettings(*before, assigned)) ==
                         policy::PolicyVersion(policy::EffectiveSettings(b, assigned))) {
         continue;
       }
-      Push(id, v1::NOTIFICATION_KIND_POLICY_CHANGED);
-      ++told;
+      notify.push_back(id);
     }
+    policy_lock.unlock();
+    for (const auto& id : notify) Push(id, v1::NOTIFICATION_KIND_POLICY_CHANGED);
+    const size_t told = notify.size();
     LogInfo("mp.bundle_changed",
             {{"version", b.version()}, {"streams", ids.size()}, {"told", told}});
   }
@@ -702,12 +750,12 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
           if (!bundle_seen) RequestRecheck();
           bundle_seen = true;
         } else if (m.has_assignments()) {
-          std::vector<std::pair<std::string, std::vector<std::string>>> changes;
+          std::vector<Assignment> changes;
           for (const auto& a : m.assignments().clients()) {
             changes.emplace_back(
                 a.client_id(), std::vector<std::string>(a.settings().begin(), a.settings().end()));
           }
-          UpdateAssignments(changes, /*known_only=*/true);
+          UpdateAssignments(changes, /*pushed=*/true);
         } else if (m.has_request()) {
           {
             std::lock_guard<std::mutex> lock(dir_mu_);
@@ -803,7 +851,12 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
   std::unordered_set<std::string> full_requests_;  // guarded by dir_mu_
   // Clients with custom settings: their names, sorted (the others: none).
   std::unordered_map<std::string, std::vector<std::string>> assignments_;  // guarded by dir_mu_
-  bool recheck_requested_ = false;                                         // guarded by dir_mu_
+  bool lookup_under_way_ = false;                                          // guarded by dir_mu_
+  std::unordered_set<std::string> looking_up_;                             // guarded by dir_mu_
+  std::unordered_set<std::string> pushed_during_lookup_;                   // guarded by dir_mu_
+  // Orders SetBundle and UpdateAssignments; taken before mu_ and dir_mu_.
+  std::mutex policy_mu_;
+  bool recheck_requested_ = false;  // guarded by dir_mu_
 
   std::mutex streams_mu_;
   std::unordered_map<std::string, NotifyStream*> streams_;  // guarded by streams_mu_

@@ -469,15 +469,16 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
               tx.Exec(
                   "SELECT name FROM collections WHERE limiting = $1 UNION SELECT collection FROM "
                   "collection_rules WHERE ref = $1 UNION SELECT name FROM administrators WHERE $1 "
-                  "= ANY(collections) ORDER BY 1",
+                  "= ANY(collections) UNION SELECT 'client setting ' || setting FROM "
+                  "client_setting_deployments WHERE collection = $1 ORDER BY 1",
                   {req->name()}));
           if (!users.empty()) {
             std::vector<std::string> names;
             for (size_t i = 0; i < users.size(); ++i) names.push_back(users.GetString(i, 0));
             return absl::FailedPreconditionError(absl::StrCat(
                 "collection \"", req->name(), "\" is still used by: ", absl::StrJoin(names, ", "),
-                " (limiting or include/exclude rules of collections, or "
-                "administrators' collections)"));
+                " (limiting or include/exclude rules of collections, administrators' "
+                "collections, or client settings deployed to it)"));
           }
           RETURN_IF_ERROR(
               tx.Exec("DELETE FROM collection_rules WHERE collection = $1", {req->name()})
@@ -983,9 +984,18 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
           }
           int32_t priority = req->priority();
           if (priority == 0) {
-            ASSIGN_OR_RETURN(Result next, tx.Exec("SELECT coalesce(max(priority), 0) + 1 FROM "
-                                                  "client_settings WHERE NOT builtin"));
+            // After the others, or the first free one once 9999 is taken.
+            ASSIGN_OR_RETURN(
+                Result next,
+                tx.Exec("SELECT coalesce((SELECT max(priority) + 1 FROM client_settings WHERE NOT "
+                        "builtin HAVING max(priority) < 9999), (SELECT min(p) FROM "
+                        "generate_series(1, 9999) p WHERE NOT EXISTS (SELECT 1 FROM "
+                        "client_settings s WHERE s.priority = p)), 0)"));
             priority = static_cast<int32_t>(next.GetInt(0, 0));
+            if (priority == 0) {
+              return absl::FailedPreconditionError(
+                  "every priority from 1 to 9999 is held by a client setting");
+            }
           }
           RETURN_IF_ERROR(CheckPriority(tx, req->name(), priority));
           std::vector<std::optional<int64_t>> values;
@@ -1018,6 +1028,7 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
         ctx, __func__, "settings.update", [&](Transaction& tx, const Caller& c) -> absl::Status {
           v1::ClientSetting before;
           RETURN_IF_ERROR(ReadSetting(tx, c, req->name(), &before));
+          RETURN_IF_ERROR(RequireReach(tx, c, before));
           std::vector<std::string> changes;
           store::Params params{req->name()};
           std::vector<std::string> sets;
@@ -1109,9 +1120,7 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
             return absl::FailedPreconditionError(absl::StrCat(
                 "\"", req->name(), "\" is built in and cannot be deleted (update it instead)"));
           }
-          for (const auto& coll : before.deployed_to()) {
-            RETURN_IF_ERROR(RequireContained(tx, c, coll));
-          }
+          RETURN_IF_ERROR(RequireReach(tx, c, before));
           RETURN_IF_ERROR(
               tx.Exec("DELETE FROM client_setting_deployments WHERE setting = $1", {req->name()})
                   .status());
@@ -1875,6 +1884,7 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
                              params));
     for (size_t i = 0; i < colls.size(); ++i) out->add_collections(colls.GetString(i, 0));
     // Resultant client settings, as its management point merges them.
+    if (!c.Has("settings.read")) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, {id}));
     const std::vector<std::string>& names = assigned[id];
     v1::SiteBundle settings;
@@ -1956,6 +1966,31 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
     return absl::OkStatus();
   }
 
+  // A setting is changed only by an admin whose collections hold every
+  // device it reaches: the default reaches all (All Systems), a custom one
+  // the members of the collections it is deployed to.
+  absl::Status RequireReach(Transaction& tx, const Caller& c, const v1::ClientSetting& setting) {
+    if (setting.builtin()) {
+      ASSIGN_OR_RETURN(bool all, Contained(tx, c, "All Systems"));
+      if (!all) {
+        return absl::PermissionDeniedError(
+            absl::StrCat(c.name, " may not change the ", collections::kDefaultClientSettings,
+                         ": they reach every client, and ", c.name, " sees only ",
+                         absl::StrJoin(c.collections, ", ")));
+      }
+      return absl::OkStatus();
+    }
+    for (const auto& coll : setting.deployed_to()) {
+      ASSIGN_OR_RETURN(bool inside, Contained(tx, c, coll));
+      if (!inside) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            c.name, " may not change client setting \"", setting.name(), "\": it is deployed to \"",
+            coll, "\", outside their collections (", absl::StrJoin(c.collections, ", "), ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   std::string SettingSelect(const Caller& c, store::Params& params) {
     const bool all = std::count(c.collections.begin(), c.collections.end(), "All Systems") > 0;
     std::string visible = all ? std::string("true") : VisibleDevice(c, "vd", params);
@@ -2030,9 +2065,15 @@ class ProviderServer::Impl final : public v1::AdminService::Service {
                 absl::StrCat("the ", collections::kDefaultClientSettings,
                              " reach every client; only custom settings are deployed"));
           }
-          v1::Collection coll;
-          RETURN_IF_ERROR(ReadCollection(tx, c, req.collection(), &coll));
-          RETURN_IF_ERROR(RequireContained(tx, c, req.collection()));
+          ASSIGN_OR_RETURN(Result exists, tx.Exec("SELECT 1 FROM collections WHERE name = $1",
+                                                  {req.collection()}));
+          // A deployment whose collection was deleted meanwhile (at another
+          // site) can always be taken away.
+          if (deploy || !exists.empty()) {
+            v1::Collection coll;
+            RETURN_IF_ERROR(ReadCollection(tx, c, req.collection(), &coll));
+            RETURN_IF_ERROR(RequireContained(tx, c, req.collection()));
+          }
           if (deploy) {
             ASSIGN_OR_RETURN(Result count, tx.Exec("SELECT count(*) FROM "
                                                    "client_setting_deployments WHERE setting = $1",

@@ -525,6 +525,12 @@ TEST_CASE(
   r = h.Ctl("carol", {"deploy", "client-setting", "Carols", "--collection", "P01 Debian"});
   INFO(r.err);
   CHECK(r.exit_code == 0);
+  // ... and she changes no setting that reaches devices outside them.
+  r = h.Ctl("carol",
+            {"update", "client-setting", "Default Client Settings", "--approval-mode", "auto"});
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("they reach every client") != std::string::npos);
+  CHECK(h.cas->db().Scalar("SELECT approval_mode FROM client_settings WHERE builtin") == "token");
 
   // Nobody hands out more than they hold, or changes their own rights.
   REQUIRE(h.Ctl("alice", {"create", "role", "Helpdesk", "--from", "Read-only Analyst", "--add",
@@ -631,6 +637,10 @@ TEST_CASE(
   INFO(d.out);
   CHECK(d.out.find("\"Fast policy\"", d.out.find("\"client_settings\"")) != std::string::npos);
   CHECK(d.out.find("\"policy_poll_seconds\": \"120\"") != std::string::npos);
+  // A collection with a deployment is not deleted from under it.
+  r = h.Ctl("alice", {"delete", "collection", "Pilot"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("client setting Fast policy") != std::string::npos);
   CtlRun listed;
   CHECK(WaitFor(
       [&] {

@@ -5,7 +5,12 @@
 #include "absl/strings/str_join.h"
 #include "common/collections/evaluator.h"
 #include "common/policy/client_settings.h"
+#include "common/replication/migrations.h"
 #include "tests/fixture/testing.h"
+
+namespace strata::site {
+extern const EmbeddedFile kSiteMigrations[];
+}
 
 using strata::collections::AssignClientSettings;
 using strata::collections::Evaluator;
@@ -162,4 +167,30 @@ TEST_CASE("where collections are not evaluated nothing is queued for settings") 
       "'fast', 'P02')",
       {kDelta});
   CHECK(db.ScalarInt("SELECT count(*) FROM client_setting_changed") == 0);
+}
+
+TEST_CASE("an upgrade carries the hierarchy's client.* global settings into the default") {
+  TestDatabase db("csettings");
+  {
+    auto conn = db.Connect();
+    REQUIRE(strata::replication::ApplyReplicationMigrations(*conn).ok());
+    REQUIRE(strata::store::ApplyMigrations(*conn, "site", strata::site::kSiteMigrations, 3).ok());
+  }
+  db.Exec("INSERT INTO repl_identity (site_code) VALUES ('P01')");
+  db.Exec(
+      "INSERT INTO global_settings (name, value) VALUES ('client.approval', 'manual'), "
+      "('client.policy_poll_seconds', '900'), ('client.splay_seconds', '0'), "
+      "('client.inventory_seconds', 'weekly'), ('P01/client.heartbeat_seconds', '60')");
+  PrepareSiteDatabase(db, "P01");  // the rest: 0004
+  CHECK(db.Scalar("SELECT approval_mode || ' ' || policy_poll_seconds || ' ' || "
+                  "inventory_seconds || ' ' || heartbeat_seconds || ' ' || splay_seconds || ' ' "
+                  "|| _hlc || ' ' || _origin FROM client_settings WHERE builtin") ==
+        "manual 900 604800 604800 0 1 000");  // not a number, or one site's: defaults
+
+  // Without any, the built-in defaults.
+  TestDatabase fresh("csettings");
+  PrepareSiteDatabase(fresh, "P01");
+  CHECK(fresh.Scalar("SELECT approval_mode || ' ' || policy_poll_seconds || ' ' || "
+                     "inventory_seconds || ' ' || heartbeat_seconds || ' ' || splay_seconds FROM "
+                     "client_settings WHERE builtin") == "token 3600 604800 604800 300");
 }

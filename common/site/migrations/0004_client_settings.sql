@@ -52,7 +52,8 @@ SELECT repl_enable('client_setting_assignments', 'site_proxy');
 
 -- Local, at primaries: devices whose assignments may have changed (their
 -- membership in a collection with deployments changed). Drained by the
--- collection evaluator after each evaluation.
+-- collection loop after each evaluation, on the thread that writes
+-- membership: nothing else writes it meanwhile.
 CREATE TABLE client_setting_dirty (
   device_id uuid PRIMARY KEY
 );
@@ -93,10 +94,15 @@ CREATE FUNCTION client_setting_assignment_changed() RETURNS trigger LANGUAGE plp
 BEGIN
   -- The CAS has no management points (it only keeps the copy).
   IF (SELECT type FROM sites WHERE code = repl_site_code()) = 'cas' THEN RETURN NULL; END IF;
+  -- Upserted, not skipped when already queued: the row lock makes a drain
+  -- under way (FOR UPDATE SKIP LOCKED) leave the device for after this
+  -- transaction, instead of reading it without this change and dropping it.
   IF TG_OP = 'DELETE' THEN
-    INSERT INTO client_setting_changed SELECT DISTINCT device_id FROM old_rows ON CONFLICT DO NOTHING;
+    INSERT INTO client_setting_changed SELECT DISTINCT device_id FROM old_rows
+      ON CONFLICT (device_id) DO UPDATE SET device_id = EXCLUDED.device_id;
   ELSE
-    INSERT INTO client_setting_changed SELECT DISTINCT device_id FROM new_rows ON CONFLICT DO NOTHING;
+    INSERT INTO client_setting_changed SELECT DISTINCT device_id FROM new_rows
+      ON CONFLICT (device_id) DO UPDATE SET device_id = EXCLUDED.device_id;
   END IF;
   RETURN NULL;
 END $$;
@@ -111,11 +117,30 @@ CREATE TRIGGER client_setting_assignment_delete AFTER DELETE ON client_setting_a
   EXECUTE FUNCTION client_setting_assignment_changed();
 
 -- The built-in default, identical at every site (see 0003). It replaces
--- global_settings' client.* rows, which are no longer read.
+-- global_settings' hierarchy-wide client.* rows: their values are carried
+-- over (global data, so every site computes the same row), and they are no
+-- longer read. Per-site overrides ("P01/client.*") have no equivalent: a
+-- custom setting deployed to a collection of that site's devices does it.
 SELECT set_config('strata.applying', 'on', true);
 INSERT INTO client_settings (name, description, priority, policy_poll_seconds, inventory_seconds,
                              heartbeat_seconds, splay_seconds, approval_mode, builtin, _hlc, _origin)
 VALUES ('Default Client Settings', 'Applies to every client; custom settings override it', 10000,
         3600, 604800, 604800, 300, 'token', true, 1, '000');
+CREATE FUNCTION pg_temp.old_seconds(setting text, low bigint, high bigint) RETURNS bigint
+LANGUAGE sql AS $$
+  SELECT value::bigint FROM global_settings WHERE name = setting AND value ~ '^[0-9]{1,7}$'
+     AND value::bigint BETWEEN low AND high
+$$;
+UPDATE client_settings SET
+  policy_poll_seconds = coalesce(pg_temp.old_seconds('client.policy_poll_seconds', 1, 2678400),
+                                 policy_poll_seconds),
+  inventory_seconds = coalesce(pg_temp.old_seconds('client.inventory_seconds', 1, 2678400),
+                               inventory_seconds),
+  heartbeat_seconds = coalesce(pg_temp.old_seconds('client.heartbeat_seconds', 1, 2678400),
+                               heartbeat_seconds),
+  splay_seconds = coalesce(pg_temp.old_seconds('client.splay_seconds', 0, 86400), splay_seconds),
+  approval_mode = coalesce((SELECT value FROM global_settings WHERE name = 'client.approval' AND
+                            value IN ('token', 'manual', 'auto')), approval_mode)
+WHERE name = 'Default Client Settings';
 SELECT set_config('strata.applying', '', true);
 
