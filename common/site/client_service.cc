@@ -443,12 +443,14 @@ class ClientService::Impl {
   // With none connected the queue is drained all the same: an MP looks up
   // all its clients again whenever its stream to the site starts.
   absl::Status SendAssignmentChanges() {
+    // Messages of about 1 MiB at most (the MP's link takes 16 MiB).
+    constexpr size_t kMessageBytes = 1 << 20;
     while (true) {
-      v1::MpDown down;
+      std::vector<v1::MpDown> messages;
       size_t drained = 0;
       RETURN_IF_ERROR(pool_.With([&](store::Connection& conn) {
         return conn.Transact([&](store::Transaction& tx) -> absl::Status {
-          down.Clear();
+          messages.clear();
           ASSIGN_OR_RETURN(store::Result r,
                            tx.Exec("DELETE FROM client_setting_changed WHERE device_id IN (SELECT "
                                    "device_id FROM client_setting_changed LIMIT $1 FOR UPDATE "
@@ -458,12 +460,21 @@ class ClientService::Impl {
           std::vector<std::string> ids;
           for (size_t i = 0; i < r.size(); ++i) ids.push_back(r.GetString(i, 0));
           ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, ids));
+          size_t bytes = kMessageBytes;
           for (const auto& id : ids) {
-            auto* a = down.mutable_assignments()->add_clients();
+            if (bytes >= kMessageBytes) {
+              messages.emplace_back();
+              bytes = 0;
+            }
+            auto* a = messages.back().mutable_assignments()->add_clients();
             a->set_client_id(id);
+            bytes += id.size() + 8;
             auto it = assigned.find(id);
             if (it != assigned.end()) {
-              for (const auto& n : it->second) a->add_settings(n);
+              for (const auto& n : it->second) {
+                a->add_settings(n);
+                bytes += n.size() + 4;
+              }
             }
           }
           return absl::OkStatus();
@@ -471,7 +482,9 @@ class ClientService::Impl {
       }));
       if (drained == 0) return absl::OkStatus();
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto* s : sessions_) s->Write(down);
+      for (auto* s : sessions_) {
+        for (const auto& m : messages) s->Write(m);
+      }
       LogInfo("client_settings.changed", {{"clients", drained}, {"mps", sessions_.size()}});
       if (drained < static_cast<size_t>(kMaxLookupIds)) return absl::OkStatus();
     }
