@@ -41,17 +41,17 @@ absl::StatusOr<v1::AgentConfig> LoadConfig() {
       c.add_management_points(mp);
     }
   }
-  auto set = [](const std::string& v, auto setter) {
-    if (!v.empty()) setter(v);
-  };
-  set(absl::GetFlag(FLAGS_ca), [&](const std::string& v) { c.set_ca_file(v); });
-  set(absl::GetFlag(FLAGS_state_dir), [&](const std::string& v) { c.set_state_dir(v); });
-  set(absl::GetFlag(FLAGS_token), [&](const std::string& v) { c.set_enrollment_token(v); });
-  set(absl::GetFlag(FLAGS_token_file),
-      [&](const std::string& v) { c.set_enrollment_token_file(v); });
-  set(absl::GetFlag(FLAGS_dpkg_dir), [&](const std::string& v) { c.set_dpkg_dir(v); });
-  set(absl::GetFlag(FLAGS_hardware_id), [&](const std::string& v) { c.set_hardware_id(v); });
-  set(absl::GetFlag(FLAGS_hostname), [&](const std::string& v) { c.set_hostname(v); });
+  if (absl::Status s =
+          OverrideStringFields(&c, {{"ca_file", absl::GetFlag(FLAGS_ca)},
+                                    {"state_dir", absl::GetFlag(FLAGS_state_dir)},
+                                    {"enrollment_token", absl::GetFlag(FLAGS_token)},
+                                    {"enrollment_token_file", absl::GetFlag(FLAGS_token_file)},
+                                    {"dpkg_dir", absl::GetFlag(FLAGS_dpkg_dir)},
+                                    {"hardware_id", absl::GetFlag(FLAGS_hardware_id)},
+                                    {"hostname", absl::GetFlag(FLAGS_hostname)}});
+      !s.ok()) {
+    return s;
+  }
   return c;
 }
 

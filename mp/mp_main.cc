@@ -33,20 +33,19 @@ absl::StatusOr<v1::MpConfig> LoadConfig() {
   if (!absl::GetFlag(FLAGS_config).empty()) {
     if (absl::Status s = LoadTextProtoFile(absl::GetFlag(FLAGS_config), &c); !s.ok()) return s;
   }
-  auto set = [](const std::string& v, auto setter) {
-    if (!v.empty()) setter(v);
-  };
-  set(absl::GetFlag(FLAGS_name), [&](const std::string& v) { c.set_name(v); });
-  set(absl::GetFlag(FLAGS_site), [&](const std::string& v) { c.set_site_address(v); });
-  set(absl::GetFlag(FLAGS_listen), [&](const std::string& v) { c.set_listen_address(v); });
-  set(absl::GetFlag(FLAGS_public_address), [&](const std::string& v) { c.set_public_address(v); });
-  set(absl::GetFlag(FLAGS_spool_dir), [&](const std::string& v) { c.set_spool_dir(v); });
-  set(absl::GetFlag(FLAGS_tls_ca), [&](const std::string& v) { c.mutable_tls()->set_ca_file(v); });
-  set(absl::GetFlag(FLAGS_tls_cert),
-      [&](const std::string& v) { c.mutable_tls()->set_cert_file(v); });
-  set(absl::GetFlag(FLAGS_tls_key),
-      [&](const std::string& v) { c.mutable_tls()->set_key_file(v); });
-  set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { c.set_address_file(v); });
+  if (absl::Status s =
+          OverrideStringFields(&c, {{"name", absl::GetFlag(FLAGS_name)},
+                                    {"site_address", absl::GetFlag(FLAGS_site)},
+                                    {"listen_address", absl::GetFlag(FLAGS_listen)},
+                                    {"public_address", absl::GetFlag(FLAGS_public_address)},
+                                    {"spool_dir", absl::GetFlag(FLAGS_spool_dir)},
+                                    {"tls.ca_file", absl::GetFlag(FLAGS_tls_ca)},
+                                    {"tls.cert_file", absl::GetFlag(FLAGS_tls_cert)},
+                                    {"tls.key_file", absl::GetFlag(FLAGS_tls_key)},
+                                    {"address_file", absl::GetFlag(FLAGS_address_file)}});
+      !s.ok()) {
+    return s;
+  }
   return c;
 }
 

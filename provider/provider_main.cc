@@ -34,20 +34,18 @@ absl::StatusOr<v1::ProviderConfig> LoadConfig() {
   if (!absl::GetFlag(FLAGS_config).empty()) {
     if (absl::Status s = LoadTextProtoFile(absl::GetFlag(FLAGS_config), &c); !s.ok()) return s;
   }
-  auto set = [](const std::string& v, auto setter) {
-    if (!v.empty()) setter(v);
-  };
-  set(absl::GetFlag(FLAGS_database), [&](const std::string& v) { c.set_database(v); });
-  set(absl::GetFlag(FLAGS_listen), [&](const std::string& v) { c.set_listen_address(v); });
-  set(absl::GetFlag(FLAGS_tls_ca), [&](const std::string& v) { c.mutable_tls()->set_ca_file(v); });
-  set(absl::GetFlag(FLAGS_tls_cert),
-      [&](const std::string& v) { c.mutable_tls()->set_cert_file(v); });
-  set(absl::GetFlag(FLAGS_tls_key),
-      [&](const std::string& v) { c.mutable_tls()->set_key_file(v); });
-  set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { c.set_address_file(v); });
-  set(absl::GetFlag(FLAGS_site), [&](const std::string& v) { c.set_site_address(v); });
-  set(absl::GetFlag(FLAGS_bootstrap_admin),
-      [&](const std::string& v) { c.set_bootstrap_admin(v); });
+  if (absl::Status s =
+          OverrideStringFields(&c, {{"database", absl::GetFlag(FLAGS_database)},
+                                    {"listen_address", absl::GetFlag(FLAGS_listen)},
+                                    {"tls.ca_file", absl::GetFlag(FLAGS_tls_ca)},
+                                    {"tls.cert_file", absl::GetFlag(FLAGS_tls_cert)},
+                                    {"tls.key_file", absl::GetFlag(FLAGS_tls_key)},
+                                    {"address_file", absl::GetFlag(FLAGS_address_file)},
+                                    {"site_address", absl::GetFlag(FLAGS_site)},
+                                    {"bootstrap_admin", absl::GetFlag(FLAGS_bootstrap_admin)}});
+      !s.ok()) {
+    return s;
+  }
   return c;
 }
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
@@ -26,6 +27,35 @@ class Collector : public google::protobuf::io::ErrorCollector {
 };
 
 }  // namespace
+
+absl::Status OverrideStringFields(
+    google::protobuf::Message* message,
+    const std::vector<std::pair<absl::string_view, std::string>>& values) {
+  for (const auto& [path, value] : values) {
+    if (value.empty()) continue;
+    google::protobuf::Message* m = message;
+    const google::protobuf::FieldDescriptor* field = nullptr;
+    for (absl::string_view part : absl::StrSplit(path, '.')) {
+      if (field != nullptr) {
+        if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE ||
+            field->is_repeated()) {
+          field = nullptr;
+          break;
+        }
+        m = m->GetReflection()->MutableMessage(m, field);
+      }
+      field = m->GetDescriptor()->FindFieldByName(std::string(part));
+      if (field == nullptr) break;
+    }
+    if (field == nullptr || field->is_repeated() ||
+        field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", path, "\" is not a string field of ",
+                                                     message->GetDescriptor()->full_name()));
+    }
+    m->GetReflection()->SetString(m, field, value);
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ParseTextProto(absl::string_view text, absl::string_view source_name,
                             google::protobuf::Message* message) {

@@ -3,6 +3,8 @@
 // Configuration files: text-format protobuf messages (proto/strata/v1/config.proto).
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <string_view>
 #include "absl/strings/string_view.h"
@@ -17,6 +19,14 @@ namespace strata {
 absl::Status LoadTextProtoFile(const std::string& path, google::protobuf::Message* message);
 absl::Status ParseTextProto(absl::string_view text, absl::string_view source_name,
                             google::protobuf::Message* message);
+
+// Command-line overrides of a config: sets each string field named by its
+// dotted path ("database", "tls.ca_file") to its value, skipping empty values
+// (a flag not given). InvalidArgument names a path that is not a string field
+// of `message` (a programming error).
+absl::Status OverrideStringFields(
+    google::protobuf::Message* message,
+    const std::vector<std::pair<absl::string_view, std::string>>& values);
 
 // A site code is three characters, A-Z or 0-9 (Configuration Manager's rule).
 absl::Status ValidateSiteCode(absl::string_view code);

@@ -49,24 +49,20 @@ absl::StatusOr<v1::SiteServerConfig> LoadConfig() {
     absl::Status s = LoadTextProtoFile(absl::GetFlag(FLAGS_config), &config);
     if (!s.ok()) return s;
   }
-  auto set = [](const std::string& flag, auto setter) {
-    if (!flag.empty()) setter(flag);
-  };
-  set(absl::GetFlag(FLAGS_site_code), [&](const std::string& v) { config.set_site_code(v); });
-  set(absl::GetFlag(FLAGS_database), [&](const std::string& v) { config.set_database(v); });
-  set(absl::GetFlag(FLAGS_listen), [&](const std::string& v) { config.set_listen_address(v); });
-  set(absl::GetFlag(FLAGS_parent), [&](const std::string& v) { config.set_parent_address(v); });
-  set(absl::GetFlag(FLAGS_tls_ca),
-      [&](const std::string& v) { config.mutable_tls()->set_ca_file(v); });
-  set(absl::GetFlag(FLAGS_tls_cert),
-      [&](const std::string& v) { config.mutable_tls()->set_cert_file(v); });
-  set(absl::GetFlag(FLAGS_tls_key),
-      [&](const std::string& v) { config.mutable_tls()->set_key_file(v); });
-  set(absl::GetFlag(FLAGS_issuing_ca_cert),
-      [&](const std::string& v) { config.mutable_issuing_ca()->set_cert_file(v); });
-  set(absl::GetFlag(FLAGS_issuing_ca_key),
-      [&](const std::string& v) { config.mutable_issuing_ca()->set_key_file(v); });
-  set(absl::GetFlag(FLAGS_address_file), [&](const std::string& v) { config.set_address_file(v); });
+  if (absl::Status s = OverrideStringFields(
+          &config, {{"site_code", absl::GetFlag(FLAGS_site_code)},
+                    {"database", absl::GetFlag(FLAGS_database)},
+                    {"listen_address", absl::GetFlag(FLAGS_listen)},
+                    {"parent_address", absl::GetFlag(FLAGS_parent)},
+                    {"tls.ca_file", absl::GetFlag(FLAGS_tls_ca)},
+                    {"tls.cert_file", absl::GetFlag(FLAGS_tls_cert)},
+                    {"tls.key_file", absl::GetFlag(FLAGS_tls_key)},
+                    {"issuing_ca.cert_file", absl::GetFlag(FLAGS_issuing_ca_cert)},
+                    {"issuing_ca.key_file", absl::GetFlag(FLAGS_issuing_ca_key)},
+                    {"address_file", absl::GetFlag(FLAGS_address_file)}});
+      !s.ok()) {
+    return s;
+  }
   return config;
 }
 

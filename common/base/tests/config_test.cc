@@ -44,3 +44,26 @@ TEST_CASE("site codes are three characters A-Z 0-9") {
   REQUIRE_FALSE(strata::ValidateSiteCode("P001").ok());
   REQUIRE_FALSE(strata::ValidateSiteCode("P-1").ok());
 }
+
+TEST_CASE("flag overrides set the string fields they name, and only the flags given") {
+  strata::v1::SiteServerConfig config;
+  config.set_database("from the file");
+  config.mutable_tls()->set_key_file("key from the file");
+  auto status = strata::OverrideStringFields(&config, {{"site_code", "P01"},
+                                                       {"database", ""},
+                                                       {"tls.ca_file", "ca.pem"},
+                                                       {"issuing_ca.cert_file", "issuing.pem"}});
+  REQUIRE(status.ok());
+  CHECK(config.site_code() == "P01");
+  CHECK(config.database() == "from the file");  // an empty flag leaves it
+  CHECK(config.tls().ca_file() == "ca.pem");
+  CHECK(config.tls().key_file() == "key from the file");
+  CHECK(config.issuing_ca().cert_file() == "issuing.pem");
+  for (const char* bad :
+       {"no_such_field", "tls.nope", "replication.batch_max_changes", "database.x"}) {
+    INFO(bad);
+    auto s = strata::OverrideStringFields(&config, {{bad, "v"}});
+    CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(std::string(s.message()), Catch::Contains(bad));
+  }
+}
