@@ -56,6 +56,7 @@ absl::Status CollectOs(const CollectorContext& ctx, v1::InventoryReport* inv) {
   while (std::getline(in, line)) {
     std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
     if (kv.first == "NAME") os->set_name(Unquote(kv.second));
+    if (kv.first == "ID") os->set_id(Unquote(kv.second));
     if (kv.first == "VERSION_ID") os->set_version(Unquote(kv.second));
     if (kv.first == "PRETTY_NAME") os->set_pretty_name(Unquote(kv.second));
   }

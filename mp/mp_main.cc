@@ -59,9 +59,12 @@ int MpMain(int argc, char** argv) {
       "--config FILE [flags]\n\nThe config file is a text-format strata.v1.MpConfig (see "
       "proto/strata/v1/config.proto and\ndeploy/examples/mp.conf). Exit codes: 0 ok, 1 failure, "
       "2 bad usage or configuration.");
-  return RunDaemon<MpServer, v1::MpConfig>(
+  return RunDaemon<v1::MpConfig>(
       "strata-mp", "mp", argc, argv, [] { return absl::GetFlag(FLAGS_verbose); }, LoadConfig,
-      ValidateMpConfig);
+      ValidateMpConfig,
+      [](const v1::MpConfig& c) -> std::unique_ptr<Daemon> {
+        return std::make_unique<MpServer>(c);
+      });
 }
 
 }  // namespace strata::mp

@@ -137,6 +137,8 @@ class MpServer::Impl final : public v1::ManagementPoint::CallbackService {
     server_options.max_message_bytes = config_.max_report_bytes();
     // Tens of thousands of agents hold a stream each: ping them rarely.
     server_options.keepalive_ms = kAgentKeepaliveMs;
+    // Agents register before they hold a certificate.
+    server_options.require_client_certificate = false;
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), {this},
                                           server_options, &bound_address_));
     public_address_ = config_.public_address().empty() ? bound_address_ : config_.public_address();

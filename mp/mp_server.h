@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/base/daemon.h"
 #include "common/base/version.h"
 #include "strata/v1/config.pb.h"
 
@@ -20,16 +21,16 @@ namespace strata::mp {
 // certificate is an MP certificate naming `name`.
 absl::Status ValidateMpConfig(const v1::MpConfig& config);
 
-class MpServer {
+class MpServer final : public Daemon {
  public:
   explicit MpServer(v1::MpConfig config);
-  ~MpServer();
+  ~MpServer() override;
 
-  absl::Status Start();
+  absl::Status Start() override;
   // Until Shutdown(), or a fatal error (returned; then call Shutdown()).
-  absl::Status Wait();
-  void Shutdown();
-  const std::string& bound_address() const;
+  absl::Status Wait() override;
+  void Shutdown() override;
+  const std::string& bound_address() const override;
 
  private:
   class Impl;

@@ -60,9 +60,12 @@ int ProviderMain(int argc, char** argv) {
       "strata.v1.ProviderConfig (see proto/strata/v1/config.proto and\n"
       "deploy/examples/provider.conf). Exit codes: 0 ok, 1 failure, 2 bad usage or "
       "configuration.");
-  return RunDaemon<ProviderServer, v1::ProviderConfig>(
+  return RunDaemon<v1::ProviderConfig>(
       "strata-provider", "provider", argc, argv, [] { return absl::GetFlag(FLAGS_verbose); },
-      LoadConfig, ValidateProviderConfig);
+      LoadConfig, ValidateProviderConfig,
+      [](const v1::ProviderConfig& c) -> std::unique_ptr<Daemon> {
+        return std::make_unique<ProviderServer>(c);
+      });
 }
 
 }  // namespace strata::provider

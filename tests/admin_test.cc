@@ -439,7 +439,10 @@ TEST_CASE(
     CHECK(out.find("rc=0") != std::string::npos);
     CHECK(out.find("\"grpc.health.v1.Health\"") != std::string::npos);
     CHECK(out.find("\"grpc.reflection.v1alpha.ServerReflection\"") != std::string::npos);
-    CHECK(out.find("\"strata.v1.AdminService\"") != std::string::npos);
+    // One service per resource of the admin API (proto/strata/v1/admin/).
+    CHECK(out.find("\"strata.v1.DeviceService\"") != std::string::npos);
+    CHECK(out.find("\"strata.v1.CollectionService\"") != std::string::npos);
+    CHECK(out.find("\"strata.v1.EnrollmentTokenService\"") != std::string::npos);
     CHECK(out.find("\"health\":\"SERVING\"") != std::string::npos);
     // Alice sees every device: the nine simulated clients and the real agent.
     size_t listed = 0;

@@ -21,7 +21,8 @@
 # rss_mb is the MP's peak resident set (VmHWM) over the whole run.
 # Last line: bench mp: clients=… streams_held=… rss_mb=… policy_rps=… report_rps=…
 #   inventory_rows_per_s=… copy_rows_per_s=… ingest_vs_copy=… notify_fanout_ms=…
-#   cas_visible_p99_ms=…
+#   cas_visible_p99_ms=… cas_log_per_inventory_change=… (rows the CAS writes to its own
+#   change log per inventory change P01 captured, during phases 3-6)
 # Env: CLIENTS (25000), POLICY_S (20), CONCURRENCY (128 per simulator),
 #      KEEP_LOGS (a directory to copy the logs to).
 # The MP needs one file descriptor per client, and headroom for connections
@@ -160,6 +161,9 @@ out=$(sim_all streams 600); echo "$out"
 held=$(echo "$out" | sum held)
 echo "streams_held=$held mp_rss_mb=$(( $(mp_kb VmRSS) / 1024 ))"
 
+log_seq() { site_sql "$1" "SELECT last_value FROM repl_log_id_seq"; }
+cas_log0=$(log_seq CAS); p01_log0=$(log_seq P01)
+
 echo "phase 3: one full inventory per client"
 out=$(sim_all full); echo "$out"
 rows=$(echo "$out" | sum rows)
@@ -214,6 +218,11 @@ read -r n_vis p50 p99 pmax <<<"$(site_sql CAS "SELECT count(*), round(percentile
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), max(ms)
   FROM (SELECT a.arrived_ms - s.sent_ms AS ms FROM bench_sent s JOIN bench_arrival a USING (device_id, inventory_seq)) x" | tr '|' ' ')"
 echo "deltas at the CAS: count=$n_vis p50_ms=$p50 p99_ms=$p99 max_ms=$pmax"
+# Rows written to each change log during intake (phases 3-6): P01 captures
+# each inventory change once; the CAS logs what it must pass on to others.
+p01_log=$(( $(log_seq P01) - p01_log0 )); cas_log=$(( $(log_seq CAS) - cas_log0 ))
+cas_log_per_row=$(calc "$cas_log / $p01_log")
+echo "change log rows during intake: p01=$p01_log cas=$cas_log cas_log_per_inventory_change=$cas_log_per_row"
 
 echo "phase 7: policy change fan-out to $held streams"
 sim_send "await_policy 120"
@@ -234,6 +243,6 @@ rss_kb=$(mp_kb VmHWM)
 rss_mb=$(( rss_kb / 1024 ))
 echo "MP: peak rss_mb=$rss_mb now_mb=$(( $(mp_kb VmRSS) / 1024 )) rss_per_stream_kb=$(( rss_kb / held )) threads=$(ls /proc/$mp_pid/task | wc -l)"
 (( told == held )) || echo "WARNING: $(( held - told )) held streams were not told of the change"
-printf 'bench mp: clients=%d streams_held=%d rss_mb=%d policy_rps=%.0f report_rps=%.0f inventory_rows_per_s=%.0f copy_rows_per_s=%.0f ingest_vs_copy=%.2f notify_fanout_ms=%d cas_visible_p99_ms=%d\n' \
+printf 'bench mp: clients=%d streams_held=%d rss_mb=%d policy_rps=%.0f report_rps=%.0f inventory_rows_per_s=%.0f copy_rows_per_s=%.0f ingest_vs_copy=%.2f notify_fanout_ms=%d cas_visible_p99_ms=%d cas_log_per_inventory_change=%.3f\n' \
   "$clients" "$held_end" "$rss_mb" "$policy_rps" "$report_rps" "$ingest_rps" "$copy_rps" \
-  "$(calc "$ingest_rps / $copy_rps")" "$fanout" "$p99"
+  "$(calc "$ingest_rps / $copy_rps")" "$fanout" "$p99" "$cas_log_per_row"

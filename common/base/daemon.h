@@ -1,12 +1,12 @@
 #pragma once
 
-// The main() of a Strata daemon configured by one text-format protobuf file
-// (strata-mp, strata-provider): flags, configuration, then the server until
-// a signal. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
-// Call SetBinaryUsage() first.
+// What every Strata server process is (site servers, management points,
+// providers): a Daemon, started once, waited on, shut down from any thread;
+// and the main() of one configured by a text-format protobuf file.
 
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,11 +17,36 @@
 
 namespace strata {
 
-template <typename Server, typename Config>
+class Daemon {
+ public:
+  virtual ~Daemon() = default;
+  // Once: checks what it needs, starts serving and its loops.
+  virtual absl::Status Start() = 0;
+  // Blocks until Shutdown(), or a fatal error (returned; then call Shutdown()).
+  virtual absl::Status Wait() = 0;
+  // Stops everything in reverse order of start. Thread-safe; a second call
+  // waits until the first is done.
+  virtual void Shutdown() = 0;
+  // The address clients can dial (valid after Start()).
+  virtual const std::string& bound_address() const = 0;
+};
+
+// Runs a daemon the way every Strata binary does: Start(); on SIGINT or
+// SIGTERM, Shutdown(); Wait(); Shutdown() (after a fatal error). Logs
+// `<component>.start_failed` and `<component>.signal`. `signals` comes from
+// BlockTerminationSignals(), called before any thread started.
+ServeResult ServeUntilSignal(Daemon& daemon, const sigset_t& signals, const std::string& component);
+
+// The main() of a daemon configured by one file (strata-mp, strata-provider):
+// flags, configuration (`load`, then `validate`), then `make`'s daemon until
+// a signal. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
+// Call SetBinaryUsage() first.
+template <typename Config>
 int RunDaemon(const std::string& program, const std::string& component, int argc, char** argv,
               const std::function<bool()>& verbose,
               const std::function<absl::StatusOr<Config>()>& load,
-              const std::function<absl::Status(const Config&)>& validate) {
+              const std::function<absl::Status(const Config&)>& validate,
+              const std::function<std::unique_ptr<Daemon>(const Config&)>& make) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     std::cerr << program << ": unexpected argument \"" << rest[1] << "\" (see --help)\n";
@@ -38,8 +63,8 @@ int RunDaemon(const std::string& program, const std::string& component, int argc
     return 2;
   }
   const sigset_t signals = BlockTerminationSignals();
-  Server server(*config);
-  ServeResult r = ServeUntilSignal(server, signals, component);
+  std::unique_ptr<Daemon> daemon = make(*config);
+  ServeResult r = ServeUntilSignal(*daemon, signals, component);
   absl::Status s = r.started.ok() ? r.finished : r.started;
   if (!s.ok()) std::cerr << program << ": " << s.message() << "\n";
   return s.ok() ? 0 : 1;

@@ -5,8 +5,8 @@
 // first caller does the work; every later caller waits until it is done, so
 // no caller returns while the object is still being torn down.
 
-#include <mutex>
-
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
 namespace strata {
@@ -17,7 +17,7 @@ class ShutdownGuard {
   // callers block until then and get false.
   bool Begin() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (!started_) {
         started_ = true;
         return true;
@@ -30,8 +30,8 @@ class ShutdownGuard {
   void Done() { done_.Notify(); }
 
  private:
-  std::mutex mu_;
-  bool started_ = false;  // guarded by mu_
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   absl::Notification done_;
 };
 

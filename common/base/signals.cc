@@ -1,5 +1,7 @@
 #include "common/base/signals.h"
 
+#include "common/base/daemon.h"
+
 #include <pthread.h>
 
 #include <thread>
@@ -22,6 +24,23 @@ void OnTerminationSignal(const sigset_t& signals, std::function<void(int)> on_si
     sigwait(&signals, &sig);
     on_signal(sig);
   }).detach();
+}
+
+ServeResult ServeUntilSignal(Daemon& daemon, const sigset_t& signals,
+                             const std::string& component) {
+  ServeResult r;
+  r.started = daemon.Start();
+  if (!r.started.ok()) {
+    LogError(component + ".start_failed", {{"error", r.started}});
+    return r;
+  }
+  OnTerminationSignal(signals, [&daemon, component](int sig) {
+    LogInfo(component + ".signal", {{"signal", sig}});
+    daemon.Shutdown();
+  });
+  r.finished = daemon.Wait();
+  daemon.Shutdown();
+  return r;
 }
 
 }  // namespace strata

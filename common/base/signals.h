@@ -10,7 +10,6 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "common/base/log.h"
 
 namespace strata {
 
@@ -29,27 +28,5 @@ struct ServeResult {
   absl::Status started;
   absl::Status finished;
 };
-
-// Runs a server the way every Strata daemon does: Start(); on SIGINT or
-// SIGTERM, Shutdown(); Wait(); Shutdown() (after a fatal error). Logs
-// `<component>.start_failed` and `<component>.signal`. `signals` comes from
-// BlockTerminationSignals(), called before any thread started.
-template <typename Server>
-ServeResult ServeUntilSignal(Server& server, const sigset_t& signals,
-                             const std::string& component) {
-  ServeResult r;
-  r.started = server.Start();
-  if (!r.started.ok()) {
-    LogError(component + ".start_failed", {{"error", r.started}});
-    return r;
-  }
-  OnTerminationSignal(signals, [&server, component](int sig) {
-    LogInfo(component + ".signal", {{"signal", sig}});
-    server.Shutdown();
-  });
-  r.finished = server.Wait();
-  server.Shutdown();
-  return r;
-}
 
 }  // namespace strata

@@ -54,7 +54,9 @@ const std::vector<Class>& Classes() {
         {"pretty_name", "%.pretty_name", Type::kText},
         {"kernel", "%.kernel", Type::kVersion},
         {"architecture", "%.architecture", Type::kText},
-        {"hostname", "%.hostname", Type::kText}}},
+        {"hostname", "%.hostname", Type::kText},
+        {"id", "%.os_id", Type::kText},                 // os-release ID: "debian"
+        {"version_id", "%.version", Type::kVersion}}},  // os-release VERSION_ID (= version)
       {"system",
        "device_system",
        {{"vendor", "%.vendor", Type::kText},

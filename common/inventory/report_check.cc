@@ -43,7 +43,8 @@ class Checker {
                         {"os.pretty_name", &os.pretty_name()},
                         {"os.kernel", &os.kernel()},
                         {"os.architecture", &os.architecture()},
-                        {"os.hostname", &os.hostname()}}) {
+                        {"os.hostname", &os.hostname()},
+                        {"os.id", &os.id()}}) {
       if (auto s = Text(f, *v, 255); !s.ok()) return s;
     }
     if (auto s = Count("processors", hw.processors_size(), limits_.max_hardware_items); !s.ok())

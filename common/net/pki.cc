@@ -6,13 +6,24 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/net/tls.h"
 
 namespace strata {
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  std::string out;
+  for (unsigned char c : digest) absl::StrAppendFormat(&out, "%02x", c);
+  return out;
+}
+
 namespace {
 
 template <typename T, void (*F)(T*)>

@@ -16,6 +16,10 @@ struct KeyAndCsr {
   std::string csr_pem;
 };
 
+// The SHA-256 of `data` in lower-case hex (how sites keep enrollment
+// tokens).
+std::string Sha256Hex(const std::string& data);
+
 // A new EC P-256 key and a CSR for it (subject CN = `common_name`).
 absl::StatusOr<KeyAndCsr> MakeKeyAndCsr(const std::string& common_name);
 

@@ -4,13 +4,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <cstdio>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/log.h"
 #include "common/base/status.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/auth_context.h"
@@ -18,19 +15,10 @@
 
 namespace strata {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void WriteAddressFile(const std::string& path, const std::string& address) {
   if (path.empty()) return;
-  std::string tmp = path + ".tmp";
-  std::ofstream(tmp) << address << "\n";
-  std::rename(tmp.c_str(), path.c_str());
+  absl::Status s = WriteFileDurably(path, address + "\n", 0644);
+  if (!s.ok()) LogWarning("address_file.failed", {{"error", s}});
 }
 
 namespace {
@@ -64,8 +52,10 @@ std::string SubjectEntry(X509_NAME* name, int nid) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const v1::TlsConfig& tls) {
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+    const v1::TlsConfig& tls, bool require_client_certificate) {
+  grpc::SslServerCredentialsOptions options(
+      require_client_certificate ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                 : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   auto ca = ReadPem(tls.ca_file(), "CA");
   if (!ca.ok()) return ca.status();
   auto cert = ReadPem(tls.cert_file(), "certificate");
@@ -134,7 +124,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
     const std::string& listen_address, const v1::TlsConfig& tls,
     const std::vector<grpc::Service*>& services, const ServerOptions& options,
     std::string* bound_address) {
-  auto creds = MakeServerCredentials(tls);
+  auto creds = MakeServerCredentials(tls, options.require_client_certificate);
   if (!creds.ok()) return creds.status();
   if (absl::StartsWith(listen_address, "unix:")) {
     // A stale socket from a killed process would make the bind fail.

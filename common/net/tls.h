@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/base/files.h"  // ReadFile
 #include "grpcpp/channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -28,12 +29,15 @@ struct PeerIdentity {
   std::string ToString() const { return role + "/" + name; }
 };
 
-// Server credentials that ask for a client certificate and verify it against
-// the CA when presented. Handlers must call PeerFromContext(): a peer without
-// a certificate is then refused with a clear Unauthenticated status instead
-// of a bare handshake failure.
+// Server credentials that verify the client's certificate against the CA.
+// With `require_client_certificate` (every server but the management point)
+// a client without one fails the TLS handshake: it never reaches a service,
+// health or reflection. Without it (the MP, whose agents register before
+// they hold a certificate), a certificate is verified when presented and
+// handlers must call PeerFromContext(), which refuses a peer without one
+// (Unauthenticated).
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const v1::TlsConfig& tls);
+    const v1::TlsConfig& tls, bool require_client_certificate = true);
 
 // Channel credentials presenting cert_file/key_file and trusting ca_file.
 // An empty cert_file makes a channel with no client certificate (tests only).
@@ -75,6 +79,9 @@ struct ServerOptions {
   // (gRPC's default, 120 s, lets a reconnect storm pile up half-open
   // connections until the process runs out of files).
   int handshake_timeout_ms = 20000;
+  // See MakeServerCredentials: only the management point asks without
+  // requiring.
+  bool require_client_certificate = true;
 };
 
 // Builds and starts a server on `listen_address` (port 0 picks a free port).
@@ -91,8 +98,6 @@ absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
-
-absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Writes `address` (and a newline) to `path` atomically (a temporary file,
 // then rename), for scripts and tests waiting for a server to serve. An

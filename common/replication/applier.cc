@@ -85,7 +85,7 @@ void BuildStatements(TableInfo& t,
 // Appends applied changes to this site's log so they travel on.
 absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
                      const std::vector<const v1::Change*>& applied, const TableInfo& table) {
-  if (!policy.forward || applied.empty()) return absl::OkStatus();
+  if (!policy.Logs(table.scope) || applied.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(tx.Exec("SELECT repl_notify_once()").status());
   std::string json = "[";
   for (size_t i = 0; i < applied.size(); ++i) {
@@ -357,7 +357,7 @@ absl::Status BeginApply(store::Transaction& tx) {
 
 absl::StatusOr<PreparedBatch> PrepareChanges(
     const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-    int max_changes, bool check_keys) {
+    int max_changes, const std::vector<std::string>& log_scopes) {
   PreparedBatch batch;
   batch.received = changes.size();
   if (changes.size() > max_changes) {
@@ -365,7 +365,12 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
         "batch rejected: ", changes.size(), " changes, more than the limit of ", max_changes));
   }
   for (const v1::Change& c : changes) {
-    absl::Status s = ValidateShape(c, catalog.Find(c.table()), check_keys);
+    const TableInfo* table = catalog.Find(c.table());
+    // Keys of tables whose applied rows are logged come back from the
+    // database (RETURNING); the others are checked here.
+    const bool check_keys = table != nullptr && std::find(log_scopes.begin(), log_scopes.end(),
+                                                          table->scope) == log_scopes.end();
+    absl::Status s = ValidateShape(c, table, check_keys);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
   }
   // Runs of consecutive changes to one table with one operation, each
@@ -433,9 +438,9 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
           tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
       if (!any.ok()) return AsRejection(any.status());
       const bool tombstones = any->GetBool(0, 0);
-      // Only a site that forwards needs to know which rows were applied;
-      // stamps were checked against the changes in PrepareChanges.
-      if (policy.forward) {
+      // Only rows that are logged need to be known one by one; stamps were
+      // checked against the changes in PrepareChanges.
+      if (policy.Logs(table.scope)) {
         sql = tombstones ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
       } else {
         sql = tombstones ? &table.upsert_quiet_sql : &table.upsert_quiet_no_tombstones_sql;
@@ -444,7 +449,7 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
     auto result = tx.Exec(*sql, {run.payload});
     if (!result.ok()) return AsRejection(result.status());
     std::vector<const v1::Change*> applied;
-    if (!run.is_delete && !policy.forward) {
+    if (!run.is_delete && !policy.Logs(table.scope)) {
       stats.applied += static_cast<int64_t>(result->affected_rows());
     }
     // What was applied must be what the changes said: each returned key is
@@ -481,7 +486,7 @@ absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys) {
   ASSIGN_OR_RETURN(PreparedBatch batch,
-                   PrepareChanges(catalog, changes, policy.max_changes, !policy.forward));
+                   PrepareChanges(catalog, changes, policy.max_changes, policy.log_scopes));
   return ApplyPrepared(tx, policy, batch, snapshot_keys);
 }
 

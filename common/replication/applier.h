@@ -10,6 +10,7 @@
 // not send, origins it may not speak for, malformed rows and oversized
 // batches are InvalidArgument, and the caller's transaction must then roll back.
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,7 +33,7 @@ struct TableInfo {
   std::string scope;
   std::vector<std::string> key_columns;
   // $1: [row, ...]. Variants: with or without the tombstone probe, and with
-  // RETURNING the applied keys (sites that forward) or without.
+  // RETURNING the applied keys (rows that are logged) or without.
   std::string upsert_sql;
   std::string upsert_no_tombstones_sql;
   std::string upsert_quiet_sql;
@@ -55,8 +56,14 @@ struct ApplyPolicy {
   std::string peer;                          // the sender
   std::vector<std::string> allowed_scopes;   // scopes the peer may send us
   std::vector<std::string> allowed_origins;  // empty: any origin
-  bool forward = true;                       // append applied changes to our log
-  int max_changes = 10000;                   // per batch
+  // Applied changes of these scopes go to our log for other peers
+  // (routing.h: LoggedScopes).
+  std::vector<std::string> log_scopes;
+  int max_changes = 10000;  // per batch
+
+  bool Logs(const std::string& scope) const {
+    return std::find(log_scopes.begin(), log_scopes.end(), scope) != log_scopes.end();
+  }
 };
 
 struct ApplyStats {
@@ -85,20 +92,20 @@ struct PreparedBatch {
 
 // The part of applying that needs neither a transaction nor the peer's
 // policy, so a reader thread can do it while the previous batch applies.
-// `max_changes` bounds the batch. With `check_keys`, each row's key columns
-// must spell its change's key (sites that do not forward need this check:
-// those that do learn the applied keys from the database itself). Key
-// columns must have one JSON spelling (text, uuid, integers, numeric,
-// timestamps, booleans; not floats).
+// `max_changes` bounds the batch. Rows of tables whose scope is not in
+// `log_scopes` must spell their change's key in their key columns (rows
+// that are logged are checked by the database, which returns the keys it
+// applied). Key columns must have one JSON spelling (text, uuid, integers,
+// numeric, timestamps, booleans; not floats).
 absl::StatusOr<PreparedBatch> PrepareChanges(
     const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-    int max_changes, bool check_keys);
+    int max_changes, const std::vector<std::string>& log_scopes);
 // Checks the batch against `policy` (scopes, origins) and applies it in
 // order. With `snapshot_keys`, also records the keys for FinishSnapshot.
 absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPolicy& policy,
                                          const PreparedBatch& batch, bool snapshot_keys);
 
-// PrepareChanges (checking keys unless the policy forwards) + ApplyPrepared.
+// PrepareChanges (with the policy's log_scopes) + ApplyPrepared.
 absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys);

@@ -27,12 +27,6 @@ constexpr char kChangeColumns[] =
 
 }  // namespace
 
-std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type) {
-  if (peer_is_parent) return {"global", "global_proxy", "site", "site_proxy"};
-  if (peer_type == v1::SITE_TYPE_SECONDARY) return {"global_proxy", "site_proxy"};
-  return {"global", "global_proxy"};
-}
-
 absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
                                  const PeerFilter& filter, int max_changes, int64_t max_bytes) {
   LogBatch batch;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/replication/routing.h"  // ScopesFor
 #include "common/store/database.h"
 #include "strata/v1/site_link.pb.h"
 
@@ -41,12 +42,6 @@ struct PeerFilter {
   std::vector<std::string> origins;
   bool origins_exclude = false;
 };
-
-// Scopes a peer takes: down to a primary {global, global_proxy}; down to a
-// secondary {global_proxy, site_proxy}; up to a parent all four. site_proxy
-// is a primary's site data its secondaries need too (client settings
-// assignments): it goes up like site data and down to secondaries only.
-std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
 
 struct LogBatch {
   std::vector<v1::Change> changes;

@@ -94,18 +94,17 @@ void LinkSession::Stop() { Stop(true); }
 
 void LinkSession::Stop(bool cancel_stream) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
   }
-  cv_.notify_all();
   if (cancel_stream) stream_.Cancel();
 }
 
 void LinkSession::Fail(const absl::Status& status, bool cancel_stream) {
   bool first;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     first = error_.ok();
     if (first) error_ = status;
   }
@@ -121,11 +120,8 @@ void LinkSession::Fail(const absl::Status& status, bool cancel_stream) {
 }
 
 void LinkSession::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    dirty_ = true;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  dirty_ = true;
 }
 
 PeerFilter LinkSession::Filter() const {
@@ -197,7 +193,7 @@ absl::Status LinkSession::Run() {
   if (!send.ok()) Fail(send, true);
   bool reader_done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     reader_done = reader_done_;
   }
   // A reader that already left Read() needs no cancellation: the server then
@@ -209,7 +205,7 @@ absl::Status LinkSession::Run() {
   notifier_id_ = -1;
   absl::Status result;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     result = error_;
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
@@ -265,7 +261,7 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
   if (!stream_.Write(end)) return absl::UnavailableError("link closed during a snapshot");
   *position = info->end;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     in_flight_.push_back(info->end);
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
@@ -306,9 +302,11 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   auto last_sent = std::chrono::steady_clock::now();
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::seconds(1),
-                   [&] { return stopping_ || (dirty_ && in_flight_.size() < window); });
+      absl::MutexLock lock(&mu_);
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || (dirty_ && in_flight_.size() < window);
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
       if (stopping_) return absl::OkStatus();
       if (in_flight_.size() >= window) continue;
       dirty_ = false;
@@ -337,7 +335,7 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
     b->set_oldest_change_unix_ms(batch->oldest_unix_ms);
     last_sent = std::chrono::steady_clock::now();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       in_flight_.push_back(batch->end);
       dirty_ = true;  // there may be more right behind it
     }
@@ -350,12 +348,12 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   }
 }
 
-bool LinkSession::Forwards() const {
-  // Applied changes go into this site's log for its other peers. Only a
-  // secondary never has another peer (it has no children). Deciding from
-  // who is attached right now would race with a child attaching: a change
-  // applied meanwhile could miss both the child's snapshot and the log.
-  return site_.site_type != v1::SITE_TYPE_SECONDARY;
+bool LinkSession::ApplierIdleOrStopping() const {
+  return stopping_ || (apply_queue_.empty() && !applying_);
+}
+
+std::vector<std::string> LinkSession::LogScopes() const {
+  return LoggedScopes(SitePlace{site_.site_type, site_.has_parent}, peer_.is_parent);
 }
 
 int LinkSession::MaxChanges() const { return std::max(site_.settings.batch_max_changes(), 10000); }
@@ -364,14 +362,11 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
   ApplyPolicy policy;
   policy.peer = peer_.code;
   policy.max_changes = MaxChanges();
-  if (peer_.is_parent) {
-    // What a parent sends us is what we take from it.
-    policy.allowed_scopes = ScopesFor(false, site_.site_type);
-  } else {
-    policy.allowed_scopes = ScopesFor(true, site_.site_type);
+  policy.allowed_scopes = ScopesFrom(SitePlace{site_.site_type, site_.has_parent}, peer_.is_parent);
+  if (!peer_.is_parent) {
     ASSIGN_OR_RETURN(policy.allowed_origins, Subtree(tx, peer_.code));
   }
-  policy.forward = Forwards();
+  policy.log_scopes = LogScopes();
   return policy;
 }
 
@@ -485,10 +480,9 @@ absl::Status LinkSession::HandleAck(const v1::Ack& ack) {
   }
   const Position acked = FromWatermark(ack.applied());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     while (!in_flight_.empty() && in_flight_.front() <= acked) in_flight_.pop_front();
   }
-  cv_.notify_all();
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
     c.acked = acked;
     c.acked_known = true;
@@ -511,24 +505,25 @@ void LinkSession::ReceiveLoop() {
       auto queued = std::make_unique<QueuedBatch>();
       queued->batch = std::move(*m.mutable_batch());
       absl::StatusOr<PreparedBatch> prepared =
-          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges(), !Forwards());
+          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges(), LogScopes());
       if (!prepared.ok()) {
         s = prepared.status();
         continue;  // leaves the loop: s is not OK
       }
       queued->prepared = std::move(*prepared);
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || apply_queue_.size() < 2; });
+      absl::MutexLock lock(&mu_);
+      auto room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || apply_queue_.size() < 2;
+      };
+      mu_.Await(absl::Condition(&room));
       if (stopping_) break;
       apply_queue_.push_back(std::move(queued));
-      lock.unlock();
-      cv_.notify_all();
     } else if (m.has_batch()) {
       // A snapshot reads the stream itself, on recv_conn_: wait until the
       // applier has finished what it holds.
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || (apply_queue_.empty() && !applying_); });
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &LinkSession::ApplierIdleOrStopping));
         if (stopping_) break;
       }
       s = ApplySnapshot(m);
@@ -537,7 +532,7 @@ void LinkSession::ReceiveLoop() {
     } else if (m.has_error()) {
       s = PeerError(peer_.code, m.error());
       LogWarning("link.peer_error", {{"peer", peer_.code}, {"error", s}});
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (error_.ok()) error_ = s;
       break;
     } else {
@@ -545,10 +540,10 @@ void LinkSession::ReceiveLoop() {
     }
   }
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     reader_done_ = true;
     // What arrived before the stream ended is still applied.
-    cv_.wait(lock, [&] { return stopping_ || (apply_queue_.empty() && !applying_); });
+    mu_.Await(absl::Condition(this, &LinkSession::ApplierIdleOrStopping));
   }
   if (!s.ok() && !m.has_error()) {
     LogWarning("link.receive_failed", {{"peer", peer_.code}, {"error", s}});
@@ -561,14 +556,16 @@ void LinkSession::ApplyLoop() {
   while (true) {
     std::unique_ptr<QueuedBatch> queued;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !apply_queue_.empty(); });
+      absl::MutexLock lock(&mu_);
+      auto work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !apply_queue_.empty();
+      };
+      mu_.Await(absl::Condition(&work));
       if (stopping_) return;  // the peer resends what was not acknowledged
       queued = std::move(apply_queue_.front());
       apply_queue_.pop_front();
       applying_ = true;
     }
-    cv_.notify_all();
     absl::Status s = ApplyBatch(*queued);
     if (s.ok()) {
       v1::LinkMessage ack;
@@ -576,10 +573,9 @@ void LinkSession::ApplyLoop() {
       if (!stream_.Write(ack)) s = absl::UnavailableError("link closed");
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       applying_ = false;
     }
-    cv_.notify_all();
     if (!s.ok()) {
       LogWarning("link.apply_failed", {{"peer", peer_.code}, {"error", s}});
       // The reader may be blocked in Read(): cancel (the peer got the reason first).

@@ -14,12 +14,10 @@
 // thread.
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/replication/applier.h"
 #include "common/replication/change_log.h"
+#include "common/replication/routing.h"
 #include "strata/v1/config.pb.h"
 #include "strata/v1/site_link.pb.h"
 
@@ -88,6 +87,7 @@ class LinkStream {
 struct SiteContext {
   std::string site_code;
   v1::SiteType site_type = v1::SITE_TYPE_UNSPECIFIED;
+  bool has_parent = false;  // configured with a parent (routing.h)
   std::string conninfo;
   v1::ReplicationConfig settings;  // defaults filled in
   ChangeNotifier* notifier = nullptr;
@@ -126,7 +126,8 @@ class LinkSession {
   void ApplyLoop();
   absl::Status ApplyBatch(const QueuedBatch& queued);
   int MaxChanges() const;
-  bool Forwards() const;
+  // Scopes of applied changes this site logs for its other peers.
+  std::vector<std::string> LogScopes() const;
   absl::Status ApplySnapshot(const v1::LinkMessage& first);
   absl::Status HandleAck(const v1::Ack& ack);
   absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);
@@ -137,6 +138,7 @@ class LinkSession {
   void Fail(const absl::Status& status, bool cancel_stream);
   void Stop(bool cancel_stream);
   void Wake();
+  bool ApplierIdleOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SiteContext& site_;
   const LinkPeer peer_;
@@ -150,15 +152,15 @@ class LinkSession {
   std::vector<std::string> snapshot_origins_;  // for the snapshot we send
   int notifier_id_ = -1;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;           // guarded by mu_
-  bool dirty_ = true;               // guarded by mu_: the log may have grown
-  std::deque<Position> in_flight_;  // guarded by mu_: batch ends not yet acknowledged
-  absl::Status error_;              // guarded by mu_: first error
-  std::deque<std::unique_ptr<QueuedBatch>> apply_queue_;  // guarded by mu_
-  bool applying_ = false;     // guarded by mu_: the applier holds recv_conn_
-  bool reader_done_ = false;  // guarded by mu_: the reader left Read()
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = true;  // the log may have grown
+  // Batch ends not yet acknowledged.
+  std::deque<Position> in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);  // the first error
+  std::deque<std::unique_ptr<QueuedBatch>> apply_queue_ ABSL_GUARDED_BY(mu_);
+  bool applying_ ABSL_GUARDED_BY(mu_) = false;     // the applier holds recv_conn_
+  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;  // the reader left Read()
 };
 
 }  // namespace strata::replication

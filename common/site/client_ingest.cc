@@ -134,7 +134,8 @@ struct HardwareRows {
              {"pretty_name"},
              {"kernel"},
              {"architecture"},
-             {"hostname"}}};
+             {"hostname"},
+             {"os_id"}}};
   RowSet system{{{"device_id", "uuid", "", true},
                  {"vendor"},
                  {"product"},
@@ -169,8 +170,8 @@ struct HardwareRows {
   void Add(const std::string& id, const v1::HardwareInventory& hw) {
     devices.push_back(id);
     const auto& o = hw.os();
-    os.Add(
-        {id, o.name(), o.version(), o.pretty_name(), o.kernel(), o.architecture(), o.hostname()});
+    os.Add({id, o.name(), o.version(), o.pretty_name(), o.kernel(), o.architecture(), o.hostname(),
+            o.id()});
     const auto& s = hw.system();
     // Uptime changes with every report; it is kept, but it alone does not
     // make a delta carry hardware (see the agent).

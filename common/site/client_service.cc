@@ -1,7 +1,5 @@
 #include "common/site/client_service.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <condition_variable>
 #include <map>
@@ -31,14 +29,6 @@ namespace {
 
 constexpr int kClientCertificateDays = 365;
 constexpr int kMaxLookupIds = 10000;
-
-std::string Sha256Hex(const std::string& data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  std::string out;
-  for (unsigned char c : digest) absl::StrAppendFormat(&out, "%02x", c);
-  return out;
-}
 
 bool IsHardwareId(const std::string& s) {
   if (s.empty() || s.size() > 128) return false;

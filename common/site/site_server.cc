@@ -135,6 +135,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   Impl(v1::SiteType type, v1::SiteServerConfig config) : type_(type), config_(std::move(config)) {
     ctx_.site_code = config_.site_code();
     ctx_.site_type = type_;
+    ctx_.has_parent = !config_.parent_address().empty();
     ctx_.conninfo = config_.database();
     ctx_.settings = replication::WithDefaults(config_.replication());
     ctx_.notifier = &notifier_;

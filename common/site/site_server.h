@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/base/daemon.h"
 #include "common/base/version.h"
 #include "common/store/database.h"
 #include "strata/v1/config.pb.h"
@@ -27,15 +28,15 @@ absl::Status ValidateSiteConfig(v1::SiteType type, const v1::SiteServerConfig& c
 // database belongs to one site for life: FailedPrecondition otherwise).
 absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_code);
 
-class SiteServer {
+class SiteServer final : public Daemon {
  public:
   SiteServer(v1::SiteType type, v1::SiteServerConfig config);
-  ~SiteServer();
+  ~SiteServer() override;
 
-  absl::Status Start();
-  absl::Status Wait();
-  void Shutdown();
-  const std::string& bound_address() const;
+  absl::Status Start() override;
+  absl::Status Wait() override;
+  void Shutdown() override;
+  const std::string& bound_address() const override;
 
  private:
   class Impl;

@@ -4,11 +4,12 @@
 // borrows one for the length of With(); a connection that broke is dropped.
 // Thread-safe.
 
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "common/store/database.h"
 
 namespace strata::store {
@@ -22,7 +23,7 @@ class ConnectionPool {
   absl::Status With(Fn&& fn) {
     ConnectionPtr conn;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (!idle_.empty()) {
         conn = std::move(idle_.back());
         idle_.pop_back();
@@ -35,7 +36,7 @@ class ConnectionPool {
     }
     absl::Status s = fn(*conn);
     if (conn->IsOpen() && s.code() != absl::StatusCode::kUnavailable) {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (idle_.size() < max_idle_) idle_.push_back(std::move(conn));
     }
     return s;
@@ -44,8 +45,8 @@ class ConnectionPool {
  private:
   const std::string conninfo_;
   const size_t max_idle_;
-  std::mutex mu_;
-  std::vector<ConnectionPtr> idle_;
+  absl::Mutex mu_;
+  std::vector<ConnectionPtr> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace strata::store

@@ -1,6 +1,6 @@
 // An independent gRPC client (grpc-js, not Strata's code) for the provider:
 // discovers the services through server reflection, checks health, and lists
-// devices through the admin API loaded from proto/strata/v1/admin.proto.
+// devices through the admin API loaded from proto/strata/v1/admin/devices.proto.
 //   node client.js ADDRESS CA CERT KEY PROTO_DIR
 // Prints one JSON object: {"services": [...], "health": "...", "devices": [names]}.
 'use strict';
@@ -29,7 +29,7 @@ const healthProto = path.join(path.dirname(require.resolve('grpc-health-check/pa
                               'proto/health/v1/health.proto');
 const reflection = load(reflectionProto, []).grpc.reflection.v1alpha;
 const health = load(healthProto, []).grpc.health.v1;
-const admin = load(path.join(protoDir, 'strata/v1/admin.proto'), [protoDir]).strata.v1;
+const admin = load(path.join(protoDir, 'strata/v1/admin/devices.proto'), [protoDir]).strata.v1;
 
 const out = {};
 const refl = new reflection.ServerReflection(address, creds, options);
@@ -42,7 +42,7 @@ call.on('data', (resp) => {
   new health.Health(address, creds, options).Check({service: ''}, (err, h) => {
     if (err) fail('health', err);
     out.health = h.status;
-    new admin.AdminService(address, creds, options).ListDevices(
+    new admin.DeviceService(address, creds, options).ListDevices(
         {page_size: 1000}, (err2, list) => {
           if (err2) fail('ListDevices', err2);
           out.devices = list.devices.map((d) => d.name).sort();

@@ -184,8 +184,13 @@ TEST_CASE("an upgrade carries the hierarchy's client.* global settings into the 
   PrepareSiteDatabase(db, "P01");  // the rest: 0004
   CHECK(db.Scalar("SELECT approval_mode || ' ' || policy_poll_seconds || ' ' || "
                   "inventory_seconds || ' ' || heartbeat_seconds || ' ' || splay_seconds || ' ' "
-                  "|| _hlc || ' ' || _origin FROM client_settings WHERE builtin") ==
-        "manual 900 604800 604800 0 1 000");  // not a number, or one site's: defaults
+                  "|| _origin FROM client_settings WHERE builtin") ==
+        "manual 900 604800 604800 0 P01");  // not a number, or one site's: defaults
+  // Carried-over values are this site's own change (0008): stamped with its
+  // clock and captured, so that sites which carried different values
+  // converge on one version instead of each keeping its own under (1, 000).
+  CHECK(db.ScalarInt("SELECT _hlc FROM client_settings WHERE builtin") > 1);
+  CHECK(db.ScalarInt("SELECT count(*) FROM repl_log WHERE tbl = 'client_settings'") == 1);
 
   // Without any, the built-in defaults.
   TestDatabase fresh("csettings");
@@ -193,4 +198,8 @@ TEST_CASE("an upgrade carries the hierarchy's client.* global settings into the 
   CHECK(fresh.Scalar("SELECT approval_mode || ' ' || policy_poll_seconds || ' ' || "
                      "inventory_seconds || ' ' || heartbeat_seconds || ' ' || splay_seconds FROM "
                      "client_settings WHERE builtin") == "token 3600 604800 604800 300");
+  // ... identical at every site, whole rows: the built-in version and time.
+  CHECK(fresh.Scalar("SELECT _hlc || ' ' || _origin || ' ' || (updated_at AT TIME ZONE 'UTC') "
+                     "FROM client_settings WHERE builtin") == "1 000 2026-01-01 00:00:00");
+  CHECK(fresh.ScalarInt("SELECT count(*) FROM repl_log") == 0);
 }

@@ -41,11 +41,12 @@ v1::Change Delete(const std::string& name, int64_t hlc, const std::string& origi
   return c;
 }
 
+// `forward`: applied changes of both scopes go to this site's log.
 replication::ApplyPolicy FromParent(bool forward = false) {
   replication::ApplyPolicy p;
   p.peer = "CAS";
   p.allowed_scopes = {"global", "global_proxy"};
-  p.forward = forward;
+  if (forward) p.log_scopes = {"global", "global_proxy"};
   p.max_changes = 100;
   return p;
 }

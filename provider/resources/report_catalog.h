@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+
 // The provider's built-in reports: each a name, a description, optional
 // parameters and the SQL it runs. Rows about devices cover only the devices
 // the caller may see (members of their collections).

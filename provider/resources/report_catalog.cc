@@ -1,7 +1,7 @@
-#include "provider/reports.h"
+#include "provider/resources/report_catalog.h"
 
 #include "absl/strings/str_cat.h"
-#include "provider/sql.h"
+#include "provider/listing.h"
 
 namespace strata::provider {
 namespace {
