@@ -1,5 +1,11 @@
+// strata-cas: the central administration site, top of a multi-primary
+// hierarchy. It has no parent, no clients and no management points; it
+// keeps every primary's data and authors global data (site_profile.h).
+
 #include "common/site/site_main.h"
 
 int main(int argc, char** argv) {
-  return strata::site::SiteMain(strata::v1::SITE_TYPE_CAS, argc, argv);
+  strata::site::SiteProfile profile;
+  profile.type = strata::v1::SITE_TYPE_CAS;
+  return strata::site::SiteMain(std::move(profile), argc, argv);
 }

@@ -1,5 +1,12 @@
+// strata-secondary: a secondary site, for a remote office under a primary.
+// Its management point registers clients for its primary and forwards their
+// data up; it keeps the global data its clients need (site_profile.h).
+
 #include "common/site/site_main.h"
 
 int main(int argc, char** argv) {
-  return strata::site::SiteMain(strata::v1::SITE_TYPE_SECONDARY, argc, argv);
+  strata::site::SiteProfile profile;
+  profile.type = strata::v1::SITE_TYPE_SECONDARY;
+  profile.clients = strata::site::ClientRole::kParents;
+  return strata::site::SiteMain(std::move(profile), argc, argv);
 }

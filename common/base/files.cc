@@ -23,9 +23,7 @@ std::string Directory(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-}  // namespace
-
-absl::Status WriteFileDurably(const std::string& path, const std::string& data, mode_t mode) {
+absl::Status WriteFile(const std::string& path, const std::string& data, mode_t mode, bool sync) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return Errno("cannot create", tmp);
@@ -41,7 +39,7 @@ absl::Status WriteFileDurably(const std::string& path, const std::string& data, 
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (sync && ::fsync(fd) != 0) {
     absl::Status s = Errno("cannot sync", tmp);
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -53,6 +51,7 @@ absl::Status WriteFileDurably(const std::string& path, const std::string& data, 
     ::unlink(tmp.c_str());
     return s;
   }
+  if (!sync) return absl::OkStatus();
   // The rename itself is durable only once the directory is.
   int dfd = ::open(Directory(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
@@ -60,6 +59,16 @@ absl::Status WriteFileDurably(const std::string& path, const std::string& data, 
     ::close(dfd);
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteFileDurably(const std::string& path, const std::string& data, mode_t mode) {
+  return WriteFile(path, data, mode, /*sync=*/true);
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& data, mode_t mode) {
+  return WriteFile(path, data, mode, /*sync=*/false);
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {

@@ -1,17 +1,13 @@
 #include "common/site/client_service.h"
 
-#include <algorithm>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
-#include "absl/strings/ascii.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
@@ -21,6 +17,7 @@
 #include "common/net/tls.h"
 #include "common/policy/client_settings.h"
 #include "common/site/client_ingest.h"
+#include "common/site/client_registration.h"
 #include "common/store/database.h"
 #include "common/store/pool.h"
 
@@ -29,40 +26,19 @@ namespace {
 
 constexpr int kClientCertificateDays = 365;
 constexpr int kMaxLookupIds = 10000;
-
-bool IsHardwareId(const std::string& s) {
-  if (s.empty() || s.size() > 128) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-  });
-}
-
-absl::StatusOr<std::string> Setting(store::Transaction& tx, const std::string& site,
-                                    const std::string& name) {
-  ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("SELECT value FROM global_settings WHERE name = $1 OR name = $2 "
-                           "ORDER BY (name = $1) DESC LIMIT 1",
-                           {absl::StrCat(site, "/", name), name}));
-  if (r.empty()) return std::string();
-  return r.GetString(0, 0);
-}
-
-absl::StatusOr<int64_t> SecondsSetting(store::Transaction& tx, const std::string& site,
-                                       const std::string& name, int64_t fallback) {
-  ASSIGN_OR_RETURN(std::string v, Setting(tx, site, name));
-  int64_t n = 0;
-  if (v.empty() || !absl::SimpleAtoi(v, &n) || n <= 0) return fallback;
-  return n;
-}
+// Messages pushed to MPs of about this size at most (their link takes 16 MiB).
+constexpr size_t kMessageBytes = 1 << 20;
+// Clients an MP reports holding are recorded at most this often.
+constexpr absl::Duration kStatusRecordEvery = absl::Seconds(30);
 
 // One connected management point.
 struct MpSession {
   std::string name;
   grpc::ServerReaderWriter<v1::MpDown, v1::MpUp>* stream;
   grpc::ServerContext* context;
-  std::mutex write_mu;
+  absl::Mutex write_mu;  // gRPC allows one write at a time
   bool Write(const v1::MpDown& m) {
-    std::lock_guard<std::mutex> lock(write_mu);
+    absl::MutexLock lock(&write_mu);
     return stream->Write(m);
   }
 };
@@ -85,25 +61,21 @@ class ClientService::Impl {
     }
     if (options_.notifier) {
       subscription_ = options_.notifier->Subscribe([this] {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         bundle_dirty_ = true;
-        cv_.notify_all();
       });
     }
     threads_.emplace_back([this] { BundleLoop(); });
-    if (options_.type == v1::SITE_TYPE_PRIMARY)
-      threads_.emplace_back([this] { MaintenanceLoop(); });
     return absl::OkStatus();
   }
 
   void Shutdown() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) return;
       stopping_ = true;
       for (auto* s : sessions_) s->context->TryCancel();
     }
-    cv_.notify_all();
     if (options_.notifier && subscription_ >= 0) options_.notifier->Unsubscribe(subscription_);
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -127,90 +99,36 @@ class ClientService::Impl {
       return absl::FailedPreconditionError(
           absl::StrCat("site ", site_, " has no issuing CA configured (issuing_ca in its config)"));
     }
-    if (!IsHardwareId(req.hardware_id())) {
-      return absl::InvalidArgumentError(
-          "hardware_id: 1-128 characters of letters, digits, '-', '_' or '.'");
-    }
-    if (req.hostname().empty() || req.hostname().size() > 255 ||
-        !inventory::IsCleanText(req.hostname())) {
-      return absl::InvalidArgumentError("hostname: 1-255 bytes of UTF-8 text");
-    }
-    if (req.enrollment_token().size() > 256) {
-      return absl::InvalidArgumentError("enrollment_token: longer than 256 bytes");
-    }
+    RETURN_IF_ERROR(CheckRegisterRequest(req));
     const std::string owner = options_.owner_site();
     if (owner.empty()) {
       return absl::UnavailableError(
           absl::StrCat("site ", site_, " has not reached its primary yet; retry later"));
     }
-    std::string id;
-    bool approved = false;
-    absl::Status s = pool_.With([&](store::Connection& conn) {
+    Registered r;
+    RETURN_IF_ERROR(pool_.With([&](store::Connection& conn) {
       return conn.Transact([&](store::Transaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(std::string mode, collections::ApprovalMode(tx));
-        bool token_ok = false;
-        if (!req.enrollment_token().empty()) {
-          ASSIGN_OR_RETURN(store::Result t,
-                           tx.Exec("SELECT 1 FROM enrollment_tokens WHERE token_sha256 = $1 AND "
-                                   "(expires_at IS NULL OR expires_at > now())",
-                                   {Sha256Hex(req.enrollment_token())}));
-          if (t.empty()) {
-            return absl::PermissionDeniedError(
-                "the enrollment token is not recognized or has expired");
-          }
-          token_ok = true;
-        } else if (mode == "token") {
-          return absl::UnauthenticatedError(
-              "an enrollment token is required to register with this site (approval mode "
-              "token, in the Default Client Settings)");
-        }
-        approved = token_ok || mode == "auto";
-        ASSIGN_OR_RETURN(store::Result known,
-                         tx.Exec("SELECT id::text, approved, revoked FROM devices WHERE "
-                                 "hardware_id = $1 ORDER BY discovered_at LIMIT 1 FOR UPDATE",
-                                 {req.hardware_id()}));
-        if (!known.empty()) {
-          if (known.GetBool(0, 2)) {
-            return absl::PermissionDeniedError(
-                "this machine's registration was revoked by an administrator");
-          }
-          id = known.GetString(0, 0);
-          approved = approved || known.GetBool(0, 1);
-          return tx
-              .Exec(
-                  "UPDATE devices SET approved = $2, name = $3 WHERE id = $1 AND "
-                  "(approved, name) IS DISTINCT FROM ($2, $3)",
-                  {id, approved ? "t" : "f", req.hostname()})
-              .status();
-        }
-        ASSIGN_OR_RETURN(
-            store::Result inserted,
-            tx.Exec("INSERT INTO devices (id, name, site_code, hardware_id, registered_via, "
-                    "approved, last_seen_at) VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, now()) "
-                    "RETURNING id::text",
-                    {req.hostname(), owner, req.hardware_id(), site_, approved ? "t" : "f"}));
-        id = inserted.GetString(0, 0);
+        ASSIGN_OR_RETURN(r, RegisterDevice(tx, site_, owner, req));
         return absl::OkStatus();
       });
-    });
-    if (!s.ok()) return s;
-    resp->set_client_id(id);
+    }));
+    resp->set_client_id(r.id);
     resp->set_site_code(owner);
-    if (!approved) {
+    if (!r.approved) {
       resp->set_state(v1::REGISTRATION_STATE_PENDING);
       LogInfo("client.pending_approval",
-              {{"client", id}, {"host", req.hostname()}, {"mp", mp.name}});
+              {{"client", r.id}, {"host", req.hostname()}, {"mp", mp.name}});
       return absl::OkStatus();
     }
     ASSIGN_OR_RETURN(IssuedCertificate cert,
-                     ca_->Sign(req.csr_pem(), "agent", id, kClientCertificateDays));
+                     ca_->Sign(req.csr_pem(), "agent", r.id, kClientCertificateDays));
     RETURN_IF_ERROR(pool_.With([&](store::Connection& conn) {
-      return conn.Exec("UPDATE devices SET cert_serial = $2 WHERE id = $1", {id, cert.serial_hex})
+      return conn.Exec("UPDATE devices SET cert_serial = $2 WHERE id = $1", {r.id, cert.serial_hex})
           .status();
     }));
     resp->set_state(v1::REGISTRATION_STATE_APPROVED);
     resp->set_certificate_pem(cert.chain_pem);
-    LogDebug("client.registered", {{"client", id}, {"host", req.hostname()}, {"mp", mp.name}});
+    LogDebug("client.registered", {{"client", r.id}, {"host", req.hostname()}, {"mp", mp.name}});
     return absl::OkStatus();
   }
 
@@ -229,9 +147,10 @@ class ClientService::Impl {
     return pool_.With([&](store::Connection& conn) {
       return conn.Transact([&](store::Transaction& tx) -> absl::Status {
         resp->Clear();  // a retried transaction starts over
+        // Approved (by its registration or an administrator), not blocked.
         ASSIGN_OR_RETURN(store::Result r,
                          tx.Exec("SELECT id::text FROM devices WHERE id = ANY($1::uuid[]) AND "
-                                 "approved AND NOT revoked",
+                                 "strata_client_state(id, approved, revoked) = 'approved'",
                                  {store::TextArrayLiteral(ids)}));
         std::vector<std::string> allowed;
         for (size_t i = 0; i < r.size(); ++i) {
@@ -258,32 +177,44 @@ class ClientService::Impl {
       return absl::InvalidArgumentError(
           absl::StrCat("the first message must be a hello naming ", mp.name));
     }
-    if (up.hello().address().empty() || up.hello().address().size() > 512 ||
-        !inventory::IsCleanText(up.hello().address())) {
+    const v1::MpHello& hello = up.hello();
+    if (hello.address().empty() || hello.address().size() > 512 ||
+        !inventory::IsCleanText(hello.address())) {
       return absl::InvalidArgumentError("hello.address: 1-512 bytes of text");
+    }
+    if (hello.version().size() > 64 || !inventory::IsCleanText(hello.version())) {
+      return absl::InvalidArgumentError("hello.version: at most 64 bytes of text");
     }
     ASSIGN_OR_RETURN(store::ConnectionPtr conn,
                      store::Connection::Open(options_.config.database()));
-    RETURN_IF_ERROR(
-        conn->Exec("INSERT INTO site_systems (site_code, role, name, address) VALUES ($1, 'mp', "
-                   "$2, $3) ON CONFLICT (site_code, role, name) DO UPDATE SET address = "
-                   "EXCLUDED.address, last_seen_at = now()",
-                   {site_, mp.name, up.hello().address()})
-            .status());
+    RETURN_IF_ERROR(conn->Exec("INSERT INTO site_systems (site_code, role, name, address, version, "
+                               "state) VALUES ($1, 'mp', $2, $3, $4, 'online') ON CONFLICT "
+                               "(site_code, role, name) DO UPDATE SET address = EXCLUDED.address, "
+                               "version = EXCLUDED.version, state = 'online', last_seen_at = now()",
+                               {site_, mp.name, hello.address(), hello.version()})
+                        .status());
     MpSession session{mp.name, stream, context, {}};
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) return absl::UnavailableError("site server stopping");
       sessions_.insert(&session);
       bundle_dirty_ = true;  // the new system changes the bundle; and send it
     }
-    cv_.notify_all();
-    LogInfo("mp.connected", {{"mp", mp.name}, {"address", up.hello().address()}});
+    LogInfo("mp.connected",
+            {{"mp", mp.name}, {"address", hello.address()}, {"version", hello.version()}});
     absl::Status result = ServeMp(*conn, session);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       sessions_.erase(&session);
     }
+    // Offline as its site server saw it go (best effort: a site server that
+    // dies leaves it "online" with an old last contact, shown as unknown).
+    absl::Status offline = conn->Exec(
+                                   "UPDATE site_systems SET state = 'offline', last_seen_at = "
+                                   "now() WHERE site_code = $1 AND role = 'mp' AND name = $2",
+                                   {site_, mp.name})
+                               .status();
+    if (!offline.ok()) LogWarning("mp.state_not_recorded", {{"mp", mp.name}, {"error", offline}});
     LogInfo("mp.disconnected", {{"mp", mp.name}, {"reason", result}});
     return result;
   }
@@ -292,7 +223,7 @@ class ClientService::Impl {
   absl::Status ServeMp(store::Connection& conn, MpSession& session) {
     {
       v1::MpDown down;
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (!bundle_.version().empty()) {
         *down.mutable_bundle() = bundle_;
         // Written under mu_ so that a newer bundle cannot overtake it.
@@ -300,57 +231,81 @@ class ClientService::Impl {
       }
     }
     v1::MpUp up;
+    absl::Time status_recorded = absl::InfinitePast();
+    int64_t clients_recorded = -1;
     while (session.stream->Read(&up)) {
+      if (up.has_status()) {
+        // Recorded when it changed, else at most every kStatusRecordEvery
+        // (each write replicates up to the CAS).
+        const int64_t clients = std::max<int64_t>(up.status().clients_connected(), 0);
+        if (clients != clients_recorded || absl::Now() - status_recorded > kStatusRecordEvery) {
+          RETURN_IF_ERROR(conn.Exec("UPDATE site_systems SET clients_connected = $3, state = "
+                                    "'online', last_seen_at = now() WHERE site_code = $1 AND role "
+                                    "= 'mp' AND name = $2",
+                                    {site_, session.name, absl::StrCat(clients)})
+                              .status());
+          clients_recorded = clients;
+          status_recorded = absl::Now();
+        }
+        continue;
+      }
       if (!up.has_batch()) {
-        return absl::InvalidArgumentError("after the hello, a management point sends batches");
+        return absl::InvalidArgumentError(
+            "after the hello, a management point sends batches and status");
       }
-      std::vector<const v1::ClientReport*> valid;
-      for (const auto& r : up.batch().reports()) {
-        absl::Status s = inventory::CheckReport(r);
-        if (s.ok() && !inventory::IsUuid(r.client_id())) {
-          s = absl::InvalidArgumentError("client_id: not a UUID");
-        }
-        if (!s.ok()) {
-          // The MP checks reports before it acknowledges them; one that still
-          // fails here is dropped (and logged), never retried forever.
-          LogWarning("mp.report_rejected",
-                     {{"mp", session.name}, {"client", r.client_id()}, {"error", s}});
-          continue;
-        }
-        valid.push_back(&r);
+      RETURN_IF_ERROR(Ingest(conn, session, up.batch()));
+    }
+    return absl::OkStatus();
+  }
+
+  // Applies one batch of client reports and acknowledges it.
+  absl::Status Ingest(store::Connection& conn, MpSession& session, const v1::ReportBatch& batch) {
+    std::vector<const v1::ClientReport*> valid;
+    for (const auto& r : batch.reports()) {
+      absl::Status s = inventory::CheckReport(r);
+      if (s.ok() && !inventory::IsUuid(r.client_id())) {
+        s = absl::InvalidArgumentError("client_id: not a UUID");
       }
-      IngestResult result;
-      const absl::Time start = absl::Now();
-      absl::Time written;
-      absl::Status s = conn.Transact([&](store::Transaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(result, IngestReports(tx, valid));
-        written = absl::Now();
-        return absl::OkStatus();
-      });
-      const absl::Time committed = absl::Now();
       if (!s.ok()) {
-        v1::MpDown down;
-        down.set_error(s.ToString());
-        session.Write(down);
-        return absl::UnavailableError(absl::StrCat("ingest failed: ", s.message()));
+        // The MP checks reports before it acknowledges them; one that still
+        // fails here is dropped (and logged), never retried forever.
+        LogWarning("mp.report_rejected",
+                   {{"mp", session.name}, {"client", r.client_id()}, {"error", s}});
+        continue;
       }
-      LogDebug("mp.batch_applied", {{"mp", session.name},
-                                    {"reports", up.batch().reports_size()},
-                                    {"applied", result.applied},
-                                    {"duplicates", result.duplicates},
-                                    {"software_rows", result.software_rows},
-                                    {"write_ms", absl::ToInt64Milliseconds(written - start)},
-                                    {"commit_ms", absl::ToInt64Milliseconds(committed - written)}});
-      v1::MpDown ack;
-      ack.set_acked_spool_seq(up.batch().spool_seq());
-      if (!session.Write(ack)) break;
-      for (const auto& id : result.full_requests) {
-        LogInfo("client.full_inventory_requested", {{"client", id}, {"reason", "delta gap"}});
-        v1::MpDown down;
-        down.mutable_request()->set_client_id(id);
-        down.mutable_request()->set_kind(v1::NOTIFICATION_KIND_FULL_INVENTORY);
-        if (!session.Write(down)) break;
-      }
+      valid.push_back(&r);
+    }
+    IngestResult result;
+    const absl::Time start = absl::Now();
+    absl::Time written;
+    absl::Status s = conn.Transact([&](store::Transaction& tx) -> absl::Status {
+      ASSIGN_OR_RETURN(result, IngestReports(tx, valid));
+      written = absl::Now();
+      return absl::OkStatus();
+    });
+    const absl::Time committed = absl::Now();
+    if (!s.ok()) {
+      v1::MpDown down;
+      down.set_error(s.ToString());
+      session.Write(down);
+      return absl::UnavailableError(absl::StrCat("ingest failed: ", s.message()));
+    }
+    LogDebug("mp.batch_applied", {{"mp", session.name},
+                                  {"reports", batch.reports_size()},
+                                  {"applied", result.applied},
+                                  {"duplicates", result.duplicates},
+                                  {"software_rows", result.software_rows},
+                                  {"write_ms", absl::ToInt64Milliseconds(written - start)},
+                                  {"commit_ms", absl::ToInt64Milliseconds(committed - written)}});
+    v1::MpDown ack;
+    ack.set_acked_spool_seq(batch.spool_seq());
+    if (!session.Write(ack)) return absl::OkStatus();  // the MP went away
+    for (const auto& id : result.full_requests) {
+      LogInfo("client.full_inventory_requested", {{"client", id}, {"reason", "delta gap"}});
+      v1::MpDown down;
+      down.mutable_request()->set_client_id(id);
+      down.mutable_request()->set_kind(v1::NOTIFICATION_KIND_FULL_INVENTORY);
+      if (!session.Write(down)) break;
     }
     return absl::OkStatus();
   }
@@ -359,6 +314,7 @@ class ClientService::Impl {
     v1::SiteBundle b;
     absl::Status s = pool_.With([&](store::Connection& conn) {
       return conn.Transact([&](store::Transaction& tx) -> absl::Status {
+        b.Clear();
         RETURN_IF_ERROR(collections::LoadClientSettings(tx, &b));
         ASSIGN_OR_RETURN(store::Result bounds,
                          tx.Exec("SELECT name, value, group_name FROM boundaries ORDER BY name"));
@@ -396,141 +352,116 @@ class ClientService::Impl {
     return b;
   }
 
+  // Rebuilds the bundle when the site's data changed (at most twice a
+  // second), and passes changes of clients' settings and approval on.
   void BundleLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stopping_) {
-      cv_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_ || bundle_dirty_; });
-      if (stopping_) break;
-      bundle_dirty_ = false;
-      lock.unlock();
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto woken = [this]()
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || bundle_dirty_; };
+        mu_.AwaitWithTimeout(absl::Condition(&woken), absl::Seconds(5));
+        if (stopping_) return;
+        bundle_dirty_ = false;
+      }
       auto bundle = BuildBundle();
-      lock.lock();
       if (!bundle.ok()) {
         LogWarning("mp.bundle_failed", {{"error", bundle.status()}});
-        continue;
+      } else {
+        absl::MutexLock lock(&mu_);
+        if (bundle->version() != bundle_.version()) {
+          bundle_ = *bundle;
+          v1::MpDown down;
+          *down.mutable_bundle() = bundle_;
+          for (auto* s : sessions_) s->Write(down);
+          LogInfo("mp.bundle_changed", {{"version", bundle_.version()}, {"mps", sessions_.size()}});
+        }
       }
-      if (bundle->version() != bundle_.version()) {
-        bundle_ = *bundle;
-        v1::MpDown down;
-        *down.mutable_bundle() = bundle_;
-        for (auto* s : sessions_) s->Write(down);
-        LogInfo("mp.bundle_changed", {{"version", bundle_.version()}, {"mps", sessions_.size()}});
-      }
-      lock.unlock();
-      absl::Status sent = SendAssignmentChanges();
-      lock.lock();
+      absl::Status sent =
+          DrainToMps("client_setting_changed", "client_settings.changed", AssignmentMessages);
+      if (sent.ok())
+        sent = DrainToMps("client_access_changed", "client_access.changed", AccessMessages);
+      absl::MutexLock lock(&mu_);
       if (!sent.ok()) {
         bundle_dirty_ = true;  // look again
-        LogWarning("mp.assignments_failed", {{"error", sent}});
+        LogWarning("mp.client_changes_failed", {{"error", sent}});
       }
-      // At most two rebuilds a second, however busy the database is.
-      cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+      auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stopped), absl::Milliseconds(500));
     }
   }
 
-  // Tells the connected management points about clients whose custom
-  // settings changed (queued by a trigger on client_setting_assignments).
-  // With none connected the queue is drained all the same: an MP looks up
-  // all its clients again whenever its stream to the site starts.
-  absl::Status SendAssignmentChanges() {
-    // Messages of about 1 MiB at most (the MP's link takes 16 MiB).
-    constexpr size_t kMessageBytes = 1 << 20;
+  using MessageBuilder = absl::StatusOr<std::vector<v1::MpDown>> (*)(
+      store::Transaction&, const std::vector<std::string>& ids);
+
+  // Clients whose custom settings changed: their settings now.
+  static absl::StatusOr<std::vector<v1::MpDown>> AssignmentMessages(
+      store::Transaction& tx, const std::vector<std::string>& ids) {
+    ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, ids));
+    std::vector<v1::MpDown> messages;
+    size_t bytes = kMessageBytes;
+    for (const auto& id : ids) {
+      if (bytes >= kMessageBytes) {
+        messages.emplace_back();
+        bytes = 0;
+      }
+      auto* a = messages.back().mutable_assignments()->add_clients();
+      a->set_client_id(id);
+      bytes += id.size() + 8;
+      auto it = assigned.find(id);
+      if (it != assigned.end()) {
+        for (const auto& n : it->second) {
+          a->add_settings(n);
+          bytes += n.size() + 4;
+        }
+      }
+    }
+    return messages;
+  }
+
+  // Clients an administrator approved, blocked or unblocked: MPs look them
+  // up again (at most 10,000 ids, ~400 KB, in one message).
+  static absl::StatusOr<std::vector<v1::MpDown>> AccessMessages(
+      store::Transaction&, const std::vector<std::string>& ids) {
+    std::vector<v1::MpDown> messages(1);
+    for (const auto& id : ids) messages[0].mutable_access_changed()->add_client_ids(id);
+    return messages;
+  }
+
+  // Drains `queue` (a local table of device ids a trigger fills) in rounds
+  // of up to kMaxLookupIds, sending `build`'s messages for each round to
+  // every connected MP. With none connected the queue is drained all the
+  // same: an MP looks up all its clients again whenever its stream to the
+  // site starts.
+  absl::Status DrainToMps(const char* queue, const char* event, MessageBuilder build) {
     while (true) {
       std::vector<v1::MpDown> messages;
       size_t drained = 0;
       RETURN_IF_ERROR(pool_.With([&](store::Connection& conn) {
         return conn.Transact([&](store::Transaction& tx) -> absl::Status {
-          messages.clear();
-          ASSIGN_OR_RETURN(store::Result r,
-                           tx.Exec("DELETE FROM client_setting_changed WHERE device_id IN (SELECT "
-                                   "device_id FROM client_setting_changed LIMIT $1 FOR UPDATE "
-                                   "SKIP LOCKED) RETURNING device_id::text",
-                                   {absl::StrCat(kMaxLookupIds)}));
+          ASSIGN_OR_RETURN(
+              store::Result r,
+              tx.Exec(absl::StrCat("DELETE FROM ", queue,
+                                   " WHERE device_id IN (SELECT device_id FROM ", queue,
+                                   " LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING "
+                                   "device_id::text"),
+                      {absl::StrCat(kMaxLookupIds)}));
           drained = r.size();
           std::vector<std::string> ids;
           for (size_t i = 0; i < r.size(); ++i) ids.push_back(r.GetString(i, 0));
-          ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, ids));
-          size_t bytes = kMessageBytes;
-          for (const auto& id : ids) {
-            if (bytes >= kMessageBytes) {
-              messages.emplace_back();
-              bytes = 0;
-            }
-            auto* a = messages.back().mutable_assignments()->add_clients();
-            a->set_client_id(id);
-            bytes += id.size() + 8;
-            auto it = assigned.find(id);
-            if (it != assigned.end()) {
-              for (const auto& n : it->second) {
-                a->add_settings(n);
-                bytes += n.size() + 4;
-              }
-            }
-          }
+          if (ids.empty()) return absl::OkStatus();
+          ASSIGN_OR_RETURN(messages, build(tx, ids));
           return absl::OkStatus();
         });
       }));
       if (drained == 0) return absl::OkStatus();
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (auto* s : sessions_) {
         for (const auto& m : messages) s->Write(m);
       }
-      LogInfo("client_settings.changed", {{"clients", drained}, {"mps", sessions_.size()}});
+      LogInfo(event, {{"clients", drained}, {"mps", sessions_.size()}});
       if (drained < static_cast<size_t>(kMaxLookupIds)) return absl::OkStatus();
     }
-  }
-
-  void MaintenanceLoop() {
-    int64_t period = options_.config.client_maintenance_seconds() > 0
-                         ? options_.config.client_maintenance_seconds()
-                         : 300;
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::seconds(period), [&] { return stopping_; })) {
-      lock.unlock();
-      absl::Status s = RunMaintenance();
-      if (!s.ok()) LogWarning("client.maintenance_failed", {{"error", s}});
-      lock.lock();
-    }
-  }
-
-  absl::Status RunMaintenance() {
-    return pool_.With([&](store::Connection& conn) {
-      return conn.Transact([&](store::Transaction& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(int64_t inactive,
-                         SecondsSetting(tx, site_, "client.inactive_after_seconds",
-                                        kDefaultInactiveAfterSeconds));
-        ASSIGN_OR_RETURN(int64_t remove, SecondsSetting(tx, site_, "client.delete_after_seconds",
-                                                        kDefaultDeleteAfterSeconds));
-        ASSIGN_OR_RETURN(
-            store::Result marked,
-            tx.Exec("UPDATE devices SET active = false WHERE site_code = $1 AND active AND "
-                    "coalesce(last_seen_at, discovered_at) < now() - make_interval(secs => $2)",
-                    {site_, absl::StrCat(inactive)}));
-        ASSIGN_OR_RETURN(
-            store::Result gone,
-            tx.Exec("DELETE FROM devices WHERE site_code = $1 AND coalesce(last_seen_at, "
-                    "discovered_at) < now() - make_interval(secs => $2) RETURNING id::text",
-                    {site_, absl::StrCat(remove)}));
-        if (!gone.empty()) {
-          std::vector<std::string> ids;
-          for (size_t i = 0; i < gone.size(); ++i) ids.push_back(gone.GetString(i, 0));
-          std::string arr = store::TextArrayLiteral(ids);
-          for (const char* table :
-               {"device_os", "device_system", "device_memory", "device_processor", "device_disk",
-                "device_network", "device_software", "status_messages"}) {
-            RETURN_IF_ERROR(
-                tx.Exec(absl::StrCat("DELETE FROM ", table, " WHERE device_id = ANY($1::uuid[])"),
-                        {arr})
-                    .status());
-          }
-        }
-        if (marked.affected_rows() > 0 || !gone.empty()) {
-          LogInfo("client.maintenance",
-                  {{"marked_inactive", marked.affected_rows()}, {"deleted", gone.size()}});
-        }
-        return absl::OkStatus();
-      });
-    });
   }
 
   const ClientServiceOptions options_;
@@ -540,12 +471,11 @@ class ClientService::Impl {
   int subscription_ = -1;
   std::vector<std::thread> threads_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;          // guarded by mu_
-  bool bundle_dirty_ = true;       // guarded by mu_
-  v1::SiteBundle bundle_;          // guarded by mu_
-  std::set<MpSession*> sessions_;  // guarded by mu_
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool bundle_dirty_ ABSL_GUARDED_BY(mu_) = true;
+  v1::SiteBundle bundle_ ABSL_GUARDED_BY(mu_);
+  std::set<MpSession*> sessions_ ABSL_GUARDED_BY(mu_);
 };
 
 ClientService::ClientService(ClientServiceOptions options)

@@ -7,7 +7,9 @@
 // boundaries, site systems) and changes of clients' custom settings down,
 // and client data up.
 // Client data is applied by IngestReports and acknowledged once committed.
-// Also runs client maintenance (inactive / delete) at primaries.
+// Each MP is recorded in site_systems (version, online or offline, clients
+// it holds), and told at once of clients an administrator approved or
+// blocked (client_decisions).
 
 #include <functional>
 #include <memory>
@@ -22,7 +24,6 @@
 namespace strata::site {
 
 struct ClientServiceOptions {
-  v1::SiteType type = v1::SITE_TYPE_UNSPECIFIED;
   v1::SiteServerConfig config;
   // The primary that owns this site's clients: the site itself at a
   // primary, the parent at a secondary ("" while not yet known).
@@ -35,8 +36,7 @@ class ClientService final : public v1::SiteClients::Service {
   explicit ClientService(ClientServiceOptions options);
   ~ClientService() override;
 
-  // Loads the issuing CA (if configured) and starts the bundle and
-  // maintenance threads.
+  // Loads the issuing CA (if configured) and starts the bundle thread.
   absl::Status Start();
   void Shutdown();
 
@@ -51,11 +51,5 @@ class ClientService final : public v1::SiteClients::Service {
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// Site maintenance settings a primary reads from global_settings, with
-// defaults: `name` for the hierarchy, "<SITE>/<name>" overriding it for one
-// site. (Client settings are the client_settings table: migration 0004.)
-inline constexpr int64_t kDefaultInactiveAfterSeconds = 14 * 86400;
-inline constexpr int64_t kDefaultDeleteAfterSeconds = 90 * 86400;
 
 }  // namespace strata::site

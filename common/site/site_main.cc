@@ -92,7 +92,8 @@ int RunStatus(const v1::SiteServerConfig& config) {
 
 }  // namespace
 
-int SiteMain(v1::SiteType type, int argc, char** argv) {
+int SiteMain(SiteProfile profile, int argc, char** argv) {
+  const v1::SiteType type = profile.type;
   const std::string binary = absl::StrCat("strata-", SiteTypeName(type));
   SetBinaryUsage(
       "common/site/",
@@ -129,7 +130,7 @@ int SiteMain(v1::SiteType type, int argc, char** argv) {
   // Signals go to one thread that asks the server to stop.
   const sigset_t signals = BlockTerminationSignals();
 
-  SiteServer server(type, *config);
+  SiteServer server(std::move(profile), *config);
   ServeResult r = ServeUntilSignal(server, signals, "site");
   if (!r.started.ok()) {
     return r.started.code() == absl::StatusCode::kInvalidArgument ||

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "strata/v1/site_link.pb.h"
+#include "common/site/site_profile.h"
 
 namespace strata::site {
 
@@ -9,6 +9,7 @@ namespace strata::site {
 //   strata-<type> status [--config FILE] [flags]   print link health
 // Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration,
 // 3 refused by the parent (topology), 4 site server unreachable (status).
-int SiteMain(v1::SiteType type, int argc, char** argv);
+// `profile` says what the site type adds to the shared core.
+int SiteMain(SiteProfile profile, int argc, char** argv);
 
 }  // namespace strata::site

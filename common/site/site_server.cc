@@ -2,16 +2,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <fstream>
 #include <map>
-#include <mutex>
+#include <mutex>  // std::call_once
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "common/base/backoff.h"
 #include "common/base/config.h"
 #include "common/base/hlc.h"
 #include "common/base/log.h"
@@ -34,8 +34,6 @@ extern const int kSiteMigrationsCount;
 
 namespace {
 
-constexpr int64_t kDefaultCollectionFullEvalSeconds = 86400;
-
 using replication::LinkCounters;
 using replication::LinkSession;
 using replication::LinkStream;
@@ -49,7 +47,7 @@ class ServerLinkStream final : public LinkStream {
       : ctx_(ctx), rw_(rw) {}
   bool Read(v1::LinkMessage* m) override { return rw_->Read(m); }
   bool Write(const v1::LinkMessage& m) override {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    absl::MutexLock lock(&write_mu_);
     return rw_->Write(m);
   }
   void Cancel() override { ctx_->TryCancel(); }
@@ -57,7 +55,7 @@ class ServerLinkStream final : public LinkStream {
  private:
   grpc::ServerContext* ctx_;
   grpc::ServerReaderWriter<v1::LinkMessage, v1::LinkMessage>* rw_;
-  std::mutex write_mu_;
+  absl::Mutex write_mu_;  // gRPC allows one write at a time
 };
 
 // Client end of a link stream.
@@ -66,7 +64,7 @@ class ClientLinkStream final : public LinkStream {
   explicit ClientLinkStream(v1::SiteLink::Stub* stub) : rw_(stub->Replicate(&ctx_)) {}
   bool Read(v1::LinkMessage* m) override { return rw_->Read(m); }
   bool Write(const v1::LinkMessage& m) override {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    absl::MutexLock lock(&write_mu_);
     return rw_->Write(m);
   }
   void Cancel() override { ctx_.TryCancel(); }
@@ -75,7 +73,7 @@ class ClientLinkStream final : public LinkStream {
  private:
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::LinkMessage, v1::LinkMessage>> rw_;
-  std::mutex write_mu_;
+  absl::Mutex write_mu_;  // gRPC allows one write at a time
 };
 
 bool IsRefusal(absl::StatusCode code) {
@@ -132,7 +130,8 @@ absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_co
 
 class SiteServer::Impl final : public v1::SiteLink::Service {
  public:
-  Impl(v1::SiteType type, v1::SiteServerConfig config) : type_(type), config_(std::move(config)) {
+  Impl(SiteProfile profile, v1::SiteServerConfig config)
+      : profile_(std::move(profile)), type_(profile_.type), config_(std::move(config)) {
     ctx_.site_code = config_.site_code();
     ctx_.site_type = type_;
     ctx_.has_parent = !config_.parent_address().empty();
@@ -149,24 +148,22 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     SetLogComponent(absl::StrCat("site=", config_.site_code()));
     ASSIGN_OR_RETURN(store::ConnectionPtr conn, ConnectWithRetry());
     RETURN_IF_ERROR(PrepareDatabase(*conn, config_.site_code()));
-    // Collections are evaluated where clients belong: at primaries (the
-    // inventory triggers queue devices only there).
+    // Inventory triggers queue devices for evaluation only where
+    // collections are evaluated (a primary's profile).
     RETURN_IF_ERROR(conn->Exec("UPDATE collection_evaluation SET enabled = $1",
-                               {type_ == v1::SITE_TYPE_PRIMARY ? "t" : "f"})
+                               {profile_.evaluates_collections ? "t" : "f"})
                         .status());
     if (config_.parent_address().empty()) {
       // A top-level site records itself; a child is recorded by its parent.
       RETURN_IF_ERROR(UpsertSite(*conn, config_.site_code(), type_, ""));
     }
     std::vector<grpc::Service*> services{this};
-    if (type_ != v1::SITE_TYPE_CAS) {
-      // Primaries and secondaries serve management points.
+    if (profile_.clients != ClientRole::kNone) {
       ClientServiceOptions options;
-      options.type = type_;
       options.config = config_;
       options.notifier = &notifier_;
       options.owner_site = [this] {
-        return type_ == v1::SITE_TYPE_PRIMARY ? config_.site_code() : ParentCode();
+        return profile_.clients == ClientRole::kOwn ? config_.site_code() : ParentCode();
       };
       clients_ = std::make_unique<ClientService>(std::move(options));
       RETURN_IF_ERROR(clients_->Start());
@@ -184,14 +181,19 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
              {"version", kVersion}});
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
-    if (type_ == v1::SITE_TYPE_PRIMARY) threads_.emplace_back([this] { CollectionLoop(); });
+    for (const SiteJob& job : profile_.jobs) {
+      threads_.emplace_back([this, &job] {
+        LogDebug("site.job_started", {{"job", job.name}});
+        job.run(SiteJobContext(config_, stopping_signal_));
+      });
+    }
     if (!config_.parent_address().empty()) threads_.emplace_back([this] { ParentLoop(); });
     return absl::OkStatus();
   }
 
   absl::Status Wait() {
     done_.WaitForNotification();
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return fatal_;
   }
 
@@ -200,13 +202,13 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   void Shutdown() {
     if (!shutdown_.Begin()) return;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stopping_ = true;
+      stopping_signal_.Notify();
       for (auto& [code, session] : child_sessions_) session->Stop();
       if (parent_session_) parent_session_->Stop();
       if (parent_stream_) parent_stream_->Cancel();
     }
-    cv_.notify_all();
     if (clients_) clients_->Shutdown();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     for (auto& t : threads_) t.join();
@@ -219,7 +221,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
 
   void RequestStop(const absl::Status& fatal) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (fatal_.ok()) fatal_ = fatal;
     }
     NotifyDone();
@@ -265,20 +267,22 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     LinkSession session(ctx_, replication::LinkPeer{peer->name, *child, false}, link_stream);
     {
       // One session per child: a reconnecting child replaces its old one.
-      std::unique_lock<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "site server stopping");
       auto it = child_sessions_.find(peer->name);
       if (it != child_sessions_.end()) it->second->Stop();
-      cv_.wait(lock, [&] { return child_sessions_.count(peer->name) == 0 || stopping_; });
+      auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return child_sessions_.count(peer->name) == 0 || stopping_;
+      };
+      mu_.Await(absl::Condition(&gone));
       if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "site server stopping");
       child_sessions_[peer->name] = &session;
     }
     absl::Status result = session.Run();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       child_sessions_.erase(peer->name);
     }
-    cv_.notify_all();
     return ToGrpcStatus(result);
   }
 
@@ -298,13 +302,12 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
 
  private:
   absl::StatusOr<store::ConnectionPtr> ConnectWithRetry() {
-    int delay_ms = 200;
+    Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(2));
     for (int attempt = 1;; ++attempt) {
       auto conn = store::Connection::Open(config_.database());
       if (conn.ok() || attempt >= 30) return conn;
       LogWarning("site.database_unavailable", {{"attempt", attempt}, {"error", conn.status()}});
-      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-      delay_ms = std::min(delay_ms * 2, 2000);
+      std::this_thread::sleep_for(backoff.Next());
     }
   }
 
@@ -357,15 +360,12 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     return SiteTypeFromName(r.Get(0, 0));
   }
 
+  // False once the server stops.
   bool SleepUnlessStopping(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return !cv_.wait_for(lock, d, [&] { return stopping_; });
+    return !stopping_signal_.WaitForNotificationWithTimeout(absl::FromChrono(d));
   }
 
-  bool stopping() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stopping_;
-  }
+  bool stopping() { return stopping_signal_.HasBeenNotified(); }
 
   // Turns PostgreSQL notifications into wake-ups of the sending sessions.
   void ListenLoop() {
@@ -384,82 +384,6 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       notifier_.Notify();  // whatever happened meanwhile, look again
       SleepUnlessStopping(std::chrono::seconds(1));
     }
-  }
-
-  // Collection evaluation: definitions that changed (here or replicated in)
-  // at once, devices whose data changed as they come (incremental), and
-  // every collection on the full schedule.
-  void CollectionLoop() {
-    collections::Evaluator evaluator(config_.site_code());
-    const auto full_period = std::chrono::seconds(config_.collection_full_eval_seconds() > 0
-                                                      ? config_.collection_full_eval_seconds()
-                                                      : kDefaultCollectionFullEvalSeconds);
-    auto next_full = std::chrono::steady_clock::now();
-    while (!stopping()) {
-      auto conn = store::Connection::Open(config_.database());
-      absl::Status s = conn.ok() ? (*conn)->Listen("strata_collections") : conn.status();
-      std::string seen;              // definitions version last evaluated (this connection)
-      std::string seen_deployments;  // client setting deployments last resolved
-      while (s.ok() && !stopping()) {
-        const bool full = std::chrono::steady_clock::now() >= next_full;
-        auto version = evaluator.DefinitionsVersion(**conn);
-        if (!version.ok()) {
-          s = version.status();
-          break;
-        }
-        absl::StatusOr<collections::EvalStats> changed = collections::EvalStats();
-        if (full || *version != seen) changed = evaluator.EvaluateChanged(**conn, full);
-        if (!changed.ok()) {
-          s = changed.status();
-          break;
-        }
-        seen = *version;
-        if (full) next_full = std::chrono::steady_clock::now() + full_period;
-        if (changed->collections > 0 || changed->failed > 0) {
-          LogInfo("collections.evaluated", {{"full", full},
-                                            {"collections", changed->collections},
-                                            {"failed", changed->failed},
-                                            {"added", changed->added},
-                                            {"removed", changed->removed}});
-        }
-        while (s.ok() && !stopping()) {
-          auto dirty = evaluator.EvaluateDirty(**conn, 1000);
-          if (!dirty.ok()) {
-            s = dirty.status();
-          } else if (dirty->added > 0 || dirty->removed > 0) {
-            LogDebug("collections.incremental", {{"devices", dirty->devices},
-                                                 {"added", dirty->added},
-                                                 {"removed", dirty->removed}});
-          }
-          if (!dirty.ok() || dirty->devices < 1000) break;
-        }
-        if (s.ok()) s = AssignClientSettings(**conn, full, &seen_deployments);
-        if (s.ok()) {
-          auto n = (*conn)->AwaitNotification(1000);
-          if (!n.ok()) s = n.status();
-        }
-      }
-      if (!s.ok() && !stopping()) LogWarning("collections.evaluation_failed", {{"error", s}});
-      SleepUnlessStopping(std::chrono::seconds(1));
-    }
-  }
-
-  // Which custom client settings reach which device, after membership
-  // changed: everything when deployments changed (or on the full schedule),
-  // else the devices whose membership changed.
-  absl::Status AssignClientSettings(store::Connection& conn, bool full, std::string* seen) {
-    ASSIGN_OR_RETURN(std::string version, collections::DeploymentsVersion(conn));
-    const bool all = full || version != *seen;
-    ASSIGN_OR_RETURN(collections::AssignStats stats,
-                     collections::AssignClientSettings(conn, config_.site_code(), all));
-    *seen = version;
-    if (stats.added > 0 || stats.removed > 0) {
-      LogInfo("client_settings.assigned", {{"all", all},
-                                           {"devices", stats.devices},
-                                           {"added", stats.added},
-                                           {"removed", stats.removed}});
-    }
-    return absl::OkStatus();
   }
 
   void PruneLoop() {
@@ -484,7 +408,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   }
 
   std::string ParentCode() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return parent_code_;
   }
 
@@ -500,7 +424,8 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       return;
     }
     auto stub = v1::SiteLink::NewStub(*channel);
-    int backoff_ms = 100;
+    Backoff backoff(std::chrono::milliseconds(100),
+                    std::chrono::milliseconds(ctx_.settings.max_backoff_ms()));
     // Until the parent has answered once, its link is listed under this name.
     const std::string kUnknownParent = "parent";
     std::string peer_label = kUnknownParent;
@@ -530,7 +455,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         LogWarning("site.parent_unreachable", {{"parent", config_.parent_address()}, {"error", s}});
       } else {
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           parent_code_ = resp.parent_site_code();
         }
         if (peer_label == kUnknownParent) registry_.Remove(kUnknownParent);
@@ -541,7 +466,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
             ctx_, replication::LinkPeer{resp.parent_site_code(), resp.parent_site_type(), true},
             *stream);
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           if (stopping_) break;
           parent_session_ = &session;
           parent_stream_ = stream.get();
@@ -550,7 +475,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         stream->Cancel();
         absl::Status finish = FromGrpcStatus(stream->Finish());
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           parent_session_ = nullptr;
           parent_stream_ = nullptr;
         }
@@ -558,10 +483,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         if (!result.ok()) {
           registry_.Update(peer_label, [&](LinkCounters& c) { c.last_error = result.ToString(); });
         }
-        if (std::chrono::steady_clock::now() - started > std::chrono::seconds(10)) backoff_ms = 100;
+        backoff.ResetIfLived(std::chrono::steady_clock::now() - started);
       }
-      if (!SleepUnlessStopping(std::chrono::milliseconds(backoff_ms))) break;
-      backoff_ms = std::min(backoff_ms * 2, ctx_.settings.max_backoff_ms());
+      if (!SleepUnlessStopping(backoff.Next())) break;
     }
   }
 
@@ -633,8 +557,10 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     });
   }
 
+  const SiteProfile profile_;
   const v1::SiteType type_;
   const v1::SiteServerConfig config_;
+  absl::Notification stopping_signal_;  // the jobs' (SiteJobContext)
   replication::ChangeNotifier notifier_;
   replication::LinkRegistry registry_;
   replication::SiteContext ctx_;
@@ -646,18 +572,17 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   ShutdownGuard shutdown_;
   std::once_flag done_once_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                               // guarded by mu_
-  absl::Status fatal_;                                  // guarded by mu_
-  std::string parent_code_;                             // guarded by mu_
-  std::map<std::string, LinkSession*> child_sessions_;  // guarded by mu_
-  LinkSession* parent_session_ = nullptr;               // guarded by mu_
-  ClientLinkStream* parent_stream_ = nullptr;           // guarded by mu_
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status fatal_ ABSL_GUARDED_BY(mu_);
+  std::string parent_code_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, LinkSession*> child_sessions_ ABSL_GUARDED_BY(mu_);
+  LinkSession* parent_session_ ABSL_GUARDED_BY(mu_) = nullptr;
+  ClientLinkStream* parent_stream_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
-SiteServer::SiteServer(v1::SiteType type, v1::SiteServerConfig config)
-    : impl_(std::make_unique<Impl>(type, std::move(config))) {}
+SiteServer::SiteServer(SiteProfile profile, v1::SiteServerConfig config)
+    : impl_(std::make_unique<Impl>(std::move(profile), std::move(config))) {}
 SiteServer::~SiteServer() = default;
 absl::Status SiteServer::Start() { return impl_->Start(); }
 absl::Status SiteServer::Wait() { return impl_->Wait(); }

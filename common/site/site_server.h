@@ -2,7 +2,9 @@
 
 // The site-server core that strata-cas, strata-primary and strata-secondary
 // share: one database, the site link service for children, the link to the
-// parent, change notification, log pruning and link health.
+// parent, change notification, log pruning and link health; management
+// points' service and the jobs a site type adds come from its profile
+// (site_profile.h).
 //
 // Start() may be called once; Wait() blocks until Shutdown() or a fatal error
 // (e.g. the parent refused this site) and returns that error. Shutdown() is
@@ -14,6 +16,7 @@
 #include "absl/status/status.h"
 #include "common/base/daemon.h"
 #include "common/base/version.h"
+#include "common/site/site_profile.h"
 #include "common/store/database.h"
 #include "strata/v1/config.pb.h"
 #include "strata/v1/site_link.pb.h"
@@ -30,7 +33,7 @@ absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_co
 
 class SiteServer final : public Daemon {
  public:
-  SiteServer(v1::SiteType type, v1::SiteServerConfig config);
+  SiteServer(SiteProfile profile, v1::SiteServerConfig config);
   ~SiteServer() override;
 
   absl::Status Start() override;

@@ -1,0 +1,213 @@
+#include "mp/agent_service.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+#include "common/inventory/report_check.h"
+#include "common/net/tls.h"
+#include "common/policy/client_settings.h"
+#include "mp/locate.h"
+
+namespace strata::mp {
+namespace {
+
+constexpr int kMaxReportsPerRequest = 1000;
+
+grpc::Status NoBundle() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "the management point has no policy from its site server yet");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> AgentId(const grpc::ServerContextBase& context) {
+  ASSIGN_OR_RETURN(PeerIdentity peer, PeerFromContext(context));
+  if (peer.role != "agent" || !inventory::IsUuid(peer.name)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("only registered agents may call this; the certificate is ", peer.ToString()));
+  }
+  return peer.name;
+}
+
+AgentService::AgentService(SiteClient& site, ClientDirectory& directory, NotifyStreams& streams,
+                           Spool& spool, std::string public_address)
+    : site_(site),
+      directory_(directory),
+      streams_(streams),
+      spool_(spool),
+      public_address_(std::move(public_address)) {}
+
+template <typename Body>
+grpc::ServerUnaryReactor* AgentService::WithClient(grpc::CallbackServerContext* context,
+                                                   Body body) {
+  auto* reactor = context->DefaultReactor();
+  auto id = AgentId(*context);
+  if (!id.ok()) {
+    reactor->Finish(ToGrpcStatus(id.status()));
+    return reactor;
+  }
+  directory_.Check(*id, [reactor, body, id = *id](absl::Status s) mutable {
+    if (!s.ok()) {
+      reactor->Finish(ToGrpcStatus(s));
+    } else {
+      body(reactor, id);
+    }
+  });
+  return reactor;
+}
+
+void AgentService::set_public_address(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  public_address_ = address;
+}
+
+grpc::ServerUnaryReactor* AgentService::Register(grpc::CallbackServerContext* context,
+                                                 const v1::RegisterRequest* request,
+                                                 v1::RegisterResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  // Registration is the one call an agent makes before it has a
+  // certificate; the site decides (token / approval) and signs. Not allowed
+  // here yet: its first call looks it up, custom client settings included.
+  site_.Register(request, response, [reactor](grpc::Status s) {
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                       "the site server cannot be reached: " + s.error_message());
+    }
+    reactor->Finish(s);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Locate(grpc::CallbackServerContext* context,
+                                               const v1::LocateRequest* request,
+                                               v1::ServiceLocation* response) {
+  return WithClient(
+      context, [this, context, request, response](grpc::ServerUnaryReactor* r, const std::string&) {
+        std::vector<std::string> ips;
+        for (const auto& ip : request->ip_addresses()) {
+          if (ips.size() < 256) ips.push_back(ip);
+        }
+        std::string peer = context->peer();  // "ipv4:10.1.2.3:5555" / "ipv6:[::1]:5555"
+        if (absl::StartsWith(peer, "ipv4:")) {
+          ips.push_back(peer.substr(5, peer.rfind(':') - 5));
+        } else if (absl::StartsWith(peer, "ipv6:[")) {
+          ips.push_back(peer.substr(6, peer.find(']') - 6));
+        }
+        auto bundle = directory_.bundle();
+        if (!bundle) {
+          r->Finish(NoBundle());
+          return;
+        }
+        std::string own;
+        {
+          absl::MutexLock lock(&mu_);
+          own = public_address_;
+        }
+        *response = mp::Locate(*bundle, ips, own);
+        r->Finish(grpc::Status::OK);
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::GetPolicy(grpc::CallbackServerContext* context,
+                                                  const v1::PolicyRequest* request,
+                                                  v1::PolicyResponse* response) {
+  return WithClient(
+      context, [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
+        auto bundle = directory_.bundle();
+        if (!bundle) {
+          r->Finish(NoBundle());
+          return;
+        }
+        bool full = directory_.TakeFullRequest(id);
+        if (!directory_.IsAllowed(id) && !request->current_version().empty()) {
+          // Accepted while the site is away: which custom settings reach it
+          // is unknown here, so it keeps what it has.
+          response->set_not_modified(true);
+          response->set_version(request->current_version());
+          response->set_full_inventory_requested(full);
+          r->Finish(grpc::Status::OK);
+          return;
+        }
+        v1::ClientSettings settings = policy::EffectiveSettings(*bundle, directory_.AssignedTo(id));
+        const std::string version = policy::PolicyVersion(settings);
+        response->set_version(version);
+        if (!full && request->current_version() == version) {
+          response->set_not_modified(true);
+        } else {
+          *response->mutable_settings() = std::move(settings);
+          response->set_full_inventory_requested(full);
+        }
+        r->Finish(grpc::Status::OK);
+      });
+}
+
+absl::Status AgentService::CheckReports(const v1::ReportRequest& request, const std::string& id) {
+  if (request.reports_size() == 0) return absl::InvalidArgumentError("no reports");
+  if (request.reports_size() > kMaxReportsPerRequest) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        request.reports_size(), " reports in one request; at most ", kMaxReportsPerRequest));
+  }
+  int64_t prev = 0;
+  for (const auto& report : request.reports()) {
+    if (!report.client_id().empty() && report.client_id() != id) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("an agent reports only for itself: the certificate names ", id,
+                       ", the report names ", report.client_id()));
+    }
+    if (absl::Status s = inventory::CheckReport(report); !s.ok()) {
+      return Annotate(s, absl::StrCat("report ", report.seq()));
+    }
+    if (report.seq() <= prev) {
+      return absl::InvalidArgumentError("reports must be in increasing seq order");
+    }
+    prev = report.seq();
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AgentService::Report(grpc::CallbackServerContext* context,
+                                               const v1::ReportRequest* request,
+                                               v1::ReportResponse* response) {
+  return WithClient(
+      context, [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
+        absl::Status s = CheckReports(*request, id);
+        if (!s.ok()) {
+          LogWarning("mp.report_refused", {{"client", id}, {"error", s}});
+          r->Finish(ToGrpcStatus(s));
+          return;
+        }
+        std::vector<std::string> records;
+        records.reserve(request->reports_size());
+        for (const auto& report : request->reports()) {
+          v1::ClientReport copy = report;
+          copy.set_client_id(id);
+          records.push_back(copy.SerializeAsString());
+        }
+        int64_t last = request->reports(request->reports_size() - 1).seq();
+        spool_.Append(std::move(records), [r, response, last](absl::Status s, int64_t) {
+          if (s.ok()) response->set_acknowledged_through_seq(last);
+          r->Finish(ToGrpcStatus(s));
+        });
+      });
+}
+
+grpc::ServerWriteReactor<v1::Notification>* AgentService::Notify(
+    grpc::CallbackServerContext* context, const v1::NotifyRequest*) {
+  auto id = AgentId(*context);
+  if (!id.ok()) return NotifyStreams::Refuse(ToGrpcStatus(id.status()));
+  return streams_.Open(
+      *id,
+      [this, id = *id](std::function<void(absl::Status)> then) {
+        directory_.Check(id, std::move(then));
+      },
+      [this, id = *id] {
+        std::vector<v1::NotificationKind> greeting{v1::NOTIFICATION_KIND_CONNECTED};
+        if (directory_.HasFullRequest(id)) {
+          greeting.push_back(v1::NOTIFICATION_KIND_FULL_INVENTORY);
+        }
+        return greeting;
+      });
+}
+
+}  // namespace strata::mp

@@ -1,0 +1,68 @@
+#pragma once
+
+// The management point's service to agents (ManagementPoint, gRPC's
+// callback API: no thread per call or stream): registration (forwarded to
+// the site), service location and policy (from the site bundle and the
+// client's custom settings), reports (acknowledged once spooled durably),
+// and notification streams. Every call but Register needs an agent
+// certificate whose client the directory allows.
+
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+#include "mp/client_directory.h"
+#include "mp/notify_streams.h"
+#include "mp/site_client.h"
+#include "mp/spool.h"
+#include "strata/v1/client.grpc.pb.h"
+
+namespace strata::mp {
+
+class AgentService final : public v1::ManagementPoint::CallbackService {
+ public:
+  // `public_address`: what agents are told this MP is.
+  AgentService(SiteClient& site, ClientDirectory& directory, NotifyStreams& streams, Spool& spool,
+               std::string public_address);
+
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const v1::RegisterRequest* request,
+                                     v1::RegisterResponse* response) override;
+  grpc::ServerUnaryReactor* Locate(grpc::CallbackServerContext* context,
+                                   const v1::LocateRequest* request,
+                                   v1::ServiceLocation* response) override;
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context,
+                                      const v1::PolicyRequest* request,
+                                      v1::PolicyResponse* response) override;
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
+                                   const v1::ReportRequest* request,
+                                   v1::ReportResponse* response) override;
+  grpc::ServerWriteReactor<v1::Notification>* Notify(grpc::CallbackServerContext* context,
+                                                     const v1::NotifyRequest* request) override;
+
+  void set_public_address(const std::string& address);
+
+  // The checks a report request passes before it is spooled: at most 1,000
+  // reports, each valid (common/inventory), for the caller only, in
+  // increasing sequence.
+  static absl::Status CheckReports(const v1::ReportRequest& request, const std::string& id);
+
+ private:
+  // Runs `body` once the caller is known to be an allowed agent; otherwise
+  // finishes the call with the reason.
+  template <typename Body>
+  grpc::ServerUnaryReactor* WithClient(grpc::CallbackServerContext* context, Body body);
+
+  SiteClient& site_;
+  ClientDirectory& directory_;
+  NotifyStreams& streams_;
+  Spool& spool_;
+  absl::Mutex mu_;
+  std::string public_address_ ABSL_GUARDED_BY(mu_);
+};
+
+// The agent id a caller's certificate names (OU=agent, CN=<uuid>), or why not.
+absl::StatusOr<std::string> AgentId(const grpc::ServerContextBase& context);
+
+}  // namespace strata::mp
