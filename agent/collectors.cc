@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -175,7 +176,9 @@ absl::Status CollectDisks(const CollectorContext& ctx, v1::InventoryReport* inv)
   std::set<std::string> seen;
   while (std::getline(mounts, line)) {
     std::vector<std::string> f = absl::StrSplit(line, ' ');
-    if (f.size() < 3 || !kReal.count(f[2]) || !seen.insert(f[1]).second) continue;
+    if (f.size() < 3) continue;
+    for (auto& field : f) field = UnescapeMountField(field);
+    if (!kReal.count(f[2]) || !seen.insert(f[1]).second) continue;
     if (seen.size() > 256) break;
     struct statvfs st;
     if (statvfs(f[1].c_str(), &st) != 0) continue;
@@ -207,7 +210,9 @@ absl::Status CollectNetwork(const CollectorContext& ctx, v1::InventoryReport* in
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return absl::OkStatus();
   for (ifaddrs* i = list; i; i = i->ifa_next) {
-    if (!i->ifa_addr || !by_name.count(i->ifa_name)) continue;
+    if (!i->ifa_addr) continue;
+    auto adapter = by_name.find(AdapterOfInterface(i->ifa_name));
+    if (adapter == by_name.end()) continue;
     char buf[INET6_ADDRSTRLEN] = {0};
     int family = i->ifa_addr->sa_family;
     int prefix = 0;
@@ -217,7 +222,7 @@ absl::Status CollectNetwork(const CollectorContext& ctx, v1::InventoryReport* in
         prefix =
             __builtin_popcount(reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr);
       }
-      by_name[i->ifa_name]->add_ipv4(absl::StrCat(buf, "/", prefix));
+      adapter->second->add_ipv4(absl::StrCat(buf, "/", prefix));
     } else if (family == AF_INET6) {
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
                 sizeof buf);
@@ -225,7 +230,7 @@ absl::Status CollectNetwork(const CollectorContext& ctx, v1::InventoryReport* in
         auto* m = reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr.s6_addr;
         for (int k = 0; k < 16; ++k) prefix += __builtin_popcount(m[k]);
       }
-      by_name[i->ifa_name]->add_ipv6(absl::StrCat(buf, "/", prefix));
+      adapter->second->add_ipv6(absl::StrCat(buf, "/", prefix));
     }
   }
   freeifaddrs(list);
@@ -302,6 +307,27 @@ absl::Status CollectRpm(const CollectorContext& ctx, v1::InventoryReport* inv) {
 }
 
 }  // namespace
+
+std::string UnescapeMountField(std::string_view field) {
+  std::string out;
+  out.reserve(field.size());
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      const std::string_view oct = field.substr(i + 1, 3);
+      if (std::all_of(oct.begin(), oct.end(), [](char c) { return c >= '0' && c <= '7'; })) {
+        out.push_back(static_cast<char>((oct[0] - '0') * 64 + (oct[1] - '0') * 8 + (oct[2] - '0')));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(field[i]);
+  }
+  return out;
+}
+
+std::string AdapterOfInterface(std::string_view ifa_name) {
+  return std::string(ifa_name.substr(0, ifa_name.find(':')));
+}
 
 const std::vector<Collector>& Collectors() {
   static const std::vector<Collector> kCollectors = {

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,5 +34,14 @@ const std::vector<Collector>& Collectors();
 // Runs every collector; a failing collector leaves its part empty and its
 // error in `errors` (the rest still reports).
 v1::InventoryReport CollectInventory(const CollectorContext& ctx, std::vector<std::string>* errors);
+
+// A field of /proc/mounts as it names a path: the kernel writes space, tab,
+// newline and backslash as \040, \011, \012 and \134.
+std::string UnescapeMountField(std::string_view field);
+
+// The network adapter an address of getifaddrs() belongs to: an IPv4
+// address on a labelled alias ("ip addr add ... label eth0:x") is listed
+// under the label, and belongs to eth0.
+std::string AdapterOfInterface(std::string_view ifa_name);
 
 }  // namespace strata::agent

@@ -111,6 +111,97 @@ TEST_CASE("the rpm collector reads rpm -qa; a package dpkg also lists is not dou
   rmdir(dir.c_str());
 }
 
+const Collector& Named(const std::string& name) {
+  for (const auto& c : Collectors()) {
+    if (c.name == name) return c;
+  }
+  FAIL("no collector " << name);
+  return Collectors().front();
+}
+
+TEST_CASE("the os collector stores the os-release ID and VERSION_ID as fields of their own") {
+  char dir_tmpl[] = "/tmp/strata-os-XXXXXX";
+  REQUIRE(mkdtemp(dir_tmpl) != nullptr);
+  const std::string root = dir_tmpl;
+  REQUIRE(mkdir((root + "/etc").c_str(), 0755) == 0);
+  {
+    std::ofstream f(root + "/etc/os-release");
+    f << "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n"
+         "VERSION_ID=\"12\"\nID=debian\n";
+  }
+  CollectorContext ctx;
+  ctx.root = root;
+  v1::InventoryReport inv;
+  REQUIRE(Named("os").collect(ctx, &inv).ok());
+  CHECK(inv.hardware().os().id() == "debian");
+  CHECK(inv.hardware().os().version() == "12");
+  CHECK(inv.hardware().os().name() == "Debian GNU/Linux");
+  // And on this machine, what /etc/os-release says.
+  v1::InventoryReport here;
+  REQUIRE(Named("os").collect(CollectorContext{}, &here).ok());
+  std::string id = Run(". /etc/os-release; printf %s \"$ID\"");
+  CHECK(!id.empty());
+  CHECK(here.hardware().os().id() == id);
+  std::remove((root + "/etc/os-release").c_str());
+  rmdir((root + "/etc").c_str());
+  rmdir(root.c_str());
+}
+
+TEST_CASE("mount points are read as the kernel escapes them: a space is \\040") {
+  CHECK(UnescapeMountField("/mnt/My\\040Disk") == "/mnt/My Disk");
+  CHECK(UnescapeMountField("/a\\011b\\012c\\134d") == "/a\tb\nc\\d");
+  CHECK(UnescapeMountField("/plain") == "/plain");
+  CHECK(UnescapeMountField("/odd\\04") == "/odd\\04");  // cut short: kept as is
+  // The disk collector lists a filesystem mounted at a path with a space
+  // (a mount table of its own, naming a real directory to measure).
+  char dir_tmpl[] = "/tmp/strata-mounts-XXXXXX";
+  REQUIRE(mkdtemp(dir_tmpl) != nullptr);
+  const std::string root = dir_tmpl;
+  const std::string spaced = root + "/data disk";
+  REQUIRE(mkdir(spaced.c_str(), 0755) == 0);
+  REQUIRE(mkdir((root + "/proc").c_str(), 0755) == 0);
+  {
+    std::ofstream f(root + "/proc/mounts");
+    f << "/dev/sdz1 " << root << "/data\\040disk ext4 rw,relatime 0 0\n";
+  }
+  CollectorContext ctx;
+  ctx.root = root;
+  v1::InventoryReport inv;
+  REQUIRE(Named("disk").collect(ctx, &inv).ok());
+  std::vector<std::string> filesystems;
+  for (const auto& d : inv.hardware().disks()) {
+    if (d.is_filesystem()) filesystems.push_back(d.mount_point());
+  }
+  CHECK(filesystems == std::vector<std::string>{spaced});
+  std::remove((root + "/proc/mounts").c_str());
+  rmdir((root + "/proc").c_str());
+  rmdir(spaced.c_str());
+  rmdir(root.c_str());
+}
+
+TEST_CASE("an IPv4 address on a labelled alias belongs to its adapter") {
+  CHECK(AdapterOfInterface("eth0:x") == "eth0");
+  CHECK(AdapterOfInterface("eth0") == "eth0");
+  // For real: an adapter with a labelled alias in a network namespace of
+  // its own (root, iproute2), inventoried there by the real agent.
+  if (getuid() != 0 || Run("command -v ip").empty()) {
+    WARN("not root or no iproute2: the namespace check did not run");
+    return;
+  }
+  const std::string ns = absl::StrCat("strata-alias-", getpid());
+  REQUIRE(Run(absl::StrCat("ip netns add ", ns, " && ip -n ", ns,
+                           " link add d0 type veth peer name d1 && ip -n ", ns,
+                           " addr add 10.250.1.2/24 dev d0 && ip -n ", ns,
+                           " addr add 10.250.2.3/24 dev d0 label d0:x && ip -n ", ns,
+                           " link set d0 up && echo ok 2>&1")) == "ok\n");
+  std::string out = Run(absl::StrCat("ip netns exec ", ns, " ", STRATA_BINARY_DIR,
+                                     "/agent/strata-agent inventory 2>&1"));
+  Run(absl::StrCat("ip netns delete ", ns));
+  INFO(out);
+  CHECK(out.find("10.250.1.2/24") != std::string::npos);
+  CHECK(out.find("10.250.2.3/24") != std::string::npos);  // the alias: missing before
+}
+
 TEST_CASE("every collector has a name and a description") {
   std::set<std::string> names;
   for (const auto& c : Collectors()) {
