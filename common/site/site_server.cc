@@ -25,6 +25,8 @@
 #include "common/replication/migrations.h"
 #include "common/site/client_service.h"
 #include "common/site/topology.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "strata/v1/site_link.grpc.pb.h"
 
 namespace strata::site {
@@ -169,6 +171,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       RETURN_IF_ERROR(clients_->Start());
       services.push_back(clients_.get());
     }
+    // Health for supervisors and load balancers, reflection for operators.
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     ServerOptions server_options;
     server_options.max_message_bytes = ctx_.settings.max_message_bytes();
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), services,

@@ -3,6 +3,7 @@
 // devices through the admin API loaded from proto/strata/v1/admin/devices.proto.
 //   node client.js ADDRESS CA CERT KEY PROTO_DIR
 // Prints one JSON object: {"services": [...], "health": "...", "devices": [names]}.
+// With PROTO_DIR "-" (a server that is not a provider), no devices.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -29,7 +30,8 @@ const healthProto = path.join(path.dirname(require.resolve('grpc-health-check/pa
                               'proto/health/v1/health.proto');
 const reflection = load(reflectionProto, []).grpc.reflection.v1alpha;
 const health = load(healthProto, []).grpc.health.v1;
-const admin = load(path.join(protoDir, 'strata/v1/admin/devices.proto'), [protoDir]).strata.v1;
+const admin = protoDir === '-' ? null :
+    load(path.join(protoDir, 'strata/v1/admin/devices.proto'), [protoDir]).strata.v1;
 
 const out = {};
 const refl = new reflection.ServerReflection(address, creds, options);
@@ -42,6 +44,10 @@ call.on('data', (resp) => {
   new health.Health(address, creds, options).Check({service: ''}, (err, h) => {
     if (err) fail('health', err);
     out.health = h.status;
+    if (!admin) {
+      console.log(JSON.stringify(out));
+      process.exit(0);
+    }
     new admin.DeviceService(address, creds, options).ListDevices(
         {page_size: 1000}, (err2, list) => {
           if (err2) fail('ListDevices', err2);
