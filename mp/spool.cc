@@ -1,5 +1,7 @@
 #include "mp/spool.h"
 
+#include "common/base/files.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -77,11 +79,9 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& dir, Optio
 
 Spool::~Spool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
-  data_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
   if (fd_ >= 0) close(fd_);
 }
@@ -161,17 +161,16 @@ absl::Status Spool::OpenNewSegment(int64_t first_seq) {
     fsync(dfd);
     close(dfd);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   segments_[first_seq] = Segment{first_seq, first_seq - 1, path, 0};
   return absl::OkStatus();
 }
 
 void Spool::Append(std::vector<std::string> records, Done done) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!stopping_) {
       queue_.push_back(Pending{std::move(records), std::move(done)});
-      cv_.notify_one();
       return;
     }
   }
@@ -181,14 +180,14 @@ void Spool::Append(std::vector<std::string> records, Done done) {
 absl::Status Spool::WriteBatch(std::deque<Pending>& batch, int64_t* last) {
   int64_t seq;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     seq = durable_seq_;
   }
   std::string buf;
   int64_t seg_first;
   int64_t seg_bytes;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     seg_first = segments_.rbegin()->first;
     seg_bytes = segments_.rbegin()->second.bytes;
   }
@@ -202,7 +201,7 @@ absl::Status Spool::WriteBatch(std::deque<Pending>& batch, int64_t* last) {
       }
       off += n;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Segment& seg = segments_[seg_first];
     seg.bytes += buf.size();
     buf.clear();
@@ -213,7 +212,7 @@ absl::Status Spool::WriteBatch(std::deque<Pending>& batch, int64_t* last) {
       if (seg_bytes > options_.segment_bytes) {
         RETURN_IF_ERROR(flush());
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           segments_[seg_first].last_seq = seq;
         }
         RETURN_IF_ERROR(OpenNewSegment(seq + 1));
@@ -226,7 +225,7 @@ absl::Status Spool::WriteBatch(std::deque<Pending>& batch, int64_t* last) {
   }
   RETURN_IF_ERROR(flush());
   if (fdatasync(fd_) != 0) return Errno("spool: sync");
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   segments_[seg_first].last_seq = seq;
   durable_seq_ = seq;
   *last = seq;
@@ -237,8 +236,10 @@ void Spool::WriterLoop() {
   while (true) {
     std::deque<Pending> batch;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      absl::MutexLock lock(&mu_);
+      auto work = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&work));
       if (queue_.empty()) return;  // stopping, nothing left to write
       batch.swap(queue_);
     }
@@ -250,8 +251,6 @@ void Spool::WriterLoop() {
       // (a restart recovers it: whole records kept, a torn tail cut off).
       if (broken_.ok()) LogError("spool.write_failed", {{"error", s}});
       broken_ = s;
-    } else {
-      data_cv_.notify_all();
     }
     // Each append learns the last seq of its own records.
     int64_t end = last;
@@ -274,10 +273,12 @@ absl::StatusOr<std::vector<SpoolRecord>> Spool::Read(int64_t after, int max_reco
   std::vector<Segment> segs;
   int64_t durable;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    int gen = wake_generation_;
-    data_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
-                      [&] { return durable_seq_ > after || stopping_ || gen != wake_generation_; });
+    absl::MutexLock lock(&mu_);
+    const int gen = wake_generation_;
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return durable_seq_ > after || stopping_ || gen != wake_generation_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(wait_ms));
     durable = durable_seq_;
     if (durable <= after) return std::vector<SpoolRecord>{};
     auto it = segments_.upper_bound(after + 1);
@@ -296,7 +297,7 @@ absl::StatusOr<std::vector<SpoolRecord>> Spool::Read(int64_t after, int max_reco
     int64_t offset = 0, next = 0;
     {
       // A reader going on from where it stopped does not rescan the segment.
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (cursor_path_ == seg.path && cursor_seq_ == after) offset = cursor_offset_;
     }
     SpoolRecord rec;
@@ -314,7 +315,7 @@ absl::StatusOr<std::vector<SpoolRecord>> Spool::Read(int64_t after, int max_reco
     }
     close(fd);
     if (took) {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       cursor_path_ = seg.path;
       cursor_seq_ = out.back().seq;
       cursor_offset_ = offset;
@@ -326,7 +327,7 @@ absl::StatusOr<std::vector<SpoolRecord>> Spool::Read(int64_t after, int max_reco
 absl::Status Spool::Acknowledge(int64_t seq) {
   std::vector<std::string> remove;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (seq <= acked_seq_) return absl::OkStatus();
     acked_seq_ = std::min(seq, durable_seq_);
     auto current = std::prev(segments_.end());
@@ -342,33 +343,26 @@ absl::Status Spool::Acknowledge(int64_t seq) {
   }
   // A lost acknowledgement only means the site sees some reports again, which
   // it skips (exactly once by client sequence): no sync needed here.
-  std::string tmp = dir_ + "/acked.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << seq << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("spool: cannot write ", tmp));
-  }
-  if (std::rename(tmp.c_str(), (dir_ + "/acked").c_str()) != 0) return Errno("spool: rename");
+  RETURN_IF_ERROR(WriteFileAtomically(dir_ + "/acked", absl::StrCat(seq, "\n"), 0644));
   for (const auto& p : remove) std::filesystem::remove(p);
   return absl::OkStatus();
 }
 
 int64_t Spool::acknowledged() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return acked_seq_;
 }
 
 int64_t Spool::last_seq() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return durable_seq_;
 }
 
 void Spool::Wake() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++wake_generation_;
   }
-  data_cv_.notify_all();
 }
 
 }  // namespace strata::mp

@@ -9,19 +9,19 @@
 //
 // Thread-safe. Callbacks run on the spool's writer thread.
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace strata::mp {
 
@@ -76,18 +76,17 @@ class Spool {
   const std::string dir_;
   const Options options_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;           // writer wake-up
-  std::condition_variable data_cv_;      // readers: new durable data
-  std::deque<Pending> queue_;            // guarded by mu_
-  bool stopping_ = false;                // guarded by mu_
-  std::map<int64_t, Segment> segments_;  // by first_seq; guarded by mu_
-  int64_t durable_seq_ = 0;              // guarded by mu_
-  int64_t acked_seq_ = 0;                // guarded by mu_
-  int wake_generation_ = 0;              // guarded by mu_
-  std::string cursor_path_;              // where the last Read stopped; guarded by mu_
-  int64_t cursor_seq_ = -1;
-  int64_t cursor_offset_ = 0;
+  mutable absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<int64_t, Segment> segments_ ABSL_GUARDED_BY(mu_);  // by first_seq
+  int64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t acked_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int wake_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Where the last Read stopped.
+  std::string cursor_path_ ABSL_GUARDED_BY(mu_);
+  int64_t cursor_seq_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t cursor_offset_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status broken_;  // writer thread only
   int fd_ = -1;          // current segment; writer thread only (after Open)
   std::thread writer_;

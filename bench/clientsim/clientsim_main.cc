@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "bench/clientsim/sim_client.h"
 #include "common/base/hlc.h"
 #include "common/base/status.h"
@@ -154,17 +155,17 @@ class Simulator {
   void Stop() {
     std::vector<Watcher*> live;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stopping_ = true;
       for (auto* w : current_) {
         if (w) live.push_back(w);
       }
     }
-    reopen_cv_.notify_all();
     if (reopener_.joinable()) reopener_.join();
     for (auto* w : live) w->Cancel();  // outside the lock: OnDone may run inline
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return open_streams_ == 0; });
+    absl::MutexLock lock(&mu_);
+    auto closed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return open_streams_ == 0; };
+    mu_.Await(absl::Condition(&closed));
     all_.clear();
     current_.clear();
   }
@@ -282,7 +283,7 @@ class Simulator {
     auto t0 = Clock::now();
     std::vector<Watcher*> opening;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (current_.empty()) {
         for (size_t i = 0; i < clients_.size(); ++i) opening.push_back(NewWatcherLocked(i));
         reopener_ = std::thread([this] { Reopener(); });
@@ -315,7 +316,7 @@ class Simulator {
   }
 
   int Held() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     int held = 0;
     for (auto* w : current_) held += w && w->connected() ? 1 : 0;
     return held;
@@ -323,7 +324,7 @@ class Simulator {
 
   // A stream ended: reopened after 1-2 s, as the agent does.
   void Ended(Watcher* w) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     --open_streams_;
     ++streams_ended_;
     const grpc::Status& s = w->end_status();
@@ -332,10 +333,7 @@ class Simulator {
       if (count++ == 0) message = s.error_message();
     }
     if (current_[w->slot()] == w) current_[w->slot()] = nullptr;
-    if (stopping_) {
-      cv_.notify_all();
-      return;
-    }
+    if (stopping_) return;
     reopen_.push_back(
         {Clock::now() + std::chrono::milliseconds(1000 + jitter_() % 1000), w->slot()});
   }
@@ -344,9 +342,10 @@ class Simulator {
   // at a time (as Streams() opens them): a fleet reconnecting after an MP
   // restart does not all handshake in the same instant.
   void Reopener() {
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     while (!stopping_) {
-      reopen_cv_.wait_for(lock, std::chrono::milliseconds(100));
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100));
       auto now = Clock::now();
       std::vector<Watcher*> due;
       int room = concurrency_ - connecting_;
@@ -359,9 +358,9 @@ class Simulator {
         it = reopen_.erase(it);
         --room;
       }
-      lock.unlock();
+      mu_.Unlock();
       for (auto* w : due) w->Open();
-      lock.lock();
+      mu_.Lock();
     }
   }
 
@@ -470,7 +469,7 @@ class Simulator {
   std::string AwaitPolicy(int timeout_s) {
     int held = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (auto* w : current_) {
         if (!w) continue;
         w->reset_policy_changed();
@@ -485,7 +484,7 @@ class Simulator {
       first = last = 0;
       received = 0;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         for (auto* w : current_) {
           int64_t t = w ? w->policy_changed_ms() : 0;
           if (t == 0) continue;
@@ -503,7 +502,7 @@ class Simulator {
   }
 
   std::string Status() {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     int held = 0;
     for (auto* w : current_) held += w && w->connected() ? 1 : 0;
     std::string out =
@@ -525,16 +524,16 @@ class Simulator {
   std::vector<std::unique_ptr<SimClient>> clients_;
 
   std::atomic<int> connecting_{0};
-  std::mutex mu_;
-  std::condition_variable cv_, reopen_cv_;
-  bool stopping_ = false;                                     // guarded by mu_
-  int open_streams_ = 0;                                      // guarded by mu_
-  int streams_ended_ = 0;                                     // guarded by mu_
-  std::map<int, std::pair<int, std::string>> end_reasons_;    // code: count, first message
-  std::minstd_rand jitter_;                                   // guarded by mu_
-  std::vector<std::unique_ptr<Watcher>> all_;                 // guarded by mu_
-  std::vector<Watcher*> current_;                             // per client; guarded by mu_
-  std::vector<std::pair<Clock::time_point, size_t>> reopen_;  // guarded by mu_
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int open_streams_ ABSL_GUARDED_BY(mu_) = 0;
+  int streams_ended_ ABSL_GUARDED_BY(mu_) = 0;
+  // By status code: count, first message.
+  std::map<int, std::pair<int, std::string>> end_reasons_ ABSL_GUARDED_BY(mu_);
+  std::minstd_rand jitter_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Watcher>> all_ ABSL_GUARDED_BY(mu_);
+  std::vector<Watcher*> current_ ABSL_GUARDED_BY(mu_);  // per client
+  std::vector<std::pair<Clock::time_point, size_t>> reopen_ ABSL_GUARDED_BY(mu_);
   std::thread reopener_;
 };
 

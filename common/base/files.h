@@ -1,9 +1,10 @@
 #pragma once
 
-// Reading a file whole, and replacing a small file so that a crash leaves either the old contents
-// or the new, never a mix: write a temporary file beside it, fsync it, rename it over the target,
-// fsync the directory. For state files (the agent's identity and queue, the MP's saved bundle and
-// spool watermark, address files).
+// Reading a file whole, and replacing a small file so that a crash leaves
+// either the old contents or the new, never a mix: write a temporary file
+// beside it, (fsync it,) rename it over the target, (fsync the directory).
+// For state files: the agent's identity, policy and queue, the MP's saved
+// bundle and spool watermark, address files.
 
 #include <sys/types.h>
 
@@ -18,6 +19,12 @@ namespace strata {
 // for a new file. Internal (naming the path and the errno text) on failure;
 // the target is then unchanged.
 absl::Status WriteFileDurably(const std::string& path, const std::string& data, mode_t mode = 0600);
+
+// The same without the syncs: after a crash the file holds the old contents
+// or the new, but the new may be lost. For what is cheap to lose (the MP's
+// spool watermark: a lost one only resends what the site already has).
+absl::Status WriteFileAtomically(const std::string& path, const std::string& data,
+                                 mode_t mode = 0600);
 
 // The whole file, or NotFound naming it when it cannot be opened.
 absl::StatusOr<std::string> ReadFile(const std::string& path);

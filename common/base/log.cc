@@ -4,16 +4,17 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "fmt/format.h"
 
 namespace strata {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
-std::mutex g_mu;
-std::string g_component;  // guarded by g_mu
+absl::Mutex g_mu(absl::kConstInit);
+std::string g_component ABSL_GUARDED_BY(g_mu);
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -63,7 +64,7 @@ LogField::LogField(std::string_view k, double v) : key(k), value(fmt::format("{:
 void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
 
 void SetLogComponent(std::string_view component) {
-  std::lock_guard<std::mutex> lock(g_mu);
+  absl::MutexLock lock(&g_mu);
   g_component = std::string(component);
 }
 
@@ -91,7 +92,7 @@ void Log(LogLevel level, std::string_view event, std::initializer_list<LogField>
   char ts[32];
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
   std::string body = FormatLogLine(level, event, fields);
-  std::lock_guard<std::mutex> lock(g_mu);
+  absl::MutexLock lock(&g_mu);
   std::string line = fmt::format("{}.{:03d}Z {}{}{}\n", ts, static_cast<int>(ms % 1000),
                                  g_component, g_component.empty() ? "" : " ", body);
   std::fwrite(line.data(), 1, line.size(), stderr);

@@ -69,6 +69,11 @@ std::function<Action(CLI::App*)> DeleteByName(grpc::Status (Stub::*method)(grpc:
 // The options every command shares (set by the registry's flags).
 Options& GlobalOptions();
 
+// Every command of every noun file, in the registry's order.
+std::vector<Command> AllCommands();
+// The verbs, in the order --help lists them.
+std::vector<std::string> Verbs();
+
 // The whole of stratactl's main().
 int Main(int argc, char** argv);
 // The bash completion script for every registered command.

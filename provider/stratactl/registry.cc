@@ -62,14 +62,6 @@ constexpr Verb kVerbs[] = {
     {"report", "Built-in reports"},
 };
 
-std::vector<Command> AllCommands() {
-  std::vector<Command> all;
-  for (NounFn fn : kNouns) {
-    for (Command& c : fn()) all.push_back(std::move(c));
-  }
-  return all;
-}
-
 std::string VerbHelp(const Verb& v, const std::vector<Command>& commands) {
   std::vector<std::string> words;
   for (const Command& c : commands) {
@@ -166,6 +158,20 @@ std::vector<std::string> FlagsOf(const CLI::App* node) {
 std::string Words(const std::vector<std::string>& words) { return absl::StrJoin(words, " "); }
 
 }  // namespace
+
+std::vector<Command> AllCommands() {
+  std::vector<Command> all;
+  for (NounFn fn : kNouns) {
+    for (Command& c : fn()) all.push_back(std::move(c));
+  }
+  return all;
+}
+
+std::vector<std::string> Verbs() {
+  std::vector<std::string> out;
+  for (const Verb& v : kVerbs) out.push_back(v.name);
+  return out;
+}
 
 Options& GlobalOptions() {
   static Options* options = new Options;
