@@ -100,10 +100,33 @@ done
 echo "   (a device is site data: it goes up to the CAS, never down or across)"
 
 echo
+echo "== providers (the admin API) at the CAS, P01 and P02; alice is the first Full Administrator"
+provider_start CAS alice && echo "   CAS  $(provider_address CAS)"
+provider_start P01 && echo "   P01  $(provider_address P01)"
+provider_start P02 && echo "   P02  $(provider_address P02)"
+ctl="$STRATA_BUILD/provider/stratactl --config $STRATA_RUN/stratactl.conf"
+{
+  echo "$ctl_marker (removed when it stops)"
+  echo "server: \"$(provider_address CAS)\""
+  echo "ca_file: \"$STRATA_PKI/ca.pem\""
+  echo "cert_file: \"$STRATA_PKI/admin-alice.pem\""
+  echo "key_file: \"$STRATA_PKI/admin-alice.key\""
+} > "$STRATA_RUN/stratactl.conf"
+if [ ! -f "$ctl_conf" ] || grep -q "$ctl_marker" "$ctl_conf"; then
+  mkdir -p "$(dirname "$ctl_conf")" && cp "$STRATA_RUN/stratactl.conf" "$ctl_conf"
+  echo "   wrote $ctl_conf: stratactl now works without arguments"
+else
+  echo "   kept your $ctl_conf; use: $ctl"
+fi
+echo "\$ stratactl get sites"
+$ctl get sites | sed 's/^/   /'
+echo
 echo "== management points at P01, P02 and S01 (agents' contact; logs in $STRATA_RUN/*-mp1.log)"
 for m in P01.mp1 P02.mp1 S01.mp1; do mp_start $m && echo "   $m  $(mp_address $m)"; done
-token=quickstart-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
-add_enrollment_token CAS "$token"  # global data: every site accepts it
+echo "\$ stratactl create enrollment-token quickstart --valid-for 1d   (shown once; global data: every site accepts it)"
+token=$($ctl create enrollment-token quickstart --valid-for 1d --description "quickstart agents" -o json |
+  sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
+[ -n "$token" ] || { echo "stratactl did not make an enrollment token" >&2; exit 1; }
 echo "== three agents on this machine (state in $STRATA_RUN/agent-N), one per MP"
 # agent_start N MP: strata-agent as a service, its own identity and state.
 agent_start() {
@@ -135,27 +158,6 @@ site_sql CAS "SELECT format('   %-22s site %s via %s  %s, %s kB RAM, %s packages
   WHERE d.inventory_seq > 0 ORDER BY d.name"
 echo "   ($(dpkg-query -W -f='${db:Status-Abbrev}\n' | grep -c '^ii') packages installed here, per dpkg-query)"
 
-echo
-echo "== providers (the admin API) at the CAS, P01 and P02; alice is the first Full Administrator"
-provider_start CAS alice && echo "   CAS  $(provider_address CAS)"
-provider_start P01 && echo "   P01  $(provider_address P01)"
-provider_start P02 && echo "   P02  $(provider_address P02)"
-ctl="$STRATA_BUILD/provider/stratactl --config $STRATA_RUN/stratactl.conf"
-{
-  echo "$ctl_marker (removed when it stops)"
-  echo "server: \"$(provider_address CAS)\""
-  echo "ca_file: \"$STRATA_PKI/ca.pem\""
-  echo "cert_file: \"$STRATA_PKI/admin-alice.pem\""
-  echo "key_file: \"$STRATA_PKI/admin-alice.key\""
-} > "$STRATA_RUN/stratactl.conf"
-if [ ! -f "$ctl_conf" ] || grep -q "$ctl_marker" "$ctl_conf"; then
-  mkdir -p "$(dirname "$ctl_conf")" && cp "$STRATA_RUN/stratactl.conf" "$ctl_conf"
-  echo "   wrote $ctl_conf: stratactl now works without arguments"
-else
-  echo "   kept your $ctl_conf; use: $ctl"
-fi
-echo "\$ stratactl get sites"
-$ctl get sites | sed 's/^/   /'
 echo "\$ stratactl create collection \"Has libssl3\" --query 'software.name = \"libssl3\"'"
 $ctl create collection "Has libssl3" --query 'software.name = "libssl3"' | sed 's/^/   /'
 evaluated() {
@@ -181,6 +183,10 @@ echo "   agent 3 (at S01) now: $(grep 'agent.policy ' "$STRATA_RUN/agent-3.log" 
   "agent 1 (at P01): $(grep 'agent.policy ' "$STRATA_RUN/agent-1.log" | tail -n 1 | grep -o 'poll_s=[0-9]*')"
 echo "\$ stratactl get client-settings"
 $ctl get client-settings | sed 's/^/   /'
+echo "\$ stratactl get enrollment-tokens"
+$ctl get enrollment-tokens | sed 's/^/   /'
+echo "\$ stratactl get site-systems   (every site's management points, as their site servers see them)"
+$ctl get site-systems | sed 's/^/   /'
 echo "\$ stratactl get audit"
 $ctl get audit | sed 's/^/   /'
 

@@ -4,6 +4,11 @@
 #include "common/base/log.h"
 
 namespace strata::mp {
+namespace {
+
+constexpr absl::Duration kStatusSoonest = absl::Seconds(5);
+
+}  // namespace
 
 SiteUplink::SiteUplink(SiteClient& site, Spool& spool, UplinkOptions options,
                        UplinkHandlers handlers)
@@ -98,15 +103,21 @@ absl::Status SiteUplink::RunStream() {
   }
   int64_t sent = spool_.acknowledged();
   absl::Status result;
-  absl::Time next_status = absl::Now();
+  absl::Time last_status = absl::InfinitePast();
+  int64_t last_clients = -1;
   while (!stopping()) {
-    if (absl::Now() >= next_status) {
-      // What the site records of this MP (stratactl get site-systems).
+    // What the site records of this MP (stratactl get site-systems): every
+    // status interval, and sooner (at most every 5 s) when the number of
+    // clients it holds changed.
+    const int64_t clients = handlers_.clients_connected ? handlers_.clients_connected() : 0;
+    const absl::Time now = absl::Now();
+    if (now - last_status >= options_.status_every ||
+        (clients != last_clients && now - last_status >= kStatusSoonest)) {
       v1::MpUp status;
-      status.mutable_status()->set_clients_connected(
-          handlers_.clients_connected ? handlers_.clients_connected() : 0);
+      status.mutable_status()->set_clients_connected(clients);
       if (!stream->Write(status)) break;
-      next_status = absl::Now() + options_.status_every;
+      last_status = now;
+      last_clients = clients;
     }
     {
       absl::MutexLock lock(&in_flight_mu);

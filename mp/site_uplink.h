@@ -3,9 +3,9 @@
 // A management point's link to its site server: one Connect stream at a
 // time, reconnected with backoff. Up: a hello, the spool's reports in
 // batches (at most two unacknowledged), and the MP's status every status
-// interval. Down: the site bundle, clients' custom settings, requests for a
-// client (full inventory), clients whose approval changed, and
-// acknowledgements, after which the spool drops what the site committed.
+// interval (sooner, at most every 5 s, when the clients it holds changed). Down: the site bundle,
+// clients' custom settings, requests for a client (full inventory), clients whose approval changed,
+// and acknowledgements, after which the spool drops what the site committed.
 //
 // Start() runs the link on its own thread; Stop() ends it. The handlers run
 // on the link's reader thread, one at a time.
