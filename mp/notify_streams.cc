@@ -134,18 +134,27 @@ grpc::ServerWriteReactor<v1::Notification>* NotifyStreams::Open(const std::strin
   }
   auto* stream = new Stream(this, id);
   authorize([this, stream, id, greeting = std::move(greeting)](absl::Status s) {
-    // Registered before Authorized(): until then the stream cannot finish
-    // (see OnCancel), and once registered its OnDone unregisters it.
-    if (s.ok()) {
+    // Until Authorized() the stream cannot finish (see OnCancel). It is
+    // registered and authorized under the registry's lock, so no Close()
+    // (a newer stream, a refusal, shutdown) can reach it in between; once
+    // registered, its OnDone unregisters it.
+    bool open;
+    {
       absl::MutexLock lock(&mu_);
-      Stream*& slot = streams_[id];
-      if (slot) slot->Close(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer stream"));
-      slot = stream;
+      if (s.ok()) {
+        Stream*& slot = streams_[id];
+        if (slot) {
+          slot->Close(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer stream"));
+        }
+        slot = stream;
+      }
+      open = stream->Authorized(s);
+      if (!open && s.ok()) {
+        auto it = streams_.find(id);
+        if (it != streams_.end() && it->second == stream) streams_.erase(it);
+      }
     }
-    if (!stream->Authorized(s)) {
-      if (s.ok()) Unregister(id, stream);
-      return;
-    }
+    if (!open) return;
     for (auto kind : greeting()) Push(id, kind);
   });
   return stream;

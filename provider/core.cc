@@ -71,14 +71,14 @@ grpc::Status CallCore::Run(const grpc::ServerContextBase& ctx, absl::string_view
                            absl::string_view permission, const Handler& fn) {
   absl::StatusOr<PeerIdentity> peer = PeerFromContext(ctx);
   if (!peer.ok()) {
-    AuditRefusal("(no certificate)", method, peer.status());
+    AuditRefusal("(no certificate)", method, peer.status(), /*limited=*/true);
     return ToGrpcStatus(peer.status());
   }
   if (peer->role != "admin") {
     absl::Status s = absl::PermissionDeniedError(
         absl::StrCat("the admin API takes administrators' certificates (OU=admin); this one is ",
                      peer->ToString()));
-    AuditRefusal(peer->ToString(), method, s);
+    AuditRefusal(peer->ToString(), method, s, /*limited=*/true);
     return ToGrpcStatus(s);
   }
   absl::Status s = pool_.With([&](store::Connection& conn) {
@@ -90,7 +90,7 @@ grpc::Status CallCore::Run(const grpc::ServerContextBase& ctx, absl::string_view
     });
   });
   if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
-    AuditRefusal(peer->name, method, s);
+    AuditRefusal(peer->name, method, s, /*limited=*/false);
   } else if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument &&
              s.code() != absl::StatusCode::kNotFound &&
              s.code() != absl::StatusCode::kAlreadyExists &&
@@ -101,8 +101,29 @@ grpc::Status CallCore::Run(const grpc::ServerContextBase& ctx, absl::string_view
   return ToGrpcStatus(s);
 }
 
+bool CallCore::TakeAuditBudget(const std::string& who) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&audit_mu_);
+  if (now - minute_start_ >= absl::Minutes(1)) {
+    minute_start_ = now;
+    in_minute_ = 0;
+  }
+  auto it = audited_at_.find(who);
+  if (in_minute_ >= 60 || (it != audited_at_.end() && now - it->second < absl::Minutes(1))) {
+    return false;
+  }
+  if (audited_at_.size() >= 10000) audited_at_.clear();
+  audited_at_[who] = now;
+  ++in_minute_;
+  return true;
+}
+
 void CallCore::AuditRefusal(const std::string& who, absl::string_view method,
-                            const absl::Status& status) {
+                            const absl::Status& status, bool limited) {
+  const bool audit = !limited || TakeAuditBudget(who);
+  LogInfo("provider.denied",
+          {{"admin", who}, {"method", std::string(method)}, {"error", status}, {"audited", audit}});
+  if (!audit) return;
   absl::Status a = pool_.With([&](store::Connection& conn) {
     return conn.Transact([&](Transaction& tx) -> absl::Status {
       return WriteAudit(
@@ -111,7 +132,6 @@ void CallCore::AuditRefusal(const std::string& who, absl::string_view method,
     });
   });
   if (!a.ok()) LogWarning("provider.audit_failed", {{"error", a}});
-  LogInfo("provider.denied", {{"admin", who}, {"method", std::string(method)}, {"error", status}});
 }
 
 absl::StatusOr<Caller> CallCore::LoadCaller(Transaction& tx, const std::string& name) {

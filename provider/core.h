@@ -9,16 +9,24 @@
 // certificate that is not an administrator's, an administrator unknown
 // here, a missing permission, RBAC containment) rolls the call's
 // transaction back and is audited in a transaction of its own, and logged.
+// Refusals of certificates that are not administrators' (any agent holds
+// one from the hierarchy's CA) are audited at most once a minute per
+// identity and 60 times a minute in all, so that they cannot flood the
+// audit log (site data, replicated to the CAS); every one is logged.
 //
 // Thread-safe: gRPC's handler threads call Run() concurrently.
 
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 #include "absl/strings/string_view.h"
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/store/database.h"
 #include "common/store/pool.h"
 #include "grpcpp/server_context.h"
@@ -115,11 +123,21 @@ class CallCore {
 
  private:
   absl::StatusOr<Caller> LoadCaller(Transaction& tx, const std::string& name);
-  void AuditRefusal(const std::string& who, absl::string_view method, const absl::Status& status);
+  // `limited`: a caller that is not an administrator (see the header).
+  void AuditRefusal(const std::string& who, absl::string_view method, const absl::Status& status,
+                    bool limited);
+  bool TakeAuditBudget(const std::string& who);
 
   store::ConnectionPool& pool_;
   const std::string site_;
   const std::vector<std::string> known_permissions_;
+
+  absl::Mutex audit_mu_;
+  // Non-administrators' refusals audited: when, by identity (cleared when
+  // it grows past 10,000), and how many in the current minute.
+  std::map<std::string, absl::Time> audited_at_ ABSL_GUARDED_BY(audit_mu_);
+  absl::Time minute_start_ ABSL_GUARDED_BY(audit_mu_) = absl::InfinitePast();
+  int in_minute_ ABSL_GUARDED_BY(audit_mu_) = 0;
 };
 
 }  // namespace strata::provider

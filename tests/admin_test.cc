@@ -1003,6 +1003,14 @@ TEST_CASE(
   CHECK(cas.db().Scalar("SELECT admin || ' ' || action || ' ' || outcome FROM audit_log WHERE "
                         "outcome = 'denied'") == "site/P01 WhoAmI denied");
   CHECK(pv.LogText().find("provider.denied admin=site/P01") != std::string::npos);
+  // Another within the minute is logged, not audited again: certificates
+  // that are not administrators' (every agent holds one) cannot flood the
+  // audit log, which replicates to the CAS.
+  grpc::ClientContext again;
+  CHECK(stub->WhoAmI(&again, v1::WhoAmIRequest(), &me).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(cas.db().ScalarInt("SELECT count(*) FROM audit_log WHERE outcome = 'denied'") == 1);
+  CHECK(pv.LogText().find("audited=false") != std::string::npos);
 
   // The MP answers reflection too, for operators (an independent client).
   const char* modules = std::getenv("STRATA_NODE_MODULES");

@@ -30,12 +30,10 @@ struct Token {
 absl::StatusOr<Token> CheckToken(store::Transaction& tx, const std::string& token) {
   Token t;
   t.sha256 = Sha256Hex(token);
-  ASSIGN_OR_RETURN(
-      store::Result r,
-      tx.Exec("SELECT revoked_at IS NOT NULL, coalesce(expires_at <= now(), false), max_uses, "
-              "(SELECT count(*) FROM enrollment_token_uses u WHERE u.token_sha256 = "
-              "t.token_sha256) FROM enrollment_tokens t WHERE token_sha256 = $1 FOR UPDATE",
-              {t.sha256}));
+  ASSIGN_OR_RETURN(store::Result r,
+                   tx.Exec("SELECT revoked_at IS NOT NULL, coalesce(expires_at <= now(), false), "
+                           "max_uses FROM enrollment_tokens WHERE token_sha256 = $1 FOR UPDATE",
+                           {t.sha256}));
   if (r.empty() || r.GetBool(0, 1)) {
     return absl::PermissionDeniedError("the enrollment token is not recognized or has expired");
   }
@@ -43,7 +41,13 @@ absl::StatusOr<Token> CheckToken(store::Transaction& tx, const std::string& toke
     return absl::PermissionDeniedError("the enrollment token was revoked by an administrator");
   }
   t.max_uses = r.GetInt(0, 2);
-  t.uses = r.GetInt(0, 3);
+  // Counted in a statement of its own, after the lock: its snapshot sees the
+  // uses of registrations that held the lock before this one (a count in
+  // the locking statement would see only those committed before it began).
+  ASSIGN_OR_RETURN(store::Result uses, tx.Exec("SELECT count(*) FROM enrollment_token_uses WHERE "
+                                               "token_sha256 = $1",
+                                               {t.sha256}));
+  t.uses = uses.GetInt(0, 0);
   return t;
 }
 

@@ -36,7 +36,8 @@ struct MpSession {
   std::string name;
   grpc::ServerReaderWriter<v1::MpDown, v1::MpUp>* stream;
   grpc::ServerContext* context;
-  absl::Mutex write_mu;  // gRPC allows one write at a time
+  std::string last_seen;  // site_systems.last_seen_at as this stream last wrote it
+  absl::Mutex write_mu;   // gRPC allows one write at a time
   bool Write(const v1::MpDown& m) {
     absl::MutexLock lock(&write_mu);
     return stream->Write(m);
@@ -60,8 +61,10 @@ class ClientService::Impl {
       ca_ = std::move(*loaded);
     }
     if (options_.notifier) {
+      // Only the wake lock: the notifier's callers (every link) must never
+      // wait for a write to a slow MP.
       subscription_ = options_.notifier->Subscribe([this] {
-        absl::MutexLock lock(&mu_);
+        absl::MutexLock lock(&wake_mu_);
         bundle_dirty_ = true;
       });
     }
@@ -75,6 +78,10 @@ class ClientService::Impl {
       if (stopping_) return;
       stopping_ = true;
       for (auto* s : sessions_) s->context->TryCancel();
+    }
+    {
+      absl::MutexLock lock(&wake_mu_);
+      wake_stop_ = true;
     }
     if (options_.notifier && subscription_ >= 0) options_.notifier->Unsubscribe(subscription_);
     for (auto& t : threads_) t.join();
@@ -187,17 +194,21 @@ class ClientService::Impl {
     }
     ASSIGN_OR_RETURN(store::ConnectionPtr conn,
                      store::Connection::Open(options_.config.database()));
-    RETURN_IF_ERROR(conn->Exec("INSERT INTO site_systems (site_code, role, name, address, version, "
-                               "state) VALUES ($1, 'mp', $2, $3, $4, 'online') ON CONFLICT "
-                               "(site_code, role, name) DO UPDATE SET address = EXCLUDED.address, "
-                               "version = EXCLUDED.version, state = 'online', last_seen_at = now()",
-                               {site_, mp.name, hello.address(), hello.version()})
-                        .status());
-    MpSession session{mp.name, stream, context, {}};
+    ASSIGN_OR_RETURN(
+        store::Result seen,
+        conn->Exec("INSERT INTO site_systems (site_code, role, name, address, version, state) "
+                   "VALUES ($1, 'mp', $2, $3, $4, 'online') ON CONFLICT (site_code, role, name) "
+                   "DO UPDATE SET address = EXCLUDED.address, version = EXCLUDED.version, state = "
+                   "'online', last_seen_at = now() RETURNING last_seen_at::text",
+                   {site_, mp.name, hello.address(), hello.version()}));
+    MpSession session{mp.name, stream, context, seen.GetString(0, 0), {}};
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return absl::UnavailableError("site server stopping");
       sessions_.insert(&session);
+    }
+    {
+      absl::MutexLock lock(&wake_mu_);
       bundle_dirty_ = true;  // the new system changes the bundle; and send it
     }
     LogInfo("mp.connected",
@@ -208,12 +219,14 @@ class ClientService::Impl {
       sessions_.erase(&session);
     }
     // Offline as its site server saw it go (best effort: a site server that
-    // dies leaves it "online" with an old last contact, shown as unknown).
-    absl::Status offline = conn->Exec(
-                                   "UPDATE site_systems SET state = 'offline', last_seen_at = "
-                                   "now() WHERE site_code = $1 AND role = 'mp' AND name = $2",
-                                   {site_, mp.name})
-                               .status();
+    // dies leaves it "online" with an old last contact, shown as unknown),
+    // unless a newer stream of the same MP wrote since.
+    absl::Status offline =
+        conn->Exec(
+                "UPDATE site_systems SET state = 'offline', last_seen_at = now() WHERE "
+                "site_code = $1 AND role = 'mp' AND name = $2 AND last_seen_at <= $3",
+                {site_, mp.name, session.last_seen})
+            .status();
     if (!offline.ok()) LogWarning("mp.state_not_recorded", {{"mp", mp.name}, {"error", offline}});
     LogInfo("mp.disconnected", {{"mp", mp.name}, {"reason", result}});
     return result;
@@ -239,11 +252,17 @@ class ClientService::Impl {
         // (each write replicates up to the CAS).
         const int64_t clients = std::max<int64_t>(up.status().clients_connected(), 0);
         if (clients != clients_recorded || absl::Now() - status_recorded > kStatusRecordEvery) {
-          RETURN_IF_ERROR(conn.Exec("UPDATE site_systems SET clients_connected = $3, state = "
-                                    "'online', last_seen_at = now() WHERE site_code = $1 AND role "
-                                    "= 'mp' AND name = $2",
-                                    {site_, session.name, absl::StrCat(clients)})
-                              .status());
+          // A failure to record it is logged, not worth the MP's stream.
+          auto seen = conn.Exec(
+              "UPDATE site_systems SET clients_connected = $3, state = 'online', last_seen_at = "
+              "now() WHERE site_code = $1 AND role = 'mp' AND name = $2 RETURNING "
+              "last_seen_at::text",
+              {site_, session.name, absl::StrCat(clients)});
+          if (!seen.ok()) {
+            LogWarning("mp.state_not_recorded", {{"mp", session.name}, {"error", seen.status()}});
+          } else if (!seen->empty()) {
+            session.last_seen = seen->GetString(0, 0);
+          }
           clients_recorded = clients;
           status_recorded = absl::Now();
         }
@@ -357,11 +376,12 @@ class ClientService::Impl {
   void BundleLoop() {
     while (true) {
       {
-        absl::MutexLock lock(&mu_);
-        auto woken = [this]()
-                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || bundle_dirty_; };
-        mu_.AwaitWithTimeout(absl::Condition(&woken), absl::Seconds(5));
-        if (stopping_) return;
+        absl::MutexLock lock(&wake_mu_);
+        auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) {
+          return wake_stop_ || bundle_dirty_;
+        };
+        wake_mu_.AwaitWithTimeout(absl::Condition(&woken), absl::Seconds(5));
+        if (wake_stop_) return;
         bundle_dirty_ = false;
       }
       auto bundle = BuildBundle();
@@ -381,13 +401,13 @@ class ClientService::Impl {
           DrainToMps("client_setting_changed", "client_settings.changed", AssignmentMessages);
       if (sent.ok())
         sent = DrainToMps("client_access_changed", "client_access.changed", AccessMessages);
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&wake_mu_);
       if (!sent.ok()) {
         bundle_dirty_ = true;  // look again
         LogWarning("mp.client_changes_failed", {{"error", sent}});
       }
-      auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stopped), absl::Milliseconds(500));
+      auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) { return wake_stop_; };
+      wake_mu_.AwaitWithTimeout(absl::Condition(&stopped), absl::Milliseconds(500));
     }
   }
 
@@ -471,11 +491,15 @@ class ClientService::Impl {
   int subscription_ = -1;
   std::vector<std::thread> threads_;
 
+  // The sessions and what they were sent; held while writing to them.
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool bundle_dirty_ ABSL_GUARDED_BY(mu_) = true;
   v1::SiteBundle bundle_ ABSL_GUARDED_BY(mu_);
   std::set<MpSession*> sessions_ ABSL_GUARDED_BY(mu_);
+  // What wakes the bundle loop; never held while writing to an MP.
+  absl::Mutex wake_mu_;
+  bool bundle_dirty_ ABSL_GUARDED_BY(wake_mu_) = true;
+  bool wake_stop_ ABSL_GUARDED_BY(wake_mu_) = false;
 };
 
 ClientService::ClientService(ClientServiceOptions options)

@@ -55,9 +55,10 @@ void FillToken(const Result& r, size_t i, v1::EnrollmentToken* t) {
   t->set_max_uses(static_cast<int32_t>(r.GetInt(i, 5)));
   t->set_uses(r.GetInt(i, 6));
   t->set_state(r.GetString(i, 7));
+  t->set_sha256_prefix(r.GetString(i, 8).substr(0, 12));
 }
 
-// By name, or "sha256:<at least 8 hex digits>" for a token without one.
+// By name, or "sha256:<at least 8 hex digits>".
 absl::Status ReadToken(Transaction& tx, const std::string& name, v1::EnrollmentToken* out,
                        std::string* sha256 = nullptr) {
   std::string where = "t.name = $1";
@@ -70,14 +71,20 @@ absl::Status ReadToken(Transaction& tx, const std::string& name, v1::EnrollmentT
       return absl::InvalidArgumentError(
           "name: a token's name, or sha256: and at least 8 hex digits of its hash");
     }
-    where = "t.name IS NULL AND t.token_sha256 LIKE $1 || '%'";
+    where = "t.token_sha256 LIKE $1 || '%'";
   }
   ASSIGN_OR_RETURN(Result r,
                    tx.Exec(absl::StrCat(TokenSelect(), " WHERE ", where, " LIMIT 2"), {key}));
   if (r.empty()) return absl::NotFoundError(absl::StrCat("no enrollment token \"", name, "\""));
   if (r.size() > 1) {
+    // Names are unique per site, not across the hierarchy (two sites may
+    // make one name at once): then the hash tells them apart.
     return absl::FailedPreconditionError(
-        absl::StrCat("more than one token's hash starts with ", key, ": give more digits"));
+        key == name
+            ? absl::StrCat("more than one token is named \"", name,
+                           "\" (made at two sites at once): name it by sha256: and its "
+                           "sha256_prefix (get enrollment-tokens -o json)")
+            : absl::StrCat("more than one token's hash starts with ", key, ": give more digits"));
   }
   out->Clear();
   FillToken(r, 0, out);

@@ -186,11 +186,13 @@ TEST_CASE("an upgrade carries the hierarchy's client.* global settings into the 
                   "inventory_seconds || ' ' || heartbeat_seconds || ' ' || splay_seconds || ' ' "
                   "|| _origin FROM client_settings WHERE builtin") ==
         "manual 900 604800 604800 0 P01");  // not a number, or one site's: defaults
-  // Carried-over values are this site's own change (0008): stamped with its
-  // clock and captured, so that sites which carried different values
-  // converge on one version instead of each keeping its own under (1, 000).
-  CHECK(db.ScalarInt("SELECT _hlc FROM client_settings WHERE builtin") > 1);
-  CHECK(db.ScalarInt("SELECT count(*) FROM repl_log WHERE tbl = 'client_settings'") == 1);
+  // Carried-over values are this site's own version (0008) at clock 2, and
+  // logged for its peers: sites which carried different values converge on
+  // one version instead of each keeping its own under (1, 000), and any
+  // administrator's edit (clocked by time) still wins over them.
+  CHECK(db.ScalarInt("SELECT _hlc FROM client_settings WHERE builtin") == 2);
+  CHECK(db.Scalar("SELECT hlc || ' ' || origin || ' ' || key FROM repl_log WHERE tbl = "
+                  "'client_settings'") == "2 P01 [\"Default Client Settings\"]");
 
   // Without any, the built-in defaults.
   TestDatabase fresh("csettings");

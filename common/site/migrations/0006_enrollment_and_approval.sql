@@ -2,14 +2,18 @@
 
 -- Tokens get a name (to revoke them by), their maker, an optional limit of
 -- uses and a revocation time. Rows made before this keep NULLs: every site
--- holds them alike (a column default of now() would differ by site).
+-- holds them alike (a column default of now() would differ by site). The
+-- name is not UNIQUE: two sites may make tokens of one name at once, and a
+-- constraint beside the key would make the applier refuse the other's row,
+-- stopping replication between them; a name held twice is revoked by hash.
 ALTER TABLE enrollment_tokens
-  ADD COLUMN name text UNIQUE CHECK (name ~ '^[A-Za-z0-9._-]{1,64}$'),
+  ADD COLUMN name text CHECK (name ~ '^[A-Za-z0-9._-]{1,64}$'),
   ADD COLUMN created_at timestamptz,
   ADD COLUMN created_by text NOT NULL DEFAULT '',
   ADD COLUMN max_uses integer NOT NULL DEFAULT 0 CHECK (max_uses >= 0),
   ADD COLUMN revoked_at timestamptz;
 ALTER TABLE enrollment_tokens ALTER COLUMN created_at SET DEFAULT now();
+CREATE INDEX enrollment_tokens_name ON enrollment_tokens (name);
 
 -- Each registration with a token (site data: counted where it happened, and
 -- above). A token's limit of uses is enforced by each site against the uses
