@@ -152,6 +152,8 @@ class MpServer::Impl {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (watch_.joinable()) watch_.join();
     if (server_) server_->Wait();
+    // What uses the spool goes before it.
+    uplink_.reset();
     spool_.reset();
     LogInfo("mp.stopped");
     std::call_once(done_once_, [this] { done_.Notify(); });
