@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,7 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/collectors.h"
 #include "agent/inventory_delta.h"
-#include "agent/notify_loop.h"
+#include "agent/nudge_loop.h"
 #include "agent/outbound_queue.h"
 #include "common/base/backoff.h"
 #include "common/base/files.h"
@@ -62,7 +63,7 @@ class Agent::Impl {
       : config_(WithDefaults(std::move(config))),
         dir_(config_.state_dir()),
         queue_(dir_, config_.max_queue_reports()),
-        notify_(NotifyHooks()) {}
+        nudge_(NudgeHooks()) {}
 
   ~Impl() { Stop(); }
 
@@ -73,8 +74,15 @@ class Agent::Impl {
     policy_.ParseFromString(ReadText(dir_ + "/policy.pb"));
     SetKnownVersion(policy_.version());
     LoadSchedule();
-    for (absl::string_view mp : absl::StrSplit(ReadText(dir_ + "/mps"), '\n', absl::SkipEmpty())) {
-      AddMp(std::string(mp));
+    // "address[ nudge_address]" per line, best first.
+    for (absl::string_view line :
+         absl::StrSplit(ReadText(dir_ + "/mps"), '\n', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> mp = absl::StrSplit(line, absl::MaxSplits(' ', 1));
+      AddMp(mp.first);
+      if (!mp.second.empty()) {
+        absl::MutexLock lock(&mu_);
+        nudge_addresses_[mp.first] = mp.second;
+      }
     }
     for (const auto& mp : config_.management_points()) AddMp(mp);
     return absl::OkStatus();
@@ -88,7 +96,7 @@ class Agent::Impl {
 
   absl::Status Run() {
     RETURN_IF_ERROR(Init());
-    std::thread notify([this] { notify_.Run(); });
+    std::thread nudge([this] { nudge_.Run(); });
     Backoff retry(std::chrono::seconds(5), std::chrono::seconds(300));
     bool started = false;
     while (!stopping()) {
@@ -115,9 +123,17 @@ class Agent::Impl {
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || wake_; };
       mu_.AwaitWithTimeout(absl::Condition(&woken), wait);
       wake_ = false;
+      // A nudge to many clients says how far to spread their fetches: wait
+      // a random part of it (unless told to stop).
+      const absl::Time not_before = fetch_not_before_;
+      fetch_not_before_ = absl::InfinitePast();
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (not_before > absl::Now()) {
+        mu_.AwaitWithTimeout(absl::Condition(&stop), not_before - absl::Now());
+      }
     }
-    notify_.Stop();
-    notify.join();
+    nudge_.Stop();
+    nudge.join();
     return absl::OkStatus();
   }
 
@@ -126,7 +142,7 @@ class Agent::Impl {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
     }
-    notify_.Stop();
+    nudge_.Stop();
   }
 
  private:
@@ -134,6 +150,7 @@ class Agent::Impl {
     if (config.dpkg_dir().empty()) config.set_dpkg_dir("/var/lib/dpkg");
     if (config.rpm_command().empty()) config.set_rpm_command("rpm");
     if (config.max_queue_reports() <= 0) config.set_max_queue_reports(10000);
+    if (config.fallback_poll_seconds() <= 0) config.set_fallback_poll_seconds(300);
     if (config.hostname().empty()) {
       utsname u;
       if (uname(&u) == 0) config.set_hostname(u.nodename);
@@ -183,6 +200,9 @@ class Agent::Impl {
                 : name == "inventory" ? st.inventory_seconds()
                                       : st.heartbeat_seconds();
     if (s <= 0) s = name == "policy" ? 3600 : 7 * 86400;
+    // Without the nudge channel, policy changes are only seen by polling.
+    if (name == "policy" && !nudge_.held())
+      s = std::min<int64_t>(s, config_.fallback_poll_seconds());
     return s * 1000;
   }
 
@@ -344,25 +364,41 @@ class Agent::Impl {
     return last;
   }
 
+  // Service location through `mp`: the MPs to use, best first, and the
+  // nudge address of `mp` (saved for the next start).
+  absl::Status Locate(v1::ManagementPoint::Stub& stub, const std::string& mp) {
+    grpc::ClientContext lctx;
+    lctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::LocateRequest lreq;
+    for (const auto& ip : LocalAddresses()) lreq.add_ip_addresses(ip);
+    v1::ServiceLocation loc;
+    RETURN_IF_ERROR(FromGrpcStatus(stub.Locate(&lctx, lreq, &loc)));
+    std::vector<std::string> mps(loc.management_points().begin(), loc.management_points().end());
+    for (const auto& m : Mps()) {
+      if (std::find(mps.begin(), mps.end(), m) == mps.end()) mps.push_back(m);
+    }
+    // Both the agent's thread and the nudge loop's locate: one writer of
+    // the file at a time, each writing what is current.
+    absl::MutexLock file_lock(&mps_file_mu_);
+    std::string saved;
+    {
+      absl::MutexLock lock(&mu_);
+      mps_ = mps;
+      if (!loc.nudge_address().empty()) nudge_addresses_[mp] = loc.nudge_address();
+      for (const auto& m : mps) {
+        auto it = nudge_addresses_.find(m);
+        absl::StrAppend(&saved, m, it == nudge_addresses_.end() ? "" : " " + it->second, "\n");
+      }
+    }
+    (void)WriteFileDurably(dir_ + "/mps", saved, 0644);
+    return absl::OkStatus();
+  }
+
   // Returns whether the site asked for a full inventory.
   absl::StatusOr<bool> FetchPolicy() {
     bool full = false;
     RETURN_IF_ERROR(OnSomeMp([&](v1::ManagementPoint::Stub& stub, const std::string& mp) {
-      grpc::ClientContext lctx;
-      lctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      v1::LocateRequest lreq;
-      for (const auto& ip : LocalAddresses()) lreq.add_ip_addresses(ip);
-      v1::ServiceLocation loc;
-      RETURN_IF_ERROR(FromGrpcStatus(stub.Locate(&lctx, lreq, &loc)));
-      std::vector<std::string> mps(loc.management_points().begin(), loc.management_points().end());
-      for (const auto& m : Mps()) {
-        if (std::find(mps.begin(), mps.end(), m) == mps.end()) mps.push_back(m);
-      }
-      {
-        absl::MutexLock lock(&mu_);
-        mps_ = mps;
-      }
-      (void)WriteFileDurably(dir_ + "/mps", absl::StrJoin(mps, "\n") + "\n", 0644);
+      RETURN_IF_ERROR(Locate(stub, mp));
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       v1::PolicyRequest req;
@@ -461,16 +497,30 @@ class Agent::Impl {
     known_version_ = v;
   }
 
-  NotifyLoop::Hooks NotifyHooks() {
-    NotifyLoop::Hooks h;
-    h.mps = [this] { return Mps(); };
-    h.stub = [this](const std::string& mp) { return Stub(mp); };
+  NudgeLoop::Hooks NudgeHooks() {
+    NudgeLoop::Hooks h;
+    h.mps = [this] {
+      absl::MutexLock lock(&mu_);
+      std::vector<std::pair<std::string, std::string>> out;
+      for (const auto& mp : mps_) {
+        auto it = nudge_addresses_.find(mp);
+        out.emplace_back(mp, it == nudge_addresses_.end() ? "" : it->second);
+      }
+      return out;
+    };
     h.has_identity = [this] { return HasIdentity(); };
+    h.identity = [this]() -> absl::StatusOr<ChannelPem> {
+      ChannelPem pem;
+      ASSIGN_OR_RETURN(pem.ca, ReadFile(config_.ca_file()));
+      ASSIGN_OR_RETURN(pem.cert_chain, ReadFile(dir_ + "/client.pem"));
+      ASSIGN_OR_RETURN(pem.key, ReadFile(dir_ + "/client.key"));
+      return pem;
+    };
     h.known_version = [this] {
       absl::MutexLock lock(&mu_);
       return known_version_;
     };
-    h.notified = [this](v1::NotificationKind kind) {
+    h.notified = [this](v1::NotificationKind kind, int spread_ms) {
       absl::MutexLock lock(&mu_);
       switch (kind) {
         case v1::NOTIFICATION_KIND_FULL_INVENTORY:
@@ -483,6 +533,20 @@ class Agent::Impl {
         default:
           policy_now_ = true;
       }
+      if (spread_ms > 0) {
+        fetch_not_before_ = absl::Now() + absl::Milliseconds(absl::Uniform(bitgen_, 0, spread_ms));
+      }
+      wake_ = true;
+    };
+    h.locate = [this] {
+      absl::Status s = OnSomeMp([this](v1::ManagementPoint::Stub& stub, const std::string& mp) {
+        return Locate(stub, mp);
+      });
+      if (!s.ok()) LogWarning("agent.locate_failed", {{"error", s}});
+    };
+    // The policy poll interval depends on the channel: look at it again.
+    h.channel = [this](bool) {
+      absl::MutexLock lock(&mu_);
       wake_ = true;
     };
     return h;
@@ -491,10 +555,11 @@ class Agent::Impl {
   const v1::AgentConfig config_;
   const std::string dir_;
   OutboundQueue queue_;
-  NotifyLoop notify_;
+  NudgeLoop nudge_;
   v1::PolicyResponse policy_;                // the agent's thread only
   std::map<std::string, int64_t> last_run_;  // the agent's thread only
 
+  absl::Mutex mps_file_mu_;  // before mu_
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
@@ -502,6 +567,10 @@ class Agent::Impl {
   bool inventory_now_ ABSL_GUARDED_BY(mu_) = false;
   bool full_now_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> mps_ ABSL_GUARDED_BY(mu_);
+  // The nudge channel of each MP (service location says), by MP address.
+  std::map<std::string, std::string> nudge_addresses_ ABSL_GUARDED_BY(mu_);
+  absl::Time fetch_not_before_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   std::string known_version_ ABSL_GUARDED_BY(mu_);  // of the policy held
 };
 

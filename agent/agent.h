@@ -1,8 +1,9 @@
 #pragma once
 
-// strata-agent: registers with a management point, keeps its notification
-// stream open, polls policy, and reports inventory (first full, then deltas),
-// heartbeats and state messages through a durable outbound queue.
+// strata-agent: registers with a management point, holds its nudge channel
+// (nudge_loop.h), fetches policy when nudged or on schedule, and reports
+// inventory (first full, then deltas), heartbeats and state messages
+// through a durable outbound queue.
 //
 // State directory (one per agent):
 //   client_id, client.key, client.pem   identity (key 0600)
@@ -11,6 +12,7 @@
 //   seq                                 last report sequence used
 //   schedule                            last run of each schedule
 //   mps                                 management points from service location
+//                                       ("address nudge_address" per line)
 //   queue/<seq>.pb                      reports not yet acknowledged
 
 #include <memory>
@@ -31,7 +33,7 @@ class Agent {
   // heartbeat, send the queue. OK when the queue was delivered.
   absl::Status RunOnce();
   // Runs until Stop(): schedules from policy with splay, the notification
-  // stream, retries with backoff and failover to the next MP.
+  // channel, retries with backoff and failover to the next MP.
   absl::Status Run();
   void Stop();
 

@@ -24,6 +24,8 @@ ABSL_FLAG(std::string, hardware_id, "", "Machine identity (default /etc/machine-
 ABSL_FLAG(std::string, hostname, "", "Host name to report (default uname)");
 ABSL_FLAG(bool, once, false,
           "Run one cycle (register, policy, inventory, heartbeat, send) and exit");
+ABSL_FLAG(int32_t, fallback_poll_seconds, 0,
+          "While no nudge channel is held, poll policy at least this often (default 300)");
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
 
 namespace strata::agent {
@@ -52,6 +54,9 @@ absl::StatusOr<v1::AgentConfig> LoadConfig() {
       !s.ok()) {
     return s;
   }
+  if (absl::GetFlag(FLAGS_fallback_poll_seconds) > 0) {
+    c.set_fallback_poll_seconds(absl::GetFlag(FLAGS_fallback_poll_seconds));
+  }
   return c;
 }
 
@@ -73,7 +78,9 @@ int AgentMain(int argc, char** argv) {
   SetBinaryUsage(
       "agent/",
       "Strata agent: registers this machine with its management point and reports its\n"
-      "inventory, heartbeat and state.\n\nUsage:\n  strata-agent --config FILE [flags]      "
+      "inventory, heartbeat and state. It holds a light nudge channel to its MP, which tells it\n"
+      "when to check in (policy changed, send inventory); without it, it polls.\n\nUsage:\n  "
+      "strata-agent --config FILE [flags]      "
       "run as a service\n  strata-agent --config FILE --once        one cycle, then exit\n"
       "  strata-agent inventory                   print this machine's inventory and exit\n\n"
       "The config file is a text-format strata.v1.AgentConfig (see deploy/examples/agent.conf).\n"

@@ -30,13 +30,9 @@ absl::StatusOr<std::string> AgentId(const grpc::ServerContextBase& context) {
   return peer.name;
 }
 
-AgentService::AgentService(SiteClient& site, ClientDirectory& directory, NotifyStreams& streams,
-                           Spool& spool, std::string public_address)
-    : site_(site),
-      directory_(directory),
-      streams_(streams),
-      spool_(spool),
-      public_address_(std::move(public_address)) {}
+AgentService::AgentService(SiteClient& site, ClientDirectory& directory, Spool& spool,
+                           RegisterLimit& register_limit)
+    : site_(site), directory_(directory), spool_(spool), register_limit_(register_limit) {}
 
 template <typename Body>
 grpc::ServerUnaryReactor* AgentService::WithClient(grpc::CallbackServerContext* context,
@@ -57,15 +53,23 @@ grpc::ServerUnaryReactor* AgentService::WithClient(grpc::CallbackServerContext* 
   return reactor;
 }
 
-void AgentService::set_public_address(const std::string& address) {
+void AgentService::set_addresses(const std::string& public_address,
+                                 const std::string& nudge_address) {
   absl::MutexLock lock(&mu_);
-  public_address_ = address;
+  public_address_ = public_address;
+  nudge_address_ = nudge_address;
 }
 
 grpc::ServerUnaryReactor* AgentService::Register(grpc::CallbackServerContext* context,
                                                  const v1::RegisterRequest* request,
                                                  v1::RegisterResponse* response) {
   auto* reactor = context->DefaultReactor();
+  // Each registration costs the site a signature and a transaction: a
+  // source (or a whole fleet) re-registering in a loop is slowed down here.
+  if (absl::Status limited = register_limit_.Take(SourceOf(context->peer())); !limited.ok()) {
+    reactor->Finish(ToGrpcStatus(limited));
+    return reactor;
+  }
   // Registration is the one call an agent makes before it has a
   // certificate; the site decides (token / approval) and signs. Not allowed
   // here yet: its first call looks it up, custom client settings included.
@@ -99,12 +103,14 @@ grpc::ServerUnaryReactor* AgentService::Locate(grpc::CallbackServerContext* cont
           r->Finish(NoBundle());
           return;
         }
-        std::string own;
+        std::string own, nudge;
         {
           absl::MutexLock lock(&mu_);
           own = public_address_;
+          nudge = nudge_address_;
         }
         *response = mp::Locate(*bundle, ips, own);
+        response->set_nudge_address(nudge);
         r->Finish(grpc::Status::OK);
       });
 }
@@ -189,24 +195,6 @@ grpc::ServerUnaryReactor* AgentService::Report(grpc::CallbackServerContext* cont
           if (s.ok()) response->set_acknowledged_through_seq(last);
           r->Finish(ToGrpcStatus(s));
         });
-      });
-}
-
-grpc::ServerWriteReactor<v1::Notification>* AgentService::Notify(
-    grpc::CallbackServerContext* context, const v1::NotifyRequest*) {
-  auto id = AgentId(*context);
-  if (!id.ok()) return NotifyStreams::Refuse(ToGrpcStatus(id.status()));
-  return streams_.Open(
-      *id,
-      [this, id = *id](std::function<void(absl::Status)> then) {
-        directory_.Check(id, std::move(then));
-      },
-      [this, id = *id] {
-        std::vector<v1::NotificationKind> greeting{v1::NOTIFICATION_KIND_CONNECTED};
-        if (directory_.HasFullRequest(id)) {
-          greeting.push_back(v1::NOTIFICATION_KIND_FULL_INVENTORY);
-        }
-        return greeting;
       });
 }
 

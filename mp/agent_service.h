@@ -3,9 +3,10 @@
 // The management point's service to agents (ManagementPoint, gRPC's
 // callback API: no thread per call or stream): registration (forwarded to
 // the site), service location and policy (from the site bundle and the
-// client's custom settings), reports (acknowledged once spooled durably),
-// and notification streams. Every call but Register needs an agent
-// certificate whose client the directory allows.
+// client's custom settings), reports (acknowledged once spooled durably).
+// Every call but Register needs an agent certificate whose client the
+// directory allows. Agents are told to check in over the nudge channel
+// (nudge_server.h), whose address Locate hands out.
 
 #include <string>
 
@@ -13,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "mp/client_directory.h"
-#include "mp/notify_streams.h"
+#include "mp/register_limit.h"
 #include "mp/site_client.h"
 #include "mp/spool.h"
 #include "strata/v1/client.grpc.pb.h"
@@ -22,9 +23,8 @@ namespace strata::mp {
 
 class AgentService final : public v1::ManagementPoint::CallbackService {
  public:
-  // `public_address`: what agents are told this MP is.
-  AgentService(SiteClient& site, ClientDirectory& directory, NotifyStreams& streams, Spool& spool,
-               std::string public_address);
+  AgentService(SiteClient& site, ClientDirectory& directory, Spool& spool,
+               RegisterLimit& register_limit);
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
                                      const v1::RegisterRequest* request,
@@ -38,10 +38,9 @@ class AgentService final : public v1::ManagementPoint::CallbackService {
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
                                    const v1::ReportRequest* request,
                                    v1::ReportResponse* response) override;
-  grpc::ServerWriteReactor<v1::Notification>* Notify(grpc::CallbackServerContext* context,
-                                                     const v1::NotifyRequest* request) override;
 
-  void set_public_address(const std::string& address);
+  // What agents are told this MP is, and where its nudge channel listens.
+  void set_addresses(const std::string& public_address, const std::string& nudge_address);
 
   // The checks a report request passes before it is spooled: at most 1,000
   // reports, each valid (common/inventory), for the caller only, in
@@ -56,10 +55,11 @@ class AgentService final : public v1::ManagementPoint::CallbackService {
 
   SiteClient& site_;
   ClientDirectory& directory_;
-  NotifyStreams& streams_;
   Spool& spool_;
+  RegisterLimit& register_limit_;
   absl::Mutex mu_;
   std::string public_address_ ABSL_GUARDED_BY(mu_);
+  std::string nudge_address_ ABSL_GUARDED_BY(mu_);
 };
 
 // The agent id a caller's certificate names (OU=agent, CN=<uuid>), or why not.

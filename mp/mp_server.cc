@@ -16,8 +16,9 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "mp/agent_service.h"
 #include "mp/client_directory.h"
-#include "mp/notify_streams.h"
+#include "mp/nudge_server.h"
 #include "mp/open_files.h"
+#include "mp/register_limit.h"
 #include "mp/site_client.h"
 #include "mp/site_uplink.h"
 #include "mp/spool.h"
@@ -26,6 +27,8 @@ namespace strata::mp {
 namespace {
 
 constexpr int kAgentKeepaliveMs = 60000;
+constexpr int kDefaultRegisterPerSourcePerMinute = 120;
+constexpr int kDefaultRegisterPerMinute = 3000;
 
 absl::Status CheckedFields(const v1::MpConfig& c) {
   auto need = [](const std::string& v, const char* field, const char* what) {
@@ -66,6 +69,17 @@ class MpServer::Impl {
     if (config_.batch_max_reports() <= 0) config_.set_batch_max_reports(500);
     if (config_.client_recheck_seconds() <= 0) config_.set_client_recheck_seconds(300);
     if (config_.status_interval_seconds() <= 0) config_.set_status_interval_seconds(60);
+    if (config_.nudge_listen_address().empty()) {
+      config_.set_nudge_listen_address(DefaultNudgeAddress(config_.listen_address()));
+    }
+    if (config_.nudge_keepalive_seconds() <= 0) config_.set_nudge_keepalive_seconds(120);
+    if (config_.nudge_fetches_per_second() <= 0) config_.set_nudge_fetches_per_second(1000);
+    if (config_.register_per_source_per_minute() == 0) {
+      config_.set_register_per_source_per_minute(kDefaultRegisterPerSourcePerMinute);
+    }
+    if (config_.register_per_minute() == 0) {
+      config_.set_register_per_minute(kDefaultRegisterPerMinute);
+    }
   }
   ~Impl() { Shutdown(); }
 
@@ -77,25 +91,40 @@ class MpServer::Impl {
     ASSIGN_OR_RETURN(spool_, Spool::Open(config_.spool_dir(), Spool::Options()));
     ASSIGN_OR_RETURN(auto channel, MakeChannel(config_.site_address(), config_.tls()));
     site_ = MakeSiteClient(channel);
-    streams_ = std::make_unique<NotifyStreams>(
-        MaxStreams(open_files),
-        [this](const std::string& id) { return directory_->PolicyVersionOf(id); });
     ClientDirectory::Hooks hooks;
     hooks.refused = [this](const std::string& id) {
-      streams_->Close(id, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                       "this client's registration was revoked"));
+      nudge_->Close(id, "this client's registration was revoked or blocked");
     };
     hooks.policy_changed = [this](const std::vector<std::string>& ids) {
-      for (const auto& id : ids) streams_->Push(id, v1::NOTIFICATION_KIND_POLICY_CHANGED);
+      nudge_->Push(ids, v1::NOTIFICATION_KIND_POLICY_CHANGED);
     };
-    hooks.listening = [this] { return streams_->Ids(); };
+    hooks.listening = [this] { return nudge_->Ids(); };
     directory_ = std::make_unique<ClientDirectory>(
         *site_, absl::Seconds(config_.client_recheck_seconds()), std::move(hooks));
     LoadSavedBundle();
 
+    // Agents hold the nudge channel, one connection (an open file) each;
+    // their gRPC connections come and go with their work.
+    NudgeServer::Options nudge;
+    nudge.listen_address = config_.nudge_listen_address();
+    nudge.tls = config_.tls();
+    nudge.max_clients = MaxStreams(open_files);
+    nudge.keepalive_s = config_.nudge_keepalive_seconds();
+    nudge.fetches_per_second = config_.nudge_fetches_per_second();
+    NudgeServer::Hooks nudge_hooks;
+    nudge_hooks.authorize = [this](const std::string& id, std::function<void(absl::Status)> then) {
+      directory_->Check(id, std::move(then));
+    };
+    nudge_hooks.policy_version = [this](const std::string& id) {
+      return directory_->PolicyVersionOf(id);
+    };
+    nudge_hooks.full_requested = [this](const std::string& id) {
+      return directory_->HasFullRequest(id);
+    };
+    ASSIGN_OR_RETURN(nudge_, NudgeServer::Start(std::move(nudge), std::move(nudge_hooks)));
+
     ServerOptions server_options;
     server_options.max_message_bytes = config_.max_report_bytes();
-    // Tens of thousands of agents hold a stream each: ping them rarely.
     server_options.keepalive_ms = kAgentKeepaliveMs;
     // Agents register before they hold a certificate.
     server_options.require_client_certificate = false;
@@ -104,12 +133,16 @@ class MpServer::Impl {
     // Without a public address, agents are told the bound one (known once
     // the server listens).
     std::string bound;
-    agent_service_ = std::make_unique<AgentService>(*site_, *directory_, *streams_, *spool_,
-                                                    config_.public_address());
+    register_limit_ = std::make_unique<RegisterLimit>(config_.register_per_source_per_minute(),
+                                                      config_.register_per_minute());
+    agent_service_ = std::make_unique<AgentService>(*site_, *directory_, *spool_, *register_limit_);
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(),
                                           {agent_service_.get()}, server_options, &bound));
     bound_address_ = bound;
-    if (config_.public_address().empty()) agent_service_->set_public_address(bound_address_);
+    agent_service_->set_addresses(
+        config_.public_address().empty() ? bound_address_ : config_.public_address(),
+        config_.nudge_public_address().empty() ? nudge_->bound_address()
+                                               : config_.nudge_public_address());
     WriteAddressFile(config_.address_file(), bound_address_);
 
     UplinkOptions uplink;
@@ -123,10 +156,11 @@ class MpServer::Impl {
     uplink_ = std::make_unique<SiteUplink>(*site_, *spool_, uplink, UplinkHandlersFor());
 
     LogInfo("mp.started", {{"address", bound_address_},
+                           {"nudge_address", nudge_->bound_address()},
                            {"site", config_.site_address()},
                            {"spooled", spool_->last_seq() - spool_->acknowledged()},
                            {"open_files", open_files},
-                           {"max_streams", MaxStreams(open_files)}});
+                           {"max_clients", MaxStreams(open_files)}});
     directory_->Start();
     uplink_->Start();
     watch_ = std::thread([this] { ListenerWatch(); });
@@ -143,9 +177,7 @@ class MpServer::Impl {
     if (!shutdown_.Begin()) return;
     stopping_.Notify();
     if (uplink_) uplink_->Stop();
-    if (streams_) {
-      streams_->CloseAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "management point stopping"));
-    }
+    if (nudge_) nudge_->Stop("management point stopping");
     // Calls waiting for a client lookup are answered before the server
     // waits for its calls to end.
     if (directory_) directory_->Stop();
@@ -178,14 +210,16 @@ class MpServer::Impl {
       directory_->ApplyPushed(changes);
     };
     h.request = [this](const v1::ClientRequest& r) {
-      directory_->RequestFullInventory(r.client_id());
-      streams_->Push(r.client_id(), r.kind());
+      if (r.kind() == v1::NOTIFICATION_KIND_FULL_INVENTORY) {
+        directory_->RequestFullInventory(r.client_id());
+      }
+      nudge_->Push({r.client_id()}, r.kind());
     };
     h.access_changed = [this](const std::vector<std::string>& ids) {
       LogInfo("mp.client_access_changed", {{"clients", ids.size()}});
       directory_->RecheckSoon(ids);
     };
-    h.clients_connected = [this] { return streams_->held(); };
+    h.clients_connected = [this] { return nudge_->held(); };
     return h;
   }
 
@@ -221,8 +255,11 @@ class MpServer::Impl {
   v1::MpConfig config_;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<SiteClient> site_;
-  std::unique_ptr<NotifyStreams> streams_;
+  // Before the directory: its lookups may still answer a connection being
+  // authorized while it stops.
+  std::unique_ptr<NudgeServer> nudge_;
   std::unique_ptr<ClientDirectory> directory_;
+  std::unique_ptr<RegisterLimit> register_limit_;
   std::unique_ptr<AgentService> agent_service_;
   std::unique_ptr<SiteUplink> uplink_;
   std::unique_ptr<grpc::Server> server_;

@@ -475,8 +475,8 @@ TEST_CASE(
   AgentDaemon p01_agent(h.dir, "real", h.mps["P01"]->address());
   AgentDaemon s01_agent(h.dir, "branch", h.mps["S01"]->address(),
                         {"--token=" + std::string(kAdminTestToken), "--hardware_id=hw-branch"});
-  size_t at_p01 = p01_agent.WaitForLog("agent.notify_connected");
-  size_t at_s01 = s01_agent.WaitForLog("agent.notify_connected");
+  size_t at_p01 = p01_agent.WaitForLog("agent.nudge_connected");
+  size_t at_s01 = s01_agent.WaitForLog("agent.nudge_connected");
   INFO(p01_agent.LogText() << s01_agent.LogText());
   REQUIRE(at_p01 != std::string::npos);
   REQUIRE(at_s01 != std::string::npos);
@@ -495,7 +495,7 @@ TEST_CASE(
   r = h.Ctl("alice", {"deploy", "client-setting", "Fast policy", "--collection", "Pilot"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  at_p01 = p01_agent.WaitForLog("kind=NOTIFICATION_KIND_POLICY_CHANGED", at_p01, seconds(60));
+  at_p01 = p01_agent.WaitForLog("kind=POLICY_CHANGED", at_p01, seconds(60));
   REQUIRE(at_p01 != std::string::npos);
   at_p01 = p01_agent.WaitForLog("poll_s=120", at_p01);
   REQUIRE(at_p01 != std::string::npos);
@@ -504,7 +504,7 @@ TEST_CASE(
       "SELECT count(*) FROM client_setting_assignments WHERE device_id = '" + h.agent_id + "'",
       "1"));  // site_proxy: down to P01's secondary too
   // The S01 agent's policy did not change: it was not told.
-  CHECK(s01_agent.LogText().find("NOTIFICATION_KIND_POLICY_CHANGED", at_s01) == std::string::npos);
+  CHECK(s01_agent.LogText().find("kind=POLICY_CHANGED", at_s01) == std::string::npos);
 
   // The S01 agent joins the collection: its primary resolves it, the
   // assignment replicates down to S01, whose MP tells it.

@@ -177,7 +177,7 @@ TEST_CASE(
   {  // Site systems: every site's MPs, with state, version and clients.
     AgentDaemon agent(h.dir, "holder", h.mps["P02"]->address(),
                       {"--token=" + std::string(kAdminTestToken), "--hardware_id=hw-holder"});
-    REQUIRE(agent.WaitForLog("agent.notify_connected") != std::string::npos);
+    REQUIRE(agent.WaitForLog("agent.nudge_connected") != std::string::npos);
     CtlRun systems;
     CHECK(WaitFor(
         [&] {

@@ -379,10 +379,9 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
                      "t"));
 
   // 1. A policy change reaches the agent by push: it refreshes at once.
-  REQUIRE(agent.WaitForLog("agent.notify_connected mp=" + h.mp_p01->address()) !=
-          std::string::npos);
+  REQUIRE(agent.WaitForLog("agent.nudge_connected mp=" + h.mp_p01->address()) != std::string::npos);
   SetDefault(h.p01->db(), "policy_poll_seconds", 1800);
-  at = agent.WaitForLog("kind=NOTIFICATION_KIND_POLICY_CHANGED", at);
+  at = agent.WaitForLog("kind=POLICY_CHANGED", at);
   REQUIRE(at != std::string::npos);
   at = agent.WaitForLog("poll_s=1800", at);
   REQUIRE(at != std::string::npos);
@@ -390,7 +389,7 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
   // 2. The site loses track of the agent's inventory (its next delta no
   //    longer fits): it asks for a full one, pushed through the MP.
   h.p01->db().Exec("UPDATE devices SET inventory_seq = inventory_seq + 100000 WHERE id = $1", {id});
-  at = agent.WaitForLog("kind=NOTIFICATION_KIND_FULL_INVENTORY", at);
+  at = agent.WaitForLog("kind=FULL_INVENTORY", at);
   REQUIRE(at != std::string::npos);
   REQUIRE(Eventually(h.p01->db(),
                      "SELECT inventory_seq < 100000 AND NOT needs_full_inventory FROM devices "
@@ -410,7 +409,7 @@ TEST_CASE("agent service: pushed policy and full-inventory request; failover to 
       "t", seconds(40)));
   CHECK(agent.LogText().find("agent.mp_unreachable mp=" + h.mp_p01->address()) !=
         std::string::npos);
-  at = agent.WaitForLog("agent.notify_stream_ended mp=" + h.mp_p01->address(), at);
+  at = agent.WaitForLog("agent.nudge_channel_ended mp=" + h.mp_p01->address(), at);
   REQUIRE(at != std::string::npos);
   SetDefault(h.p01->db(), "policy_poll_seconds", 1200);
   at = agent.WaitForLog("poll_s=1200", at);

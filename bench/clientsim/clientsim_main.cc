@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/clientsim/nudge_fleet.h"
 #include "bench/clientsim/sim_client.h"
 #include "common/base/hlc.h"
 #include "common/base/status.h"
@@ -78,58 +79,6 @@ int RunAll(int n, int concurrency,
   return succeeded;
 }
 
-// One notification stream of one client. Each (re)opening is a new Watcher:
-// a reactor serves one call. Watchers are freed only when the simulator
-// stops, so that a pointer taken under the simulator's lock stays valid.
-class Watcher final : public grpc::ClientReadReactor<v1::Notification> {
- public:
-  Watcher(SimClient* client, size_t slot, std::atomic<int>* connecting,
-          std::function<void(Watcher*)> on_done)
-      : client_(client), slot_(slot), connecting_(connecting), on_done_(std::move(on_done)) {}
-
-  void Open() {
-    ++*connecting_;
-    client_->stub().async()->Notify(&ctx_, &request_, this);
-    StartRead(&note_);
-    StartCall();
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) return;  // OnDone follows
-    if (note_.kind() == v1::NOTIFICATION_KIND_CONNECTED && !connected_.exchange(true)) {
-      --*connecting_;
-    }
-    if (note_.kind() == v1::NOTIFICATION_KIND_POLICY_CHANGED) policy_changed_ms_ = WallClockMs();
-    StartRead(&note_);
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    if (!connected_.exchange(false)) --*connecting_;
-    end_status_ = status;
-    on_done_(this);
-  }
-
-  const grpc::Status& end_status() const { return end_status_; }
-
-  size_t slot() const { return slot_; }
-  bool connected() const { return connected_; }
-  int64_t policy_changed_ms() const { return policy_changed_ms_; }
-  void reset_policy_changed() { policy_changed_ms_ = 0; }
-  void Cancel() { ctx_.TryCancel(); }
-
- private:
-  SimClient* const client_;
-  const size_t slot_;
-  std::atomic<int>* const connecting_;  // streams opened and not yet connected
-  std::function<void(Watcher*)> on_done_;
-  grpc::ClientContext ctx_;
-  v1::NotifyRequest request_;
-  v1::Notification note_;
-  std::atomic<bool> connected_{false};
-  std::atomic<int64_t> policy_changed_ms_{0};
-  grpc::Status end_status_;
-};
-
 class Simulator {
  public:
   Simulator()
@@ -152,23 +101,7 @@ class Simulator {
     return absl::OkStatus();
   }
 
-  void Stop() {
-    std::vector<Watcher*> live;
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-      for (auto* w : current_) {
-        if (w) live.push_back(w);
-      }
-    }
-    if (reopener_.joinable()) reopener_.join();
-    for (auto* w : live) w->Cancel();  // outside the lock: OnDone may run inline
-    absl::MutexLock lock(&mu_);
-    auto closed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return open_streams_ == 0; };
-    mu_.Await(absl::Condition(&closed));
-    all_.clear();
-    current_.clear();
-  }
+  void Stop() { fleet_.reset(); }
 
   // Returns the result line of one command.
   std::string Run(const std::string& line) {
@@ -183,7 +116,8 @@ class Simulator {
     if (clients_.empty() && cmd != "help") {
       return absl::StrCat("error ", cmd, ": run register first");
     }
-    if (cmd == "streams") return Streams(arg > 0 ? arg : 60);
+    if (cmd == "channels") return Channels(arg > 0 ? arg : 60);
+    if (cmd == "close_channels") return CloseChannels();
     if (cmd == "full")
       return Reports("full", [&](SimClient& c, std::mt19937_64& rng) {
         return c.NextFull(universe_, rng, PackageCount(rng));
@@ -199,8 +133,9 @@ class Simulator {
     if (cmd == "await_policy") return AwaitPolicy(arg > 0 ? arg : 30);
     if (cmd == "status") return Status();
     return absl::StrCat("error ", cmd,
-                        ": unknown command (register, streams [timeout_s], full, delta [changes], "
-                        "heartbeat, policy [seconds], await_policy [timeout_s], status, quit)");
+                        ": unknown command (register, channels [timeout_s], close_channels, full, "
+                        "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s], "
+                        "status, quit)");
   }
 
  private:
@@ -277,91 +212,33 @@ class Simulator {
     return out;
   }
 
-  // Opens every client's notification stream and waits (up to timeout_s)
-  // until each has been told CONNECTED.
-  std::string Streams(int timeout_s) {
+  // Opens every client's nudge channel (the address from service location)
+  // and waits (up to timeout_s) until each has been welcomed.
+  std::string Channels(int timeout_s) {
     auto t0 = Clock::now();
-    std::vector<Watcher*> opening;
-    {
-      absl::MutexLock lock(&mu_);
-      if (current_.empty()) {
-        for (size_t i = 0; i < clients_.size(); ++i) opening.push_back(NewWatcherLocked(i));
-        reopener_ = std::thread([this] { Reopener(); });
-      }
+    if (!fleet_) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      v1::ServiceLocation loc;
+      grpc::Status s = clients_[0]->stub().Locate(&ctx, v1::LocateRequest(), &loc);
+      if (!s.ok()) return absl::StrCat("error channels: locate: ", s.error_message());
+      if (loc.nudge_address().empty()) return "error channels: the MP names no nudge address";
+      std::vector<SimClient*> members;
+      for (auto& c : clients_) members.push_back(c.get());
+      fleet_ = std::make_unique<NudgeFleet>(loc.nudge_address(), members, concurrency_);
     }
-    // New connections (TLS handshakes) at most `concurrency_` at a time, as
-    // a fleet's agents start spread over time rather than in one instant.
+    fleet_->OpenAll();
     auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-    for (auto* w : opening) {
-      while (connecting_ >= concurrency_ && Clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      w->Open();
+    while (Clock::now() < deadline && fleet_->held() < static_cast<int>(clients_.size())) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    int held = 0;
-    while (Clock::now() < deadline && (held = Held()) < static_cast<int>(clients_.size())) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return absl::StrFormat("streams held=%d of=%zu seconds=%.2f", held, clients_.size(),
-                           Seconds(t0));
+    return absl::StrFormat("channels held=%d of=%zu seconds=%.2f resumed=%d", fleet_->held(),
+                           clients_.size(), Seconds(t0), fleet_->resumed());
   }
 
-  Watcher* NewWatcherLocked(size_t slot) {
-    all_.push_back(std::make_unique<Watcher>(clients_[slot].get(), slot, &connecting_,
-                                             [this](Watcher* w) { Ended(w); }));
-    if (current_.size() <= slot) current_.resize(clients_.size(), nullptr);
-    current_[slot] = all_.back().get();
-    ++open_streams_;
-    return current_[slot];
-  }
-
-  int Held() {
-    absl::MutexLock lock(&mu_);
-    int held = 0;
-    for (auto* w : current_) held += w && w->connected() ? 1 : 0;
-    return held;
-  }
-
-  // A stream ended: reopened after 1-2 s, as the agent does.
-  void Ended(Watcher* w) {
-    absl::MutexLock lock(&mu_);
-    --open_streams_;
-    ++streams_ended_;
-    const grpc::Status& s = w->end_status();
-    if (end_reasons_.size() < 20 || end_reasons_.count(s.error_code())) {
-      auto& [count, message] = end_reasons_[s.error_code()];
-      if (count++ == 0) message = s.error_message();
-    }
-    if (current_[w->slot()] == w) current_[w->slot()] = nullptr;
-    if (stopping_) return;
-    reopen_.push_back(
-        {Clock::now() + std::chrono::milliseconds(1000 + jitter_() % 1000), w->slot()});
-  }
-
-  // Reopens ended streams when due, new connections at most `concurrency_`
-  // at a time (as Streams() opens them): a fleet reconnecting after an MP
-  // restart does not all handshake in the same instant.
-  void Reopener() {
-    absl::MutexLock lock(&mu_);
-    while (!stopping_) {
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100));
-      auto now = Clock::now();
-      std::vector<Watcher*> due;
-      int room = concurrency_ - connecting_;
-      for (auto it = reopen_.begin(); it != reopen_.end() && !stopping_ && room > 0;) {
-        if (it->first > now) {
-          ++it;
-          continue;
-        }
-        due.push_back(NewWatcherLocked(it->second));
-        it = reopen_.erase(it);
-        --room;
-      }
-      mu_.Unlock();
-      for (auto* w : due) w->Open();
-      mu_.Lock();
-    }
+  std::string CloseChannels() {
+    if (fleet_) fleet_->CloseAll();
+    return "close_channels held=0";
   }
 
   // One report from every client (`make` builds it), `concurrency_` at once.
@@ -464,52 +341,51 @@ class Simulator {
                            not_modified / std::max(secs, 1e-9));
   }
 
-  // Prints "awaiting" at once; then waits until every held stream has been
-  // told POLICY_CHANGED, and reports the first and last arrival (unix ms).
+  // Prints "awaiting" at once; then waits until every held channel has
+  // been told POLICY_CHANGED and its client has fetched the new policy over
+  // gRPC (after its share of the spread); reports the first and last of
+  // each (unix ms).
   std::string AwaitPolicy(int timeout_s) {
-    int held = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      for (auto* w : current_) {
-        if (!w) continue;
-        w->reset_policy_changed();
-        held += w->connected() ? 1 : 0;
-      }
-    }
+    if (!fleet_) return "error await_policy: no channels (run channels first)";
+    fleet_->ResetPolicyTimes();
+    const int held = fleet_->held();
     std::cout << "awaiting held=" << held << std::endl;
     auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-    int64_t first = 0, last = 0;
-    int received = 0;
+    int64_t first = 0, last = 0, fetch_last = 0;
+    int received = 0, fetched = 0;
     while (Clock::now() < deadline) {
-      first = last = 0;
-      received = 0;
-      {
-        absl::MutexLock lock(&mu_);
-        for (auto* w : current_) {
-          int64_t t = w ? w->policy_changed_ms() : 0;
-          if (t == 0) continue;
+      first = last = fetch_last = 0;
+      received = fetched = 0;
+      for (const auto& t : fleet_->times()) {
+        if (t.policy_changed_ms != 0) {
           ++received;
-          first = first == 0 ? t : std::min(first, t);
-          last = std::max(last, t);
+          first = first == 0 ? t.policy_changed_ms : std::min(first, t.policy_changed_ms);
+          last = std::max(last, t.policy_changed_ms);
+        }
+        if (t.fetched_ms != 0) {
+          ++fetched;
+          fetch_last = std::max(fetch_last, t.fetched_ms);
         }
       }
-      if (received >= held && held > 0) break;
+      if (held > 0 && received >= held && fetched >= held) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     version_.clear();  // learn the new version on the next policy command
-    return absl::StrFormat("await_policy received=%d held=%d first_ms=%d last_ms=%d", received,
-                           held, first, last);
+    return absl::StrFormat(
+        "await_policy received=%d held=%d first_ms=%d last_ms=%d fetched=%d fetch_last_ms=%d "
+        "fetch_failed=%d",
+        received, held, first, last, fetched, fetch_last, fleet_->fetch_failures());
   }
 
   std::string Status() {
-    absl::MutexLock lock(&mu_);
-    int held = 0;
-    for (auto* w : current_) held += w && w->connected() ? 1 : 0;
     std::string out =
-        absl::StrFormat("status clients=%zu streams_held=%d streams_ended=%d reopen_pending=%zu",
-                        clients_.size(), held, streams_ended_, reopen_.size());
-    for (const auto& [code, why] : end_reasons_) {
-      absl::StrAppend(&out, " ended_code", code, "=", why.first, " (\"", why.second, "\")");
+        absl::StrFormat("status clients=%zu channels_held=%d welcomes=%d resumed=%d",
+                        clients_.size(), fleet_ ? fleet_->held() : 0,
+                        fleet_ ? fleet_->welcomes() : 0, fleet_ ? fleet_->resumed() : 0);
+    if (fleet_) {
+      for (const auto& [why, count] : fleet_->end_reasons()) {
+        absl::StrAppend(&out, " ended=", count, " (\"", why, "\")");
+      }
     }
     return out;
   }
@@ -523,18 +399,7 @@ class Simulator {
   std::ofstream deltas_out_;
   std::vector<std::unique_ptr<SimClient>> clients_;
 
-  std::atomic<int> connecting_{0};
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int open_streams_ ABSL_GUARDED_BY(mu_) = 0;
-  int streams_ended_ ABSL_GUARDED_BY(mu_) = 0;
-  // By status code: count, first message.
-  std::map<int, std::pair<int, std::string>> end_reasons_ ABSL_GUARDED_BY(mu_);
-  std::minstd_rand jitter_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<Watcher>> all_ ABSL_GUARDED_BY(mu_);
-  std::vector<Watcher*> current_ ABSL_GUARDED_BY(mu_);  // per client
-  std::vector<std::pair<Clock::time_point, size_t>> reopen_ ABSL_GUARDED_BY(mu_);
-  std::thread reopener_;
+  std::unique_ptr<NudgeFleet> fleet_;
 };
 
 }  // namespace
@@ -547,13 +412,15 @@ int main(int argc, char** argv) {
       "Usage:\n  strata-clientsim --mp ADDRESS --ca ROOT.pem --token TOKEN --clients N [flags]\n\n"
       "Commands on stdin, one per line; each prints one result line (\"error ...\" on failure):\n"
       "  register              register every client (key, CSR, certificate from the site)\n"
-      "  streams [timeout_s]   open every client's notification stream; wait until held\n"
+      "  channels [timeout_s]  open every client's nudge channel; wait until all are held\n"
+      "  close_channels        close them all\n"
       "  full                  one full inventory per client\n"
       "  delta [changes]       one inventory delta per client (default 4 packages)\n"
       "  heartbeat             one discovery heartbeat per client\n"
       "  policy [seconds]      not-modified policy checks for that long (default 10)\n"
-      "  await_policy [t_s]    print \"awaiting\", then wait for POLICY_CHANGED on every stream\n"
-      "  status                streams held, ended, waiting to reopen\n"
+      "  await_policy [t_s]    print \"awaiting\", then wait for POLICY_CHANGED on every channel\n"
+      "                        and the policy fetched after it\n"
+      "  status                channels held, welcomes, resumed handshakes, why channels ended\n"
       "  quit\n");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {

@@ -59,6 +59,7 @@ class SimClient {
   const std::string& id() const { return id_; }
   v1::ManagementPoint::Stub& stub() { return *stub_; }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  const ChannelPem& pem() const { return pem_; }
 
   // A full inventory with `packages` packages, as the next report.
   v1::ClientReport NextFull(const PackageUniverse& universe, std::mt19937_64& rng, int packages);

@@ -162,13 +162,18 @@ absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem) {
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (cert == nullptr) return absl::UnauthenticatedError("peer certificate cannot be parsed");
+  auto id = IdentityFromCert(cert);
+  X509_free(cert);
+  return id;
+}
+
+absl::StatusOr<PeerIdentity> IdentityFromCert(x509_st* cert) {
   X509_NAME* subject = X509_get_subject_name(cert);
   PeerIdentity id{SubjectEntry(subject, NID_organizationalUnitName),
                   SubjectEntry(subject, NID_commonName)};
   X509_NAME* issuer = X509_get_issuer_name(cert);
   const std::string issuer_ou = SubjectEntry(issuer, NID_organizationalUnitName);
   const std::string issuer_cn = SubjectEntry(issuer, NID_commonName);
-  X509_free(cert);
   if (id.role.empty() || id.name.empty()) {
     return absl::UnauthenticatedError(
         "peer certificate does not name a Strata role (subject OU) and name (subject CN)");

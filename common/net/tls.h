@@ -21,6 +21,8 @@
 #include "grpcpp/server_context.h"
 #include "strata/v1/config.pb.h"
 
+struct x509_st;  // OpenSSL's X509
+
 namespace strata {
 
 struct PeerIdentity {
@@ -95,6 +97,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(
 absl::StatusOr<PeerIdentity> PeerFromContext(const grpc::ServerContextBase& context);
 // The identity a PEM certificate names (subject OU and CN).
 absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem);
+// The same for a parsed (and already verified) certificate, e.g. the peer's
+// of a TLS connection outside gRPC (the nudge channel).
+absl::StatusOr<PeerIdentity> IdentityFromCert(x509_st* cert);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);

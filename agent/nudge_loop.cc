@@ -1,0 +1,160 @@
+#include "agent/nudge_loop.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include <csignal>
+#include <mutex>  // std::call_once
+
+#include "common/base/log.h"
+#include "common/base/version.h"
+#include "common/nudge/client.h"
+#include "common/nudge/reconnect.h"
+#include "common/nudge/tls_context.h"
+
+namespace strata::agent {
+
+NudgeLoop::NudgeLoop(Hooks hooks) : hooks_(std::move(hooks)) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);  // an MP gone mid-write: an error, not the end of the agent
+  });
+}
+
+NudgeLoop::~NudgeLoop() {
+  for (auto& [address, session] : sessions_) SSL_SESSION_free(static_cast<SSL_SESSION*>(session));
+}
+
+void NudgeLoop::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  if (base_) event_base_loopexit(base_, nullptr);
+}
+
+bool NudgeLoop::stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+bool NudgeLoop::Sleep(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  return !mu_.AwaitWithTimeout(absl::Condition(&stop), d);
+}
+
+void NudgeLoop::Run() {
+  nudge::Reconnect reconnect;
+  size_t next = 0;
+  while (!stopping()) {
+    if (!hooks_.has_identity()) {
+      if (!Sleep(absl::Seconds(1))) break;
+      continue;
+    }
+    // MPs whose nudge address is known (service location tells it).
+    std::vector<std::pair<std::string, std::string>> mps;
+    for (auto& mp : hooks_.mps()) {
+      if (!mp.second.empty()) mps.push_back(std::move(mp));
+    }
+    if (mps.empty()) {
+      hooks_.locate();
+      if (!Sleep(absl::FromChrono(reconnect.Next()))) break;
+      continue;
+    }
+    const auto& [mp, address] = mps[next % mps.size()];
+    bool welcomed = false;
+    absl::Status ended = Hold(mp, address, &welcomed);
+    if (held_.exchange(false)) hooks_.channel(false);
+    if (stopping()) break;
+    LogInfo("agent.nudge_channel_ended", {{"mp", mp}, {"error", ended}});
+    std::chrono::milliseconds wait;
+    if (welcomed) {
+      reconnect.Welcomed();
+      wait = reconnect.Next();
+    } else if (ended.code() == absl::StatusCode::kPermissionDenied) {
+      wait = reconnect.Refused();
+    } else {
+      ++next;
+      if (next % mps.size() != 0) continue;  // the next MP at once
+      hooks_.locate();                       // an MP not dialled yet may answer
+      wait = reconnect.Next();
+    }
+    if (!Sleep(absl::FromChrono(wait))) break;
+  }
+}
+
+absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, bool* welcomed) {
+  auto pem = hooks_.identity();
+  if (!pem.ok()) return pem.status();
+  auto ctx = nudge::MakeClientContext(*pem);
+  if (!ctx.ok()) return ctx.status();
+  event_base* base = event_base_new();
+  if (base == nullptr) return absl::InternalError("event_base_new failed");
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      event_base_free(base);
+      return absl::OkStatus();
+    }
+    base_ = base;
+  }
+  absl::Status ended;
+  nudge::Connection* conn = nullptr;
+  nudge::Connection::Handlers handlers;
+  handlers.welcome = [&](const v1::NudgeWelcome& w) {
+    *welcomed = true;
+    held_ = true;
+    hooks_.channel(true);
+    // The session to resume next time (a quick handshake after a restart).
+    if (SSL_SESSION* session = conn->Session()) {
+      auto& slot = sessions_[address];
+      if (slot) SSL_SESSION_free(static_cast<SSL_SESSION*>(slot));
+      slot = session;
+    }
+    LogInfo("agent.nudge_connected",
+            {{"mp", mp}, {"nudge", address}, {"version", w.policy_version()}});
+    if (!w.policy_version().empty() && w.policy_version() != hooks_.known_version()) {
+      // Changed while no channel was held: not a nudge, the same work.
+      LogInfo("agent.policy_changed_meanwhile", {{"held", hooks_.known_version()}});
+      hooks_.notified(v1::NOTIFICATION_KIND_POLICY_CHANGED, 0);
+    }
+  };
+  handlers.nudge = [&](const v1::Nudge& n) {
+    switch (n.kind()) {
+      case v1::NOTIFICATION_KIND_POLICY_CHANGED:
+      case v1::NOTIFICATION_KIND_FULL_INVENTORY:
+      case v1::NOTIFICATION_KIND_RUN_NOW:
+      case v1::NOTIFICATION_KIND_WORK_WAITING:
+        break;
+      default:
+        return;  // a kind newer than this agent
+    }
+    LogInfo("agent.nudged", {{"kind", v1::NotificationKind_Name(n.kind()).substr(18)},
+                             {"spread_ms", n.spread_ms()}});
+    hooks_.notified(n.kind(), std::clamp(n.spread_ms(), 0, 10 * 60 * 1000));
+  };
+  handlers.closed = [&](const absl::Status& s) {
+    ended = s;
+    event_base_loopbreak(base);
+  };
+  {
+    nudge::Connection connection(base, ctx->get(), handlers);
+    conn = &connection;
+    v1::NudgeHello hello;
+    hello.set_policy_version(hooks_.known_version());
+    hello.set_agent_version(kVersion);
+    auto it = sessions_.find(address);
+    ended = connection.Start(
+        address, hello, it == sessions_.end() ? nullptr : static_cast<SSL_SESSION*>(it->second));
+    if (ended.ok()) event_base_dispatch(base);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    base_ = nullptr;
+  }
+  event_base_free(base);
+  return ended;
+}
+
+}  // namespace strata::agent

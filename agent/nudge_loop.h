@@ -1,0 +1,72 @@
+#pragma once
+
+// An agent's nudge channel (common/nudge): one light TLS connection held to
+// the first MP whose nudge address it knows (service location hands it
+// out), moved to the next when it fails, redialled with the spread and
+// backoff of nudge::Reconnect. What the MP says is handed to the agent as
+// the kind of work it asks for, with the spread to wait before fetching.
+// A welcome naming another policy version than the agent's is a change made
+// while it held no channel: it is handed on as POLICY_CHANGED. While no
+// channel is held, held() is false and the agent polls more often.
+//
+// Run() on one thread (it runs a libevent loop) until Stop() (any thread).
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/net/tls.h"
+#include "strata/v1/client.pb.h"
+
+struct event_base;
+
+namespace strata::agent {
+
+class NudgeLoop {
+ public:
+  struct Hooks {
+    // MPs in order of preference, each with its nudge address ("" while
+    // not known).
+    std::function<std::vector<std::pair<std::string, std::string>>()> mps;
+    std::function<bool()> has_identity;                    // registered yet?
+    std::function<absl::StatusOr<ChannelPem>()> identity;  // CA, certificate, key
+    std::function<std::string()> known_version;            // of the policy the agent holds
+    // POLICY_CHANGED, FULL_INVENTORY, RUN_NOW or WORK_WAITING; fetch after
+    // a random wait of up to `spread_ms`.
+    std::function<void(v1::NotificationKind kind, int spread_ms)> notified;
+    // The channel was welcomed (true) or ended (false).
+    std::function<void(bool held)> channel;
+    // Service location over gRPC (failing over between MPs), which learns
+    // the nudge address of the MP that answers: called when no MP's nudge
+    // address is known, and after a round of failed dials.
+    std::function<void()> locate;
+  };
+
+  explicit NudgeLoop(Hooks hooks);
+  ~NudgeLoop();
+
+  void Run();
+  void Stop();
+  bool held() const { return held_.load(); }
+
+ private:
+  bool stopping();
+  // Waits up to `d`; false once stopping.
+  bool Sleep(absl::Duration d);
+  // Holds a channel to `mp` at `address` until it ends; the status it
+  // ended with (OK when stopped).
+  absl::Status Hold(const std::string& mp, const std::string& address, bool* welcomed);
+
+  const Hooks hooks_;
+  std::atomic<bool> held_{false};
+  std::map<std::string, void*> sessions_;  // SSL_SESSION* by nudge address (Run's thread)
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  event_base* base_ ABSL_GUARDED_BY(mu_) = nullptr;  // of the channel held now
+};
+
+}  // namespace strata::agent

@@ -1,0 +1,85 @@
+#pragma once
+
+// Simulated agents' nudge channels: thousands of nudge::Connection on one
+// libevent loop thread, each with its own client certificate, opened
+// `concurrency` handshakes at a time, redialled after they end with the
+// agent's own policy (nudge::Reconnect: spread after a held channel ends,
+// backoff after a failed dial). On POLICY_CHANGED a client waits a random
+// part of the nudge's spread and fetches its policy over gRPC, as the agent
+// does. Used by strata-clientsim (bench/mp) and the integration tests.
+//
+// Thread-safe: the public calls post to the loop or read atomics.
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "bench/clientsim/sim_client.h"
+
+struct event_base;
+struct event;
+
+namespace strata::sim {
+
+class NudgeFleet {
+ public:
+  // `clients` outlive the fleet.
+  NudgeFleet(std::string nudge_address, std::vector<SimClient*> clients, int concurrency);
+  ~NudgeFleet();
+
+  // Opens every channel (redialling those that end from then on).
+  void OpenAll();
+  // Closes every channel and stops redialling.
+  void CloseAll();
+
+  int held() const { return held_.load(); }
+  int64_t welcomes() const { return welcomes_.load(); }
+  int64_t resumed() const { return resumed_.load(); }
+
+  // Per client: the wall-clock ms of the last welcome, of the last
+  // POLICY_CHANGED, and of the policy fetched after it (0: none).
+  struct Times {
+    int64_t welcomed_ms = 0;
+    int64_t policy_changed_ms = 0;
+    int64_t fetched_ms = 0;
+  };
+  std::vector<Times> times();
+  // Forgets the POLICY_CHANGED and fetch times (before a measurement).
+  void ResetPolicyTimes();
+  int64_t fetch_failures() const { return fetch_failures_.load(); }
+  // Why channels ended, by message (first few kinds), and how often.
+  std::map<std::string, int> end_reasons();
+
+ private:
+  struct Member;
+  void Post(std::function<void()> fn);
+  static void OnWake(int, short, void* self);
+  static void OnTick(int, short, void* self);
+  void Dial(Member& m);
+  void Ended(Member& m, const absl::Status& why);
+  void Fetch(Member& m, int spread_ms);
+  void DialDue();
+
+  const std::string address_;
+  const int concurrency_;
+  event_base* base_;
+  event* wake_;
+  event* tick_;
+  std::thread thread_;
+  std::vector<std::unique_ptr<Member>> members_;  // the loop's
+  int dialing_ = 0;                               // the loop's
+  bool open_ = false;                             // the loop's
+
+  std::atomic<int> held_{0};
+  std::atomic<int64_t> welcomes_{0}, resumed_{0}, fetch_failures_{0};
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> end_reasons_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace strata::sim
