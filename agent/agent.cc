@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -233,6 +234,14 @@ class Agent::Impl {
     bool inventory_due = all_due || now >= DueMs("inventory") || TakeFlag(&inventory_now_);
     bool heartbeat_due = all_due || now >= DueMs("heartbeat");
     bool full = TakeFlag(&full_now_);
+    std::optional<v1::PolicyResponse> pushed;
+    {
+      absl::MutexLock lock(&mu_);
+      pushed.swap(pushed_policy_);
+    }
+    if (pushed && pushed->version() != policy_.version()) {
+      RETURN_IF_ERROR(ApplyPolicy(*pushed, "nudge"));
+    }
     if (policy_due) {
       auto policy = FetchPolicy();
       if (!policy.ok()) return policy.status();
@@ -333,8 +342,9 @@ class Agent::Impl {
     return mps_;
   }
 
-  // A stub to the current MP (the first that answers), with this client's
-  // certificate.
+  // A stub to `mp` with this client's certificate, on a channel of its own
+  // that lives as long as the stub (one exchange: locate and policy, or the
+  // queue): an idle agent holds no gRPC connection, only its nudge channel.
   absl::StatusOr<std::unique_ptr<v1::ManagementPoint::Stub>> Stub(const std::string& mp) {
     v1::TlsConfig tls;
     tls.set_ca_file(config_.ca_file());
@@ -342,7 +352,8 @@ class Agent::Impl {
     tls.set_key_file(dir_ + "/client.key");
     ChannelOptions options;
     options.max_message_bytes = 16 << 20;
-    options.keepalive_ms = 60000;  // an MP holds tens of thousands of these
+    options.keepalive_ms = 60000;
+    options.idle_timeout_ms = 10000;
     ASSIGN_OR_RETURN(auto channel, MakeChannel(mp, tls, options));
     return v1::ManagementPoint::NewStub(channel);
   }
@@ -408,17 +419,25 @@ class Agent::Impl {
       full = resp.full_inventory_requested();
       if (!resp.not_modified()) {
         resp.clear_full_inventory_requested();
-        policy_ = resp;
-        SetKnownVersion(resp.version());
-        RETURN_IF_ERROR(WriteFileDurably(dir_ + "/policy.pb", resp.SerializeAsString()));
-        LogInfo("agent.policy", {{"version", resp.version()},
-                                 {"poll_s", resp.settings().policy_poll_seconds()},
-                                 {"inventory_s", resp.settings().inventory_seconds()},
-                                 {"heartbeat_s", resp.settings().heartbeat_seconds()}});
+        RETURN_IF_ERROR(ApplyPolicy(resp, "fetched"));
       }
       return absl::OkStatus();
     }));
     return full;
+  }
+
+  // The policy the agent runs by from now on (saved for the next start).
+  absl::Status ApplyPolicy(const v1::PolicyResponse& policy, const char* source) {
+    policy_ = policy;
+    policy_.clear_not_modified();
+    SetKnownVersion(policy_.version());
+    RETURN_IF_ERROR(WriteFileDurably(dir_ + "/policy.pb", policy_.SerializeAsString()));
+    LogInfo("agent.policy", {{"version", policy_.version()},
+                             {"source", source},
+                             {"poll_s", policy_.settings().policy_poll_seconds()},
+                             {"inventory_s", policy_.settings().inventory_seconds()},
+                             {"heartbeat_s", policy_.settings().heartbeat_seconds()}});
+    return absl::OkStatus();
   }
 
   // --- inventory and the queue -------------------------------------------
@@ -520,8 +539,14 @@ class Agent::Impl {
       absl::MutexLock lock(&mu_);
       return known_version_;
     };
-    h.notified = [this](v1::NotificationKind kind, int spread_ms) {
+    h.notified = [this](v1::NotificationKind kind, int spread_ms,
+                        const v1::PolicyResponse* policy) {
       absl::MutexLock lock(&mu_);
+      if (policy != nullptr) {  // nothing to fetch: applied on the agent's thread
+        pushed_policy_ = *policy;
+        wake_ = true;
+        return;
+      }
       switch (kind) {
         case v1::NOTIFICATION_KIND_FULL_INVENTORY:
           full_now_ = true;
@@ -570,6 +595,7 @@ class Agent::Impl {
   // The nudge channel of each MP (service location says), by MP address.
   std::map<std::string, std::string> nudge_addresses_ ABSL_GUARDED_BY(mu_);
   absl::Time fetch_not_before_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::optional<v1::PolicyResponse> pushed_policy_ ABSL_GUARDED_BY(mu_);  // from a nudge
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
   std::string known_version_ ABSL_GUARDED_BY(mu_);  // of the policy held
 };

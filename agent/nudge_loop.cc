@@ -117,7 +117,9 @@ absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, 
     if (!w.policy_version().empty() && w.policy_version() != hooks_.known_version()) {
       // Changed while no channel was held: not a nudge, the same work.
       LogInfo("agent.policy_changed_meanwhile", {{"held", hooks_.known_version()}});
-      hooks_.notified(v1::NOTIFICATION_KIND_POLICY_CHANGED, 0);
+      hooks_.notified(
+          v1::NOTIFICATION_KIND_POLICY_CHANGED, 0,
+          w.has_policy() && w.policy().version() == w.policy_version() ? &w.policy() : nullptr);
     }
   };
   handlers.nudge = [&](const v1::Nudge& n) {
@@ -132,7 +134,10 @@ absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, 
     }
     LogInfo("agent.nudged", {{"kind", v1::NotificationKind_Name(n.kind()).substr(18)},
                              {"spread_ms", n.spread_ms()}});
-    hooks_.notified(n.kind(), std::clamp(n.spread_ms(), 0, 10 * 60 * 1000));
+    const bool with_policy = n.kind() == v1::NOTIFICATION_KIND_POLICY_CHANGED && n.has_policy() &&
+                             !n.policy().version().empty();
+    hooks_.notified(n.kind(), std::clamp(n.spread_ms(), 0, 10 * 60 * 1000),
+                    with_policy ? &n.policy() : nullptr);
   };
   handlers.closed = [&](const absl::Status& s) {
     ended = s;

@@ -6,7 +6,8 @@
 // backoff of nudge::Reconnect. What the MP says is handed to the agent as
 // the kind of work it asks for, with the spread to wait before fetching.
 // A welcome naming another policy version than the agent's is a change made
-// while it held no channel: it is handed on as POLICY_CHANGED. While no
+// while it held no channel: it is handed on as POLICY_CHANGED (with the
+// policy, which the MP sends along). While no
 // channel is held, held() is false and the agent polls more often.
 //
 // Run() on one thread (it runs a libevent loop) until Stop() (any thread).
@@ -36,8 +37,10 @@ class NudgeLoop {
     std::function<absl::StatusOr<ChannelPem>()> identity;  // CA, certificate, key
     std::function<std::string()> known_version;            // of the policy the agent holds
     // POLICY_CHANGED, FULL_INVENTORY, RUN_NOW or WORK_WAITING; fetch after
-    // a random wait of up to `spread_ms`.
-    std::function<void(v1::NotificationKind kind, int spread_ms)> notified;
+    // a random wait of up to `spread_ms`. `policy`: the new policy itself
+    // when the MP sent it along (then there is nothing to fetch), or null.
+    std::function<void(v1::NotificationKind kind, int spread_ms, const v1::PolicyResponse* policy)>
+        notified;
     // The channel was welcomed (true) or ended (false).
     std::function<void(bool held)> channel;
     // Service location over gRPC (failing over between MPs), which learns

@@ -224,6 +224,15 @@ std::string ClientDirectory::PolicyVersionOf(const std::string& id) {
   return VersionOf(*b, AssignedTo(id));
 }
 
+std::optional<v1::PolicyResponse> ClientDirectory::PolicyOf(const std::string& id) {
+  auto b = bundle();
+  if (!b || !IsAllowed(id)) return std::nullopt;
+  v1::PolicyResponse policy;
+  *policy.mutable_settings() = policy::EffectiveSettings(*b, AssignedTo(id));
+  policy.set_version(policy::PolicyVersion(policy.settings()));
+  return policy;
+}
+
 void ClientDirectory::ApplyPushed(const std::vector<Assignment>& changes) {
   UpdateAssignments(changes, /*pushed=*/true);
 }

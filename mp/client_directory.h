@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -71,6 +72,9 @@ class ClientDirectory {
   std::vector<std::string> AssignedTo(const std::string& id);
   // The policy version `id` is served now ("" while not confirmed).
   std::string PolicyVersionOf(const std::string& id);
+  // The policy (version and settings) `id` is served now; none while the
+  // client is not confirmed by the site or no bundle is held.
+  std::optional<v1::PolicyResponse> PolicyOf(const std::string& id);
   // Custom settings pushed by the site for these clients.
   void ApplyPushed(const std::vector<Assignment>& changes);
 

@@ -115,9 +115,7 @@ class MpServer::Impl {
     nudge_hooks.authorize = [this](const std::string& id, std::function<void(absl::Status)> then) {
       directory_->Check(id, std::move(then));
     };
-    nudge_hooks.policy_version = [this](const std::string& id) {
-      return directory_->PolicyVersionOf(id);
-    };
+    nudge_hooks.policy = [this](const std::string& id) { return directory_->PolicyOf(id); };
     nudge_hooks.full_requested = [this](const std::string& id) {
       return directory_->HasFullRequest(id);
     };

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
@@ -42,6 +43,8 @@ constexpr size_t kMaxPendingClients = 200000;
 // off before its output grows beyond this.
 constexpr size_t kMaxOutputBytes = 64 * 1024;
 constexpr int kMaxSpreadMs = 5 * 60 * 1000;
+constexpr int kTrimEverySeconds = 5;
+constexpr int64_t kTrimAfterClosed = 256;
 
 void InitLibeventThreads() {
   static std::once_flag once;
@@ -106,6 +109,9 @@ class NudgeServer::Impl {
     wake_ = event_new(base_, -1, EV_PERSIST, &Impl::OnWake, this);
     event_add(wake_, nullptr);
     resume_accept_ = evtimer_new(base_, &Impl::OnResumeAccept, this);
+    trim_ = event_new(base_, -1, EV_PERSIST, &Impl::OnTrim, this);
+    const timeval every{kTrimEverySeconds, 0};
+    event_add(trim_, &every);
 
     nudge::SocketAddress at;
     std::string listen = options_.listen_address;
@@ -171,6 +177,7 @@ class NudgeServer::Impl {
     if (listener_) evconnlistener_free(listener_);
     event_free(wake_);
     event_free(resume_accept_);
+    event_free(trim_);
     event_base_free(base_);
     base_ = nullptr;
     if (absl::StartsWith(bound_, "unix:")) ::unlink(bound_.substr(5).c_str());
@@ -216,7 +223,7 @@ class NudgeServer::Impl {
     enum Type { kPush, kClose, kAuthorized, kStop } type;
     std::vector<std::string> ids;
     v1::NotificationKind kind;
-    std::string reason;
+    std::string reason;  // kAuthorized: the policy version of the client's hello
     uint64_t serial;
     absl::Status status;
   };
@@ -251,7 +258,7 @@ class NudgeServer::Impl {
         if (Conn* conn = HeldConn(c.ids[0])) Goodbye(conn, c.reason, /*retry=*/false);
         break;
       case Command::kAuthorized:
-        Authorized(c.serial, c.status);
+        Authorized(c.serial, c.status, c.reason);
         break;
       case Command::kStop: {
         stopping_ = true;
@@ -292,7 +299,14 @@ class NudgeServer::Impl {
         continue;
       }
       if (kind == v1::NOTIFICATION_KIND_POLICY_CHANGED) {
-        frame.mutable_nudge()->set_detail(hooks_.policy_version(id));
+        auto policy = hooks_.policy(id);
+        if (policy) {
+          frame.mutable_nudge()->set_detail(policy->version());
+          *frame.mutable_nudge()->mutable_policy() = std::move(*policy);
+        } else {
+          frame.mutable_nudge()->clear_detail();
+          frame.mutable_nudge()->clear_policy();
+        }
       }
       Send(conn, frame);
       ++sent;
@@ -346,6 +360,17 @@ class NudgeServer::Impl {
     evconnlistener_disable(listener);
     timeval t{1, 0};
     evtimer_add(s->resume_accept_, &t);
+  }
+
+  // Connections that came and went (a reconnect storm, a scan, a
+  // slow-loris) leave their handshake memory free but still resident in
+  // the loop thread's malloc arena: give it back to the system, so that
+  // the MP's memory returns to what its held clients need.
+  static void OnTrim(evutil_socket_t, short, void* self) {
+    auto* s = static_cast<Impl*>(self);
+    if (s->closed_since_trim_ < kTrimAfterClosed) return;
+    s->closed_since_trim_ = 0;
+    malloc_trim(0);
   }
 
   static void OnResumeAccept(evutil_socket_t, short, void* self) {
@@ -426,8 +451,9 @@ class NudgeServer::Impl {
         conn->state = Conn::kAuthorizing;
         // Nothing is read while the client is looked up.
         bufferevent_disable(conn->bev, EV_READ);
-        hooks_.authorize(conn->id, [this, serial = conn->serial](absl::Status st) {
-          Enqueue(Command{Command::kAuthorized, {}, {}, {}, serial, std::move(st)});
+        hooks_.authorize(conn->id, [this, serial = conn->serial,
+                                    held = frame.hello().policy_version()](absl::Status st) {
+          Enqueue(Command{Command::kAuthorized, {}, {}, held, serial, std::move(st)});
         });
         return true;
       case Conn::kHeld:
@@ -447,7 +473,8 @@ class NudgeServer::Impl {
     }
   }
 
-  void Authorized(uint64_t serial, const absl::Status& st) {
+  // `held_version`: of the policy the client's hello said it holds.
+  void Authorized(uint64_t serial, const absl::Status& st, const std::string& held_version) {
     auto it = conns_.find(serial);
     if (it == conns_.end()) return;  // gone meanwhile
     Conn* conn = it->second;
@@ -477,8 +504,13 @@ class NudgeServer::Impl {
     bufferevent_enable(conn->bev, EV_READ);
 
     v1::NudgeFrame welcome;
-    welcome.mutable_welcome()->set_policy_version(hooks_.policy_version(conn->id));
     welcome.mutable_welcome()->set_keepalive_seconds(options_.keepalive_s);
+    if (auto policy = hooks_.policy(conn->id)) {
+      welcome.mutable_welcome()->set_policy_version(policy->version());
+      if (policy->version() != held_version) {
+        *welcome.mutable_welcome()->mutable_policy() = std::move(*policy);
+      }
+    }
     Send(conn, welcome);
     uint32_t missed = 0;
     if (auto p = pending_.find(conn->id); p != pending_.end()) {
@@ -548,6 +580,7 @@ class NudgeServer::Impl {
     bufferevent_free(conn->bev);  // closes the socket, frees the SSL
     delete conn;
     --open_;
+    ++closed_since_trim_;
   }
 
   const Options options_;
@@ -566,6 +599,8 @@ class NudgeServer::Impl {
   uint64_t next_serial_ = 0;
   bool stopping_ = false;
   std::atomic<int64_t> open_{0};  // connections, in any state
+  int64_t closed_since_trim_ = 0;
+  event* trim_ = nullptr;
 
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -11,8 +11,11 @@
 // is idle. Per connection: TLS 1.3 handshake (the client certificate must
 // chain to the hierarchy CA and name an agent), the agent's hello within
 // `hello_timeout`, the client looked up (ClientDirectory::Check), a welcome
-// with the policy version it is served and what it missed, then nudges and
-// pongs. A client silent for three keep-alives is dropped.
+// with the policy it is served (the settings too when its hello named
+// another version) and what it missed, then nudges and pongs. Policy rides
+// the channel because it is a few dozen bytes and a fleet fetching it over
+// gRPC at once costs the MP a TLS connection each (bench/mp measures both). A client silent for
+// three keep-alives is dropped.
 //
 // Connections beyond `max_clients` are closed at once (the agent polls
 // meanwhile); an accept() that fails (out of open files) pauses the
@@ -24,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,8 +53,9 @@ class NudgeServer {
     // Runs `then` with OK once client `id` may hold a channel, or with the
     // refusal (ClientDirectory::Check).
     std::function<void(const std::string& id, std::function<void(absl::Status)> then)> authorize;
-    // The policy version client `id` is served (welcome, POLICY_CHANGED).
-    std::function<std::string(const std::string& id)> policy_version;
+    // The policy client `id` is served (welcome, POLICY_CHANGED); none
+    // while the site has not confirmed the client.
+    std::function<std::optional<v1::PolicyResponse>(const std::string& id)> policy;
     // Whether the site asked `id` for a full inventory (told on welcome).
     std::function<bool(const std::string& id)> full_requested;
   };
@@ -73,7 +78,7 @@ class NudgeServer {
 
   // Nudges these clients (those holding the channel; RUN_NOW and
   // WORK_WAITING for a client not holding it are kept, bounded, and told
-  // when it next connects). POLICY_CHANGED carries each client's version.
+  // when it next connects). POLICY_CHANGED carries each client's policy.
   void Push(std::vector<std::string> ids, v1::NotificationKind kind);
   // Ends client `id`'s channel with a goodbye (revoked, blocked).
   void Close(const std::string& id, const std::string& reason);

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/clientsim/nudge_fleet.h"
 #include "common/base/version.h"
 #include "tests/fixture/admin_hierarchy.h"
 
@@ -141,10 +142,14 @@ TEST_CASE(
     CHECK(AgentClientId(h.dir, "approve-me") == id);
   }
 
-  {  // Blocked at the CAS: refused at its MP within seconds, not at the next
-     // recheck (300 s); unblocked, it works again.
+  {  // Blocked at the CAS: cut off its MP's nudge channel and refused there
+     // within seconds, not at the next recheck (300 s); unblocked, it works
+     // again.
     Sim& s1 = h.Find("t-s1");
     REQUIRE(s1.client->Send({s1.client->NextHeartbeat()}).ok());
+    sim::NudgeFleet channel(h.mps["S01"]->nudge_address(), {s1.client.get()}, 1);
+    channel.OpenAll();
+    REQUIRE(WaitFor([&] { return channel.held() == 1; }, seconds(30)));
     CtlRun r = h.Ctl("alice", {"block", "device", "t-s1"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
@@ -158,6 +163,13 @@ TEST_CASE(
     INFO(refused.ToString() << "\nS01 MP log:\n" << h.mps["S01"]->LogText());
     CHECK(absl::StrContains(refused.message(), "unknown, not approved or revoked"));
     CHECK(h.mps["S01"]->LogText().find("mp.client_access_changed") != std::string::npos);
+    CHECK(WaitFor([&] { return channel.held() == 0; }, seconds(30)));
+    bool told = false;
+    for (const auto& [why, count] : channel.end_reasons()) {
+      told = told || absl::StrContains(why, "revoked or blocked");
+    }
+    CHECK(told);  // the goodbye said why
+    channel.CloseAll();
     // Its registration is refused too.
     auto again =
         sim::SimClient::Register(h.mps["S01"]->address(), ca, kAdminTestToken, "hw-t-s1", "t-s1");

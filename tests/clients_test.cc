@@ -31,8 +31,6 @@ using std::chrono::seconds;
 
 namespace {
 
-constexpr char kToken[] = "test-enrollment-token";
-
 // The installed packages as "name version" lines, sorted, from dpkg-query.
 std::set<std::string> DpkgInstalled(const std::string& admindir = "/var/lib/dpkg") {
   std::vector<std::string> lines =
@@ -53,31 +51,6 @@ std::set<std::string> SoftwareAt(const TestDatabase& db, const std::string& id) 
   for (size_t i = 0; i < r->size(); ++i) out.insert(r->GetString(i, 0));
   return out;
 }
-
-// CAS, P01, S01 with an MP at P01 and at S01 and an enrollment token.
-struct ClientHierarchy {
-  TempDir dir;
-  std::unique_ptr<SiteProcess> cas, p01, s01;
-  std::unique_ptr<MpProcess> mp_p01, mp_s01;
-
-  ClientHierarchy() {
-    cas = std::make_unique<SiteProcess>("CAS", v1::SITE_TYPE_CAS, dir, "");
-    cas->Start();
-    p01 = std::make_unique<SiteProcess>("P01", v1::SITE_TYPE_PRIMARY, dir, cas->address());
-    p01->Start();
-    s01 = std::make_unique<SiteProcess>("S01", v1::SITE_TYPE_SECONDARY, dir, p01->address());
-    s01->Start();
-    REQUIRE(WaitFor([&] { return p01->LinkActive("CAS") && s01->LinkActive("P01"); }, seconds(60)));
-    AddEnrollmentToken(cas->db(), kToken);  // global data: reaches P01 and S01
-    REQUIRE(Eventually(s01->db(), "SELECT count(*) FROM enrollment_tokens", "1"));
-    mp_p01 = std::make_unique<MpProcess>("P01.mp1", dir, p01->address());
-    mp_p01->Start();
-    mp_s01 = std::make_unique<MpProcess>("S01.mp1", dir, s01->address());
-    mp_s01->Start();
-  }
-
-  std::string CaPem() { return ReadWholeFile(TestPki() + "/ca.pem"); }
-};
 
 }  // namespace
 
@@ -349,14 +322,6 @@ void SetSetting(const TestDatabase& db, const std::string& name, const std::stri
 
 // A field of the Default Client Settings, written at `db`'s site (global
 // data: it reaches the MPs' bundles and the agents' policy).
-void SetDefault(const TestDatabase& db, const std::string& column, int64_t seconds) {
-  const std::vector<std::string> known = {"policy_poll_seconds", "inventory_seconds",
-                                          "heartbeat_seconds", "splay_seconds"};
-  REQUIRE(std::find(known.begin(), known.end(), column) != known.end());
-  db.Exec(absl::StrCat("UPDATE client_settings SET ", column,
-                       " = $1 WHERE name = 'Default Client Settings'"),
-          {absl::StrCat(seconds)});
-}
 
 TEST_CASE("agent service: pushed policy and full-inventory request; failover to a second MP",
           "[clients]") {

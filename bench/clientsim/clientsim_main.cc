@@ -130,12 +130,19 @@ class Simulator {
       return Reports("heartbeat", [](SimClient& c, std::mt19937_64&) { return c.NextHeartbeat(); });
     }
     if (cmd == "policy") return Policy(arg > 0 ? arg : 10);
-    if (cmd == "await_policy") return AwaitPolicy(arg > 0 ? arg : 30);
+    if (cmd == "await_policy") {
+      const std::string how = words.size() > 2 ? words[2] : "channel";
+      if (how != "channel" && how != "grpc") {
+        return "error await_policy: the third word is \"channel\" or \"grpc\"";
+      }
+      return AwaitPolicy(arg > 0 ? arg : 30, how == "grpc");
+    }
     if (cmd == "status") return Status();
-    return absl::StrCat("error ", cmd,
-                        ": unknown command (register, channels [timeout_s], close_channels, full, "
-                        "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s], "
-                        "status, quit)");
+    return absl::StrCat(
+        "error ", cmd,
+        ": unknown command (register, channels [timeout_s], close_channels, full, "
+        "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s] [channel|grpc], "
+        "status, quit)");
   }
 
  private:
@@ -342,12 +349,13 @@ class Simulator {
   }
 
   // Prints "awaiting" at once; then waits until every held channel has
-  // been told POLICY_CHANGED and its client has fetched the new policy over
-  // gRPC (after its share of the spread); reports the first and last of
-  // each (unix ms).
-  std::string AwaitPolicy(int timeout_s) {
+  // been told POLICY_CHANGED and its client holds the new policy: from the
+  // nudge, or ("grpc") fetched over gRPC after its share of the spread;
+  // reports the first and last of each (unix ms).
+  std::string AwaitPolicy(int timeout_s, bool over_grpc) {
     if (!fleet_) return "error await_policy: no channels (run channels first)";
     fleet_->ResetPolicyTimes();
+    fleet_->set_fetch_over_grpc(over_grpc);
     const int held = fleet_->held();
     std::cout << "awaiting held=" << held << std::endl;
     auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
@@ -418,8 +426,9 @@ int main(int argc, char** argv) {
       "  delta [changes]       one inventory delta per client (default 4 packages)\n"
       "  heartbeat             one discovery heartbeat per client\n"
       "  policy [seconds]      not-modified policy checks for that long (default 10)\n"
-      "  await_policy [t_s]    print \"awaiting\", then wait for POLICY_CHANGED on every channel\n"
-      "                        and the policy fetched after it\n"
+      "  await_policy [t_s] [channel|grpc]\n"
+      "                        print \"awaiting\", then wait for POLICY_CHANGED on every channel\n"
+      "                        and the new policy: from the nudge, or fetched over gRPC\n"
       "  status                channels held, welcomes, resumed handshakes, why channels ended\n"
       "  quit\n");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

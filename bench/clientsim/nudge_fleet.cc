@@ -151,6 +151,10 @@ void NudgeFleet::Dial(Member& m) {
   h.nudge = [this, mp](const v1::Nudge& n) {
     if (n.kind() != v1::NOTIFICATION_KIND_POLICY_CHANGED) return;
     mp->policy_changed_ms = WallClockMs();
+    if (n.has_policy() && !fetch_over_grpc_) {
+      mp->fetched_ms = mp->policy_changed_ms.load();  // nothing to fetch
+      return;
+    }
     Fetch(*mp, n.spread_ms());
   };
   h.closed = [this, mp](const absl::Status& why) { Ended(*mp, why); };

@@ -4,9 +4,11 @@
 // libevent loop thread, each with its own client certificate, opened
 // `concurrency` handshakes at a time, redialled after they end with the
 // agent's own policy (nudge::Reconnect: spread after a held channel ends,
-// backoff after a failed dial). On POLICY_CHANGED a client waits a random
-// part of the nudge's spread and fetches its policy over gRPC, as the agent
-// does. Used by strata-clientsim (bench/mp) and the integration tests.
+// backoff after a failed dial). On POLICY_CHANGED a client takes the policy
+// the nudge carries, as the agent does; or, to measure what that saves
+// (set_fetch_over_grpc), waits a random part of the nudge's spread and
+// fetches it over gRPC. Used by strata-clientsim (bench/mp) and the
+// integration tests.
 //
 // Thread-safe: the public calls post to the loop or read atomics.
 
@@ -41,8 +43,12 @@ class NudgeFleet {
   int64_t welcomes() const { return welcomes_.load(); }
   int64_t resumed() const { return resumed_.load(); }
 
+  // Ignore the policy a nudge carries and fetch it over gRPC instead.
+  void set_fetch_over_grpc(bool on) { fetch_over_grpc_ = on; }
+
   // Per client: the wall-clock ms of the last welcome, of the last
-  // POLICY_CHANGED, and of the policy fetched after it (0: none).
+  // POLICY_CHANGED, and of the new policy held after it, from the nudge or
+  // fetched (0: none).
   struct Times {
     int64_t welcomed_ms = 0;
     int64_t policy_changed_ms = 0;
@@ -75,6 +81,7 @@ class NudgeFleet {
   int dialing_ = 0;                               // the loop's
   bool open_ = false;                             // the loop's
 
+  std::atomic<bool> fetch_over_grpc_{false};
   std::atomic<int> held_{0};
   std::atomic<int64_t> welcomes_{0}, resumed_{0}, fetch_failures_{0};
   absl::Mutex mu_;

@@ -1,5 +1,7 @@
 #include "bench/clientsim/sim_client.h"
 
+#include "grpc/grpc_security.h"
+
 #include <algorithm>
 #include <set>
 
@@ -50,6 +52,9 @@ ChannelOptions AgentChannelOptions() {
   options.own_connection = true;
   options.keepalive_ms = 60000;
   options.reconnect_max_backoff_ms = 2000;
+  // As the agent: a client holds its nudge channel, and a gRPC connection
+  // only while it has calls to make (an MP's open files go to the former).
+  options.idle_timeout_ms = 1000;
   return options;
 }
 
@@ -80,7 +85,12 @@ absl::StatusOr<std::unique_ptr<SimClient>> SimClient::Register(const std::string
 }
 
 void SimClient::Reconnect() {
-  channel_ = MakeChannel(address_, pem_, AgentChannelOptions());
+  if (!sessions_) {
+    sessions_.reset(grpc_ssl_session_cache_create_lru(1), grpc_ssl_session_cache_destroy);
+  }
+  ChannelOptions options = AgentChannelOptions();
+  options.session_cache = sessions_.get();
+  channel_ = MakeChannel(address_, pem_, options);
   stub_ = v1::ManagementPoint::NewStub(channel_);
 }
 

@@ -40,7 +40,7 @@ absl::StatusOr<Enrollment> MakeEnrollment(const std::string& token, const std::s
                                           const std::string& hostname);
 
 // Channel options of a simulated agent: a connection of its own, as each
-// real agent has, and the agent's keepalive.
+// real agent has, the agent's keepalive, and released when idle for 1 s.
 ChannelOptions AgentChannelOptions();
 
 class SimClient {
@@ -84,6 +84,7 @@ class SimClient {
   std::string hostname_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ManagementPoint::Stub> stub_;
+  std::shared_ptr<grpc_ssl_session_cache> sessions_;  // this client's TLS sessions
   int64_t seq_ = 0;
   int64_t inventory_seq_ = 0;
   std::vector<uint32_t> installed_;  // indexes into the universe, sorted

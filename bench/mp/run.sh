@@ -1,61 +1,75 @@
 #!/usr/bin/env bash
-# Management point benchmark (issue 3): CAS <- P01 <- one MP, on a throwaway
-# PostgreSQL with durable commits (fsync, synchronous_commit on), and CLIENTS
-# simulated agents (bench/clientsim, real protocol over mutual TLS), each
-# holding its notification stream for the whole run.
+# Management point benchmark (issues 3 and 14): CAS <- P01 <- one MP, on a
+# throwaway PostgreSQL with durable commits (fsync, synchronous_commit on),
+# and CLIENTS simulated agents (bench/clientsim, real protocol over mutual
+# TLS), each holding its nudge channel from phase 2 to the end and opening
+# gRPC connections only for its calls (released after 1 s idle, as agents do).
 #  1. register    every client gets its certificate from P01's issuing CA
-#  2. streams     every client opens its Notify stream (held to the end)
-#  3. full        one full inventory per client (150-450 packages each);
+#  2. channels    the MP is restarted (rss_idle: its resident set with no
+#                 client); every client opens its nudge channel; rss_held
+#                 once all are held; rss_per_client_kb = (held - idle) /
+#                 clients; projected_rss_mb_25000 = idle + 25,000 x that
+#  3. hold        HOLD_S seconds (default 300) with jittered keep-alives
+#                 (KEEPALIVE_S, default the MP's 120): channels dropped and
+#                 the MP's CPU % meanwhile (idle_cpu_pct)
+#  4. fan-out     a client setting changed at P01, twice: (a) notify_fanout_ms =
+#                 from the commit to the last client told POLICY_CHANGED, and
+#                 policy_on_channel_ms to the last holding the new policy,
+#                 which rides the nudge; (b) refetch_all_ms = to the last
+#                 client that fetched its new policy over gRPC instead (each
+#                 after a random part of the spread the MP puts in the
+#                 nudge): what the policy riding the channel saves
+#  5. full        one full inventory per client (150-450 packages each);
 #                 inventory_rows_per_s = rows in P01's tables / time from the
 #                 first report sent to the last device's inventory applied
-#  4. COPY        baseline: PostgreSQL's own COPY of the same rows into plain
+#  6. COPY        baseline: PostgreSQL's own COPY of the same rows into plain
 #                 tables of the same shape (same keys, no capture) on the same
 #                 server; ingest_vs_copy = inventory_rows_per_s / copy_rows_per_s
-#  5. policy      not-modified policy checks for POLICY_S seconds (policy_rps)
-#  6. delta       one delta (4 packages) per client; report_rps = full and
+#  7. policy      not-modified policy checks for POLICY_S seconds (policy_rps;
+#                 each client's gRPC connection is released after 1 s idle,
+#                 so most checks include a TLS handshake)
+#  8. delta       one delta (4 packages) per client; report_rps = full and
 #                 delta reports acknowledged (spooled, fsync'ed) per second
-#                 over phases 3 and 6; cas_visible_*: from the
+#                 over phases 5 and 8; cas_visible_*: from the
 #                 client sending it to its arrival at the CAS (a trigger there)
-#  7. fan-out     a client setting changed at P01; notify_fanout_ms = from the
-#                 commit to the last of the held streams told POLICY_CHANGED
-# rss_mb is the MP's peak resident set (VmHWM) over the whole run.
-# Last line: bench mp: clients=… streams_held=… rss_mb=… policy_rps=… report_rps=…
-#   inventory_rows_per_s=… copy_rows_per_s=… ingest_vs_copy=… notify_fanout_ms=…
-#   cas_visible_p99_ms=… cas_log_per_inventory_change=… (rows the CAS writes to its own
-#   change log per inventory change P01 captured, during phases 3-6)
-# Env: CLIENTS (25000), POLICY_S (20), CONCURRENCY (128 per simulator),
-#      KEEP_LOGS (a directory to copy the logs to).
-# The MP needs one file descriptor per client, and headroom for connections
-# in flight: if this machine's hard limit (ulimit -Hn) is below twice
-# CLIENTS, the run says so and uses as many clients as fit.
+# rss_mb is the restarted MP's peak resident set (VmHWM) over phases 2-8.
+# Last line: bench mp: clients=… channel_clients=… rss_idle_mb=… rss_held_mb=…
+#   rss_per_client_kb=… projected_rss_mb_25000=… vs_target_1024=… notify_fanout_ms=…
+#   policy_on_channel_ms=… refetch_all_ms=… refetch_vs_channel=… idle_cpu_pct=… channels_dropped=… rss_mb=… policy_rps=… report_rps=…
+#   inventory_rows_per_s=… copy_rows_per_s=… ingest_vs_copy=… cas_visible_p99_ms=…
+#   cas_log_per_inventory_change=…
+# Env: CLIENTS (25000), HOLD_S (300), KEEPALIVE_S (120), POLICY_S (20),
+#      CONCURRENCY (64 per simulator), KEEP_LOGS (a directory for the logs).
+# The MP needs one file descriptor per held channel plus those of gRPC calls
+# in flight: if this machine's hard limit (ulimit -Hn) leaves less than
+# CLIENTS + 2,500, the run says so, uses as many clients as fit, and projects.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 CLIENTS=${CLIENTS:-25000}
 POLICY_S=${POLICY_S:-20}
-CONCURRENCY=${CONCURRENCY:-128}
+CONCURRENCY=${CONCURRENCY:-64}
+HOLD_S=${HOLD_S:-300}
+KEEPALIVE_S=${KEEPALIVE_S:-120}
 
 deploy/build.sh build
 source deploy/pg.sh
 source deploy/hierarchy.sh
 
-# File descriptors: the MP holds one per client connection, each simulator
-# one per client it runs.
+# File descriptors: the MP holds one per nudge channel, and one per gRPC
+# call in flight; each simulator one per client's channel and its calls.
 ulimit -n "$(ulimit -Hn)"
 fd_limit=$(ulimit -n)
 clients=$CLIENTS
-# Headroom: besides one file per held stream, a fleet (re)connecting holds
-# handshakes in flight and connections its clients already gave up on. (At
-# 3/4 of 20,000, 15,000 clients on two cores ran the MP out of files while
-# they connected; its listener watch then stopped it, as designed.)
-max_clients=$(( fd_limit / 2 ))
+max_clients=$(( fd_limit - 2500 ))
 if (( clients > max_clients )); then
   clients=$max_clients
   echo "NOTE: open files are limited to $fd_limit per process here (ulimit -Hn; raising it needs"
-  echo "      CAP_SYS_RESOURCE). With headroom for connections in flight, one MP is run with"
-  echo "      clients=$clients instead of $CLIENTS; rss_per_stream_kb shows what $CLIENTS would take."
+  echo "      CAP_SYS_RESOURCE). With room for gRPC calls in flight, one MP is run with"
+  echo "      clients=$clients instead of $CLIENTS; projected_rss_mb_25000 projects from the"
+  echo "      measured rss_per_client_kb."
 fi
-per_sim=$(( max_clients < 10000 ? max_clients : 10000 ))
+per_sim=5000
 sims=$(( (clients + per_sim - 1) / per_sim ))
 
 work=$(mktemp -d /tmp/stm-XXXXXX)
@@ -74,6 +88,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Every simulated client registers from this machine (one source address).
+printf 'register_per_source_per_minute: -1\nregister_per_minute: -1\nnudge_keepalive_seconds: %d\n' \
+  "$KEEPALIVE_S" > "$work/mp.conf"
+export STRATA_MP_FLAGS="--config $work/mp.conf"
 pg_start "$work/pg" durable
 echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
 deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 issuing/P01 mp/P01.mp1 >/dev/null
@@ -156,15 +174,67 @@ registered=$(echo "$out" | sum ok)
 (( registered == clients )) || { echo "only $registered of $clients registered" >&2; exit 1; }
 echo "register_rps=$(calc "$registered / $(echo "$out" | max seconds)")"
 
-echo "phase 2: notification streams"
-out=$(sim_all streams 600); echo "$out"
+echo "phase 2: nudge channels (the MP restarted first, to measure it without clients)"
+mp_stop P01.mp1
+mp_start P01.mp1
+mp_pid=$(cat "$STRATA_RUN/p01-mp1.pid")
+sleep 3
+rss_idle_kb=$(mp_kb VmRSS)
+out=$(sim_all channels 1200); echo "$out"
 held=$(echo "$out" | sum held)
-echo "streams_held=$held mp_rss_mb=$(( $(mp_kb VmRSS) / 1024 ))"
+sleep 5  # welcomes written, lookups settled
+rss_held_kb=$(mp_kb VmRSS)
+per_client_kb=$(calc "($rss_held_kb - $rss_idle_kb) / $held")
+projected_mb=$(calc "($rss_idle_kb + 25000 * $per_client_kb) / 1024")
+echo "channels_held=$held of $clients: rss_idle_mb=$(( rss_idle_kb / 1024 )) rss_held_mb=$(( rss_held_kb / 1024 )) rss_per_client_kb=$per_client_kb projected_rss_mb_25000=$projected_mb (target < 1024, aim 16 KB/client)"
+
+echo "phase 3: $held channels held for ${HOLD_S}s, keep-alive ${KEEPALIVE_S}s (jittered)"
+welcomes0=$(sim_all status | sum welcomes)
+cpu0=$(cpu_s "$mp_pid")
+sleep "$HOLD_S"
+cpu1=$(cpu_s "$mp_pid")
+out=$(sim_all status); echo "$out"
+held_after=$(echo "$out" | sum channels_held)
+dropped=$(( $(echo "$out" | sum welcomes) - welcomes0 ))
+idle_cpu_pct=$(calc "($cpu1 - $cpu0) * 100 / $HOLD_S")
+echo "after ${HOLD_S}s: held=$held_after channels_dropped_and_redialled=$dropped mp_cpu_pct=$idle_cpu_pct"
+
+cpu_report
+# fanout HOW SECONDS: changes the default policy poll interval at P01 and
+# waits until every held client has the new policy (HOW: "channel", from the
+# nudge; "grpc", fetched over gRPC after its share of the spread). Sets
+# told, fetched, fanout (ms to the last nudge) and got_all (ms to the last
+# client holding the new policy).
+fanout() {
+  sim_send "await_policy 600 $1"
+  until [ "$(grep -h '^awaiting' "$work"/sim*.out | wc -l)" -ge "$(( sims * fanouts ))" ]; do sleep 0.1; done
+  t_change=$(now_ms)
+  site_sql P01 "UPDATE client_settings SET policy_poll_seconds = $2 WHERE name = 'Default Client Settings'" >/dev/null
+  sim_wait await_policy $(( sims * fanouts )) 700
+  out=$(results await_policy | tail -n "$sims"); echo "$out"
+  told=$(echo "$out" | sum received)
+  fetched=$(echo "$out" | sum fetched)
+  fanout=$(( $(echo "$out" | max last_ms) - t_change ))
+  got_all=$(( $(echo "$out" | max fetch_last_ms) - t_change ))
+  echo "$1: told=$told holding_new_policy=$fetched of held=$held; fetch failures=$(echo "$out" | sum fetch_failed); last told ${fanout} ms, last holding it ${got_all} ms after the change"
+  (( told == held )) || echo "WARNING: $(( held - told )) held channels were not told of the change"
+  (( fetched == held )) || echo "WARNING: $(( held - fetched )) clients do not hold the new policy"
+  fanouts=$(( fanouts + 1 ))
+}
+fanouts=1
+echo "phase 4a: policy change fan-out to $held channels, the policy riding the nudge"
+fanout channel 1800
+notify_fanout_ms=$fanout
+policy_on_channel_ms=$got_all
+cpu_report
+echo "phase 4b: the same, every client fetching its policy over gRPC instead (the MP spreads them)"
+fanout grpc 1700
+refetch_all_ms=$got_all
+cpu_report
 
 log_seq() { site_sql "$1" "SELECT last_value FROM repl_log_id_seq"; }
 cas_log0=$(log_seq CAS); p01_log0=$(log_seq P01)
-
-echo "phase 3: one full inventory per client"
+echo "phase 5: one full inventory per client"
 out=$(sim_all full); echo "$out"
 rows=$(echo "$out" | sum rows)
 t_first=$(echo "$out" | min start_ms)
@@ -185,7 +255,7 @@ POLL_S=0.5 wait_until 3600 at_cas || { echo "the CAS did not receive every inven
 echo "all inventories at the CAS $(( $(now_ms) - t_ingested )) ms after P01"
 cpu_report
 
-echo "phase 4: COPY baseline of the same $rows rows"
+echo "phase 6: COPY baseline of the same $rows rows"
 copy_ms=0
 for t in $tables; do
   site_sql P01 "COPY (SELECT * FROM $t) TO STDOUT" > "$work/$t.copy"
@@ -198,11 +268,11 @@ done
 copy_rps=$(calc "$rows / ($copy_ms / 1000)")
 printf 'copy: rows=%d seconds=%.2f copy_rows_per_s=%.0f\n' "$rows" "$(calc "$copy_ms / 1000")" "$copy_rps"
 
-echo "phase 5: not-modified policy checks for ${POLICY_S}s"
+echo "phase 7: not-modified policy checks for ${POLICY_S}s"
 out=$(sim_all policy "$POLICY_S"); echo "$out"
 policy_rps=$(echo "$out" | sum rps)
 
-echo "phase 6: one delta per client"
+echo "phase 8: one delta per client"
 out=$(sim_all delta 4); echo "$out"
 delta_acked=$(echo "$out" | sum acked)
 delta_ms=$(( $(echo "$out" | max end_ms) - $(echo "$out" | min start_ms) ))
@@ -218,31 +288,21 @@ read -r n_vis p50 p99 pmax <<<"$(site_sql CAS "SELECT count(*), round(percentile
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), max(ms)
   FROM (SELECT a.arrived_ms - s.sent_ms AS ms FROM bench_sent s JOIN bench_arrival a USING (device_id, inventory_seq)) x" | tr '|' ' ')"
 echo "deltas at the CAS: count=$n_vis p50_ms=$p50 p99_ms=$p99 max_ms=$pmax"
-# Rows written to each change log during intake (phases 3-6): P01 captures
+# Rows written to each change log during intake (phases 5-8): P01 captures
 # each inventory change once; the CAS logs what it must pass on to others.
 p01_log=$(( $(log_seq P01) - p01_log0 )); cas_log=$(( $(log_seq CAS) - cas_log0 ))
 cas_log_per_row=$(calc "$cas_log / $p01_log")
 echo "change log rows during intake: p01=$p01_log cas=$cas_log cas_log_per_inventory_change=$cas_log_per_row"
 
-echo "phase 7: policy change fan-out to $held streams"
-sim_send "await_policy 120"
-until [ "$(grep -h '^awaiting' "$work"/sim*.out | wc -l)" -ge "$sims" ]; do sleep 0.1; done
-t_change=$(now_ms)
-site_sql P01 "UPDATE client_settings SET policy_poll_seconds = 1800 WHERE name = 'Default Client Settings'" >/dev/null
-sim_wait await_policy "$sims" 200
-out=$(results await_policy | tail -n "$sims"); echo "$out"
-told=$(echo "$out" | sum received)
-last=$(echo "$out" | max last_ms)
-fanout=$(( last - t_change ))
-echo "told=$told of held=$held; from the change at P01 to the last stream: ${fanout} ms; MP broadcast spread $(( last - $(echo "$out" | min first_ms) )) ms"
-out=$(sim_all status); echo "$out"
-held_end=$(echo "$out" | sum streams_held)
-
 cpu_report
+out=$(sim_all status); echo "$out"
+held_end=$(echo "$out" | sum channels_held)
 rss_kb=$(mp_kb VmHWM)
 rss_mb=$(( rss_kb / 1024 ))
-echo "MP: peak rss_mb=$rss_mb now_mb=$(( $(mp_kb VmRSS) / 1024 )) rss_per_stream_kb=$(( rss_kb / held )) threads=$(ls /proc/$mp_pid/task | wc -l)"
-(( told == held )) || echo "WARNING: $(( held - told )) held streams were not told of the change"
-printf 'bench mp: clients=%d streams_held=%d rss_mb=%d policy_rps=%.0f report_rps=%.0f inventory_rows_per_s=%.0f copy_rows_per_s=%.0f ingest_vs_copy=%.2f notify_fanout_ms=%d cas_visible_p99_ms=%d cas_log_per_inventory_change=%.3f\n' \
-  "$clients" "$held_end" "$rss_mb" "$policy_rps" "$report_rps" "$ingest_rps" "$copy_rps" \
-  "$(calc "$ingest_rps / $copy_rps")" "$fanout" "$p99" "$cas_log_per_row"
+echo "MP: peak rss_mb=$rss_mb now_mb=$(( $(mp_kb VmRSS) / 1024 )) threads=$(ls /proc/$mp_pid/task | wc -l) channels held at the end=$held_end"
+printf 'bench mp: clients=%d channel_clients=%d rss_idle_mb=%d rss_held_mb=%d rss_per_client_kb=%.1f projected_rss_mb_25000=%.0f vs_target_1024=%.2f notify_fanout_ms=%d policy_on_channel_ms=%d refetch_all_ms=%d refetch_vs_channel=%.1f idle_cpu_pct=%.1f channels_dropped=%d rss_mb=%d policy_rps=%.0f report_rps=%.0f inventory_rows_per_s=%.0f copy_rows_per_s=%.0f ingest_vs_copy=%.2f cas_visible_p99_ms=%d cas_log_per_inventory_change=%.3f\n' \
+  "$clients" "$held" "$(( rss_idle_kb / 1024 ))" "$(( rss_held_kb / 1024 ))" "$per_client_kb" \
+  "$projected_mb" "$(calc "$projected_mb / 1024")" "$notify_fanout_ms" "$policy_on_channel_ms" \
+  "$refetch_all_ms" "$(calc "$refetch_all_ms / ($policy_on_channel_ms > 0 ? $policy_on_channel_ms : 1)")" "$idle_cpu_pct" "$dropped" \
+  "$rss_mb" "$policy_rps" "$report_rps" "$ingest_rps" "$copy_rps" \
+  "$(calc "$ingest_rps / $copy_rps")" "$p99" "$cas_log_per_row"

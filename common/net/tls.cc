@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "grpc/grpc_security.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/auth_context.h"
 #include "grpcpp/server_builder.h"
@@ -111,9 +112,18 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Cha
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options.reconnect_max_backoff_ms);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // gRPC reads this argument as the shortest time a connection attempt
+  // (TCP, TLS, the server's SETTINGS) may take, not as a backoff: at 100 ms,
+  // a handshake with a busy MP timed out. 20 s is gRPC's default.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (options.idle_timeout_ms > 0)
+    args.SetInt(GRPC_ARG_CLIENT_IDLE_TIMEOUT_MS, options.idle_timeout_ms);
+  if (options.session_cache) {
+    grpc_arg arg = grpc_ssl_session_cache_create_channel_arg(options.session_cache);
+    args.SetPointerWithVtable(arg.key, arg.value.pointer.p, arg.value.pointer.vtable);
+  }
   if (absl::StartsWith(address, "unix:")) {
     args.SetSslTargetNameOverride("localhost");
   }

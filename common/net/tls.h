@@ -22,6 +22,7 @@
 #include "strata/v1/config.pb.h"
 
 struct x509_st;  // OpenSSL's X509
+typedef struct grpc_ssl_session_cache grpc_ssl_session_cache;
 
 namespace strata {
 
@@ -55,6 +56,12 @@ struct ChannelOptions {
   // A connection of its own rather than one shared with other channels to
   // the same target (gRPC's global subchannel pool): simulated agents.
   bool own_connection = false;
+  // A channel without calls for this long lets its connection go (0: gRPC's
+  // default, 30 min). Agents hold the nudge channel, not gRPC connections.
+  int idle_timeout_ms = 0;
+  // Resumes TLS sessions (tickets) of earlier connections: a reconnect
+  // skips the full handshake. Not owned; outlives the channel.
+  grpc_ssl_session_cache* session_cache = nullptr;
 };
 
 // PEM contents (not paths) for a channel: the CA to trust, and the client

@@ -76,7 +76,12 @@ struct Directory {
       then(ok ? absl::OkStatus()
               : absl::PermissionDeniedError("unknown, not approved or revoked client"));
     };
-    h.policy_version = [](const std::string& id) { return "v7-" + id.substr(9, 4); };
+    h.policy = [](const std::string& id) {
+      v1::PolicyResponse p;
+      p.set_version("v7-" + id.substr(9, 4));
+      p.mutable_settings()->set_policy_poll_seconds(600);
+      return std::optional<v1::PolicyResponse>(p);
+    };
     h.full_requested = [](const std::string&) { return false; };
     return h;
   }
@@ -104,7 +109,10 @@ struct Client {
     ctx = std::move(*c);
     base = event_base_new();
     nudge::Connection::Handlers h;
-    h.welcome = [this](const v1::NudgeWelcome& w) { welcome = w.policy_version(); };
+    h.welcome = [this](const v1::NudgeWelcome& w) {
+      welcome = w.policy_version();
+      welcome_policy = w.policy();
+    };
     h.nudge = [this](const v1::Nudge& n) { nudges.push_back(n); };
     h.closed = [this](const absl::Status& s) {
       closed = true;
@@ -138,6 +146,7 @@ struct Client {
   event_base* base;
   std::unique_ptr<nudge::Connection> conn;
   std::string welcome;
+  v1::PolicyResponse welcome_policy;
   std::vector<v1::Nudge> nudges;
   bool closed = false;
   absl::Status ended;
@@ -217,6 +226,9 @@ TEST_CASE(
   a.Start(address);
   REQUIRE(a.Welcomed());
   CHECK(a.welcome == "v7-1111");
+  // Its hello named no policy: the welcome carries the one it is served.
+  CHECK(a.welcome_policy.version() == "v7-1111");
+  CHECK(a.welcome_policy.settings().policy_poll_seconds() == 600);
   Client b(Pem(Pki(), absl::StrCat("agent-", kAgentB)));
   b.Start(address);
   REQUIRE(b.Welcomed());
@@ -229,6 +241,7 @@ TEST_CASE(
   REQUIRE(a.RunUntil([&] { return !a.nudges.empty(); }));
   CHECK(a.nudges[0].kind() == v1::NOTIFICATION_KIND_POLICY_CHANGED);
   CHECK(a.nudges[0].detail() == "v7-1111");
+  CHECK(a.nudges[0].policy().settings().policy_poll_seconds() == 600);  // rides along
   b.RunUntil([] { return false; }, absl::Milliseconds(300));
   CHECK(b.nudges.size() == 1);
 
