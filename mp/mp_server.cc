@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -46,6 +47,17 @@ absl::Status CheckedFields(const v1::MpConfig& c) {
 }
 
 }  // namespace
+
+std::string NudgePublicAddress(const v1::MpConfig& config, const std::string& nudge_bound) {
+  if (!config.nudge_public_address().empty()) return config.nudge_public_address();
+  const std::string& pub = config.public_address();
+  if (pub.empty() || absl::StartsWith(pub, "unix:") || absl::StartsWith(nudge_bound, "unix:")) {
+    return nudge_bound;
+  }
+  // Agents reach this MP by the host in its public address: the nudge
+  // channel is on that host too, at the port it is bound to.
+  return absl::StrCat(pub.substr(0, pub.rfind(':')), nudge_bound.substr(nudge_bound.rfind(':')));
+}
 
 absl::Status ValidateMpConfig(const v1::MpConfig& config) {
   RETURN_IF_ERROR(CheckedFields(config));
@@ -108,7 +120,7 @@ class MpServer::Impl {
     NudgeServer::Options nudge;
     nudge.listen_address = config_.nudge_listen_address();
     nudge.tls = config_.tls();
-    nudge.max_clients = MaxStreams(open_files);
+    nudge.max_clients = MaxNudgeClients(open_files);
     nudge.keepalive_s = config_.nudge_keepalive_seconds();
     nudge.fetches_per_second = config_.nudge_fetches_per_second();
     NudgeServer::Hooks nudge_hooks;
@@ -139,8 +151,7 @@ class MpServer::Impl {
     bound_address_ = bound;
     agent_service_->set_addresses(
         config_.public_address().empty() ? bound_address_ : config_.public_address(),
-        config_.nudge_public_address().empty() ? nudge_->bound_address()
-                                               : config_.nudge_public_address());
+        NudgePublicAddress(config_, nudge_->bound_address()));
     WriteAddressFile(config_.address_file(), bound_address_);
 
     UplinkOptions uplink;
@@ -158,7 +169,7 @@ class MpServer::Impl {
                            {"site", config_.site_address()},
                            {"spooled", spool_->last_seq() - spool_->acknowledged()},
                            {"open_files", open_files},
-                           {"max_clients", MaxStreams(open_files)}});
+                           {"max_clients", MaxNudgeClients(open_files)}});
     directory_->Start();
     uplink_->Start();
     watch_ = std::thread([this] { ListenerWatch(); });

@@ -21,6 +21,11 @@ namespace strata::mp {
 // certificate is an MP certificate naming `name`.
 absl::Status ValidateMpConfig(const v1::MpConfig& config);
 
+// What agents are told the nudge channel's address is: nudge_public_address
+// if set; else, with a public_address, its host and the nudge port bound;
+// else the bound address.
+std::string NudgePublicAddress(const v1::MpConfig& config, const std::string& nudge_bound);
+
 class MpServer final : public Daemon {
  public:
   explicit MpServer(v1::MpConfig config);

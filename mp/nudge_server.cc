@@ -44,7 +44,7 @@ constexpr size_t kMaxPendingClients = 200000;
 constexpr size_t kMaxOutputBytes = 64 * 1024;
 constexpr int kMaxSpreadMs = 5 * 60 * 1000;
 constexpr int kTrimEverySeconds = 5;
-constexpr int64_t kTrimAfterClosed = 256;
+constexpr int64_t kTrimAfterChurn = 256;
 
 void InitLibeventThreads() {
   static std::once_flag once;
@@ -168,8 +168,8 @@ class NudgeServer::Impl {
       if (stopped_ || base_ == nullptr) return;
       stopped_ = true;
       commands_.push_back(Command{Command::kStop, {}, {}, reason, 0, {}});
+      event_active(wake_, EV_READ, 0);
     }
-    event_active(wake_, EV_READ, 0);
     if (thread_.joinable()) thread_.join();
     // The loop has ended: free what is left on this thread.
     for (auto& [serial, c] : conns_) FreeConn(c, /*erase=*/false);
@@ -214,6 +214,7 @@ class NudgeServer::Impl {
   struct Conn {
     Impl* server;
     bufferevent* bev;
+    event* deadline;  // until welcomed: the handshake and hello must be done by then
     uint64_t serial;
     std::string id;
     enum State : uint8_t { kHandshake, kHello, kAuthorizing, kHeld, kClosing } state;
@@ -229,11 +230,11 @@ class NudgeServer::Impl {
   };
 
   void Enqueue(Command c) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopped_) return;
-      commands_.push_back(std::move(c));
-    }
+    // Under the lock: once Stop() has set stopped_, nobody touches wake_,
+    // which it frees after the loop ends.
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    commands_.push_back(std::move(c));
     event_active(wake_, EV_READ, 0);
   }
 
@@ -341,15 +342,25 @@ class NudgeServer::Impl {
       return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    auto* conn = new Conn{this, bev, ++next_serial_, {}, Conn::kHandshake};
+    auto* conn = new Conn{this, bev, nullptr, ++next_serial_, {}, Conn::kHandshake};
     ++open_;
     conns_[conn->serial] = conn;
     bufferevent_setcb(bev, &Impl::OnRead, &Impl::OnWritten, &Impl::OnEvent, conn);
-    // The handshake and the hello must come within hello_timeout: a client
-    // that connects and says nothing (slow-loris) is dropped.
+    // The handshake and the hello must be done within hello_timeout of the
+    // accept, however the peer trickles its bytes (slow-loris): a deadline,
+    // not an idle timeout, which each byte would reset.
     const timeval t = absl::ToTimeval(options_.hello_timeout);
+    conn->deadline = evtimer_new(base_, &Impl::OnDeadline, conn);
+    evtimer_add(conn->deadline, &t);
     bufferevent_set_timeouts(bev, &t, &t);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+  }
+
+  static void OnDeadline(evutil_socket_t, short, void* arg) {
+    auto* conn = static_cast<Conn*>(arg);
+    conn->server->Refused(
+        conn, absl::DeadlineExceededError("no TLS handshake and hello within the hello timeout"));
+    conn->server->FreeConn(conn);
   }
 
   static void OnAcceptError(evconnlistener* listener, void* self) {
@@ -362,14 +373,16 @@ class NudgeServer::Impl {
     evtimer_add(s->resume_accept_, &t);
   }
 
-  // Connections that came and went (a reconnect storm, a scan, a
-  // slow-loris) leave their handshake memory free but still resident in
-  // the loop thread's malloc arena: give it back to the system, so that
-  // the MP's memory returns to what its held clients need.
+  // Handshakes leave their temporary memory free but still resident in the
+  // loop thread's malloc arena, in holes between the connections that stay;
+  // connections that came and went (a reconnect storm, a scan, a
+  // slow-loris) leave all of theirs. After a burst of either, give the free
+  // pages back to the system, so that the MP's memory is what its held
+  // clients need.
   static void OnTrim(evutil_socket_t, short, void* self) {
     auto* s = static_cast<Impl*>(self);
-    if (s->closed_since_trim_ < kTrimAfterClosed) return;
-    s->closed_since_trim_ = 0;
+    if (s->churn_since_trim_ < kTrimAfterChurn) return;
+    s->churn_since_trim_ = 0;
     malloc_trim(0);
   }
 
@@ -498,6 +511,9 @@ class NudgeServer::Impl {
       Goodbye(older, "replaced by a newer connection of this client", /*retry=*/false);
     }
     conn->state = Conn::kHeld;
+    event_free(conn->deadline);  // held: the keep-alives take over
+    conn->deadline = nullptr;
+    ++churn_since_trim_;
     const timeval read_timeout{3 * options_.keepalive_s, 0};
     const timeval write_timeout{60, 0};
     bufferevent_set_timeouts(conn->bev, &read_timeout, &write_timeout);
@@ -542,9 +558,13 @@ class NudgeServer::Impl {
     Unhold(conn);
     conn->state = Conn::kClosing;
     v1::NudgeFrame bye;
-    bye.mutable_goodbye()->set_reason(reason);
+    bye.mutable_goodbye()->set_reason(reason.substr(0, 1000));
     bye.mutable_goodbye()->set_retry(retry);
     Send(conn, bye);
+    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0) {
+      FreeConn(conn);  // nothing to flush (no write callback would come)
+      return;
+    }
     bufferevent_disable(conn->bev, EV_READ);
     const timeval t{5, 0};
     bufferevent_set_timeouts(conn->bev, nullptr, &t);
@@ -578,9 +598,10 @@ class NudgeServer::Impl {
     Unhold(conn);
     if (erase) conns_.erase(conn->serial);
     bufferevent_free(conn->bev);  // closes the socket, frees the SSL
+    if (conn->deadline) event_free(conn->deadline);
     delete conn;
     --open_;
-    ++closed_since_trim_;
+    ++churn_since_trim_;
   }
 
   const Options options_;
@@ -599,7 +620,7 @@ class NudgeServer::Impl {
   uint64_t next_serial_ = 0;
   bool stopping_ = false;
   std::atomic<int64_t> open_{0};  // connections, in any state
-  int64_t closed_since_trim_ = 0;
+  int64_t churn_since_trim_ = 0;  // handshakes and closes since the last trim
   event* trim_ = nullptr;
 
   absl::Mutex mu_;

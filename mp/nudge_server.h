@@ -9,8 +9,9 @@
 // Built on libevent (bufferevent_openssl): one event loop thread, no thread
 // or gRPC stream per client, OpenSSL's buffers released while a connection
 // is idle. Per connection: TLS 1.3 handshake (the client certificate must
-// chain to the hierarchy CA and name an agent), the agent's hello within
-// `hello_timeout`, the client looked up (ClientDirectory::Check), a welcome
+// chain to the hierarchy CA and name an agent) and the agent's hello done
+// within `hello_timeout` of the accept (a deadline: slow-loris), the client
+// looked up (ClientDirectory::Check), a welcome
 // with the policy it is served (the settings too when its hello named
 // another version) and what it missed, then nudges and pongs. Policy rides
 // the channel because it is a few dozen bytes and a fleet fetching it over

@@ -12,7 +12,7 @@
 namespace strata::mp {
 namespace {
 
-constexpr int64_t kFdReserve = 512;  // at most a quarter of the limit
+constexpr int64_t kMinFdReserve = 512;
 
 std::atomic<bool> g_accept_failed{false};
 
@@ -44,7 +44,10 @@ int64_t RaiseOpenFileLimit() {
   return rl.rlim_cur == RLIM_INFINITY ? int64_t{1} << 20 : static_cast<int64_t>(rl.rlim_cur);
 }
 
-int64_t MaxStreams(int64_t open_files) { return open_files - std::min(kFdReserve, open_files / 4); }
+int64_t MaxNudgeClients(int64_t open_files) {
+  const int64_t reserve = std::min(std::max(kMinFdReserve, open_files / 8), open_files / 4);
+  return open_files - reserve;
+}
 
 void WatchGrpcLog() { gpr_set_log_function(GrpcLog); }
 

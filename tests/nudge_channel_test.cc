@@ -196,8 +196,8 @@ TEST_CASE(
     for (int i = 0; i < 1000; ++i) ConnectAndDrop(h.mp_p01->nudge_address());
   }
   // The MP gives freed handshake memory back within seconds (malloc_trim
-  // after a burst of closed connections); a leak of even 3 KB a connection
-  // would stay.
+  // after a burst of closed connections); a leak of 3 KB or more a
+  // connection would stay above the bound.
   int64_t rss_after = 0;
   CHECK(WaitFor(
       [&] {
@@ -225,7 +225,9 @@ TEST_CASE("registration is rate-limited per source with a clear RESOURCE_EXHAUST
   }
   auto refused = sim::SimClient::Register(limited.address(), h.CaPem(), kToken, "hw-rl-x", "rl-x");
   REQUIRE(refused.status().code() == absl::StatusCode::kResourceExhausted);
-  CHECK_THAT(std::string(refused.status().message()), Catch::Contains("retry in 20 s"));
+  // One token every 20 s: the wait said is at most that.
+  CHECK_THAT(std::string(refused.status().message()),
+             Catch::Matches(".*retry in (20|1[0-9]|[1-9]) s.*"));
   // The site was not asked: the three registered are devices there, the
   // refused one is not.
   CHECK(h.p01->db().ScalarInt("SELECT count(*) FROM devices WHERE name LIKE 'rl-%'") == 3);

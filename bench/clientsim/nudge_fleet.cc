@@ -57,9 +57,17 @@ NudgeFleet::NudgeFleet(std::string nudge_address, std::vector<SimClient*> client
 NudgeFleet::~NudgeFleet() {
   Post([this] {
     for (auto& m : members_) m->conn.reset();
+    dead_.clear();
     event_base_loopbreak(base_);
   });
   thread_.join();
+  // gRPC fetches under way write into the members: wait for them (each has
+  // a deadline). Fetches not started yet never will be (the loop ended).
+  {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return fetches_in_flight_ == 0; };
+    mu_.Await(absl::Condition(&done));
+  }
   members_.clear();
   event_free(wake_);
   event_free(tick_);
@@ -84,7 +92,11 @@ void NudgeFleet::OnWake(int, short, void* self) {
   for (auto& fn : batch) fn();
 }
 
-void NudgeFleet::OnTick(int, short, void* self) { static_cast<NudgeFleet*>(self)->DialDue(); }
+void NudgeFleet::OnTick(int, short, void* self) {
+  auto* f = static_cast<NudgeFleet*>(self);
+  f->dead_.clear();
+  f->DialDue();
+}
 
 void NudgeFleet::OpenAll() {
   Post([this] {
@@ -176,12 +188,8 @@ void NudgeFleet::Ended(Member& m, const absl::Status& why) {
     const std::string key = why.ToString().substr(0, 120);
     if (end_reasons_.size() < 20 || end_reasons_.count(key)) ++end_reasons_[key];
   }
-  // The connection is freed on the next turn of the loop (this runs inside
-  // its callback).
-  auto* dead = m.conn.release();
-  event_base_once(
-      base_, -1, EV_TIMEOUT, [](int, short, void* c) { delete static_cast<nudge::Connection*>(c); },
-      dead, nullptr);
+  // The connection is freed on the next tick (this runs inside its callback).
+  dead_.push_back(std::move(m.conn));
   if (!open_) return;
   const auto wait = why.code() == absl::StatusCode::kPermissionDenied ? m.reconnect.Refused()
                                                                       : m.reconnect.Next();
@@ -198,16 +206,23 @@ void NudgeFleet::Fetch(Member& m, int spread_ms) {
   };
   auto start = [](int, short, void* arg) {
     auto* call = static_cast<Call*>(arg);
+    {
+      absl::MutexLock lock(&call->fleet->mu_);
+      ++call->fleet->fetches_in_flight_;
+    }
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    call->m->client->stub().async()->GetPolicy(&call->ctx, &call->request, &call->response,
-                                               [call](grpc::Status s) {
-                                                 if (s.ok()) {
-                                                   call->m->fetched_ms = WallClockMs();
-                                                 } else {
-                                                   ++call->fleet->fetch_failures_;
-                                                 }
-                                                 delete call;
-                                               });
+    call->m->client->stub().async()->GetPolicy(
+        &call->ctx, &call->request, &call->response, [call](grpc::Status s) {
+          NudgeFleet* fleet = call->fleet;
+          if (s.ok()) {
+            call->m->fetched_ms = WallClockMs();
+          } else {
+            ++fleet->fetch_failures_;
+          }
+          delete call;
+          absl::MutexLock lock(&fleet->mu_);  // last: the destructor may go on after it
+          --fleet->fetches_in_flight_;
+        });
   };
   auto* call = new Call{&m, this, {}, {}, {}};
   const int wait = spread_ms > 0 ? static_cast<int>(std::hash<std::string>{}(m.client->id()) %

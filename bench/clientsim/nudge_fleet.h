@@ -22,6 +22,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "bench/clientsim/sim_client.h"
+#include "common/nudge/client.h"
 
 struct event_base;
 struct event;
@@ -79,7 +80,10 @@ class NudgeFleet {
   std::thread thread_;
   std::vector<std::unique_ptr<Member>> members_;  // the loop's
   int dialing_ = 0;                               // the loop's
-  bool open_ = false;                             // the loop's
+  // Connections that ended, freed on the next tick (they end inside their
+  // own callbacks). The loop's.
+  std::vector<std::unique_ptr<nudge::Connection>> dead_;
+  bool open_ = false;  // the loop's
 
   std::atomic<bool> fetch_over_grpc_{false};
   std::atomic<int> held_{0};
@@ -87,6 +91,7 @@ class NudgeFleet {
   absl::Mutex mu_;
   std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> end_reasons_ ABSL_GUARDED_BY(mu_);
+  int fetches_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // gRPC calls the destructor waits for
 };
 
 }  // namespace strata::sim

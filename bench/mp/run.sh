@@ -137,6 +137,11 @@ for (( k = 0; k < sims; k++ )); do
   sim_fds+=("$fd")
 done
 results() { grep -hv '^awaiting' "$work"/sim*.out | awk -v c="$1" '$1 == c' ; }
+# The newest result line of command $1 from each simulator.
+latest() {
+  local f
+  for f in "$work"/sim*.out; do grep -v '^awaiting' "$f" | awk -v c="$1" '$1 == c' | tail -n 1; done
+}
 sim_send() {  # CMD
   local fd
   for fd in "${sim_fds[@]}"; do echo "$1" >&"$fd"; done
@@ -156,8 +161,8 @@ sim_all() {  # CMD [ARG] -> runs it on every simulator, prints their lines
   before=$(results "$1" | wc -l)
   sim_send "$*"
   sim_wait "$1" $(( before + sims )) 3600
-  results "$1" | tail -n "$sims"
-  if results "$1" | tail -n "$sims" | grep -q 'first_error='; then
+  latest "$1"
+  if latest "$1" | grep -q 'first_error='; then
     echo "(some calls failed in '$1': first_error above)" >&2
   fi
 }
@@ -211,7 +216,7 @@ fanout() {
   t_change=$(now_ms)
   site_sql P01 "UPDATE client_settings SET policy_poll_seconds = $2 WHERE name = 'Default Client Settings'" >/dev/null
   sim_wait await_policy $(( sims * fanouts )) 700
-  out=$(results await_policy | tail -n "$sims"); echo "$out"
+  out=$(latest await_policy); echo "$out"
   told=$(echo "$out" | sum received)
   fetched=$(echo "$out" | sum fetched)
   fanout=$(( $(echo "$out" | max last_ms) - t_change ))

@@ -132,7 +132,9 @@ void Connection::Fail(const absl::Status& status) {
   if (done_) return;
   done_ = true;
   Free();
-  if (handlers_.closed) handlers_.closed(status);  // may delete this
+  // A copy: the handler may delete this Connection, and with it handlers_.
+  auto closed = handlers_.closed;
+  if (closed) closed(status);
 }
 
 void Connection::Send(const v1::NudgeFrame& frame) {

@@ -336,6 +336,27 @@ TEST_CASE(
     CHECK(absl::Now() - t0 < absl::Seconds(4));
     close(fd);
   }
+  {  // Slow-loris trickling a byte every 200 ms (each would reset an idle
+     // timeout): closed at the deadline all the same.
+    const int fd = Connect(address);
+    timeval t{0, 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof(t));
+    const absl::Time t0 = absl::Now();
+    bool closed = false;
+    while (!closed && absl::Now() - t0 < absl::Seconds(8)) {
+      const char byte = 0x16;  // the start of a TLS record, never finished
+      if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) {
+        closed = true;
+        break;
+      }
+      char buf[64];
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+    CHECK(closed);
+    CHECK(absl::Now() - t0 < absl::Seconds(4));
+    close(fd);
+  }
   {  // TLS done, no hello: dropped too.
     RawTls raw(address);
     CHECK(raw.ClosedByServer());
