@@ -214,7 +214,7 @@ class NudgeServer::Impl {
   struct Conn {
     Impl* server;
     bufferevent* bev;
-    event* deadline;  // until welcomed: the handshake and hello must be done by then
+    event* deadline;  // until the hello: the handshake and hello must be done by then
     uint64_t serial;
     std::string id;
     enum State : uint8_t { kHandshake, kHello, kAuthorizing, kHeld, kClosing } state;
@@ -462,6 +462,10 @@ class NudgeServer::Impl {
           return false;
         }
         conn->state = Conn::kAuthorizing;
+        // The peer has done its part: the lookup may take a while (a fleet
+        // reconnecting at once is looked up in batches) and always answers.
+        event_free(conn->deadline);
+        conn->deadline = nullptr;
         // Nothing is read while the client is looked up.
         bufferevent_disable(conn->bev, EV_READ);
         hooks_.authorize(conn->id, [this, serial = conn->serial,
@@ -511,8 +515,6 @@ class NudgeServer::Impl {
       Goodbye(older, "replaced by a newer connection of this client", /*retry=*/false);
     }
     conn->state = Conn::kHeld;
-    event_free(conn->deadline);  // held: the keep-alives take over
-    conn->deadline = nullptr;
     ++churn_since_trim_;
     const timeval read_timeout{3 * options_.keepalive_s, 0};
     const timeval write_timeout{60, 0};

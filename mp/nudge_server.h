@@ -48,7 +48,7 @@ class NudgeServer {
     int keepalive_s = 120;
     absl::Duration hello_timeout = absl::Seconds(10);
     // The spread of fetches after a nudge to many clients at once.
-    int fetches_per_second = 1000;
+    int fetches_per_second = 200;
   };
   struct Hooks {
     // Runs `then` with OK once client `id` may hold a channel, or with the
