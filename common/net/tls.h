@@ -88,6 +88,9 @@ struct ServerOptions {
   // (gRPC's default, 120 s, lets a reconnect storm pile up half-open
   // connections until the process runs out of files).
   int handshake_timeout_ms = 20000;
+  // A connection with no call for this long is closed by the server (0:
+  // never). The MP's agents hold the nudge channel, not gRPC connections.
+  int max_connection_idle_ms = 0;
   // See MakeServerCredentials: only the management point asks without
   // requiring.
   bool require_client_certificate = true;
