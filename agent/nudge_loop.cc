@@ -69,11 +69,11 @@ void NudgeLoop::Run() {
     if (stopping()) break;
     LogInfo("agent.nudge_channel_ended", {{"mp", mp}, {"error", ended}});
     std::chrono::milliseconds wait;
-    if (welcomed) {
+    if (ended.code() == absl::StatusCode::kPermissionDenied) {
+      wait = reconnect.Refused();  // revoked, blocked, replaced: the longest wait
+    } else if (welcomed) {
       reconnect.Welcomed();
       wait = reconnect.Next();
-    } else if (ended.code() == absl::StatusCode::kPermissionDenied) {
-      wait = reconnect.Refused();
     } else {
       ++next;
       if (next % mps.size() != 0) continue;  // the next MP at once
