@@ -195,6 +195,12 @@ TEST_CASE(
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 1000; ++i) ConnectAndDrop(h.mp_p01->nudge_address());
   }
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's allocator keeps freed memory in quarantine (256 MB)
+  // and malloc_trim does not reach it: the resident set says nothing here.
+  WARN("memory level not checked under the sanitizers");
+  (void)rss_before;
+#else
   // The MP gives freed handshake memory back within seconds (malloc_trim
   // after a burst of closed connections); a leak of 3 KB or more a
   // connection would stay above the bound.
@@ -207,6 +213,7 @@ TEST_CASE(
       seconds(20)));
   WARN("MP resident set around 3,000 connections dropped: " << rss_before << " KB, then "
                                                             << rss_after << " KB");
+#endif
   CHECK(fleet.held() == kHeld);
   CHECK(fleet.welcomes() == welcomes);  // nobody was dropped and redialled
   CHECK(h.mp_p01->LogText().find("mp.nudge_accept_failed") == std::string::npos);
