@@ -176,16 +176,22 @@ $ctl create client-setting "Quick poll" --policy-poll 10m --priority 1 | sed 's/
 echo "\$ stratactl deploy client-setting \"Quick poll\" --collection \"Branch agents\""
 $ctl deploy client-setting "Quick poll" --collection "Branch agents" | sed 's/^/   /'
 # P01 resolves agent 3's settings (its clients include S01's), the
-# assignment replicates down to S01, whose MP tells the agent to fetch.
+# assignment replicates down to S01, whose MP sends the agent its new policy
+# on its nudge channel (source=nudge: no fetch, no waiting for a poll).
 agent3_polls_quickly() { grep -q 'agent.policy .*poll_s=600' "$STRATA_RUN/agent-3.log"; }
 wait_until 60 agent3_polls_quickly || { echo "agent 3 did not get the client setting; see $STRATA_RUN/agent-3.log" >&2; exit 1; }
-echo "   agent 3 (at S01) now: $(grep 'agent.policy ' "$STRATA_RUN/agent-3.log" | tail -n 1 | grep -o 'poll_s=[0-9]*')," \
+echo "   agent 3 (at S01) now: $(grep 'agent.policy ' "$STRATA_RUN/agent-3.log" | tail -n 1 | grep -o 'source=[a-z]* poll_s=[0-9]*')," \
   "agent 1 (at P01): $(grep 'agent.policy ' "$STRATA_RUN/agent-1.log" | tail -n 1 | grep -o 'poll_s=[0-9]*')"
 echo "\$ stratactl get client-settings"
 $ctl get client-settings | sed 's/^/   /'
 echo "\$ stratactl get enrollment-tokens"
 $ctl get enrollment-tokens | sed 's/^/   /'
-echo "\$ stratactl get site-systems   (every site's management points, as their site servers see them)"
+# Each MP reports the agents holding its nudge channel within seconds of a change.
+mps_report_agents() {
+  [ "$(site_sql CAS "SELECT count(*) FROM site_systems WHERE role = 'mp' AND clients_connected >= 1")" = 3 ]
+}
+wait_until 30 mps_report_agents || echo "   (the MPs have not reported their agents yet)"
+echo "\$ stratactl get site-systems   (every site's MPs as their site servers see them; CLIENTS: agents on its nudge channel)"
 $ctl get site-systems | sed 's/^/   /'
 echo "\$ stratactl get audit"
 $ctl get audit | sed 's/^/   /'
