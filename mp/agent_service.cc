@@ -92,11 +92,9 @@ grpc::ServerUnaryReactor* AgentService::Locate(grpc::CallbackServerContext* cont
         for (const auto& ip : request->ip_addresses()) {
           if (ips.size() < 256) ips.push_back(ip);
         }
-        std::string peer = context->peer();  // "ipv4:10.1.2.3:5555" / "ipv6:[::1]:5555"
-        if (absl::StartsWith(peer, "ipv4:")) {
-          ips.push_back(peer.substr(5, peer.rfind(':') - 5));
-        } else if (absl::StartsWith(peer, "ipv6:[")) {
-          ips.push_back(peer.substr(6, peer.find(']') - 6));
+        // The address the call came from counts too (not a unix socket's).
+        if (std::string source = SourceOf(context->peer()); source != "local") {
+          ips.push_back(source);
         }
         auto bundle = directory_.bundle();
         if (!bundle) {

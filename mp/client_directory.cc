@@ -218,12 +218,6 @@ std::vector<std::string> ClientDirectory::AssignedTo(const std::string& id) {
   return it == assignments_.end() ? std::vector<std::string>() : it->second;
 }
 
-std::string ClientDirectory::PolicyVersionOf(const std::string& id) {
-  auto b = bundle();
-  if (!b || !IsAllowed(id)) return std::string();
-  return VersionOf(*b, AssignedTo(id));
-}
-
 std::optional<v1::PolicyResponse> ClientDirectory::PolicyOf(const std::string& id) {
   auto b = bundle();
   if (!b || !IsAllowed(id)) return std::nullopt;

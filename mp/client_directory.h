@@ -70,8 +70,6 @@ class ClientDirectory {
   // Replaces the bundle; returns false if its version is the one held.
   bool SetBundle(const v1::SiteBundle& b);
   std::vector<std::string> AssignedTo(const std::string& id);
-  // The policy version `id` is served now ("" while not confirmed).
-  std::string PolicyVersionOf(const std::string& id);
   // The policy (version and settings) `id` is served now; none while the
   // client is not confirmed by the site or no bundle is held.
   std::optional<v1::PolicyResponse> PolicyOf(const std::string& id);

@@ -71,18 +71,6 @@ class LogLimiter {
   absl::Time last_ = absl::InfinitePast();
 };
 
-// What OpenSSL said about a bufferevent's connection (libevent keeps it).
-std::string OpenSslErrors(bufferevent* bev) {
-  std::string out;
-  while (unsigned long e = bufferevent_get_openssl_error(bev)) {
-    if (ERR_GET_LIB(e) == 0) continue;  // libevent's own marker, not an OpenSSL error
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    absl::StrAppend(&out, out.empty() ? "" : "; ", buf);
-  }
-  return out.empty() ? "connection closed" : out;
-}
-
 }  // namespace
 
 std::string DefaultNudgeAddress(const std::string& grpc_listen) {
@@ -400,8 +388,9 @@ class NudgeServer::Impl {
     }
     if (conn->state == Conn::kHandshake && (what & BEV_EVENT_ERROR)) {
       // Not one of ours (no certificate, another CA's): the handshake failed.
-      s->Refused(conn, absl::UnauthenticatedError(
-                           absl::StrCat("TLS handshake failed: ", OpenSslErrors(conn->bev))));
+      const std::string why = nudge::BufferEventSslErrors(conn->bev);
+      s->Refused(conn, absl::UnauthenticatedError(absl::StrCat(
+                           "TLS handshake failed: ", why.empty() ? "connection closed" : why)));
       s->FreeConn(conn);
       return;
     }

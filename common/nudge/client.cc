@@ -68,6 +68,17 @@ absl::Status ResolveAddress(const std::string& address, SocketAddress* out) {
   return absl::OkStatus();
 }
 
+std::string BufferEventSslErrors(bufferevent* bev) {
+  std::string out;
+  while (unsigned long e = bufferevent_get_openssl_error(bev)) {
+    if (ERR_GET_LIB(e) == 0) continue;  // libevent's own marker, not an OpenSSL error
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    absl::StrAppend(&out, out.empty() ? "" : "; ", buf);
+  }
+  return out;
+}
+
 Connection::Connection(event_base* base, SSL_CTX* ctx, Handlers handlers)
     : base_(base),
       ctx_(ctx),
@@ -180,13 +191,7 @@ void Connection::OnEvent(bufferevent*, short what, void* self) {
                                                      : "no welcome from the MP in time"));
     return;
   }
-  std::string why;
-  while (unsigned long e = bufferevent_get_openssl_error(c->bev_)) {
-    if (ERR_GET_LIB(e) == 0) continue;  // libevent's own marker
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    absl::StrAppend(&why, why.empty() ? "" : "; ", buf);
-  }
+  const std::string why = BufferEventSslErrors(c->bev_);
   if (what & BEV_EVENT_EOF) {
     c->Fail(absl::UnavailableError("the MP closed the nudge channel"));
   } else {

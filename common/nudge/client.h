@@ -89,4 +89,8 @@ struct SocketAddress {
 };
 absl::Status ResolveAddress(const std::string& address, SocketAddress* out);
 
+// What OpenSSL said about a bufferevent_openssl's connection (libevent keeps
+// its errors per bufferevent), "; "-separated; "" when nothing.
+std::string BufferEventSslErrors(bufferevent* bev);
+
 }  // namespace strata::nudge
