@@ -1,0 +1,382 @@
+#include "common/content/library.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/files.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+
+namespace strata::content {
+namespace {
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+absl::Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    return Errno("cannot create folder", path);
+  return absl::OkStatus();
+}
+
+void SyncDir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::vector<std::string> ListDir(const std::string& path) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return out;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back(std::move(name));
+  }
+  ::closedir(d);
+  return out;
+}
+
+absl::Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return Errno("cannot write", path);
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+std::string VersionName(const v1::ContentManifest& m) {
+  return absl::StrCat(m.package(), " version ", m.version());
+}
+
+}  // namespace
+
+// ---- BlobWriter -----------------------------------------------------------
+
+BlobWriter::~BlobWriter() {
+  if (fd_ >= 0) Release();
+}
+
+void BlobWriter::Release() {
+  ::close(fd_);
+  fd_ = -1;
+  absl::MutexLock lock(&lib_->mu_);
+  lib_->writing_.erase(sha256_);
+}
+
+absl::Status BlobWriter::Append(absl::string_view data) {
+  if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
+  if (static_cast<int64_t>(data.size()) > size_ - offset_)
+    return absl::InvalidArgumentError(
+        absl::StrCat("blob ", sha256_, ": more bytes than its size ", size_));
+  RETURN_IF_ERROR(WriteAll(fd_, data.data(), data.size(), lib_->PartPath(sha256_)));
+  hash_.Update(data);
+  offset_ += static_cast<int64_t>(data.size());
+  return absl::OkStatus();
+}
+
+absl::Status BlobWriter::Finish() {
+  if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
+  if (offset_ != size_)
+    return absl::InvalidArgumentError(
+        absl::StrCat("blob ", sha256_, ": ", offset_, " of ", size_, " bytes received"));
+  const std::string part = lib_->PartPath(sha256_);
+  std::string actual = hash_.HexDigest();
+  if (actual != sha256_) {
+    ::unlink(part.c_str());
+    Release();
+    return absl::DataLossError(
+        absl::StrCat("blob ", sha256_, ": the bytes received hash to ", actual));
+  }
+  absl::Status s = lib_->Publish(sha256_, size_, fd_);
+  Release();
+  return s;
+}
+
+// ---- Library --------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Library>> Library::Open(const std::string& root) {
+  if (root.empty()) return absl::InvalidArgumentError("content library: no folder given");
+  std::unique_ptr<Library> lib(new Library(root));
+  RETURN_IF_ERROR(MakeDir(root));
+  for (const char* sub : {"/sha256", "/parts", "/versions"}) RETURN_IF_ERROR(MakeDir(root + sub));
+  RETURN_IF_ERROR(lib->Load());
+  return lib;
+}
+
+absl::Status Library::Load() {
+  absl::MutexLock lock(&mu_);
+  const std::string dir = root_ + "/versions";
+  for (const std::string& name : ListDir(dir)) {
+    const std::string path = dir + "/" + name;
+    if (name.size() < 3 || name.substr(name.size() - 3) != ".pb") {
+      ::unlink(path.c_str());  // a temporary file of an interrupted write
+      continue;
+    }
+    absl::StatusOr<std::string> bytes = ReadFile(path);
+    v1::ContentManifest m;
+    if (!bytes.ok() || !m.ParseFromString(*bytes) || !CheckManifest(m).ok() ||
+        VersionPath(m.package(), m.version()) != path) {
+      // Written durably, so only a damaged disk gets here: the version is
+      // fetched again by whoever wants it.
+      LogWarning("content.manifest_unreadable", {{"path", path}});
+      ::unlink(path.c_str());
+      continue;
+    }
+    Count(m, +1);
+    versions_.emplace(std::make_pair(m.package(), m.version()), std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+std::string Library::BlobPath(absl::string_view sha256) const {
+  return absl::StrCat(root_, "/sha256/", sha256.substr(0, 2), "/", sha256);
+}
+
+std::string Library::PartPath(absl::string_view sha256) const {
+  return absl::StrCat(root_, "/parts/", sha256);
+}
+
+std::string Library::VersionPath(const std::string& package, int64_t version) const {
+  Sha256 h;
+  h.Update(absl::StrCat(package, "\n", version));
+  return absl::StrCat(root_, "/versions/", h.HexDigest(), ".pb");
+}
+
+bool Library::HasBlob(absl::string_view sha256) const {
+  if (!IsSha256Hex(sha256)) return false;
+  struct stat st;
+  return ::stat(BlobPath(sha256).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int64_t Library::PartialBytes(absl::string_view sha256) const {
+  if (!IsSha256Hex(sha256)) return 0;
+  struct stat st;
+  if (::stat(PartPath(sha256).c_str(), &st) != 0) return 0;
+  return st.st_size;
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> Library::OpenBlob(absl::string_view sha256,
+                                                              int64_t size, int64_t offset) {
+  if (!IsSha256Hex(sha256))
+    return absl::InvalidArgumentError("blob name: not 64 lower-case hex digits");
+  if (size < 0 || size > kMaxFileBytes)
+    return absl::InvalidArgumentError(
+        absl::StrCat("blob ", sha256, ": size ", size, " is outside 0 .. 1 TiB"));
+  if (offset < 0 || offset > size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("blob ", sha256, ": offset ", offset, " is outside its size ", size));
+  const std::string hash(sha256);
+  {
+    absl::MutexLock lock(&mu_);
+    if (writing_.count(hash) > 0)
+      return absl::UnavailableError(
+          absl::StrCat("blob ", hash, " is being received by another transfer"));
+    if (HasBlob(hash))
+      return absl::AlreadyExistsError(absl::StrCat("the library holds blob ", hash));
+    writing_.insert(hash);
+  }
+  const std::string part = PartPath(hash);
+  int64_t have = PartialBytes(hash);
+  if (offset != 0 && offset != have) {
+    absl::MutexLock lock(&mu_);
+    writing_.erase(hash);
+    return absl::FailedPreconditionError(
+        absl::StrCat("blob ", hash, ": resume at byte ", have, ", not ", offset));
+  }
+  int flags = O_RDWR | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0);
+  int fd = ::open(part.c_str(), flags, 0644);
+  if (fd < 0) {
+    absl::Status s = Errno("cannot open", part);
+    absl::MutexLock lock(&mu_);
+    writing_.erase(hash);
+    return s;
+  }
+  std::unique_ptr<BlobWriter> w(new BlobWriter(this, hash, size, fd, 0));
+  if (offset > 0) {
+    // The bytes received before count towards the hash: read them once.
+    std::unique_ptr<char[]> buf(new char[1 << 20]);
+    int64_t done = 0;
+    while (done < offset) {
+      ssize_t n = ::pread(fd, buf.get(), std::min<int64_t>(1 << 20, offset - done), done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Errno("cannot read", part);
+      w->hash_.Update(buf.get(), static_cast<size_t>(n));
+      done += n;
+    }
+    w->offset_ = offset;
+  }
+  if (::lseek(fd, offset, SEEK_SET) != offset) return Errno("cannot seek in", part);
+  return w;
+}
+
+absl::Status Library::PutBlob(absl::string_view sha256, absl::string_view data) {
+  auto w = OpenBlob(sha256, static_cast<int64_t>(data.size()), 0);
+  if (absl::IsAlreadyExists(w.status())) return absl::OkStatus();
+  if (!w.ok()) return w.status();
+  RETURN_IF_ERROR((*w)->Append(data));
+  return (*w)->Finish();
+}
+
+absl::Status Library::Publish(const std::string& sha256, int64_t size, int fd) {
+  const std::string part = PartPath(sha256);
+  if (::fsync(fd) != 0) return Errno("cannot sync", part);
+  if (::fchmod(fd, 0444) != 0) return Errno("cannot make read-only", part);
+  const std::string dir = absl::StrCat(root_, "/sha256/", sha256.substr(0, 2));
+  RETURN_IF_ERROR(MakeDir(dir));
+  const std::string final_path = BlobPath(sha256);
+  if (std::rename(part.c_str(), final_path.c_str()) != 0)
+    return Errno("cannot rename to", final_path);
+  SyncDir(dir);
+  return absl::OkStatus();
+}
+
+std::vector<BlobRef> Library::Missing(const v1::ContentManifest& manifest) const {
+  std::vector<BlobRef> out;
+  for (BlobRef& b : DistinctBlobs(manifest))
+    if (!HasBlob(b.sha256)) out.push_back(std::move(b));
+  return out;
+}
+
+void Library::Count(const v1::ContentManifest& m, int delta) {
+  for (const BlobRef& b : DistinctBlobs(m)) {
+    int& n = refs_[b.sha256];
+    n += delta;
+    if (n <= 0) refs_.erase(b.sha256);
+  }
+}
+
+absl::Status Library::AddVersion(const v1::ContentManifest& manifest) {
+  RETURN_IF_ERROR(CheckManifest(manifest));
+  absl::MutexLock lock(&mu_);  // Collect() cannot remove a blob between the check and the count
+  std::vector<BlobRef> missing = Missing(manifest);
+  if (!missing.empty())
+    return absl::FailedPreconditionError(absl::StrCat(VersionName(manifest), ": ", missing.size(),
+                                                      " of its blobs (", TotalBytes(missing),
+                                                      " bytes) are not in the library"));
+  RETURN_IF_ERROR(WriteFileDurably(VersionPath(manifest.package(), manifest.version()),
+                                   manifest.SerializeAsString(), 0644));
+  auto key = std::make_pair(manifest.package(), manifest.version());
+  auto it = versions_.find(key);
+  if (it != versions_.end()) {
+    Count(it->second, -1);
+    it->second = manifest;
+  } else {
+    versions_.emplace(key, manifest);
+  }
+  Count(manifest, +1);
+  return absl::OkStatus();
+}
+
+absl::Status Library::RemoveVersion(const std::string& package, int64_t version) {
+  absl::MutexLock lock(&mu_);
+  auto it = versions_.find(std::make_pair(package, version));
+  if (it == versions_.end())
+    return absl::NotFoundError(
+        absl::StrCat("the library does not hold ", package, " version ", version));
+  const std::string path = VersionPath(package, version);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("cannot remove", path);
+  SyncDir(root_ + "/versions");
+  Count(it->second, -1);
+  versions_.erase(it);
+  return absl::OkStatus();
+}
+
+bool Library::HoldsVersion(const std::string& package, int64_t version) const {
+  absl::MutexLock lock(&mu_);
+  return versions_.count(std::make_pair(package, version)) > 0;
+}
+
+std::vector<v1::ContentManifest> Library::Versions() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::ContentManifest> out;
+  for (const auto& [key, m] : versions_) out.push_back(m);
+  return out;
+}
+
+int Library::References(absl::string_view sha256) const {
+  absl::MutexLock lock(&mu_);
+  auto it = refs_.find(sha256);
+  return it == refs_.end() ? 0 : it->second;
+}
+
+absl::StatusOr<Library::Collected> Library::Collect(absl::Duration grace) {
+  Collected out;
+  const time_t cutoff = absl::ToTimeT(absl::Now() - grace);
+  absl::MutexLock lock(&mu_);
+  const std::string blobs = root_ + "/sha256";
+  for (const std::string& fan : ListDir(blobs)) {
+    const std::string dir = blobs + "/" + fan;
+    for (const std::string& name : ListDir(dir)) {
+      if (refs_.count(name) > 0) continue;
+      const std::string path = dir + "/" + name;
+      struct stat st;
+      if (::stat(path.c_str(), &st) != 0 || st.st_mtime > cutoff) continue;
+      if (::unlink(path.c_str()) != 0) return Errno("cannot remove", path);
+      ++out.blobs;
+      out.bytes += st.st_size;
+    }
+  }
+  const std::string parts = root_ + "/parts";
+  for (const std::string& name : ListDir(parts)) {
+    if (writing_.count(name) > 0) continue;
+    const std::string path = parts + "/" + name;
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || st.st_mtime > cutoff) continue;
+    if (::unlink(path.c_str()) == 0) ++out.parts;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Library::Mismatch>> Library::Validate() {
+  std::map<std::string, std::vector<std::string>> users;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, m] : versions_)
+      for (const v1::ContentFile& f : m.files())
+        users[f.sha256()].push_back(absl::StrCat(VersionName(m), ": ", f.path()));
+  }
+  std::vector<Mismatch> out;
+  for (auto& [hash, files] : users) {
+    const std::string path = BlobPath(hash);
+    absl::StatusOr<FileDigest> d = HashFile(path);
+    if (d.ok() && d->sha256 == hash) continue;
+    if (!d.ok() && !absl::IsNotFound(d.status())) return d.status();
+    Mismatch m;
+    m.sha256 = hash;
+    m.actual = d.ok() ? d->sha256 : "missing";
+    m.files = std::move(files);
+    if (d.ok() && ::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return Errno("cannot remove", path);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Library::Usage Library::usage() const {
+  Usage u;
+  const std::string blobs = root_ + "/sha256";
+  for (const std::string& fan : ListDir(blobs))
+    for (const std::string& name : ListDir(blobs + "/" + fan)) {
+      struct stat st;
+      if (::stat((blobs + "/" + fan + "/" + name).c_str(), &st) != 0) continue;
+      ++u.blobs;
+      u.bytes += st.st_size;
+    }
+  return u;
+}
+
+}  // namespace strata::content

@@ -1,0 +1,148 @@
+#pragma once
+
+// A single-instance content library (Configuration Manager's SCCMContentLib):
+// content versions (manifests: package, version, files) over blobs named by
+// their SHA-256, each stored once however many versions use it and counted
+// by the versions that reference it. Site servers and distribution points
+// each keep one; nginx serves a DP's blobs straight from it.
+//
+// On disk, under the root:
+//   sha256/ab/ab…   whole, verified blobs (read-only files); nothing else
+//                   ever appears here, so a reader never sees a partial blob
+//   parts/<hash>    blobs being received; resumable, verified on finishing
+//   versions/<id>   manifests of the versions held (written durably)
+// A blob is finished by hashing the whole part, fsync, rename into sha256/,
+// fsync of the directory: the library survives kill -9 or power loss at any
+// point with no corrupt blob visible. A blob nothing references is removed
+// by Collect() once older than a grace period (uploads in flight are not
+// referenced yet).
+//
+// Thread-safe. Several processes may share a root only for reading (nginx).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+#include "absl/strings/string_view.h"
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/content/hash.h"
+#include "common/content/manifest.h"
+#include "strata/v1/content.pb.h"
+
+namespace strata::content {
+
+class Library;
+
+// Receives one blob into the library. Append bytes in order, then Finish.
+// Dropping a writer unfinished keeps the bytes received so far: a later
+// OpenBlob resumes after them.
+class BlobWriter {
+ public:
+  ~BlobWriter();
+  BlobWriter(const BlobWriter&) = delete;
+  BlobWriter& operator=(const BlobWriter&) = delete;
+
+  // InvalidArgument if the bytes would run past the blob's size.
+  absl::Status Append(absl::string_view data);
+  int64_t offset() const { return offset_; }
+  // Verifies size and hash, then shows the blob. DataLoss (and the bytes
+  // received are discarded) if they are not the blob named.
+  absl::Status Finish();
+
+ private:
+  friend class Library;
+  void Release();  // closes the part and lets another writer open it
+  BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset)
+      : lib_(lib), sha256_(std::move(sha256)), size_(size), fd_(fd), offset_(offset) {}
+  Library* lib_;
+  Sha256 hash_;  // of the bytes so far (a resumed part is hashed once on opening)
+  std::string sha256_;
+  int64_t size_;
+  int fd_;
+  int64_t offset_;
+};
+
+class Library {
+ public:
+  // Opens the library at `root`, creating it. Reads the manifests held.
+  static absl::StatusOr<std::unique_ptr<Library>> Open(const std::string& root);
+
+  const std::string& root() const { return root_; }
+  std::string BlobPath(absl::string_view sha256) const;
+  bool HasBlob(absl::string_view sha256) const;
+  // Bytes received so far of a blob not yet whole (0 if none).
+  int64_t PartialBytes(absl::string_view sha256) const;
+
+  // Starts or resumes receiving a blob of `size` bytes. `offset` must be 0
+  // (start over) or the bytes already received (resume); otherwise
+  // FailedPrecondition saying where to resume. AlreadyExists if the library
+  // already holds the blob.
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenBlob(absl::string_view sha256, int64_t size,
+                                                       int64_t offset);
+  // A whole blob at once (small blobs, tests).
+  absl::Status PutBlob(absl::string_view sha256, absl::string_view data);
+
+  // The blobs of `manifest` the library does not hold.
+  std::vector<BlobRef> Missing(const v1::ContentManifest& manifest) const;
+  // Holds a version: every blob must be present (FailedPrecondition saying
+  // how many are missing). Holding it again replaces its manifest.
+  absl::Status AddVersion(const v1::ContentManifest& manifest);
+  // Releases a version; its blobs go at the next Collect() if nothing else
+  // references them. NotFound if it is not held.
+  absl::Status RemoveVersion(const std::string& package, int64_t version);
+  bool HoldsVersion(const std::string& package, int64_t version) const;
+  std::vector<v1::ContentManifest> Versions() const;
+  int References(absl::string_view sha256) const;
+
+  struct Collected {
+    int blobs = 0;
+    int64_t bytes = 0;
+    int parts = 0;
+  };
+  // Removes blobs no version references and parts untouched, both older
+  // than `grace`.
+  absl::StatusOr<Collected> Collect(absl::Duration grace);
+
+  // Re-hashes every blob a held version references. A blob whose bytes are
+  // not its name is reported with the files that use it and removed from
+  // the library (so it is fetched again).
+  struct Mismatch {
+    std::string sha256;
+    std::string actual;              // the hash of what was on disk, or "missing"
+    std::vector<std::string> files;  // "package version N: path"
+  };
+  absl::StatusOr<std::vector<Mismatch>> Validate();
+
+  struct Usage {
+    int64_t blobs = 0;
+    int64_t bytes = 0;
+  };
+  Usage usage() const;
+
+ private:
+  friend class BlobWriter;
+  explicit Library(std::string root) : root_(std::move(root)) {}
+  absl::Status Load();
+  std::string PartPath(absl::string_view sha256) const;
+  std::string VersionPath(const std::string& package, int64_t version) const;
+  absl::Status Publish(const std::string& sha256, int64_t size, int fd);
+  void Count(const v1::ContentManifest& m, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string root_;
+  mutable absl::Mutex mu_;
+  // (package, version) -> manifest
+  std::map<std::pair<std::string, int64_t>, v1::ContentManifest> versions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int, std::less<>> refs_ ABSL_GUARDED_BY(mu_);
+  // Blobs being received: one writer each.
+  std::set<std::string, std::less<>> writing_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace strata::content
