@@ -30,6 +30,12 @@ std::string Sha256::HexDigest() {
   return out;
 }
 
+std::string Sha256::Of(absl::string_view data) {
+  Sha256 h;
+  h.Update(data);
+  return h.HexDigest();
+}
+
 bool IsSha256Hex(absl::string_view s) {
   if (s.size() != 64) return false;
   for (char c : s)

@@ -20,6 +20,8 @@ class Sha256 {
   void Update(const void* data, size_t size);
   // The digest in lower-case hex; the hasher is then spent.
   std::string HexDigest();
+  // The hex digest of `data`.
+  static std::string Of(absl::string_view data);
 
  private:
   struct Free {

@@ -151,9 +151,7 @@ std::string Library::PartPath(absl::string_view sha256) const {
 }
 
 std::string Library::VersionPath(const std::string& package, int64_t version) const {
-  Sha256 h;
-  h.Update(absl::StrCat(package, "\n", version));
-  return absl::StrCat(root_, "/versions/", h.HexDigest(), ".pb");
+  return absl::StrCat(root_, "/versions/", Sha256::Of(absl::StrCat(package, "\n", version)), ".pb");
 }
 
 bool Library::HasBlob(absl::string_view sha256) const {

@@ -24,6 +24,8 @@
 #include "common/replication/link_session.h"
 #include "common/replication/migrations.h"
 #include "common/site/client_service.h"
+#include "common/site/content.h"
+#include "common/content/transfer.h"
 #include "common/site/topology.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -111,6 +113,15 @@ absl::Status ValidateSiteConfig(v1::SiteType type, const v1::SiteServerConfig& c
     return absl::InvalidArgumentError(
         "parent_address: a secondary site needs the address of its primary site");
   }
+  if (auto hours = content::TransferHours::Parse(config.content_from_parent().hours());
+      !hours.ok()) {
+    return Annotate(hours.status(), "content_from_parent");
+  }
+  if (config.content_from_parent().max_bytes_per_second() < 0 ||
+      config.content_validation_seconds() < 0) {
+    return absl::InvalidArgumentError(
+        "content_from_parent.max_bytes_per_second and content_validation_seconds: 0 or more");
+  }
   return absl::OkStatus();
 }
 
@@ -160,6 +171,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       RETURN_IF_ERROR(UpsertSite(*conn, config_.site_code(), type_, ""));
     }
     std::vector<grpc::Service*> services{this};
+    content_ = std::make_unique<SiteContent>(config_);
+    RETURN_IF_ERROR(content_->Open());
+    services.push_back(content_->service());
     if (profile_.clients != ClientRole::kNone) {
       ClientServiceOptions options;
       options.config = config_;
@@ -186,6 +200,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
              {"version", kVersion}});
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
+    content_->Start();
     for (const SiteJob& job : profile_.jobs) {
       threads_.emplace_back([this, &job] {
         LogDebug("site.job_started", {{"job", job.name}});
@@ -215,6 +230,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       if (parent_stream_) parent_stream_->Cancel();
     }
     if (clients_) clients_->Shutdown();
+    if (content_) content_->Stop();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     for (auto& t : threads_) t.join();
     threads_.clear();
@@ -570,6 +586,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   replication::LinkRegistry registry_;
   replication::SiteContext ctx_;
   std::unique_ptr<ClientService> clients_;
+  std::unique_ptr<SiteContent> content_;
   std::unique_ptr<grpc::Server> server_;
   std::string bound_address_;
   std::vector<std::thread> threads_;

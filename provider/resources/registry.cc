@@ -22,6 +22,7 @@ Resource RolesResource();
 Resource AdministratorsResource();
 Resource AuditResource();
 Resource ReportsResource();
+Resource PackagesResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
@@ -29,7 +30,7 @@ const std::vector<Resource>& Resources() {
       DevicesResource(),     ClientApprovalResource(), EnrollmentTokensResource(),
       CollectionsResource(), ClientSettingsResource(), BoundariesResource(),
       RolesResource(),       AdministratorsResource(), AuditResource(),
-      ReportsResource(),
+      ReportsResource(),     PackagesResource(),
   };
   return *resources;
 }

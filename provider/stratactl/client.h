@@ -85,10 +85,12 @@ class Client {
 
   const Options& options() const { return o_; }
   const std::string& last_error() const { return last_error_; }
-
- private:
+  // For calls Call() does not cover (client streams).
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // Prints a call's error, if any, and returns its exit code.
   int Report(const grpc::Status& s);
 
+ private:
   const Options& o_;
   std::shared_ptr<grpc::Channel> channel_;
   std::string server_;

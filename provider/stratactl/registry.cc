@@ -27,6 +27,7 @@ std::vector<Command> RoleCommands();
 std::vector<Command> AdministratorCommands();
 std::vector<Command> AuditCommands();
 std::vector<Command> ReportCommands();
+std::vector<Command> PackageCommands();
 
 namespace {
 
@@ -36,7 +37,7 @@ constexpr NounFn kNouns[] = {
     DeviceCommands,     ApprovalCommands,      EnrollmentTokenCommands,
     CollectionCommands, ClientSettingCommands, BoundaryCommands,
     RoleCommands,       AdministratorCommands, AuditCommands,
-    ReportCommands,
+    ReportCommands,     PackageCommands,
 };
 
 // The verbs, in the order --help lists them.

@@ -17,12 +17,6 @@ using strata::testing::TempDir;
 
 namespace {
 
-std::string HashOf(const std::string& data) {
-  Sha256 h;
-  h.Update(data);
-  return h.HexDigest();
-}
-
 // A version of `package` holding the given files (path -> bytes), whose
 // blobs are put into `lib` first.
 strata::v1::ContentManifest Version(Library& lib, const std::string& package, int64_t version,
@@ -35,7 +29,7 @@ strata::v1::ContentManifest Version(Library& lib, const std::string& package, in
     f->set_path(path);
     f->set_size(static_cast<int64_t>(data.size()));
     f->set_mode(0644);
-    f->set_sha256(HashOf(data));
+    f->set_sha256(Sha256::Of(data));
     REQUIRE(lib.PutBlob(f->sha256(), data).ok());
   }
   return m;
@@ -53,7 +47,7 @@ TEST_CASE("a blob appears under its hash only once whole and verified") {
   TempDir dir;
   auto lib = OpenLib(dir.path() + "/lib");
   const std::string data(300000, 'x');
-  const std::string hash = HashOf(data);
+  const std::string hash = Sha256::Of(data);
   auto w = lib->OpenBlob(hash, static_cast<int64_t>(data.size()), 0);
   REQUIRE(w.ok());
   REQUIRE((*w)->Append(absl::string_view(data).substr(0, 1000)).ok());
@@ -71,7 +65,7 @@ TEST_CASE("a blob appears under its hash only once whole and verified") {
 TEST_CASE("bytes that are not the blob named are refused and never shown") {
   TempDir dir;
   auto lib = OpenLib(dir.path() + "/lib");
-  const std::string hash = HashOf("good bytes");
+  const std::string hash = Sha256::Of("good bytes");
   auto w = lib->OpenBlob(hash, 9, 0);
   REQUIRE(w.ok());
   REQUIRE((*w)->Append("bad bytes").ok());
@@ -90,7 +84,7 @@ TEST_CASE("an interrupted blob resumes after the bytes already received") {
   std::string data(1 << 20, '\0');
   std::mt19937 rng(7);
   for (char& c : data) c = static_cast<char>(rng());
-  const std::string hash = HashOf(data);
+  const std::string hash = Sha256::Of(data);
   {
     auto w = lib->OpenBlob(hash, static_cast<int64_t>(data.size()), 0);
     REQUIRE(w.ok());
@@ -118,18 +112,18 @@ TEST_CASE("blobs are stored once, counted by the versions using them, and collec
   REQUIRE(lib->AddVersion(v1).ok());
   REQUIRE(lib->AddVersion(v2).ok());
   CHECK(lib->usage().blobs == 3);
-  CHECK(lib->References(HashOf("shared")) == 2);  // per version, not per file
+  CHECK(lib->References(Sha256::Of("shared")) == 2);  // per version, not per file
   REQUIRE(lib->RemoveVersion("Tools", 1).ok());
   auto collected = lib->Collect(absl::ZeroDuration());
   REQUIRE(collected.ok());
   CHECK(collected->blobs == 1);
-  CHECK(lib->HasBlob(HashOf("shared")));
-  CHECK_FALSE(lib->HasBlob(HashOf("only in one")));
+  CHECK(lib->HasBlob(Sha256::Of("shared")));
+  CHECK_FALSE(lib->HasBlob(Sha256::Of("only in one")));
   // Reopened, the library knows what it holds.
   lib = OpenLib(dir.path() + "/lib");
   CHECK(lib->HoldsVersion("Other", 1));
   CHECK_FALSE(lib->HoldsVersion("Tools", 1));
-  CHECK(lib->References(HashOf("shared")) == 1);
+  CHECK(lib->References(Sha256::Of("shared")) == 1);
   REQUIRE(lib->RemoveVersion("Other", 1).ok());
   CHECK(lib->RemoveVersion("Other", 1).code() == absl::StatusCode::kNotFound);
   // Unreferenced but recent (an upload in flight) stays within the grace.
@@ -145,7 +139,7 @@ TEST_CASE("a version is held only when all its blobs are present") {
   auto* f = v.add_files();
   f->set_path("b");
   f->set_size(3);
-  f->set_sha256(HashOf("two"));
+  f->set_sha256(Sha256::Of("two"));
   REQUIRE(lib->Missing(v).size() == 1);
   auto s = lib->AddVersion(v);
   REQUIRE(s.code() == absl::StatusCode::kFailedPrecondition);
@@ -159,7 +153,7 @@ TEST_CASE("validation finds a corrupted blob, names its files, and takes it out 
   auto v = Version(*lib, "Tools", 2, {{"bin/tool", "the real tool"}, {"readme", "hello"}});
   REQUIRE(lib->AddVersion(v).ok());
   REQUIRE(lib->Validate()->empty());
-  const std::string hash = HashOf("the real tool");
+  const std::string hash = Sha256::Of("the real tool");
   const std::string path = lib->BlobPath(hash);
   ::chmod(path.c_str(), 0644);
   std::ofstream(path, std::ios::binary) << "the evil tool";
@@ -167,7 +161,7 @@ TEST_CASE("validation finds a corrupted blob, names its files, and takes it out 
   REQUIRE(bad.ok());
   REQUIRE(bad->size() == 1);
   CHECK((*bad)[0].sha256 == hash);
-  CHECK((*bad)[0].actual == HashOf("the evil tool"));
+  CHECK((*bad)[0].actual == Sha256::Of("the evil tool"));
   REQUIRE((*bad)[0].files.size() == 1);
   CHECK((*bad)[0].files[0] == "Tools version 2: bin/tool");
   CHECK_FALSE(lib->HasBlob(hash));

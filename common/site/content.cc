@@ -1,0 +1,437 @@
+#include "common/site/content.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+#include "common/content/hash.h"
+#include "common/content/transfer.h"
+#include "common/net/tls.h"
+#include "common/store/database.h"
+#include "strata/v1/content.grpc.pb.h"
+
+namespace strata::site {
+namespace {
+
+constexpr int64_t kChunkBytes = 1 << 20;
+constexpr int kMaxStateQueries = 100000;
+// Unreferenced blobs younger than this stay: an upload in flight has not
+// committed its version yet.
+constexpr absl::Duration kCollectGrace = absl::Hours(1);
+constexpr absl::Duration kCollectEvery = absl::Minutes(10);
+
+absl::Status NoLibrary(const std::string& site) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "site ", site, " keeps no content library (set content_library in its configuration)"));
+}
+
+absl::Status Allow(const grpc::ServerContext& ctx, std::initializer_list<const char*> roles,
+                   absl::string_view what) {
+  ASSIGN_OR_RETURN(PeerIdentity peer, PeerFromContext(ctx));
+  for (const char* r : roles)
+    if (peer.role == r) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(what, " is for ", absl::StrJoin(roles, ", "),
+                                                  "; the certificate is for a ", peer.role));
+}
+
+}  // namespace
+
+// ---- The ContentLibrary service -------------------------------------------
+
+class SiteContent::Service final : public v1::ContentLibrary::Service {
+ public:
+  Service(content::Library* library, std::string site)
+      : library_(library), site_(std::move(site)) {}
+
+  grpc::Status GetBlob(grpc::ServerContext* ctx, const v1::BlobRequest* req,
+                       grpc::ServerWriter<v1::BlobChunk>* out) override {
+    if (auto s = Allow(*ctx, {"site", "dp"}, "taking content"); !s.ok()) return ToGrpcStatus(s);
+    if (library_ == nullptr) return ToGrpcStatus(NoLibrary(site_));
+    if (!content::IsSha256Hex(req->sha256()))
+      return ToGrpcStatus(absl::InvalidArgumentError("sha256: not 64 lower-case hex digits"));
+    const std::string path = library_->BlobPath(req->sha256());
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return ToGrpcStatus(absl::NotFoundError(
+          absl::StrCat("site ", site_, " does not hold blob ", req->sha256(), " (yet)")));
+    struct stat st;
+    ::fstat(fd, &st);
+    const int64_t size = st.st_size;
+    if (req->offset() < 0 || req->offset() > size) {
+      ::close(fd);
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("offset ", req->offset(), " is outside the blob's ", size, " bytes")));
+    }
+    std::string buf;
+    v1::BlobChunk chunk;
+    for (int64_t off = req->offset(); off < size && !ctx->IsCancelled();) {
+      buf.resize(static_cast<size_t>(std::min(kChunkBytes, size - off)));
+      ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fd);
+        return ToGrpcStatus(absl::InternalError(absl::StrCat("cannot read blob ", req->sha256())));
+      }
+      buf.resize(static_cast<size_t>(n));
+      chunk.set_offset(off);
+      chunk.set_size(size);
+      chunk.set_data(buf);
+      if (!out->Write(chunk)) break;
+      off += n;
+    }
+    ::close(fd);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutBlobChunk>* in,
+                       v1::PutBlobResult* out) override {
+    if (auto s = Allow(*ctx, {"provider"}, "uploading content"); !s.ok()) return ToGrpcStatus(s);
+    if (library_ == nullptr) return ToGrpcStatus(NoLibrary(site_));
+    v1::PutBlobChunk chunk;
+    if (!in->Read(&chunk)) return ToGrpcStatus(absl::InvalidArgumentError("no blob was sent"));
+    auto writer = library_->OpenBlob(chunk.sha256(), chunk.size(), chunk.offset());
+    if (absl::IsAlreadyExists(writer.status())) {
+      out->set_size(chunk.size());
+      return grpc::Status::OK;
+    }
+    if (!writer.ok()) return ToGrpcStatus(writer.status());
+    do {
+      if (chunk.data().size() > static_cast<size_t>(kChunkBytes))
+        return ToGrpcStatus(absl::InvalidArgumentError("a chunk carries at most 1 MiB"));
+      if (auto s = (*writer)->Append(chunk.data()); !s.ok()) return ToGrpcStatus(s);
+    } while (in->Read(&chunk));
+    if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+    if (auto s = (*writer)->Finish(); !s.ok()) return ToGrpcStatus(s);
+    out->set_size((*writer)->offset());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetBlobStates(grpc::ServerContext* ctx, const v1::BlobStatesRequest* req,
+                             v1::BlobStates* out) override {
+    if (auto s = Allow(*ctx, {"provider", "site", "dp"}, "content state"); !s.ok())
+      return ToGrpcStatus(s);
+    if (library_ == nullptr) return ToGrpcStatus(NoLibrary(site_));
+    if (req->sha256_size() > kMaxStateQueries)
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("at most ", kMaxStateQueries, " blobs a request")));
+    for (const std::string& h : req->sha256()) {
+      if (!content::IsSha256Hex(h))
+        return ToGrpcStatus(absl::InvalidArgumentError("sha256: not 64 lower-case hex digits"));
+      v1::BlobState* b = out->add_blobs();
+      b->set_sha256(h);
+      b->set_present(library_->HasBlob(h));
+      if (!b->present()) b->set_partial_bytes(library_->PartialBytes(h));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  content::Library* library_;
+  const std::string site_;
+};
+
+// ---- SiteContent ----------------------------------------------------------
+
+SiteContent::SiteContent(const v1::SiteServerConfig& config) : config_(config) {}
+
+SiteContent::~SiteContent() { Stop(); }
+
+absl::Status SiteContent::Open() {
+  if (!config_.content_library().empty()) {
+    auto lib = content::Library::Open(config_.content_library());
+    if (!lib.ok()) return Annotate(lib.status(), "content_library");
+    library_ = std::move(*lib);
+  }
+  service_ = std::make_unique<Service>(library_.get(), config_.site_code());
+  return absl::OkStatus();
+}
+
+grpc::Service* SiteContent::service() { return service_.get(); }
+
+void SiteContent::Start() {
+  if (library_ == nullptr) return;
+  manager_ = std::thread([this] { ManagerLoop(); });
+}
+
+void SiteContent::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (manager_.joinable()) manager_.join();
+}
+
+namespace {
+
+struct VersionKey {
+  std::string package;
+  int64_t version = 0;
+  bool operator<(const VersionKey& o) const {
+    return std::tie(package, version) < std::tie(o.package, o.version);
+  }
+};
+
+// Counts the bytes a source delivers (for the log: what a link carried).
+class CountingSource final : public content::BlobSource {
+ public:
+  explicit CountingSource(content::BlobSource& inner) : inner_(inner) {}
+  absl::Status Fetch(const content::BlobRef& blob, content::BlobWriter& writer,
+                     const std::function<bool(int64_t)>& chunk) override {
+    return inner_.Fetch(blob, writer, [&](int64_t n) {
+      bytes += n;
+      return chunk(n);
+    });
+  }
+  std::string name() const override { return inner_.name(); }
+  int64_t bytes = 0;
+
+ private:
+  content::BlobSource& inner_;
+};
+
+struct Written {
+  std::string state, error;
+  int64_t bytes = -1;
+  absl::Time at = absl::InfinitePast();
+};
+
+// The content manager's state between passes (one thread).
+class Manager {
+ public:
+  Manager(const v1::SiteServerConfig& config, content::Library& library, absl::Notification& stop)
+      : config_(config),
+        library_(library),
+        stop_(stop),
+        limiter_(config.content_from_parent().max_bytes_per_second()) {
+    auto hours = content::TransferHours::Parse(config.content_from_parent().hours());
+    if (hours.ok()) hours_ = *hours;
+    if (!config.parent_address().empty()) {
+      ChannelOptions options;
+      auto channel = MakeChannel(config.parent_address(), config.tls(), options);
+      if (channel.ok()) parent_ = content::GrpcBlobSource(*channel, "the parent site");
+    }
+  }
+
+  // One pass: the newest complete version of every package held, older
+  // ones released. Returns whether work remains (to look again soon).
+  absl::StatusOr<bool> Pass(store::Connection& conn) {
+    ASSIGN_OR_RETURN(
+        store::Result r,
+        conn.Exec("SELECT DISTINCT ON (v.package) v.package, v.version FROM package_versions v "
+                  "WHERE v.files = (SELECT count(*) FROM package_files f WHERE f.package = "
+                  "v.package AND f.version = v.version) ORDER BY v.package, v.version DESC"));
+    std::set<VersionKey> wanted;
+    for (size_t i = 0; i < r.size(); ++i) wanted.insert({r.GetString(i, 0), r.GetInt(i, 1)});
+    // Release what is no longer wanted.
+    for (const v1::ContentManifest& m : library_.Versions()) {
+      if (wanted.count({m.package(), m.version()}) > 0) continue;
+      RETURN_IF_ERROR(library_.RemoveVersion(m.package(), m.version()));
+      installed_.erase({m.package(), m.version()});
+      LogInfo("content.version_released", {{"package", m.package()}, {"version", m.version()}});
+    }
+    std::vector<std::string> packages;
+    std::vector<std::string> versions;
+    for (const VersionKey& k : wanted) {
+      packages.push_back(k.package);
+      versions.push_back(std::to_string(k.version));
+    }
+    RETURN_IF_ERROR(conn.Exec("DELETE FROM content_site_status WHERE site_code = $1 AND "
+                              "(package, version) NOT IN (SELECT * FROM unnest($2::text[], "
+                              "$3::bigint[]))",
+                              {config_.site_code(), store::TextArrayLiteral(packages),
+                               store::TextArrayLiteral(versions)})
+                        .status());
+    bool pending = false;
+    for (const VersionKey& k : wanted) {
+      if (stop_.HasBeenNotified()) break;
+      if (installed_.count(k) > 0) continue;
+      ASSIGN_OR_RETURN(v1::ContentManifest m, ReadManifest(conn, k));
+      if (!Bring(conn, m)) pending = true;
+    }
+    return pending;
+  }
+
+  absl::Status Validate(store::Connection& conn) {
+    ASSIGN_OR_RETURN(std::vector<content::Library::Mismatch> bad, library_.Validate());
+    for (const auto& m : bad) {
+      const std::string files = absl::StrJoin(m.files, "; ");
+      LogWarning("content.blob_corrupt",
+                 {{"sha256", m.sha256}, {"found", m.actual}, {"files", files}});
+      RETURN_IF_ERROR(
+          conn.Exec("INSERT INTO content_validation_failures (site_code, location, sha256, found, "
+                    "files, detected_at) VALUES ($1, 'site', $2, $3, $4, now()) ON CONFLICT "
+                    "(site_code, location, sha256) DO UPDATE SET found = EXCLUDED.found, files = "
+                    "EXCLUDED.files, detected_at = now(), repaired_at = NULL",
+                    {config_.site_code(), m.sha256, m.actual, files})
+              .status());
+    }
+    if (!bad.empty()) installed_.clear();  // the next pass brings the good bytes back
+    LogInfo("content.validated", {{"bad_blobs", static_cast<int64_t>(bad.size())}});
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::StatusOr<v1::ContentManifest> ReadManifest(store::Connection& conn, const VersionKey& k) {
+    ASSIGN_OR_RETURN(store::Result f,
+                     conn.Exec("SELECT path, size, mode, sha256 FROM package_files WHERE package "
+                               "= $1 AND version = $2 ORDER BY path",
+                               {k.package, std::to_string(k.version)}));
+    v1::ContentManifest m;
+    m.set_package(k.package);
+    m.set_version(k.version);
+    for (size_t i = 0; i < f.size(); ++i) {
+      v1::ContentFile* file = m.add_files();
+      file->set_path(f.GetString(i, 0));
+      file->set_size(f.GetInt(i, 1));
+      file->set_mode(static_cast<uint32_t>(f.GetInt(i, 2)));
+      file->set_sha256(f.GetString(i, 3));
+    }
+    return m;
+  }
+
+  // Brings one version in; true once it is installed.
+  bool Bring(store::Connection& conn, const v1::ContentManifest& m) {
+    const VersionKey key{m.package(), m.version()};
+    std::vector<content::BlobRef> missing = library_.Missing(m);
+    const int64_t total = content::TotalBytes(content::DistinctBlobs(m));
+    absl::Status s;
+    if (missing.empty()) {
+      s = library_.HoldsVersion(m.package(), m.version()) ? absl::OkStatus()
+                                                          : library_.AddVersion(m);
+    } else if (parent_ == nullptr) {
+      s = absl::FailedPreconditionError(
+          absl::StrCat(missing.size(), " blobs (", content::TotalBytes(missing),
+                       " bytes) are missing at the site that holds the source"));
+    } else {
+      Record(conn, key, "transferring", total - content::TotalBytes(missing), total, "", true);
+      CountingSource counting(*parent_);
+      s = content::BringVersion(
+          m, library_, counting, limiter_, hours_, &stop_, [&](const content::Progress& p) {
+            Record(conn, key, "transferring", p.bytes_done, p.bytes_total, "", false);
+          });
+      fetched_[key] += counting.bytes;
+    }
+    if (s.ok()) {
+      installed_.insert(key);
+      Record(conn, key, "installed", total, total, "", true);
+      (void)conn.Exec(
+          "UPDATE content_validation_failures SET repaired_at = now() WHERE "
+          "site_code = $1 AND location = 'site' AND repaired_at IS NULL AND sha256 = "
+          "ANY($2::text[])",
+          {config_.site_code(), store::TextArrayLiteral(Hashes(missing))});
+      LogInfo(
+          "content.version_installed",
+          {{"package", m.package()}, {"version", m.version()}, {"bytes_fetched", fetched_[key]}});
+      fetched_.erase(key);
+      return true;
+    }
+    if (absl::IsCancelled(s)) return false;
+    // The parent not holding it yet, or a link down or out of hours: queued.
+    const bool waiting = absl::IsNotFound(s) || absl::IsUnavailable(s);
+    Record(conn, key, waiting ? "queued" : "failed",
+           total - content::TotalBytes(library_.Missing(m)), total, s.ToString(), true);
+    LogWarning("content.version_not_installed",
+               {{"package", m.package()}, {"version", m.version()}, {"error", s}});
+    return false;
+  }
+
+  static std::vector<std::string> Hashes(const std::vector<content::BlobRef>& blobs) {
+    std::vector<std::string> out;
+    for (const auto& b : blobs) out.push_back(b.sha256);
+    return out;
+  }
+
+  // Writes this site's state of a version when it changed (progress at
+  // most once a second).
+  void Record(store::Connection& conn, const VersionKey& k, const std::string& state, int64_t done,
+              int64_t total, const std::string& error, bool force) {
+    Written& w = written_[k];
+    absl::Time now = absl::Now();
+    if (w.state == state && w.error == error && w.bytes == done) return;
+    if (!force && w.state == state && now - w.at < absl::Seconds(1)) return;
+    absl::Status s =
+        conn.Exec(
+                "INSERT INTO content_site_status (site_code, package, version, state, "
+                "bytes_done, bytes_total, error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
+                "$7, now()) ON CONFLICT (site_code, package, version) DO UPDATE SET state = "
+                "EXCLUDED.state, bytes_done = EXCLUDED.bytes_done, bytes_total = "
+                "EXCLUDED.bytes_total, error = EXCLUDED.error, updated_at = now()",
+                {config_.site_code(), k.package, std::to_string(k.version), state,
+                 std::to_string(done), std::to_string(total), error.substr(0, 1024)})
+            .status();
+    if (!s.ok()) {
+      LogWarning("content.status_not_written", {{"error", s}});
+      return;
+    }
+    w = {state, error, done, now};
+  }
+
+  const v1::SiteServerConfig& config_;
+  content::Library& library_;
+  absl::Notification& stop_;
+  content::RateLimiter limiter_;
+  content::TransferHours hours_;
+  std::unique_ptr<content::BlobSource> parent_;
+  std::set<VersionKey> installed_;
+  std::map<VersionKey, Written> written_;
+  std::map<VersionKey, int64_t> fetched_;  // bytes taken from the parent, while not installed
+};
+
+}  // namespace
+
+void SiteContent::ManagerLoop() {
+  Manager manager(config_, *library_, stop_);
+  const absl::Duration validate_every = absl::Seconds(
+      config_.content_validation_seconds() > 0 ? config_.content_validation_seconds() : 86400);
+  absl::Time next_validation = absl::Now() + validate_every;
+  absl::Time next_collect = absl::Now() + kCollectEvery;
+  store::ConnectionPtr conn;
+  while (!stop_.HasBeenNotified()) {
+    if (conn == nullptr) {
+      auto c = store::Connection::Open(config_.database());
+      if (c.ok() && (*c)->Listen("strata_content").ok()) {
+        conn = std::move(*c);
+      } else {
+        stop_.WaitForNotificationWithTimeout(absl::Seconds(1));
+        continue;
+      }
+    }
+    absl::StatusOr<bool> pending = manager.Pass(*conn);
+    absl::Status s = pending.status();
+    if (s.ok() && absl::Now() >= next_validation) {
+      s = manager.Validate(*conn);
+      next_validation = absl::Now() + validate_every;
+      if (s.ok()) pending = true;  // repair at once
+    }
+    if (s.ok() && absl::Now() >= next_collect) {
+      auto collected = library_->Collect(kCollectGrace);
+      if (collected.ok() && collected->blobs > 0)
+        LogInfo("content.collected", {{"blobs", collected->blobs}, {"bytes", collected->bytes}});
+      next_collect = absl::Now() + kCollectEvery;
+    }
+    if (!s.ok()) {
+      LogWarning("content.pass_failed", {{"error", s}});
+      conn.reset();
+      stop_.WaitForNotificationWithTimeout(absl::Seconds(1));
+      continue;
+    }
+    // Wait for a change (NOTIFY), or look again soon while work remains.
+    const int rounds = pending.value_or(false) ? 4 : 20;
+    for (int i = 0; i < rounds && !stop_.HasBeenNotified(); ++i) {
+      auto n = conn->AwaitNotification(250);
+      if (!n.ok()) {
+        conn.reset();
+        break;
+      }
+      if (*n > 0) break;
+    }
+  }
+}
+
+}  // namespace strata::site

@@ -1,0 +1,290 @@
+// Content across the hierarchy: packages made at the CAS from a folder
+// reach every site's content library (stored once, only changes moving),
+// bad input is refused with nothing written, and validation finds and
+// repairs a corrupted blob.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/content/hash.h"
+#include "common/content/manifest.h"
+#include "common/net/tls.h"
+#include "strata/v1/admin/packages.grpc.pb.h"
+#include "tests/fixture/admin_fixture.h"
+#include "tests/fixture/site_fixture.h"
+
+using namespace strata;
+using namespace strata::testing;
+using std::chrono::seconds;
+
+namespace {
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+std::string RandomBytes(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// CAS, P01, P02, S01 under P01, each with a content library; providers at
+// the CAS (alice its administrator) and P01.
+struct ContentHierarchy {
+  TempDir dir;
+  std::unique_ptr<SiteProcess> cas, p01, p02, s01;
+  std::unique_ptr<ProviderProcess> pv_cas, pv_p01;
+
+  explicit ContentHierarchy(int validation_seconds = 0) {
+    SiteOptions o;
+    o.content_validation_seconds = validation_seconds;
+    cas = std::make_unique<SiteProcess>("CAS", v1::SITE_TYPE_CAS, dir, "", o);
+    cas->Start();
+    p01 = std::make_unique<SiteProcess>("P01", v1::SITE_TYPE_PRIMARY, dir, cas->address(), o);
+    p01->Start();
+    p02 = std::make_unique<SiteProcess>("P02", v1::SITE_TYPE_PRIMARY, dir, cas->address(), o);
+    p02->Start();
+    s01 = std::make_unique<SiteProcess>("S01", v1::SITE_TYPE_SECONDARY, dir, p01->address(), o);
+    s01->Start();
+    REQUIRE(WaitFor(
+        [&] { return p01->LinkActive("CAS") && p02->LinkActive("CAS") && s01->LinkActive("P01"); },
+        seconds(60)));
+    pv_cas = std::make_unique<ProviderProcess>("CAS", dir, cas->db(), cas->address(), "alice");
+    pv_cas->Start();
+    pv_p01 = std::make_unique<ProviderProcess>("P01", dir, p01->db(), p01->address());
+    pv_p01->Start();
+  }
+
+  std::vector<SiteProcess*> sites() { return {cas.get(), p01.get(), p02.get(), s01.get()}; }
+
+  CtlRun Ctl(const std::vector<std::string>& args, const ProviderProcess* at = nullptr,
+             const std::string& admin = "alice") {
+    return Stratactl(dir, (at ? at : pv_cas.get())->address(), admin, args);
+  }
+
+  // Waits until every site reports `package` `version` installed (at the CAS).
+  bool InstalledEverywhere(const std::string& package, int64_t version) {
+    return Eventually(
+        cas->db(),
+        absl::StrCat("SELECT count(*) FROM content_site_status WHERE package = '", package,
+                     "' AND version = ", version, " AND state = 'installed'"),
+        "4", seconds(60));
+  }
+};
+
+// Every file of `src` is in `site`'s library under its hash, byte for byte.
+void RequireHeld(SiteProcess& site, const std::string& src) {
+  auto files = content::ScanSource(src);
+  REQUIRE(files.ok());
+  for (const auto& f : *files) {
+    const std::string blob = absl::StrCat(site.content_library(), "/sha256/",
+                                          f.file.sha256().substr(0, 2), "/", f.file.sha256());
+    INFO(site.code() << ": " << f.file.path());
+    auto d = content::HashFile(blob);
+    REQUIRE(d.ok());
+    CHECK(d->sha256 == f.file.sha256());
+    CHECK(d->size == f.file.size());
+  }
+}
+
+int64_t BlobCount(SiteProcess& site) {
+  int64_t n = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(site.content_library() + "/sha256"))
+    n += e.is_regular_file() ? 1 : 0;
+  return n;
+}
+
+// The bytes_fetched of the site's log line for `package` `version`.
+int64_t BytesFetched(SiteProcess& site, const std::string& package, int64_t version) {
+  const std::string log = site.LogText();
+  const std::string key = absl::StrCat("content.version_installed package=", package,
+                                       " version=", version, " bytes_fetched=");
+  size_t at = log.rfind(key);
+  if (at == std::string::npos) return -1;
+  return std::stoll(log.substr(at + key.size()));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a package made at the CAS reaches every site's library, blobs stored once, only "
+    "changes moving",
+    "[content]") {
+  ContentHierarchy h;
+  const std::string src = h.dir.path() + "/tools";
+  const std::string big = RandomBytes(4 << 20, 1);
+  WriteFile(src + "/bin/deep/tool.sh", "#!/bin/sh\necho tool\n");
+  WriteFile(src + "/docs/a/b/readme.txt", "read me\n");
+  WriteFile(src + "/empty", "");
+  WriteFile(src + "/data/big.bin", big);
+  ::chmod((src + "/bin/deep/tool.sh").c_str(), 0755);
+
+  CtlRun r = h.Ctl({"create", "package", "Tools", "--source", src, "--description", "Admin tools"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("package \"Tools\" version 1 created: 4 files") != std::string::npos);
+  REQUIRE(h.InstalledEverywhere("Tools", 1));
+  for (SiteProcess* s : h.sites()) RequireHeld(*s, src);
+  CHECK(BytesFetched(*h.s01, "Tools", 1) == static_cast<int64_t>(big.size() + 20 + 8));
+  CHECK(Eventually(h.cas->db(),
+                   "SELECT count(*) FROM audit_log WHERE object_type = 'package' AND action = "
+                   "'create' AND object_name = 'Tools'",
+                   "1"));
+
+  // A second package sharing the big file: stored once, not sent again.
+  const std::string src2 = h.dir.path() + "/more";
+  WriteFile(src2 + "/copy-of-big.bin", big);
+  WriteFile(src2 + "/new.txt", "only here\n");
+  r = h.Ctl({"create", "package", "More", "--source", src2});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("(10 B sent") != std::string::npos);
+  REQUIRE(h.InstalledEverywhere("More", 1));
+  CHECK(BytesFetched(*h.p01, "More", 1) == 10);
+  CHECK(BlobCount(*h.p01) == 5);  // tool, readme, empty, big, new
+
+  // A new version: only the changed file travels; the old version goes.
+  WriteFile(src + "/docs/a/b/readme.txt", "read me, version two\n");
+  r = h.Ctl({"update", "package", "Tools", "--source", src});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("version 2 made") != std::string::npos);
+  CHECK(r.out.find("(21 B sent") != std::string::npos);
+  REQUIRE(h.InstalledEverywhere("Tools", 2));
+  for (SiteProcess* s : {h.p01.get(), h.p02.get(), h.s01.get()}) {
+    INFO(s->code());
+    CHECK(BytesFetched(*s, "Tools", 2) == 21);
+    RequireHeld(*s, src);
+  }
+  CHECK(Eventually(h.cas->db(),
+                   "SELECT count(*) FROM content_site_status WHERE package = 'Tools' AND "
+                   "version = 1",
+                   "0"));
+
+  // The status view from the CAS names every site.
+  r = h.Ctl({"get", "content-status", "Tools", "-o", "csv"});
+  REQUIRE(r.exit_code == 0);
+  for (const char* site :
+       {"CAS,site,installed", "P01,site,installed", "P02,site,installed", "S01,site,installed"})
+    CHECK(r.out.find(site) != std::string::npos);
+  r = h.Ctl({"describe", "package", "Tools"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("docs/a/b/readme.txt") != std::string::npos);
+
+  // Deleted: every library releases it (collected after the grace period).
+  REQUIRE(h.Ctl({"delete", "package", "More"}).exit_code == 0);
+  CHECK(Eventually(h.s01->db(), "SELECT count(*) FROM package_files WHERE package = 'More'", "0"));
+  CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_site_status WHERE package = 'More'",
+                   "0"));
+}
+
+TEST_CASE("bad content is refused and nothing is written", "[content]") {
+  ContentHierarchy h;
+  const std::string src = h.dir.path() + "/src";
+  WriteFile(src + "/ok.txt", "fine\n");
+  WriteFile(h.dir.path() + "/secret", "outside\n");
+  REQUIRE(::symlink((h.dir.path() + "/secret").c_str(), (src + "/escape").c_str()) == 0);
+  const int64_t before = BlobCount(*h.cas);
+
+  // A symlink out of the source folder.
+  CtlRun r = h.Ctl({"create", "package", "Escape", "--source", src});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("points out of the source folder") != std::string::npos);
+  ::unlink((src + "/escape").c_str());
+
+  // Made below the top of the hierarchy.
+  r = h.Ctl({"create", "package", "Low", "--source", src}, h.pv_p01.get());
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("packages are made at the top of the hierarchy (CAS)") != std::string::npos);
+
+  // An administrator without package.create.
+  REQUIRE(h.Ctl({"set", "admin", "bob", "--role", "Read-only Analyst"}).exit_code == 0);
+  r = h.Ctl({"create", "package", "Bobs", "--source", src}, nullptr, "bob");
+  CHECK(r.exit_code == 3);
+  CHECK(h.Ctl({"get", "packages"}, nullptr, "bob").exit_code == 0);
+
+  // Straight to the API: a path out of the package, an absolute path, bytes
+  // that are not the blob they claim to be.
+  auto channel = MakeChannel(h.pv_cas->address(), [] {
+    v1::TlsConfig t;
+    t.set_ca_file(TestPki() + "/ca.pem");
+    t.set_cert_file(TestPki() + "/admin-alice.pem");
+    t.set_key_file(TestPki() + "/admin-alice.key");
+    return t;
+  }());
+  REQUIRE(channel.ok());
+  auto stub = v1::PackageService::NewStub(*channel);
+  for (const char* bad : {"../../etc/cron.d/x", "/etc/passwd", "a/../../b"}) {
+    v1::PackageUpload up;
+    up.set_name("Evil");
+    up.set_new_package(true);
+    auto* f = up.mutable_manifest()->add_files();
+    f->set_path(bad);
+    f->set_size(5);
+    f->set_sha256(content::Sha256().HexDigest());
+    grpc::ClientContext ctx;
+    v1::UploadPlan plan;
+    grpc::Status s = stub->PlanPackageUpload(&ctx, up, &plan);
+    INFO(bad);
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    grpc::ClientContext ctx2;
+    v1::Package out;
+    CHECK(stub->CommitPackageVersion(&ctx2, up, &out).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    content::Sha256 h256;
+    h256.Update("the real bytes");
+    grpc::ClientContext ctx;
+    v1::PutBlobResult res;
+    auto w = stub->UploadBlob(&ctx, &res);
+    v1::PutBlobChunk c;
+    c.set_sha256(h256.HexDigest());
+    c.set_size(14);
+    c.set_data("other bytes!!!");
+    w->Write(c);
+    w->WritesDone();
+    CHECK(w->Finish().error_code() == grpc::StatusCode::DATA_LOSS);
+  }
+  CHECK(BlobCount(*h.cas) == before);
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM packages") == 0);
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM package_files") == 0);
+}
+
+TEST_CASE("validation finds a corrupted blob at a site, reports it at the CAS, and repairs it",
+          "[content]") {
+  ContentHierarchy h(/*validation_seconds=*/2);
+  const std::string src = h.dir.path() + "/src";
+  WriteFile(src + "/bin/tool", "the real tool\n");
+  WriteFile(src + "/other", "other\n");
+  REQUIRE(h.Ctl({"create", "package", "Tools", "--source", src}).exit_code == 0);
+  REQUIRE(h.InstalledEverywhere("Tools", 1));
+  content::Sha256 d;
+  d.Update("the real tool\n");
+  const std::string hash = d.HexDigest();
+  const std::string blob =
+      absl::StrCat(h.p01->content_library(), "/sha256/", hash.substr(0, 2), "/", hash);
+  ::chmod(blob.c_str(), 0644);
+  WriteFile(blob, "the evil tool\n");
+  REQUIRE(Eventually(h.cas->db(),
+                     absl::StrCat("SELECT files FROM content_validation_failures WHERE site_code "
+                                  "= 'P01' AND location = 'site' AND sha256 = '",
+                                  hash, "'"),
+                     "Tools version 1: bin/tool", seconds(30)));
+  REQUIRE(Eventually(h.cas->db(),
+                     "SELECT count(*) FROM content_validation_failures WHERE repaired_at IS NOT "
+                     "NULL",
+                     "1", seconds(30)));
+  RequireHeld(*h.p01, src);
+  CtlRun r = h.Ctl({"get", "content-status", "Tools"});
+  CHECK(r.out.find("validation failures") != std::string::npos);
+}
