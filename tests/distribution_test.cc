@@ -75,8 +75,8 @@ struct ContentHierarchy {
   bool InstalledEverywhere(const std::string& package, int64_t version) {
     return Eventually(
         cas->db(),
-        absl::StrCat("SELECT count(*) FROM content_site_status WHERE package = '", package,
-                     "' AND version = ", version, " AND state = 'installed'"),
+        absl::StrCat("SELECT count(*) FROM content_status WHERE package = '", package,
+                     "' AND version = ", version, " AND location = 'site' AND state = 'installed'"),
         "4", seconds(60));
   }
 };
@@ -166,7 +166,7 @@ TEST_CASE(
     RequireHeld(*s, src);
   }
   CHECK(Eventually(h.cas->db(),
-                   "SELECT count(*) FROM content_site_status WHERE package = 'Tools' AND "
+                   "SELECT count(*) FROM content_status WHERE package = 'Tools' AND "
                    "version = 1",
                    "0"));
 
@@ -183,7 +183,7 @@ TEST_CASE(
   // Deleted: every library releases it (collected after the grace period).
   REQUIRE(h.Ctl({"delete", "package", "More"}).exit_code == 0);
   CHECK(Eventually(h.s01->db(), "SELECT count(*) FROM package_files WHERE package = 'More'", "0"));
-  CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_site_status WHERE package = 'More'",
+  CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_status WHERE package = 'More'",
                    "0"));
 }
 

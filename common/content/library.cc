@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/files.h"
 #include "common/base/log.h"
@@ -361,7 +362,16 @@ absl::StatusOr<std::vector<Library::Mismatch>> Library::Validate() {
       return Errno("cannot remove", path);
     out.push_back(std::move(m));
   }
+  RETURN_IF_ERROR(WriteFileDurably(root_ + "/validated_ms",
+                                   std::to_string(absl::ToUnixMillis(absl::Now())), 0644));
   return out;
+}
+
+int64_t Library::last_validated_ms() const {
+  absl::StatusOr<std::string> text = ReadFile(root_ + "/validated_ms");
+  int64_t ms = 0;
+  if (text.ok() && absl::SimpleAtoi(*text, &ms)) return ms;
+  return 0;
 }
 
 Library::Usage Library::usage() const {

@@ -120,6 +120,8 @@ class Library {
     std::vector<std::string> files;  // "package version N: path"
   };
   absl::StatusOr<std::vector<Mismatch>> Validate();
+  // When Validate() last finished (Unix ms, kept across restarts; 0: never).
+  int64_t last_validated_ms() const;
 
   struct Usage {
     int64_t blobs = 0;

@@ -61,6 +61,24 @@ class BlobSource {
   virtual std::string name() const = 0;
 };
 
+// Counts the bytes another source delivers (what a link carried).
+class CountingSource final : public BlobSource {
+ public:
+  explicit CountingSource(BlobSource& inner) : inner_(inner) {}
+  absl::Status Fetch(const BlobRef& blob, BlobWriter& writer,
+                     const std::function<bool(int64_t)>& chunk) override {
+    return inner_.Fetch(blob, writer, [&](int64_t n) {
+      bytes += n;
+      return chunk(n);
+    });
+  }
+  std::string name() const override { return inner_.name(); }
+  int64_t bytes = 0;
+
+ private:
+  BlobSource& inner_;
+};
+
 // A site server's ContentLibrary service.
 std::unique_ptr<BlobSource> GrpcBlobSource(std::shared_ptr<grpc::Channel> channel,
                                            std::string name);

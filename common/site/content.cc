@@ -1,5 +1,7 @@
 #include "common/site/content.h"
 
+#include "common/site/content_catalog.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +25,14 @@ namespace strata::site {
 namespace {
 
 constexpr int64_t kChunkBytes = 1 << 20;
+
+// One library's state of one version (site server or distribution point).
+constexpr char kUpsertStatus[] =
+    "INSERT INTO content_status (site_code, location, package, version, state, bytes_done, "
+    "bytes_total, error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT "
+    "(site_code, location, package, version) DO UPDATE SET state = EXCLUDED.state, bytes_done = "
+    "EXCLUDED.bytes_done, bytes_total = EXCLUDED.bytes_total, error = EXCLUDED.error, "
+    "updated_at = now()";
 constexpr int kMaxStateQueries = 100000;
 // Unreferenced blobs younger than this stay: an upload in flight has not
 // committed its version yet.
@@ -141,7 +151,8 @@ class SiteContent::Service final : public v1::ContentLibrary::Service {
 
 // ---- SiteContent ----------------------------------------------------------
 
-SiteContent::SiteContent(const v1::SiteServerConfig& config) : config_(config) {}
+SiteContent::SiteContent(const v1::SiteServerConfig& config, v1::SiteType type)
+    : config_(config), type_(type) {}
 
 SiteContent::~SiteContent() { Stop(); }
 
@@ -152,10 +163,18 @@ absl::Status SiteContent::Open() {
     library_ = std::move(*lib);
   }
   service_ = std::make_unique<Service>(library_.get(), config_.site_code());
+  DpLinkOptions dp;
+  dp.site_code = config_.site_code();
+  dp.site_type = type_;
+  dp.conninfo = config_.database();
+  dp.has_library = library_ != nullptr;
+  dp.changes = &changes_;
+  dp.stopping = &stop_;
+  dp_link_ = MakeDpLinkService(std::move(dp));
   return absl::OkStatus();
 }
 
-grpc::Service* SiteContent::service() { return service_.get(); }
+std::vector<grpc::Service*> SiteContent::services() { return {service_.get(), dp_link_.get()}; }
 
 void SiteContent::Start() {
   if (library_ == nullptr) return;
@@ -169,31 +188,6 @@ void SiteContent::Stop() {
 
 namespace {
 
-struct VersionKey {
-  std::string package;
-  int64_t version = 0;
-  bool operator<(const VersionKey& o) const {
-    return std::tie(package, version) < std::tie(o.package, o.version);
-  }
-};
-
-// Counts the bytes a source delivers (for the log: what a link carried).
-class CountingSource final : public content::BlobSource {
- public:
-  explicit CountingSource(content::BlobSource& inner) : inner_(inner) {}
-  absl::Status Fetch(const content::BlobRef& blob, content::BlobWriter& writer,
-                     const std::function<bool(int64_t)>& chunk) override {
-    return inner_.Fetch(blob, writer, [&](int64_t n) {
-      bytes += n;
-      return chunk(n);
-    });
-  }
-  std::string name() const override { return inner_.name(); }
-  int64_t bytes = 0;
-
- private:
-  content::BlobSource& inner_;
-};
 
 struct Written {
   std::string state, error;
@@ -221,13 +215,8 @@ class Manager {
   // One pass: the newest complete version of every package held, older
   // ones released. Returns whether work remains (to look again soon).
   absl::StatusOr<bool> Pass(store::Connection& conn) {
-    ASSIGN_OR_RETURN(
-        store::Result r,
-        conn.Exec("SELECT DISTINCT ON (v.package) v.package, v.version FROM package_versions v "
-                  "WHERE v.files = (SELECT count(*) FROM package_files f WHERE f.package = "
-                  "v.package AND f.version = v.version) ORDER BY v.package, v.version DESC"));
-    std::set<VersionKey> wanted;
-    for (size_t i = 0; i < r.size(); ++i) wanted.insert({r.GetString(i, 0), r.GetInt(i, 1)});
+    ASSIGN_OR_RETURN(std::vector<VersionKey> newest, NewestVersions(conn, ""));
+    std::set<VersionKey> wanted(newest.begin(), newest.end());
     // Release what is no longer wanted.
     for (const v1::ContentManifest& m : library_.Versions()) {
       if (wanted.count({m.package(), m.version()}) > 0) continue;
@@ -241,8 +230,8 @@ class Manager {
       packages.push_back(k.package);
       versions.push_back(std::to_string(k.version));
     }
-    RETURN_IF_ERROR(conn.Exec("DELETE FROM content_site_status WHERE site_code = $1 AND "
-                              "(package, version) NOT IN (SELECT * FROM unnest($2::text[], "
+    RETURN_IF_ERROR(conn.Exec("DELETE FROM content_status WHERE site_code = $1 AND location = "
+                              "'site' AND (package, version) NOT IN (SELECT * FROM unnest($2::text[], "
                               "$3::bigint[]))",
                               {config_.site_code(), store::TextArrayLiteral(packages),
                                store::TextArrayLiteral(versions)})
@@ -277,23 +266,6 @@ class Manager {
   }
 
  private:
-  absl::StatusOr<v1::ContentManifest> ReadManifest(store::Connection& conn, const VersionKey& k) {
-    ASSIGN_OR_RETURN(store::Result f,
-                     conn.Exec("SELECT path, size, mode, sha256 FROM package_files WHERE package "
-                               "= $1 AND version = $2 ORDER BY path",
-                               {k.package, std::to_string(k.version)}));
-    v1::ContentManifest m;
-    m.set_package(k.package);
-    m.set_version(k.version);
-    for (size_t i = 0; i < f.size(); ++i) {
-      v1::ContentFile* file = m.add_files();
-      file->set_path(f.GetString(i, 0));
-      file->set_size(f.GetInt(i, 1));
-      file->set_mode(static_cast<uint32_t>(f.GetInt(i, 2)));
-      file->set_sha256(f.GetString(i, 3));
-    }
-    return m;
-  }
 
   // Brings one version in; true once it is installed.
   bool Bring(store::Connection& conn, const v1::ContentManifest& m) {
@@ -310,7 +282,7 @@ class Manager {
                        " bytes) are missing at the site that holds the source"));
     } else {
       Record(conn, key, "transferring", total - content::TotalBytes(missing), total, "", true);
-      CountingSource counting(*parent_);
+      content::CountingSource counting(*parent_);
       s = content::BringVersion(
           m, library_, counting, limiter_, hours_, &stop_, [&](const content::Progress& p) {
             Record(conn, key, "transferring", p.bytes_done, p.bytes_total, "", false);
@@ -356,14 +328,9 @@ class Manager {
     if (w.state == state && w.error == error && w.bytes == done) return;
     if (!force && w.state == state && now - w.at < absl::Seconds(1)) return;
     absl::Status s =
-        conn.Exec(
-                "INSERT INTO content_site_status (site_code, package, version, state, "
-                "bytes_done, bytes_total, error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
-                "$7, now()) ON CONFLICT (site_code, package, version) DO UPDATE SET state = "
-                "EXCLUDED.state, bytes_done = EXCLUDED.bytes_done, bytes_total = "
-                "EXCLUDED.bytes_total, error = EXCLUDED.error, updated_at = now()",
-                {config_.site_code(), k.package, std::to_string(k.version), state,
-                 std::to_string(done), std::to_string(total), error.substr(0, 1024)})
+        conn.Exec(kUpsertStatus, {config_.site_code(), "site", k.package, std::to_string(k.version),
+                                  state, std::to_string(done), std::to_string(total),
+                                  error.substr(0, 1024)})
             .status();
     if (!s.ok()) {
       LogWarning("content.status_not_written", {{"error", s}});
@@ -404,7 +371,12 @@ void SiteContent::ManagerLoop() {
     }
     absl::StatusOr<bool> pending = manager.Pass(*conn);
     absl::Status s = pending.status();
-    if (s.ok() && absl::Now() >= next_validation) {
+    bool validate_now = absl::Now() >= next_validation;
+    if (s.ok() && !validate_now) {
+      auto requested = ValidationRequestedMs(*conn, config_.site_code(), "site");
+      validate_now = requested.ok() && *requested > library_->last_validated_ms();
+    }
+    if (s.ok() && validate_now) {
       s = manager.Validate(*conn);
       next_validation = absl::Now() + validate_every;
       if (s.ok()) pending = true;  // repair at once
@@ -429,7 +401,10 @@ void SiteContent::ManagerLoop() {
         conn.reset();
         break;
       }
-      if (*n > 0) break;
+      if (*n > 0) {
+        changes_.Bump();
+        break;
+      }
     }
   }
 }

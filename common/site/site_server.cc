@@ -171,9 +171,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       RETURN_IF_ERROR(UpsertSite(*conn, config_.site_code(), type_, ""));
     }
     std::vector<grpc::Service*> services{this};
-    content_ = std::make_unique<SiteContent>(config_);
+    content_ = std::make_unique<SiteContent>(config_, type_);
     RETURN_IF_ERROR(content_->Open());
-    services.push_back(content_->service());
+    for (grpc::Service* s : content_->services()) services.push_back(s);
     if (profile_.clients != ClientRole::kNone) {
       ClientServiceOptions options;
       options.config = config_;

@@ -226,11 +226,11 @@ class PackageServiceImpl final : public v1::PackageService::Service {
       out->set_version(v.GetInt(0, 0));
       ASSIGN_OR_RETURN(
           Result s,
-          call.tx.Exec(absl::StrCat("SELECT site_code, 'site', state, bytes_done, bytes_total, "
+          call.tx.Exec(absl::StrCat("SELECT site_code, location, state, bytes_done, bytes_total, "
                                     "error, ",
                                     Ts("updated_at"),
-                                    " FROM content_site_status WHERE package = $1 AND version = "
-                                    "$2 ORDER BY site_code"),
+                                    " FROM content_status WHERE package = $1 AND version = $2 "
+                                    "ORDER BY site_code, location <> 'site', location"),
                        {req->name(), version}));
       for (size_t i = 0; i < s.size(); ++i) {
         v1::SiteContentState* st = out->add_states();
@@ -244,7 +244,7 @@ class PackageServiceImpl final : public v1::PackageService::Service {
       }
       ASSIGN_OR_RETURN(Result quiet,
                        call.tx.Exec("SELECT code FROM sites s WHERE NOT EXISTS (SELECT 1 FROM "
-                                    "content_site_status c WHERE c.site_code = s.code AND "
+                                    "content_status c WHERE c.site_code = s.code AND c.location = 'site' AND "
                                     "c.package = $1 AND c.version = $2) ORDER BY code",
                                     {req->name(), version}));
       for (size_t i = 0; i < quiet.size(); ++i) out->add_sites_not_reporting(quiet.GetString(i, 0));

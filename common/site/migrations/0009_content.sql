@@ -39,11 +39,13 @@ CREATE TABLE package_files (
 );
 SELECT repl_enable('package_files', 'global_proxy');
 
--- Where each site's library stands with each version it should hold (the
--- newest of each package): queued, transferring (bytes done of total),
--- installed, failed (with why).
-CREATE TABLE content_site_status (
+-- Where each content library stands with each version it should hold (the
+-- newest of each package): `location` is 'site' for the site server's own
+-- library, else a distribution point's name. queued, transferring (bytes
+-- done of total), installed, failed (with why).
+CREATE TABLE content_status (
   site_code text NOT NULL,
+  location text NOT NULL,
   package text NOT NULL,
   version bigint NOT NULL,
   state text NOT NULL CHECK (state IN ('queued', 'transferring', 'installed', 'failed')),
@@ -51,10 +53,10 @@ CREATE TABLE content_site_status (
   bytes_total bigint NOT NULL DEFAULT 0,
   error text NOT NULL DEFAULT '',
   updated_at timestamptz,
-  PRIMARY KEY (site_code, package, version)
+  PRIMARY KEY (site_code, location, package, version)
 );
-ALTER TABLE content_site_status ALTER COLUMN updated_at SET DEFAULT now();
-SELECT repl_enable('content_site_status', 'site');
+ALTER TABLE content_status ALTER COLUMN updated_at SET DEFAULT now();
+SELECT repl_enable('content_status', 'site');
 
 -- A new version, or a package deleted: wake the site's content manager.
 CREATE FUNCTION content_changed() RETURNS trigger LANGUAGE plpgsql AS $$

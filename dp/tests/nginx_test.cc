@@ -1,0 +1,162 @@
+// nginx as a DP runs it: the configuration nginx accepts, content served
+// by hash over mutual TLS with ranges, clients without a certificate of the
+// hierarchy refused, and nginx restarted when it dies.
+
+#include "dp/nginx.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/content/download.h"
+#include "common/content/hash.h"
+#include "common/content/library.h"
+#include "tests/fixture/testing.h"
+
+using namespace strata;
+using namespace strata::dp;
+using strata::testing::TempDir;
+using strata::testing::TestPki;
+using strata::testing::WaitFor;
+
+namespace {
+
+v1::TlsConfig Tls(const std::string& pki, const std::string& entity) {
+  v1::TlsConfig t;
+  t.set_ca_file(pki + "/ca.pem");
+  t.set_cert_file(pki + "/" + entity + ".pem");
+  t.set_key_file(pki + "/" + entity + ".key");
+  return t;
+}
+
+struct Served {
+  TempDir dir;
+  std::unique_ptr<content::Library> lib;
+  Listener listener;
+  std::unique_ptr<Nginx> nginx;
+
+  explicit Served(const std::string& listen) {
+    lib = std::move(*content::Library::Open(dir.path() + "/lib"));
+    auto l = OpenListener(listen == "unix" ? "unix:" + dir.path() + "/dp.sock" : listen);
+    REQUIRE(l.ok());
+    listener = *l;
+    NginxOptions o;
+    o.state_dir = dir.path() + "/state";
+    o.library = dir.path() + "/lib";
+    o.cert_file = TestPki() + "/site-P01.pem";
+    o.key_file = TestPki() + "/site-P01.key";
+    o.ca_file = TestPki() + "/ca.pem";
+    o.listen = listener.config_address;
+    o.workers = 1;
+    nginx = std::make_unique<Nginx>(o, listener.fd);
+    auto s = nginx->Start();
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+  }
+  ~Served() { nginx->Stop(); }
+};
+
+// Fetches `data`'s blob from `address` into a fresh library; the status.
+absl::Status Fetch(const std::string& address, const v1::TlsConfig& tls, const std::string& data,
+                   int64_t offset = 0, int64_t* received = nullptr) {
+  TempDir d;
+  auto lib = content::Library::Open(d.path() + "/lib");
+  REQUIRE(lib.ok());
+  const std::string hash = content::Sha256::Of(data);
+  if (offset > 0) {
+    auto w = (*lib)->OpenBlob(hash, static_cast<int64_t>(data.size()), 0);
+    REQUIRE((*w)->Append(absl::string_view(data).substr(0, offset)).ok());
+  }
+  auto w = (*lib)->OpenBlob(hash, static_cast<int64_t>(data.size()), offset);
+  REQUIRE(w.ok());
+  auto source = content::HttpsBlobSource(address, tls, "the DP");
+  REQUIRE(source.ok());
+  int64_t got = 0;
+  absl::Status s = (*source)->Fetch({hash, static_cast<int64_t>(data.size())}, **w,
+                                    [&](int64_t n) {
+                                      got += n;
+                                      return true;
+                                    });
+  if (received) *received = got;
+  UNSCOPED_INFO("fetch: " << s.ToString());
+  if (!s.ok()) return s;
+  return (*w)->Finish();
+}
+
+}  // namespace
+
+TEST_CASE("nginx accepts the configuration a DP writes") {
+  TempDir dir;
+  NginxOptions o;
+  o.state_dir = dir.path();
+  o.library = dir.path() + "/lib";
+  o.cert_file = TestPki() + "/site-P01.pem";
+  o.key_file = TestPki() + "/site-P01.key";
+  o.ca_file = TestPki() + "/ca.pem";
+  o.listen = "127.0.0.1:1";
+  std::ofstream(dir.path() + "/nginx.conf") << NginxConfig(o);
+  ::mkdir((dir.path() + "/temp").c_str(), 0755);
+  const std::string cmd = absl::StrCat("/usr/sbin/nginx -t -q -c ", dir.path(), "/nginx.conf -p ",
+                                       dir.path(), "/ 2>", dir.path(), "/t.err");
+  INFO(strata::testing::ReadWholeFile(dir.path() + "/t.err"));
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+TEST_CASE("a DP's nginx serves blobs by hash over mutual TLS, with ranges, on port 0 and "
+          "unix sockets") {
+  for (const std::string listen : {"127.0.0.1:0", "unix"}) {
+    INFO(listen);
+    Served dp(listen);
+    const std::string data(3 << 20, 'z');
+    REQUIRE(dp.lib->PutBlob(content::Sha256::Of(data), data).ok());
+    const auto agent = Tls(TestPki(), "admin-alice");
+    int64_t got = 0;
+    REQUIRE(Fetch(dp.listener.bound_address, agent, data, 0, &got).ok());
+    CHECK(got == static_cast<int64_t>(data.size()));
+    // Resumed: only the rest travels.
+    REQUIRE(Fetch(dp.listener.bound_address, agent, data, 1000000, &got).ok());
+    CHECK(got == static_cast<int64_t>(data.size()) - 1000000);
+    // Not held: NotFound, nothing written.
+    CHECK(Fetch(dp.listener.bound_address, agent, "other").code() == absl::StatusCode::kNotFound);
+  }
+}
+
+TEST_CASE("a DP refuses clients without a certificate of the hierarchy") {
+  Served dp("127.0.0.1:0");
+  const std::string data = "content";
+  REQUIRE(dp.lib->PutBlob(content::Sha256::Of(data), data).ok());
+  // No client certificate at all.
+  v1::TlsConfig none;
+  none.set_ca_file(TestPki() + "/ca.pem");
+  CHECK_FALSE(Fetch(dp.listener.bound_address, none, data).ok());
+  // A certificate of another CA.
+  TempDir other;
+  const std::string cmd = absl::StrCat(STRATA_SOURCE_DIR, "/deploy/pki.sh ", other.path(),
+                                       " admin/mallory >/dev/null");
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  v1::TlsConfig foreign = Tls(other.path(), "admin-mallory");
+  foreign.set_ca_file(TestPki() + "/ca.pem");
+  absl::Status s = Fetch(dp.listener.bound_address, foreign, data);
+  CHECK(s.code() == absl::StatusCode::kPermissionDenied);
+  CHECK(Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"), data).ok());
+}
+
+TEST_CASE("nginx killed is restarted on the same address") {
+  Served dp("127.0.0.1:0");
+  const std::string data = "content";
+  REQUIRE(dp.lib->PutBlob(content::Sha256::Of(data), data).ok());
+  const pid_t first = dp.nginx->pid();
+  REQUIRE(first > 0);
+  ::kill(first, SIGKILL);
+  REQUIRE(WaitFor([&] { return dp.nginx->pid() > 0 && dp.nginx->pid() != first; },
+                  std::chrono::seconds(10)));
+  REQUIRE(WaitFor([&] { return Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"),
+                                     data)
+                                   .ok(); },
+                  std::chrono::seconds(10)));
+}
