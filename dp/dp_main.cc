@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
       "Needs nginx (/usr/sbin/nginx). Exit codes: 0 ok, 1 failure (a refusal by\nthe site "
       "included: a DP at a CAS, a certificate not this DP's), 2 bad usage or configuration.");
   return RunDaemon<v1::DpConfig>(
-      "strata-dp", "dp", argc, argv, [] { return absl::GetFlag(FLAGS_verbose); },
-      dp::LoadConfig, dp::ValidateDpConfig,
+      "strata-dp", "dp", argc, argv, [] { return absl::GetFlag(FLAGS_verbose); }, dp::LoadConfig,
+      dp::ValidateDpConfig,
       [](const v1::DpConfig& c) -> std::unique_ptr<Daemon> {
         return std::make_unique<dp::DpServer>(c);
       });

@@ -334,7 +334,8 @@ class DpServer::Impl {
     last_report_ = std::move(bytes);
     last_report_at_ = now;
     last_reported_states_.clear();
-    for (const auto& v : r.versions()) last_reported_states_[{v.package(), v.version()}] = v.state();
+    for (const auto& v : r.versions())
+      last_reported_states_[{v.package(), v.version()}] = v.state();
     // Repaired failures are on record at the site: forget them here.
     for (auto it = failures_.begin(); it != failures_.end();)
       it = it->second.repaired() ? failures_.erase(it) : std::next(it);

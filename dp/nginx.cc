@@ -1,10 +1,9 @@
 #include "dp/nginx.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <netdb.h>
-#include <pwd.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -101,7 +100,8 @@ absl::StatusOr<Listener> OpenListener(const std::string& address) {
         absl::StrCat("listen_address ", address, ": host:port or unix:/path"));
   std::string host = address.substr(0, colon);
   const std::string port = address.substr(colon + 1);
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) host = host.substr(1, host.size() - 2);
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]"))
+    host = host.substr(1, host.size() - 2);
   struct addrinfo hints {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -138,8 +138,8 @@ absl::StatusOr<Listener> OpenListener(const std::string& address) {
     bound_port = ntohs(a->sin_port);
     l.config_address = absl::StrCat(ip, ":", bound_port);
   }
-  l.bound_address = absl::StrCat(host.empty() ? "localhost" : address.substr(0, colon), ":",
-                                 bound_port);
+  l.bound_address =
+      absl::StrCat(host.empty() ? "localhost" : address.substr(0, colon), ":", bound_port);
   return l;
 }
 
@@ -147,8 +147,8 @@ std::string NginxConfig(const NginxOptions& o) {
   const int files = OpenFilesLimit();
   std::string c = absl::StrCat(
       "# Written by strata-dp at each start: change the DP's configuration, not this file.\n",
-      "daemon off;\nmaster_process on;\n",
-      "worker_processes ", o.workers > 0 ? std::to_string(o.workers) : "auto", ";\n");
+      "daemon off;\nmaster_process on;\n", "worker_processes ",
+      o.workers > 0 ? std::to_string(o.workers) : "auto", ";\n");
   // Only a master running as root switches its workers' user: to the DP's
   // own unless told otherwise (nginx's default, nobody, cannot read a
   // library only its owner may enter).
@@ -180,8 +180,7 @@ std::string NginxConfig(const NginxOptions& o) {
       "    # Kernel TLS (sendfile through TLS) where the kernel and OpenSSL allow.\n",
       "    ssl_conf_command Options KTLS;\n",
       "    location ~ \"^/content/sha256/([0-9a-f]{2})([0-9a-f]{62})$\" {\n",
-      "      limit_except GET { deny all; }\n", "      alias \"", o.library,
-      "/sha256/$1/$1$2\";\n",
+      "      limit_except GET { deny all; }\n", "      alias \"", o.library, "/sha256/$1/$1$2\";\n",
       "      add_header Cache-Control \"public, max-age=31536000, immutable\";\n", "    }\n",
       "    location / { return 404; }\n", "  }\n}\n");
   return c;
@@ -235,11 +234,11 @@ absl::Status Nginx::Start() {
   for (int i = 0; i < 200; ++i) {
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid)
-      return absl::InternalError(absl::StrCat(
-          "nginx (", o_.binary, ") exited at start with ",
-          WIFEXITED(status) ? absl::StrCat("code ", WEXITSTATUS(status))
-                            : absl::StrCat("signal ", WTERMSIG(status)),
-          "; its messages are above"));
+      return absl::InternalError(absl::StrCat("nginx (", o_.binary, ") exited at start with ",
+                                              WIFEXITED(status)
+                                                  ? absl::StrCat("code ", WEXITSTATUS(status))
+                                                  : absl::StrCat("signal ", WTERMSIG(status)),
+                                              "; its messages are above"));
     auto written = ReadFile(pid_file);
     if (written.ok() && absl::StripAsciiWhitespace(*written) == std::to_string(pid)) {
       {

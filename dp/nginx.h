@@ -38,9 +38,9 @@ struct NginxOptions {
   std::string state_dir;  // nginx.conf, nginx.pid, temp folders
   std::string library;    // the content library's root
   std::string cert_file, key_file, ca_file;
-  std::string listen;     // Listener::config_address
-  int workers = 0;        // 0: one per core
-  std::string user;       // worker processes' user (default: the DP's own)
+  std::string listen;  // Listener::config_address
+  int workers = 0;     // 0: one per core
+  std::string user;    // worker processes' user (default: the DP's own)
 };
 
 // The configuration text for `o` (pure: tested on its own).

@@ -12,11 +12,14 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/content/download.h"
 #include "common/content/hash.h"
+#include "common/content/library.h"
 #include "common/content/manifest.h"
 #include "common/net/tls.h"
 #include "strata/v1/admin/packages.grpc.pb.h"
 #include "tests/fixture/admin_fixture.h"
+#include "tests/fixture/dp_fixture.h"
 #include "tests/fixture/site_fixture.h"
 
 using namespace strata;
@@ -113,6 +116,50 @@ int64_t BytesFetched(SiteProcess& site, const std::string& package, int64_t vers
   return std::stoll(log.substr(at + key.size()));
 }
 
+// The bytes of every file of `src`, downloaded from the DP over mutual TLS
+// (as an agent would, with a certificate of the hierarchy), verified.
+void RequireServed(const DpProcess& dp, const std::string& src) {
+  auto files = content::ScanSource(src);
+  REQUIRE(files.ok());
+  TempDir d;
+  auto lib = content::Library::Open(d.path() + "/lib");
+  REQUIRE(lib.ok());
+  v1::TlsConfig tls;
+  tls.set_ca_file(TestPki() + "/ca.pem");
+  tls.set_cert_file(TestPki() + "/admin-alice.pem");
+  tls.set_key_file(TestPki() + "/admin-alice.key");
+  auto source = content::HttpsBlobSource(dp.address(), tls, dp.name());
+  REQUIRE(source.ok());
+  for (const auto& f : *files) {
+    INFO(dp.name() << ": " << f.file.path());
+    auto w = (*lib)->OpenBlob(f.file.sha256(), f.file.size(), 0);
+    if (absl::IsAlreadyExists(w.status())) continue;
+    REQUIRE(w.ok());
+    if (f.file.size() > 0)
+      REQUIRE((*source)
+                  ->Fetch({f.file.sha256(), f.file.size()}, **w, [](int64_t) { return true; })
+                  .ok());
+    REQUIRE((*w)->Finish().ok());  // the hash of what arrived is the file's
+  }
+}
+
+// The DP's log's bytes_fetched for `package` `version`.
+int64_t DpBytesFetched(const DpProcess& dp, const std::string& package, int64_t version) {
+  const std::string log = dp.LogText();
+  const std::string key = absl::StrCat("dp.version_installed package=", package,
+                                       " version=", version, " bytes_fetched=");
+  size_t at = log.rfind(key);
+  return at == std::string::npos ? -1 : std::stoll(log.substr(at + key.size()));
+}
+
+bool DpState(SiteProcess& cas, const std::string& dp, const std::string& package, int64_t version,
+             const std::string& state) {
+  return Eventually(cas.db(),
+                    absl::StrCat("SELECT state FROM content_status WHERE location = '", dp,
+                                 "' AND package = '", package, "' AND version = ", version),
+                    state, seconds(60));
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -183,8 +230,7 @@ TEST_CASE(
   // Deleted: every library releases it (collected after the grace period).
   REQUIRE(h.Ctl({"delete", "package", "More"}).exit_code == 0);
   CHECK(Eventually(h.s01->db(), "SELECT count(*) FROM package_files WHERE package = 'More'", "0"));
-  CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_status WHERE package = 'More'",
-                   "0"));
+  CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_status WHERE package = 'More'", "0"));
 }
 
 TEST_CASE("bad content is refused and nothing is written", "[content]") {
@@ -287,4 +333,114 @@ TEST_CASE("validation finds a corrupted blob at a site, reports it at the CAS, a
   RequireHeld(*h.p01, src);
   CtlRun r = h.Ctl({"get", "content-status", "Tools"});
   CHECK(r.out.find("validation failures") != std::string::npos);
+}
+
+TEST_CASE(
+    "distribution points at every site hold what is distributed to them and their "
+    "groups, serve it over mutual TLS, and report to the CAS",
+    "[content][dp]") {
+  ContentHierarchy h;
+  DpProcess dp_p01("P01.dp1", h.dir, h.p01->address());
+  DpProcess dp_p02("P02.dp1", h.dir, h.p02->address());
+  DpProcess dp_s01("S01.dp1", h.dir, h.s01->address());
+  for (DpProcess* dp : {&dp_p01, &dp_p02, &dp_s01}) dp->Start();
+  REQUIRE(Eventually(h.cas->db(),
+                     "SELECT count(*) FROM site_systems WHERE role = 'dp' AND state = 'online'",
+                     "3", seconds(30)));
+
+  const std::string src = h.dir.path() + "/tools";
+  WriteFile(src + "/bin/tool.sh", "#!/bin/sh\necho tool\n");
+  WriteFile(src + "/share/doc/readme", "read me\n");
+  WriteFile(src + "/empty", "");
+  WriteFile(src + "/data.bin", RandomBytes(2 << 20, 3));
+  REQUIRE(h.Ctl({"create", "package", "Tools", "--source", src}).exit_code == 0);
+  CtlRun r = h.Ctl({"create", "dp-group", "Branches", "--dp", "S01.dp1"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  r = h.Ctl({"distribute", "package", "Tools", "--dp", "P01.dp1", "--dp", "P02.dp1", "--dp-group",
+             "Branches"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  for (const char* dp : {"P01.dp1", "P02.dp1", "S01.dp1"})
+    REQUIRE(DpState(*h.cas, dp, "Tools", 1, "installed"));
+  for (DpProcess* dp : {&dp_p01, &dp_p02, &dp_s01}) RequireServed(*dp, src);
+
+  // A pull-DP added to the group later takes the group's content from its
+  // source DP, over HTTPS.
+  DpProcess pull("P01.dp2", h.dir, h.p01->address());
+  pull.add_config(absl::StrCat("pull_from: \"", dp_p01.address(), "\"\n"));
+  pull.Start();
+  REQUIRE(Eventually(h.cas->db(),
+                     "SELECT count(*) FROM site_systems WHERE role = 'dp' AND name = 'P01.dp2'",
+                     "1", seconds(30)));
+  REQUIRE(h.Ctl({"update", "dp-group", "Branches", "--add-dp", "P01.dp2"}).exit_code == 0);
+  REQUIRE(DpState(*h.cas, "P01.dp2", "Tools", 1, "installed"));
+  RequireServed(pull, src);
+  CHECK(pull.LogText().find("source=\"source DP " + dp_p01.address()) != std::string::npos);
+  CHECK(DpBytesFetched(pull, "Tools", 1) == (2 << 20) + 20 + 8);
+
+  r = h.Ctl({"get", "content-status", "Tools", "-o", "csv"});
+  REQUIRE(r.exit_code == 0);
+  for (const char* line : {"P01,P01.dp1,installed", "P01,P01.dp2,installed",
+                           "P02,P02.dp1,installed", "S01,S01.dp1,installed"})
+    CHECK(r.out.find(line) != std::string::npos);
+  r = h.Ctl({"get", "dps", "-o", "csv"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("S01.dp1,S01,online") != std::string::npos);
+  CHECK(r.out.find("Branches") != std::string::npos);
+
+  // A new version: each DP takes only the changed file.
+  WriteFile(src + "/share/doc/readme", "read me again\n");
+  REQUIRE(h.Ctl({"update", "package", "Tools", "--source", src}).exit_code == 0);
+  for (const char* dp : {"P01.dp1", "P01.dp2", "P02.dp1", "S01.dp1"})
+    REQUIRE(DpState(*h.cas, dp, "Tools", 2, "installed"));
+  for (DpProcess* dp : {&dp_p01, &pull, &dp_p02, &dp_s01}) {
+    INFO(dp->name());
+    CHECK(DpBytesFetched(*dp, "Tools", 2) == 14);
+    RequireServed(*dp, src);
+  }
+
+  // A blob corrupted on a DP's disk: validation on demand finds it, the DP
+  // fetches the good bytes again, the CAS sees both.
+  const std::string hash = content::Sha256::Of("#!/bin/sh\necho tool\n");
+  const std::string blob = absl::StrCat(dp_p02.library(), "/sha256/", hash.substr(0, 2), "/", hash);
+  ::chmod(blob.c_str(), 0644);
+  WriteFile(blob, "#!/bin/sh\nrm -rf /\n");
+  r = h.Ctl({"validate", "content", "P02", "--dp", "P02.dp1"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(Eventually(h.cas->db(),
+                     absl::StrCat("SELECT files || ' ' || (repaired_at IS NOT NULL) FROM "
+                                  "content_validation_failures WHERE location = 'P02.dp1' AND "
+                                  "sha256 = '",
+                                  hash, "'"),
+                     "Tools version 2: bin/tool.sh true", seconds(30)));
+  RequireServed(dp_p02, src);
+
+  // Taken back: the DP releases it and its state goes from the CAS.
+  REQUIRE(h.Ctl({"undistribute", "package", "Tools", "--dp", "P02.dp1"}).exit_code == 0);
+  CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_status WHERE location = 'P02.dp1'",
+                   "0", seconds(30)));
+  CHECK(WaitFor(
+      [&] {
+        return dp_p02.LogText().find("dp.version_released package=Tools version=2") !=
+               std::string::npos;
+      },
+      seconds(10)));
+}
+
+TEST_CASE("a distribution point is refused at a CAS and with another DP's name", "[content][dp]") {
+  ContentHierarchy h;
+  DpProcess at_cas("CAS.dp1", h.dir, h.cas->address());
+  at_cas.StartNoWait();
+  CHECK(at_cas.Wait(seconds(20)) != 0);
+  CHECK(at_cas.LogText().find("central administration site") != std::string::npos);
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM site_systems WHERE role = 'dp'") == 0);
+
+  // A certificate for P01.dp1 claiming to be P01.dp2.
+  DpProcess liar("P01.dp2", h.dir, h.p01->address());
+  liar.set_cert("P01.dp1");
+  liar.StartNoWait();
+  CHECK(liar.Wait(seconds(20)) != 0);
+  CHECK(liar.LogText().find("names distribution point P01.dp1, not P01.dp2") != std::string::npos);
 }

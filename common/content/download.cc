@@ -69,9 +69,11 @@ class HttpsSource final : public BlobSource {
           return absl::UnavailableError(what);
       }
     }
-    if (http == 404) return absl::NotFoundError(absl::StrCat(name_, " does not hold blob ", blob.sha256));
+    if (http == 404)
+      return absl::NotFoundError(absl::StrCat(name_, " does not hold blob ", blob.sha256));
     if (http == 400 || http == 403 || http == 495 || http == 496)
-      return absl::PermissionDeniedError(absl::StrCat(name_, " refused the request (HTTP ", http, ")"));
+      return absl::PermissionDeniedError(
+          absl::StrCat(name_, " refused the request (HTTP ", http, ")"));
     if (http != 200 && http != 206)
       return absl::UnavailableError(absl::StrCat(name_, " answered HTTP ", http));
     return absl::OkStatus();

@@ -188,7 +188,6 @@ void SiteContent::Stop() {
 
 namespace {
 
-
 struct Written {
   std::string state, error;
   int64_t bytes = -1;
@@ -230,12 +229,13 @@ class Manager {
       packages.push_back(k.package);
       versions.push_back(std::to_string(k.version));
     }
-    RETURN_IF_ERROR(conn.Exec("DELETE FROM content_status WHERE site_code = $1 AND location = "
-                              "'site' AND (package, version) NOT IN (SELECT * FROM unnest($2::text[], "
-                              "$3::bigint[]))",
-                              {config_.site_code(), store::TextArrayLiteral(packages),
-                               store::TextArrayLiteral(versions)})
-                        .status());
+    RETURN_IF_ERROR(
+        conn.Exec("DELETE FROM content_status WHERE site_code = $1 AND location = "
+                  "'site' AND (package, version) NOT IN (SELECT * FROM unnest($2::text[], "
+                  "$3::bigint[]))",
+                  {config_.site_code(), store::TextArrayLiteral(packages),
+                   store::TextArrayLiteral(versions)})
+            .status());
     bool pending = false;
     for (const VersionKey& k : wanted) {
       if (stop_.HasBeenNotified()) break;
@@ -266,7 +266,6 @@ class Manager {
   }
 
  private:
-
   // Brings one version in; true once it is installed.
   bool Bring(store::Connection& conn, const v1::ContentManifest& m) {
     const VersionKey key{m.package(), m.version()};
@@ -328,9 +327,9 @@ class Manager {
     if (w.state == state && w.error == error && w.bytes == done) return;
     if (!force && w.state == state && now - w.at < absl::Seconds(1)) return;
     absl::Status s =
-        conn.Exec(kUpsertStatus, {config_.site_code(), "site", k.package, std::to_string(k.version),
-                                  state, std::to_string(done), std::to_string(total),
-                                  error.substr(0, 1024)})
+        conn.Exec(kUpsertStatus,
+                  {config_.site_code(), "site", k.package, std::to_string(k.version), state,
+                   std::to_string(done), std::to_string(total), error.substr(0, 1024)})
             .status();
     if (!s.ok()) {
       LogWarning("content.status_not_written", {{"error", s}});

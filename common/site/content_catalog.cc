@@ -12,9 +12,10 @@ absl::StatusOr<std::vector<VersionKey>> NewestVersions(store::Connection& conn,
   store::Params params;
   std::string where = complete;
   if (!dp.empty()) {
-    where += " AND v.package IN (SELECT package FROM package_distributions WHERE (target_type = "
-             "'dp' AND target = $1) OR (target_type = 'group' AND target IN (SELECT group_name "
-             "FROM dp_group_members WHERE dp = $1)))";
+    where +=
+        " AND v.package IN (SELECT package FROM package_distributions WHERE (target_type = "
+        "'dp' AND target = $1) OR (target_type = 'group' AND target IN (SELECT group_name "
+        "FROM dp_group_members WHERE dp = $1)))";
     params.push_back(dp);
   }
   ASSIGN_OR_RETURN(store::Result r,

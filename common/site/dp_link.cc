@@ -93,9 +93,8 @@ class DpLinkService final : public v1::DistributionPointLink::Service {
     for (const v1::DpVersionState& v : req->versions()) {
       if (v.state() != "queued" && v.state() != "transferring" && v.state() != "installed" &&
           v.state() != "failed")
-        return ToGrpcStatus(absl::InvalidArgumentError(
-            absl::StrCat("state \"", v.state().substr(0, 32),
-                         "\": queued, transferring, installed or failed")));
+        return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+            "state \"", v.state().substr(0, 32), "\": queued, transferring, installed or failed")));
     }
     auto conn = store::Connection::Open(o_.conninfo);
     if (!conn.ok()) return ToGrpcStatus(conn.status());
@@ -148,17 +147,17 @@ class DpLinkService final : public v1::DistributionPointLink::Service {
       return absl::PermissionDeniedError(absl::StrCat(
           "only distribution points attach here; the certificate is for a ", peer.role));
     if (peer.name != name)
-      return absl::PermissionDeniedError(absl::StrCat("the certificate names distribution point ",
-                                                      peer.name, ", not ", name));
+      return absl::PermissionDeniedError(
+          absl::StrCat("the certificate names distribution point ", peer.name, ", not ", name));
     if (o_.site_type == v1::SITE_TYPE_CAS)
       return absl::FailedPreconditionError(absl::StrCat(
           "site ", o_.site_code,
           " is a central administration site, which has no distribution points: attach ", name,
           " to a primary or secondary site"));
     if (!o_.has_library)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "site ", o_.site_code,
-          " keeps no content library (set content_library in its configuration)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("site ", o_.site_code,
+                       " keeps no content library (set content_library in its configuration)"));
     return absl::OkStatus();
   }
 

@@ -77,11 +77,10 @@ absl::Status Fetch(const std::string& address, const v1::TlsConfig& tls, const s
   auto source = content::HttpsBlobSource(address, tls, "the DP");
   REQUIRE(source.ok());
   int64_t got = 0;
-  absl::Status s = (*source)->Fetch({hash, static_cast<int64_t>(data.size())}, **w,
-                                    [&](int64_t n) {
-                                      got += n;
-                                      return true;
-                                    });
+  absl::Status s = (*source)->Fetch({hash, static_cast<int64_t>(data.size())}, **w, [&](int64_t n) {
+    got += n;
+    return true;
+  });
   if (received) *received = got;
   UNSCOPED_INFO("fetch: " << s.ToString());
   if (!s.ok()) return s;
@@ -107,8 +106,9 @@ TEST_CASE("nginx accepts the configuration a DP writes") {
   REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
-TEST_CASE("a DP's nginx serves blobs by hash over mutual TLS, with ranges, on port 0 and "
-          "unix sockets") {
+TEST_CASE(
+    "a DP's nginx serves blobs by hash over mutual TLS, with ranges, on port 0 and "
+    "unix sockets") {
   for (const std::string listen : {"127.0.0.1:0", "unix"}) {
     INFO(listen);
     Served dp(listen);
@@ -136,8 +136,8 @@ TEST_CASE("a DP refuses clients without a certificate of the hierarchy") {
   CHECK_FALSE(Fetch(dp.listener.bound_address, none, data).ok());
   // A certificate of another CA.
   TempDir other;
-  const std::string cmd = absl::StrCat(STRATA_SOURCE_DIR, "/deploy/pki.sh ", other.path(),
-                                       " admin/mallory >/dev/null");
+  const std::string cmd =
+      absl::StrCat(STRATA_SOURCE_DIR, "/deploy/pki.sh ", other.path(), " admin/mallory >/dev/null");
   REQUIRE(std::system(cmd.c_str()) == 0);
   v1::TlsConfig foreign = Tls(other.path(), "admin-mallory");
   foreign.set_ca_file(TestPki() + "/ca.pem");
@@ -155,8 +155,7 @@ TEST_CASE("nginx killed is restarted on the same address") {
   ::kill(first, SIGKILL);
   REQUIRE(WaitFor([&] { return dp.nginx->pid() > 0 && dp.nginx->pid() != first; },
                   std::chrono::seconds(10)));
-  REQUIRE(WaitFor([&] { return Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"),
-                                     data)
-                                   .ok(); },
-                  std::chrono::seconds(10)));
+  REQUIRE(WaitFor(
+      [&] { return Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"), data).ok(); },
+      std::chrono::seconds(10)));
 }

@@ -23,6 +23,7 @@ Resource AdministratorsResource();
 Resource AuditResource();
 Resource ReportsResource();
 Resource PackagesResource();
+Resource DistributionPointsResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
@@ -30,7 +31,7 @@ const std::vector<Resource>& Resources() {
       DevicesResource(),     ClientApprovalResource(), EnrollmentTokensResource(),
       CollectionsResource(), ClientSettingsResource(), BoundariesResource(),
       RolesResource(),       AdministratorsResource(), AuditResource(),
-      ReportsResource(),     PackagesResource(),
+      ReportsResource(),     PackagesResource(),       DistributionPointsResource(),
   };
   return *resources;
 }

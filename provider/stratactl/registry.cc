@@ -28,6 +28,7 @@ std::vector<Command> AdministratorCommands();
 std::vector<Command> AuditCommands();
 std::vector<Command> ReportCommands();
 std::vector<Command> PackageCommands();
+std::vector<Command> DistributionPointCommands();
 
 namespace {
 
@@ -37,7 +38,7 @@ constexpr NounFn kNouns[] = {
     DeviceCommands,     ApprovalCommands,      EnrollmentTokenCommands,
     CollectionCommands, ClientSettingCommands, BoundaryCommands,
     RoleCommands,       AdministratorCommands, AuditCommands,
-    ReportCommands,     PackageCommands,
+    ReportCommands,     PackageCommands,       DistributionPointCommands,
 };
 
 // The verbs, in the order --help lists them.
@@ -53,6 +54,9 @@ constexpr Verb kVerbs[] = {
     {"update", "Change a resource"},
     {"delete", "Delete a resource"},
     {"deploy", "Deploy to a collection"},
+    {"distribute", "Send content to distribution points"},
+    {"undistribute", "Take content back from distribution points"},
+    {"validate", "Check content libraries against their hashes"},
     {"undeploy", "Take a deployment away from a collection"},
     {"set", "Create or change"},
     {"approve", "Approve a client waiting for approval"},
