@@ -89,6 +89,25 @@ class Agent::Impl {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<v1::ContentLocation> GetContent(const std::string& package, int64_t version) {
+    RETURN_IF_ERROR(Init());
+    if (!HasIdentity())
+      return absl::FailedPreconditionError(
+          "this agent is not registered yet: run it (strata-agent --once) first");
+    v1::ContentRequest req;
+    req.set_package(package);
+    req.set_version(version);
+    for (const auto& ip : LocalAddresses()) req.add_ip_addresses(ip);
+    v1::ContentLocation out;
+    RETURN_IF_ERROR(OnSomeMp([&](v1::ManagementPoint::Stub& stub, const std::string&) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      out.Clear();
+      return FromGrpcStatus(stub.GetContent(&ctx, req, &out));
+    }));
+    return out;
+  }
+
   absl::Status RunOnce() {
     RETURN_IF_ERROR(Init());
     RETURN_IF_ERROR(Cycle(/*all_due=*/true));
@@ -605,5 +624,8 @@ Agent::~Agent() = default;
 absl::Status Agent::RunOnce() { return impl_->RunOnce(); }
 absl::Status Agent::Run() { return impl_->Run(); }
 void Agent::Stop() { impl_->Stop(); }
+absl::StatusOr<v1::ContentLocation> Agent::GetContent(const std::string& package, int64_t version) {
+  return impl_->GetContent(package, version);
+}
 
 }  // namespace strata::agent

@@ -14,12 +14,15 @@
 //   mps                                 management points from service location
 //                                       ("address nudge_address" per line)
 //   queue/<seq>.pb                      reports not yet acknowledged
+//   cache/                              downloaded content (content_cache.h)
 
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/base/version.h"
+#include "strata/v1/client.pb.h"
 #include "strata/v1/config.pb.h"
 
 namespace strata::agent {
@@ -36,6 +39,9 @@ class Agent {
   // channel, retries with backoff and failover to the next MP.
   absl::Status Run();
   void Stop();
+  // A content version (`version` 0: the newest) and the DPs to download it
+  // from, asked of an MP (failover). FailedPrecondition before registration.
+  absl::StatusOr<v1::ContentLocation> GetContent(const std::string& package, int64_t version);
 
  private:
   class Impl;

@@ -4,12 +4,16 @@
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/agent.h"
 #include "agent/collectors.h"
+#include "agent/content_cache.h"
+#include "agent/download.h"
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
+#include "common/base/status.h"
 #include "common/base/usage.h"
 #include "google/protobuf/text_format.h"
 
@@ -27,6 +31,10 @@ ABSL_FLAG(bool, once, false,
 ABSL_FLAG(int32_t, fallback_poll_seconds, 0,
           "While no nudge channel is held, poll policy at least this often (default 300)");
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
+ABSL_FLAG(int64_t, content_version, 0, "download: the package version (default: the newest)");
+ABSL_FLAG(std::string, dest, "", "download: copy the files into this folder");
+ABSL_FLAG(int64_t, download_max_bytes_per_second, 0,
+          "Downloads from distribution points: bytes a second at most (overrides)");
 
 namespace strata::agent {
 namespace {
@@ -54,6 +62,9 @@ absl::StatusOr<v1::AgentConfig> LoadConfig() {
       !s.ok()) {
     return s;
   }
+  if (absl::GetFlag(FLAGS_download_max_bytes_per_second) > 0) {
+    c.set_download_max_bytes_per_second(absl::GetFlag(FLAGS_download_max_bytes_per_second));
+  }
   if (absl::GetFlag(FLAGS_fallback_poll_seconds) > 0) {
     c.set_fallback_poll_seconds(absl::GetFlag(FLAGS_fallback_poll_seconds));
   }
@@ -74,6 +85,29 @@ int PrintInventory() {
 
 }  // namespace
 
+// strata-agent download PACKAGE: where from (the MP), then the DPs.
+absl::Status DownloadCommand(Agent& agent, const v1::AgentConfig& config,
+                             const std::string& package) {
+  ASSIGN_OR_RETURN(v1::ContentLocation where,
+                   agent.GetContent(package, absl::GetFlag(FLAGS_content_version)));
+  ASSIGN_OR_RETURN(auto cache,
+                   ContentCache::Open(config.state_dir() + "/cache", config.cache_max_bytes()));
+  DownloadOptions o;
+  o.tls.set_ca_file(config.ca_file());
+  o.tls.set_cert_file(config.state_dir() + "/client.pem");
+  o.tls.set_key_file(config.state_dir() + "/client.key");
+  o.max_bytes_per_second = config.download_max_bytes_per_second();
+  o.dest = absl::GetFlag(FLAGS_dest);
+  ASSIGN_OR_RETURN(DownloadResult r, Download(*cache, where, o));
+  std::cout << "package \"" << where.manifest().package() << "\" version "
+            << where.manifest().version() << ": " << where.manifest().files_size() << " files, "
+            << r.bytes_total << " bytes, " << r.bytes_downloaded << " downloaded"
+            << (r.dps_used.empty() ? " (all in the cache)"
+                                   : " from " + absl::StrJoin(r.dps_used, ", "))
+            << (o.dest.empty() ? "" : "; copied to " + o.dest) << "\n";
+  return absl::OkStatus();
+}
+
 int AgentMain(int argc, char** argv) {
   SetBinaryUsage(
       "agent/",
@@ -82,14 +116,18 @@ int AgentMain(int argc, char** argv) {
       "when to check in (policy changed, send inventory); without it, it polls.\n\nUsage:\n  "
       "strata-agent --config FILE [flags]      "
       "run as a service\n  strata-agent --config FILE --once        one cycle, then exit\n"
-      "  strata-agent inventory                   print this machine's inventory and exit\n\n"
+      "  strata-agent inventory                   print this machine's inventory and exit\n"
+      "  strata-agent --config FILE download PACKAGE [--content_version N] [--dest DIR]\n"
+      "                                           fetch a package from the best distribution\n"
+      "                                           point into the cache (and DIR)\n\n"
       "The config file is a text-format strata.v1.AgentConfig (see deploy/examples/agent.conf).\n"
       "Collectors: os, processor, system, disk, network, dpkg, rpm.\n"
       "Exit codes: 0 ok, 1 failure (e.g. MP unreachable with --once), 2 bad usage, 3 refused.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
   if (rest.size() == 2 && std::string(rest[1]) == "inventory") return PrintInventory();
-  if (rest.size() > 1) {
+  const bool download = rest.size() == 3 && std::string(rest[1]) == "download";
+  if (rest.size() > 1 && !download) {
     std::cerr << "strata-agent: unknown command \"" << rest[1] << "\" (see --help)\n";
     return 2;
   }
@@ -111,6 +149,7 @@ int AgentMain(int argc, char** argv) {
     return c == absl::StatusCode::kPermissionDenied || c == absl::StatusCode::kUnauthenticated ? 3
                                                                                                : 1;
   };
+  if (download) return exit_code(DownloadCommand(agent, *config, rest[2]));
   if (absl::GetFlag(FLAGS_once)) return exit_code(agent.RunOnce());
   const sigset_t signals = BlockTerminationSignals();
   OnTerminationSignal(signals, [&agent](int) { agent.Stop(); });

@@ -1,5 +1,7 @@
 #include "mp/agent_service.h"
 
+#include <set>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -110,6 +112,51 @@ grpc::ServerUnaryReactor* AgentService::Locate(grpc::CallbackServerContext* cont
         *response = mp::Locate(*bundle, ips, own);
         response->set_nudge_address(nudge);
         r->Finish(grpc::Status::OK);
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::GetContent(grpc::CallbackServerContext* context,
+                                                   const v1::ContentRequest* request,
+                                                   v1::ContentLocation* response) {
+  return WithClient(
+      context, [this, context, request, response](grpc::ServerUnaryReactor* r, const std::string&) {
+        auto bundle = directory_.bundle();
+        if (!bundle) {
+          r->Finish(NoBundle());
+          return;
+        }
+        std::vector<std::string> ips;
+        for (const auto& ip : request->ip_addresses())
+          if (ips.size() < 256) ips.push_back(ip);
+        if (std::string source = SourceOf(context->peer()); source != "local")
+          ips.push_back(source);
+        std::string own;
+        {
+          absl::MutexLock lock(&mu_);
+          own = public_address_;
+        }
+        v1::ServiceLocation where = mp::Locate(*bundle, ips, own);
+        auto req = std::make_shared<v1::ContentManifestRequest>();
+        req->set_package(request->package());
+        req->set_version(request->version());
+        auto resp = std::make_shared<v1::ContentManifestResponse>();
+        site_.GetContentManifest(
+            req.get(), resp.get(), [r, req, resp, response, where, bundle](grpc::Status s) {
+              if (!s.ok()) {
+                r->Finish(s);
+                return;
+              }
+              *response->mutable_manifest() = std::move(*resp->mutable_manifest());
+              // The located DPs that report holding it first, then the others.
+              std::set<std::string> holding;
+              for (const auto& name : resp->installed_at())
+                for (const auto& sys : bundle->systems())
+                  if (sys.role() == "dp" && sys.name() == name) holding.insert(sys.address());
+              for (bool held : {true, false})
+                for (const auto& dp : where.distribution_points())
+                  if ((holding.count(dp) > 0) == held) response->add_distribution_points(dp);
+              r->Finish(grpc::Status::OK);
+            });
       });
 }
 

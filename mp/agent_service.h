@@ -38,6 +38,9 @@ class AgentService final : public v1::ManagementPoint::CallbackService {
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
                                    const v1::ReportRequest* request,
                                    v1::ReportResponse* response) override;
+  grpc::ServerUnaryReactor* GetContent(grpc::CallbackServerContext* context,
+                                       const v1::ContentRequest* request,
+                                       v1::ContentLocation* response) override;
 
   // What agents are told this MP is, and where its nudge channel listens.
   void set_addresses(const std::string& public_address, const std::string& nudge_address);

@@ -1,6 +1,7 @@
 #include "mp/locate.h"
 
 #include <optional>
+#include <set>
 
 #include "common/net/boundary.h"
 
@@ -40,7 +41,6 @@ v1::ServiceLocation Locate(const v1::SiteBundle& bundle, const std::vector<std::
     for (const auto& s : bundle.systems()) {
       if (s.site_code() != code || s.address() == own_address) continue;
       if (s.role() == "mp") out.add_management_points(s.address());
-      if (s.role() == "dp") out.add_distribution_points(s.address());
     }
   };
   add_mps(site);
@@ -52,6 +52,21 @@ v1::ServiceLocation Locate(const v1::SiteBundle& bundle, const std::vector<std::
     add_mps(site);
   }
   out.set_assigned_site(site);
+  // Distribution points: the boundary group's, in its order; then the
+  // assigned site's (its default), those online first.
+  std::set<std::string> listed;
+  auto add_dp = [&](const v1::SiteSystem& s) {
+    if (listed.insert(s.address()).second) out.add_distribution_points(s.address());
+  };
+  for (const auto& g : bundle.groups()) {
+    if (g.name() != out.boundary_group()) continue;
+    for (const std::string& name : g.distribution_points())
+      for (const auto& s : bundle.systems())
+        if (s.role() == "dp" && s.name() == name) add_dp(s);
+  }
+  for (bool online : {true, false})
+    for (const auto& s : bundle.systems())
+      if (s.role() == "dp" && s.site_code() == site && s.online() == online) add_dp(s);
   return out;
 }
 

@@ -4,7 +4,9 @@
 // its IP addresses and the boundaries in the site bundle. A boundary is an
 // IPv4/IPv6 subnet ("10.1.0.0/16") or range ("10.1.0.10-10.1.0.200"); the
 // smallest matching boundary wins; its group's assigned site is the answer.
-// No match: the MP's own site (the site default).
+// No match: the MP's own site (the site default). Distribution points: the
+// boundary group's, in the order it names them, then the assigned site's
+// (online ones first).
 
 #include <string>
 #include <vector>

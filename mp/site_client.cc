@@ -69,6 +69,17 @@ class GrpcSiteClient final : public SiteClient {
     return std::make_unique<GrpcSiteStream>(*stub_);
   }
 
+  void GetContentManifest(const v1::ContentManifestRequest* req, v1::ContentManifestResponse* resp,
+                          std::function<void(grpc::Status)> done) override {
+    auto* ctx = new grpc::ClientContext;
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stub_->async()->GetContentManifest(ctx, req, resp,
+                                       [ctx, done = std::move(done)](grpc::Status s) {
+                                         delete ctx;
+                                         done(std::move(s));
+                                       });
+  }
+
  private:
   std::unique_ptr<v1::SiteClients::Stub> stub_;
 };

@@ -46,6 +46,11 @@ class SiteClient {
   virtual absl::StatusOr<Allowed> LookupClients(const std::vector<std::string>& ids) = 0;
   // A new Connect stream.
   virtual std::unique_ptr<SiteStream> Connect() = 0;
+  // A content version's manifest and the DPs holding it; `done` runs on
+  // another thread.
+  virtual void GetContentManifest(const v1::ContentManifestRequest* req,
+                                  v1::ContentManifestResponse* resp,
+                                  std::function<void(grpc::Status)> done) = 0;
 };
 
 // The real one, over `channel` (mutual TLS to the site server).

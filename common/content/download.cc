@@ -76,6 +76,9 @@ class HttpsSource final : public BlobSource {
           absl::StrCat(name_, " refused the request (HTTP ", http, ")"));
     if (http != 200 && http != 206)
       return absl::UnavailableError(absl::StrCat(name_, " answered HTTP ", http));
+    if (writer.offset() != blob.size)
+      return absl::DataLossError(absl::StrCat(name_, " sent ", writer.offset(), " of blob ",
+                                              blob.sha256, "'s ", blob.size, " bytes"));
     return absl::OkStatus();
   }
 

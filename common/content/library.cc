@@ -89,6 +89,15 @@ absl::Status BlobWriter::Append(absl::string_view data) {
   return absl::OkStatus();
 }
 
+absl::Status BlobWriter::Reset() {
+  if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
+  if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
+    return Errno("cannot truncate", lib_->PartPath(sha256_));
+  hash_ = Sha256();
+  offset_ = 0;
+  return absl::OkStatus();
+}
+
 absl::Status BlobWriter::Finish() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
   if (offset_ != size_)
@@ -312,7 +321,8 @@ int Library::References(absl::string_view sha256) const {
   return it == refs_.end() ? 0 : it->second;
 }
 
-absl::StatusOr<Library::Collected> Library::Collect(absl::Duration grace) {
+absl::StatusOr<Library::Collected> Library::Collect(
+    absl::Duration grace, const std::set<std::string, std::less<>>& keep) {
   Collected out;
   const time_t cutoff = absl::ToTimeT(absl::Now() - grace);
   absl::MutexLock lock(&mu_);
@@ -320,7 +330,7 @@ absl::StatusOr<Library::Collected> Library::Collect(absl::Duration grace) {
   for (const std::string& fan : ListDir(blobs)) {
     const std::string dir = blobs + "/" + fan;
     for (const std::string& name : ListDir(dir)) {
-      if (refs_.count(name) > 0) continue;
+      if (refs_.count(name) > 0 || keep.count(name) > 0) continue;
       const std::string path = dir + "/" + name;
       struct stat st;
       if (::stat(path.c_str(), &st) != 0 || st.st_mtime > cutoff) continue;
@@ -331,7 +341,7 @@ absl::StatusOr<Library::Collected> Library::Collect(absl::Duration grace) {
   }
   const std::string parts = root_ + "/parts";
   for (const std::string& name : ListDir(parts)) {
-    if (writing_.count(name) > 0) continue;
+    if (writing_.count(name) > 0 || keep.count(name) > 0) continue;
     const std::string path = parts + "/" + name;
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 || st.st_mtime > cutoff) continue;

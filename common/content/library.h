@@ -53,6 +53,8 @@ class BlobWriter {
   // InvalidArgument if the bytes would run past the blob's size.
   absl::Status Append(absl::string_view data);
   int64_t offset() const { return offset_; }
+  // Throws away the bytes received (a source sent bad ones): start again.
+  absl::Status Reset();
   // Verifies size and hash, then shows the blob. DataLoss (and the bytes
   // received are discarded) if they are not the blob named.
   absl::Status Finish();
@@ -108,8 +110,9 @@ class Library {
     int parts = 0;
   };
   // Removes blobs no version references and parts untouched, both older
-  // than `grace`.
-  absl::StatusOr<Collected> Collect(absl::Duration grace);
+  // than `grace`, but for those named in `keep` (a download under way).
+  absl::StatusOr<Collected> Collect(absl::Duration grace,
+                                    const std::set<std::string, std::less<>>& keep = {});
 
   // Re-hashes every blob a held version references. A blob whose bytes are
   // not its name is reported with the files that use it and removed from

@@ -1,5 +1,7 @@
 #include "common/site/client_service.h"
 
+#include "common/site/content_catalog.h"
+
 #include <map>
 #include <set>
 #include <thread>
@@ -137,6 +139,43 @@ class ClientService::Impl {
     resp->set_certificate_pem(cert.chain_pem);
     LogDebug("client.registered", {{"client", r.id}, {"host", req.hostname()}, {"mp", mp.name}});
     return absl::OkStatus();
+  }
+
+  // A content version for an agent: its manifest and the DPs that report
+  // holding it.
+  absl::Status ContentManifest(const grpc::ServerContext& context,
+                               const v1::ContentManifestRequest& req,
+                               v1::ContentManifestResponse* resp) {
+    RETURN_IF_ERROR(CheckMp(context).status());
+    if (req.package().empty() || req.package().size() > 256 || req.version() < 0)
+      return absl::InvalidArgumentError("package: 1-256 bytes; version: 0 (newest) or more");
+    return pool_.With([&](store::Connection& conn) -> absl::Status {
+      VersionKey key{req.package(), req.version()};
+      if (key.version == 0) {
+        ASSIGN_OR_RETURN(std::vector<VersionKey> newest, NewestVersions(conn, ""));
+        for (const VersionKey& k : newest)
+          if (k.package == key.package) key = k;
+      } else {
+        ASSIGN_OR_RETURN(store::Result r,
+                         conn.Exec("SELECT files = (SELECT count(*) FROM package_files f WHERE "
+                                   "f.package = v.package AND f.version = v.version) FROM "
+                                   "package_versions v WHERE package = $1 AND version = $2",
+                                   {key.package, std::to_string(key.version)}));
+        if (r.empty() || !r.GetBool(0, 0)) key.version = 0;
+      }
+      if (key.version == 0)
+        return absl::NotFoundError(
+            absl::StrCat("site ", site_, " knows no package \"", req.package(), "\"",
+                         req.version() > 0 ? absl::StrCat(" version ", req.version()) : ""));
+      ASSIGN_OR_RETURN(*resp->mutable_manifest(), ReadManifest(conn, key));
+      ASSIGN_OR_RETURN(store::Result at,
+                       conn.Exec("SELECT location FROM content_status WHERE package = $1 AND "
+                                 "version = $2 AND state = 'installed' AND location <> 'site' "
+                                 "ORDER BY location",
+                                 {key.package, std::to_string(key.version)}));
+      for (size_t i = 0; i < at.size(); ++i) resp->add_installed_at(at.GetString(i, 0));
+      return absl::OkStatus();
+    });
   }
 
   absl::Status Lookup(const grpc::ServerContext& context, const v1::ClientLookupRequest& req,
@@ -344,21 +383,26 @@ class ClientService::Impl {
           x->set_group(bounds.GetString(i, 2));
         }
         ASSIGN_OR_RETURN(store::Result groups,
-                         tx.Exec("SELECT name, assigned_site FROM boundary_groups ORDER BY name"));
+                         tx.Exec("SELECT name, assigned_site, (SELECT array_agg(dp ORDER BY "
+                                 "position, dp)::text FROM boundary_group_dps d WHERE "
+                                 "d.group_name = g.name) FROM boundary_groups g ORDER BY name"));
         for (size_t i = 0; i < groups.size(); ++i) {
           auto* x = b.add_groups();
           x->set_name(groups.GetString(i, 0));
           x->set_assigned_site(groups.GetString(i, 1));
+          for (const std::string& dp : store::ParseTextArray(groups.GetString(i, 2)))
+            x->add_distribution_points(dp);
         }
-        ASSIGN_OR_RETURN(
-            store::Result systems,
-            tx.Exec("SELECT site_code, role, address FROM site_systems ORDER BY site_code, role, "
-                    "name"));
+        ASSIGN_OR_RETURN(store::Result systems,
+                         tx.Exec("SELECT site_code, role, address, name, state = 'online' FROM "
+                                 "site_systems ORDER BY site_code, role, name"));
         for (size_t i = 0; i < systems.size(); ++i) {
           auto* x = b.add_systems();
           x->set_site_code(systems.GetString(i, 0));
           x->set_role(systems.GetString(i, 1));
           x->set_address(systems.GetString(i, 2));
+          x->set_name(systems.GetString(i, 3));
+          x->set_online(systems.GetBool(i, 4));
         }
         return absl::OkStatus();
       });
@@ -522,6 +566,12 @@ grpc::Status ClientService::LookupClients(grpc::ServerContext* context,
                                           const v1::ClientLookupRequest* request,
                                           v1::ClientLookupResponse* response) {
   return ToGrpcStatus(impl_->Lookup(*context, *request, response));
+}
+
+grpc::Status ClientService::GetContentManifest(grpc::ServerContext* context,
+                                               const v1::ContentManifestRequest* request,
+                                               v1::ContentManifestResponse* response) {
+  return ToGrpcStatus(impl_->ContentManifest(*context, *request, response));
 }
 
 grpc::Status ClientService::Connect(grpc::ServerContext* context,

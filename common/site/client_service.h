@@ -46,6 +46,9 @@ class ClientService final : public v1::SiteClients::Service {
                              v1::ClientLookupResponse* response) override;
   grpc::Status Connect(grpc::ServerContext* context,
                        grpc::ServerReaderWriter<v1::MpDown, v1::MpUp>* stream) override;
+  grpc::Status GetContentManifest(grpc::ServerContext* context,
+                                  const v1::ContentManifestRequest* request,
+                                  v1::ContentManifestResponse* response) override;
 
  private:
   class Impl;

@@ -129,6 +129,10 @@ class FakeSite final : public SiteClient {
     return answer;
   }
 
+  void GetContentManifest(const v1::ContentManifestRequest*, v1::ContentManifestResponse*,
+                          std::function<void(grpc::Status)> done) override {
+    done(grpc::Status(grpc::StatusCode::NOT_FOUND, "the fake site holds no content"));
+  }
   std::unique_ptr<SiteStream> Connect() override {
     auto s = std::make_unique<FakeStream>();
     absl::MutexLock lock(&mu_);
