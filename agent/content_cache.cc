@@ -71,7 +71,8 @@ absl::StatusOr<std::unique_ptr<ContentCache>> ContentCache::Open(const std::stri
   }
   std::unique_ptr<ContentCache> cache(
       new ContentCache(dir, max_bytes > 0 ? max_bytes : kDefaultCacheBytes, fd));
-  auto lib = content::Library::Open(dir + "/library");
+  // Not synced: copying out re-hashes every file (download.h).
+  auto lib = content::Library::Open(dir + "/library", content::Library::Durability::kVerifyOnUse);
   if (!lib.ok()) return lib.status();
   cache->library_ = std::move(*lib);
   return cache;

@@ -19,6 +19,7 @@ site_start() {
     echo "listen_address: \"unix:$STRATA_RUN/$lower.sock\""
     [ -n "$parent" ] && echo "parent_address: \"unix:$STRATA_RUN/$(echo "$parent" | tr 'A-Z' 'a-z').sock\""
     echo "address_file: \"$STRATA_RUN/$lower.addr\""
+    echo "content_library: \"$STRATA_RUN/$lower.content\""
     echo "tls { ca_file: \"$STRATA_PKI/ca.pem\" cert_file: \"$STRATA_PKI/site-$code.pem\" key_file: \"$STRATA_PKI/site-$code.key\" }"
     [ -n "${STRATA_REPLICATION:-}" ] && echo "replication { $STRATA_REPLICATION }"
     # A site with an issuing CA (deploy/pki.sh DIR issuing/CODE) registers clients.
@@ -86,6 +87,37 @@ mp_stop() { site_stop "$(echo "$1" | tr 'A-Z.' 'a-z-')"; }
 
 # mp_address NAME   -> the address agents dial
 mp_address() { echo "unix:$STRATA_RUN/$(echo "$1" | tr 'A-Z.' 'a-z-').sock"; }
+
+# dp_start NAME [LISTEN]   -> starts strata-dp NAME (e.g. P01.dp1) for site
+# NAME%%.*, nginx listening on LISTEN (default unix:$STRATA_RUN/<name>.sock;
+# 127.0.0.1:0 for any free TCP port); needs dp-NAME.pem in the PKI.
+# STRATA_DP_EXTRA: more configuration lines (pull_from: "…").
+dp_start() {
+  local name=$1 listen=${2:-} site lower
+  site=$(echo "${name%%.*}" | tr 'A-Z' 'a-z')
+  lower=$(echo "$name" | tr 'A-Z.' 'a-z-')
+  listen=${listen:-unix:$STRATA_RUN/$lower.sock}
+  rm -f "$STRATA_RUN/$lower.addr"
+  {
+    echo "name: \"$name\""
+    echo "site_address: \"unix:$STRATA_RUN/$site.sock\""
+    echo "listen_address: \"$listen\""
+    echo "content_library: \"$STRATA_RUN/$lower.content\""
+    echo "state_dir: \"$STRATA_RUN/$lower.state\""
+    echo "address_file: \"$STRATA_RUN/$lower.addr\""
+    echo "tls { ca_file: \"$STRATA_PKI/ca.pem\" cert_file: \"$STRATA_PKI/dp-$name.pem\" key_file: \"$STRATA_PKI/dp-$name.key\" }"
+    echo "${STRATA_DP_EXTRA:-}"
+  } > "$STRATA_RUN/$lower.conf"
+  "$STRATA_BUILD/dp/strata-dp" --config "$STRATA_RUN/$lower.conf" >>"$STRATA_RUN/$lower.log" 2>&1 &
+  echo $! > "$STRATA_RUN/$lower.pid"
+  _wait_serving "$lower" 200 "distribution point $name"
+}
+
+# dp_stop NAME   -> SIGTERM (the DP stops its nginx) and wait
+dp_stop() { site_stop "$(echo "$1" | tr 'A-Z.' 'a-z-')"; }
+
+# dp_address NAME   -> where clients download from
+dp_address() { tr -d '\n' < "$STRATA_RUN/$(echo "$1" | tr 'A-Z.' 'a-z-').addr"; }
 
 # provider_start CODE [BOOTSTRAP_ADMIN]   -> starts strata-provider for site CODE
 # (a CAS or primary) on unix:$STRATA_RUN/<code>-provider.sock; needs

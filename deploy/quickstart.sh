@@ -17,7 +17,10 @@
 # "alice" the first Full Administrator, writes ~/.config/strata/stratactl.conf
 # for her (unless a config not written by the quickstart is there), and uses
 # stratactl: sites, devices, a collection evaluated at both primaries, and
-# a client setting deployed to a collection reaching the agent at S01.
+# a client setting deployed to a collection reaching the agent at S01; then
+# starts a distribution point (strata-dp + nginx) at P01, P02 and S01, makes
+# a small package at the CAS, distributes it, shows its content status from
+# the CAS and agent 3 downloading it from S01's DP, verified.
 # Prints every link's health every 10 seconds.
 # Ctrl-C stops everything cleanly.
 #
@@ -51,6 +54,7 @@ shutdown() {
   echo
   echo "== stopping: agents, management points, S01, P02, P01, CAS, then PostgreSQL"
   for a in 1 2 3; do site_stop "agent-$a"; done
+  for d in S01.dp1 P02.dp1 P01.dp1; do dp_stop $d; done
   for p in P02 P01 CAS; do provider_stop $p; done
   if [ -f "$ctl_conf" ] && grep -q "$ctl_marker" "$ctl_conf"; then rm -f "$ctl_conf"; fi
   for m in S01.mp1 P02.mp1 P01.mp1; do mp_stop $m; done
@@ -67,7 +71,7 @@ pg_start "$work/pg"
 echo "== development PKI in $STRATA_PKI"
 deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
   issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS provider/P01 provider/P02 \
-  admin/alice >/dev/null
+  dp/P01.dp1 dp/P02.dp1 dp/S01.dp1 admin/alice >/dev/null
 echo "== starting site servers (logs in $STRATA_RUN/*.log)"
 site_start CAS cas && echo "   CAS  central administration site"
 site_start P01 primary CAS && echo "   P01  primary site under CAS"
@@ -195,6 +199,34 @@ echo "\$ stratactl get site-systems   (every site's MPs as their site servers se
 $ctl get site-systems | sed 's/^/   /'
 echo "\$ stratactl get audit"
 $ctl get audit | sed 's/^/   /'
+
+echo
+echo "== distribution points at P01, P02 and S01 (strata-dp + nginx; logs in $STRATA_RUN/*-dp1.log)"
+for d in P01.dp1 P02.dp1 S01.dp1; do dp_start $d && echo "   $d  https via $(dp_address $d)"; done
+dps_known() { [ "$(site_sql CAS "SELECT count(*) FROM site_systems WHERE role = 'dp' AND state = 'online'")" = 3 ]; }
+wait_until 30 dps_known || { echo "the DPs did not attach; see $STRATA_RUN/*-dp1.log" >&2; exit 1; }
+mkdir -p "$work/tools/bin" "$work/tools/doc"
+printf '#!/bin/sh\necho "hello from a Strata package"\n' > "$work/tools/bin/hello"
+chmod 755 "$work/tools/bin/hello"
+head -c 1048576 /dev/urandom > "$work/tools/doc/data.bin"
+echo "\$ stratactl create package Tools --source $work/tools"
+$ctl create package Tools --source "$work/tools" --description "quickstart tools" | sed 's/^/   /'
+echo "\$ stratactl create dp-group Branches --dp S01.dp1"
+$ctl create dp-group Branches --dp S01.dp1 | sed 's/^/   /'
+echo "\$ stratactl distribute package Tools --dp P01.dp1 --dp P02.dp1 --dp-group Branches"
+$ctl distribute package Tools --dp P01.dp1 --dp P02.dp1 --dp-group Branches | sed 's/^/   /'
+content_everywhere() {
+  [ "$(site_sql CAS "SELECT count(*) FROM content_status WHERE package = 'Tools' AND state = 'installed'")" = 7 ]
+}
+wait_until 60 content_everywhere || echo "   (not every library holds it yet)"
+echo "\$ stratactl get content-status Tools   (4 site libraries, 3 DPs, seen from the CAS)"
+$ctl get content-status Tools | sed 's/^/   /'
+echo "\$ strata-agent download Tools --dest $work/agent3-tools   (agent 3, at S01)"
+"$STRATA_BUILD/agent/strata-agent" --mp "$(mp_address S01.mp1)" --ca "$STRATA_PKI/ca.pem" \
+  --state_dir "$STRATA_RUN/agent-3" download Tools --dest "$work/agent3-tools" 2>>"$STRATA_RUN/agent-3.log" |
+  sed 's/^/   /'
+echo "   $("$work/agent3-tools/bin/hello")   (sha256 of doc/data.bin matches the source: $(
+  [ "$(sha256sum < "$work/tools/doc/data.bin")" = "$(sha256sum < "$work/agent3-tools/doc/data.bin")" ] && echo yes || echo NO))"
 
 show_health() {
   echo

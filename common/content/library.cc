@@ -18,6 +18,8 @@
 namespace strata::content {
 namespace {
 
+constexpr size_t kWriteBuffer = 1 << 20;
+
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
@@ -68,7 +70,10 @@ std::string VersionName(const v1::ContentManifest& m) {
 // ---- BlobWriter -----------------------------------------------------------
 
 BlobWriter::~BlobWriter() {
-  if (fd_ >= 0) Release();
+  if (fd_ >= 0) {
+    (void)Flush();  // what arrived stays for a resume
+    Release();
+  }
 }
 
 void BlobWriter::Release() {
@@ -83,14 +88,22 @@ absl::Status BlobWriter::Append(absl::string_view data) {
   if (static_cast<int64_t>(data.size()) > size_ - offset_)
     return absl::InvalidArgumentError(
         absl::StrCat("blob ", sha256_, ": more bytes than its size ", size_));
-  RETURN_IF_ERROR(WriteAll(fd_, data.data(), data.size(), lib_->PartPath(sha256_)));
   hash_.Update(data);
   offset_ += static_cast<int64_t>(data.size());
-  return absl::OkStatus();
+  buffer_.append(data.data(), data.size());
+  return buffer_.size() >= kWriteBuffer ? Flush() : absl::OkStatus();
+}
+
+absl::Status BlobWriter::Flush() {
+  if (buffer_.empty()) return absl::OkStatus();
+  absl::Status s = WriteAll(fd_, buffer_.data(), buffer_.size(), lib_->PartPath(sha256_));
+  buffer_.clear();
+  return s;
 }
 
 absl::Status BlobWriter::Reset() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
+  buffer_.clear();
   if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
     return Errno("cannot truncate", lib_->PartPath(sha256_));
   hash_ = Sha256();
@@ -104,6 +117,10 @@ absl::Status BlobWriter::Finish() {
     return absl::InvalidArgumentError(
         absl::StrCat("blob ", sha256_, ": ", offset_, " of ", size_, " bytes received"));
   const std::string part = lib_->PartPath(sha256_);
+  if (absl::Status s = Flush(); !s.ok()) {
+    Release();
+    return s;
+  }
   std::string actual = hash_.HexDigest();
   if (actual != sha256_) {
     ::unlink(part.c_str());
@@ -118,9 +135,10 @@ absl::Status BlobWriter::Finish() {
 
 // ---- Library --------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<Library>> Library::Open(const std::string& root) {
+absl::StatusOr<std::unique_ptr<Library>> Library::Open(const std::string& root,
+                                                       Durability durability) {
   if (root.empty()) return absl::InvalidArgumentError("content library: no folder given");
-  std::unique_ptr<Library> lib(new Library(root));
+  std::unique_ptr<Library> lib(new Library(root, durability));
   RETURN_IF_ERROR(MakeDir(root));
   for (const char* sub : {"/sha256", "/parts", "/versions"}) RETURN_IF_ERROR(MakeDir(root + sub));
   RETURN_IF_ERROR(lib->Load());
@@ -241,7 +259,7 @@ absl::Status Library::PutBlob(absl::string_view sha256, absl::string_view data) 
 
 absl::Status Library::Publish(const std::string& sha256, int64_t size, int fd) {
   const std::string part = PartPath(sha256);
-  if (::fsync(fd) != 0) return Errno("cannot sync", part);
+  if (durability_ == Durability::kSynced && ::fsync(fd) != 0) return Errno("cannot sync", part);
   if (::fchmod(fd, 0444) != 0) return Errno("cannot make read-only", part);
   const std::string dir = absl::StrCat(root_, "/sha256/", sha256.substr(0, 2));
   RETURN_IF_ERROR(MakeDir(dir));

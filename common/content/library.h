@@ -64,8 +64,10 @@ class BlobWriter {
   void Release();  // closes the part and lets another writer open it
   BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset)
       : lib_(lib), sha256_(std::move(sha256)), size_(size), fd_(fd), offset_(offset) {}
+  absl::Status Flush();
   Library* lib_;
   Sha256 hash_;  // of the bytes so far (a resumed part is hashed once on opening)
+  std::string buffer_;  // written to the part in pieces of up to 1 MiB
   std::string sha256_;
   int64_t size_;
   int fd_;
@@ -74,8 +76,16 @@ class BlobWriter {
 
 class Library {
  public:
+  // How blobs are made durable. kSynced: fsync before a blob is shown (site
+  // servers, DPs: what they hold is the source for others). kVerifyOnUse:
+  // no fsync; after a power loss a blob may be shown with wrong bytes, so
+  // its user re-hashes it before use (the agent's cache copies out with a
+  // hash check and drops a bad blob), and downloads do not wait for disks.
+  enum class Durability { kSynced, kVerifyOnUse };
+
   // Opens the library at `root`, creating it. Reads the manifests held.
-  static absl::StatusOr<std::unique_ptr<Library>> Open(const std::string& root);
+  static absl::StatusOr<std::unique_ptr<Library>> Open(
+      const std::string& root, Durability durability = Durability::kSynced);
 
   const std::string& root() const { return root_; }
   std::string BlobPath(absl::string_view sha256) const;
@@ -134,7 +144,7 @@ class Library {
 
  private:
   friend class BlobWriter;
-  explicit Library(std::string root) : root_(std::move(root)) {}
+  Library(std::string root, Durability d) : root_(std::move(root)), durability_(d) {}
   absl::Status Load();
   std::string PartPath(absl::string_view sha256) const;
   std::string VersionPath(const std::string& package, int64_t version) const;
@@ -142,6 +152,7 @@ class Library {
   void Count(const v1::ContentManifest& m, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string root_;
+  const Durability durability_;
   mutable absl::Mutex mu_;
   // (package, version) -> manifest
   std::map<std::pair<std::string, int64_t>, v1::ContentManifest> versions_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 
 #include "common/base/config.h"
 #include "common/site/site_server.h"
+#include "dp/dp_server.h"
 #include "strata/v1/config.pb.h"
 
 namespace {
@@ -21,6 +22,12 @@ TEST_CASE("the example configurations in deploy/examples parse and validate") {
   CheckExample("cas.conf", strata::v1::SITE_TYPE_CAS);
   CheckExample("p01.conf", strata::v1::SITE_TYPE_PRIMARY);
   CheckExample("s01.conf", strata::v1::SITE_TYPE_SECONDARY);
+  strata::v1::DpConfig dp;
+  auto s = strata::LoadTextProtoFile(std::string(STRATA_SOURCE_DIR) + "/deploy/examples/dp.conf",
+                                     &dp);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  REQUIRE(strata::dp::ValidateDpConfig(dp).ok());
 }
 
 TEST_CASE("configurations that cannot work are refused before anything starts, naming the field") {
