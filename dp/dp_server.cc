@@ -224,6 +224,9 @@ class DpServer::Impl {
       }
       Report(false);
       (void)pending;  // work left waits for the next round (2 s, or a new assignment)
+      // A renewed certificate (or CA) is served without a restart.
+      if (auto reloaded = nginx_->ReloadIfChanged(); !reloaded.ok())
+        LogWarning("dp.nginx_not_reloaded", {{"error", reloaded.status()}});
     }
   }
 
@@ -283,9 +286,10 @@ class DpServer::Impl {
       if (absl::IsCancelled(s)) return true;
       const bool waiting = absl::IsNotFound(s) || absl::IsUnavailable(s);
       st.set_state(waiting ? "queued" : "failed");
+      if (st.error() != s.ToString().substr(0, 1024))  // logged when the reason changes
+        LogWarning("dp.version_not_installed",
+                   {{"package", m.package()}, {"version", m.version()}, {"error", s}});
       st.set_error(s.ToString().substr(0, 1024));
-      LogWarning("dp.version_not_installed",
-                 {{"package", m.package()}, {"version", m.version()}, {"error", s}});
       pending = true;
     }
     return pending;

@@ -230,6 +230,7 @@ absl::Status Nginx::Start() {
     ::unlink(pid_file.c_str());
   }
   RETURN_IF_ERROR(WriteFileDurably(o_.state_dir + "/nginx.conf", NginxConfig(o_), 0644));
+  loaded_stamp_ = FilesStamp();
   ASSIGN_OR_RETURN(pid_t pid, Spawn());
   for (int i = 0; i < 200; ++i) {
     int status = 0;
@@ -317,6 +318,28 @@ void Nginx::Stop() {
     ::kill(-pid, SIGKILL);
   }
   supervisor_.join();
+}
+
+std::string Nginx::FilesStamp() const {
+  std::string stamp;
+  for (const std::string* f : {&o_.cert_file, &o_.key_file, &o_.ca_file}) {
+    struct stat st;
+    if (::stat(f->c_str(), &st) == 0)
+      absl::StrAppend(&stamp, st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "/", st.st_size, ";");
+  }
+  return stamp;
+}
+
+absl::StatusOr<bool> Nginx::ReloadIfChanged() {
+  const std::string stamp = FilesStamp();
+  if (stamp == loaded_stamp_) return false;
+  RETURN_IF_ERROR(WriteFileDurably(o_.state_dir + "/nginx.conf", NginxConfig(o_), 0644));
+  absl::MutexLock lock(&mu_);
+  if (pid_ <= 0) return false;  // the supervisor's restart reads the files anew
+  if (::kill(pid_, SIGHUP) != 0) return Errno("cannot signal nginx");
+  loaded_stamp_ = stamp;
+  LogInfo("dp.nginx_reloaded", {{"pid", static_cast<int64_t>(pid_)}});
+  return true;
 }
 
 pid_t Nginx::pid() {

@@ -57,13 +57,23 @@ class Nginx {
   // Stops nginx (SIGTERM, then SIGKILL after 5 s) and its supervision.
   void Stop();
   pid_t pid();
+  // Rewrites the configuration and has nginx reload it (SIGHUP: new
+  // workers take new connections, old ones finish their transfers) when a
+  // file it reads (certificate, key, CA) changed since the last (re)load: a
+  // renewed certificate is served without a restart. Returns whether it
+  // reloaded.
+  absl::StatusOr<bool> ReloadIfChanged();
 
  private:
   absl::StatusOr<pid_t> Spawn();
   void Supervise();
 
+  // Modification times of the files nginx reads, as last loaded.
+  std::string FilesStamp() const;
+
   const NginxOptions o_;
   const int listen_fd_;
+  std::string loaded_stamp_;
   absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = -1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

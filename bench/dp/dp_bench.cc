@@ -2,6 +2,10 @@
 //   dp_bench fetch --dp ADDR --sha256 H --size N --cache DIR --ca F --cert F --key F
 //     one agent's download (the agent's own code: agent/download.h, into a
 //     fresh cache on disk, every byte hashed); prints "fetch: bytes=… seconds=…"
+//   dp_bench grpc --site ADDR --sha256 H --ca F --cert F --key F
+//     one ContentLibrary.GetBlob stream from a site server, bytes discarded
+//     (the path site -> child site and site -> DP take); prints
+//     "grpc: bytes=… seconds=…"
 //   dp_bench fleet --url URL --sha256 H --size N --clients C --ca F --cert F --key F
 //     C simulated clients downloading the same blob at once over libcurl's
 //     multi interface (one connection each, mutual TLS, as many at once as
@@ -23,6 +27,8 @@
 #include "agent/content_cache.h"
 #include "agent/download.h"
 #include "common/content/hash.h"
+#include "common/net/tls.h"
+#include "strata/v1/content.grpc.pb.h"
 
 using namespace strata;
 using Clock = std::chrono::steady_clock;
@@ -69,6 +75,35 @@ int Fetch(const std::map<std::string, std::string>& f) {
     return 1;
   }
   std::printf("fetch: bytes=%lld seconds=%.3f\n", static_cast<long long>(r->bytes_downloaded), s);
+  return 0;
+}
+
+int Grpc(const std::map<std::string, std::string>& f) {
+  v1::TlsConfig tls;
+  tls.set_ca_file(f.at("ca"));
+  tls.set_cert_file(f.at("cert"));
+  tls.set_key_file(f.at("key"));
+  auto channel = MakeChannel(f.at("site"), tls, ChannelOptions());
+  if (!channel.ok()) {
+    std::cerr << channel.status() << "\n";
+    return 1;
+  }
+  auto stub = v1::ContentLibrary::NewStub(*channel);
+  grpc::ClientContext ctx;
+  v1::BlobRequest req;
+  req.set_sha256(f.at("sha256"));
+  auto start = Clock::now();
+  auto reader = stub->GetBlob(&ctx, req);
+  v1::BlobChunk chunk;
+  int64_t bytes = 0;
+  while (reader->Read(&chunk)) bytes += static_cast<int64_t>(chunk.data().size());
+  grpc::Status s = reader->Finish();
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!s.ok()) {
+    std::cerr << s.error_message() << "\n";
+    return 1;
+  }
+  std::printf("grpc: bytes=%lld seconds=%.3f\n", static_cast<long long>(bytes), secs);
   return 0;
 }
 
@@ -144,10 +179,12 @@ int Fleet(const std::map<std::string, std::string>& f) {
   }
   std::sort(times.begin(), times.end());
   auto pct = [&](double p) {
-    return times.empty() ? 0.0 : times[std::min(times.size() - 1, static_cast<size_t>(p * times.size()))];
+    return times.empty() ? 0.0
+                         : times[std::min(times.size() - 1, static_cast<size_t>(p * times.size()))];
   };
-  std::printf("fleet: clients=%d ok=%d concurrent=%d seconds=%.2f mb_s=%.1f p50_s=%.2f p99_s=%.2f\n",
-              clients, ok, concurrent, total, ok * (size / 1048576.0) / total, pct(0.5), pct(0.99));
+  std::printf(
+      "fleet: clients=%d ok=%d concurrent=%d seconds=%.2f mb_s=%.1f p50_s=%.2f p99_s=%.2f\n",
+      clients, ok, concurrent, total, ok * (size / 1048576.0) / total, pct(0.5), pct(0.99));
   curl_multi_cleanup(multi);
   return ok == clients ? 0 : 1;
 }
@@ -163,6 +200,7 @@ int main(int argc, char** argv) {
   auto flags = Flags(argc, argv);
   if (cmd == "fetch") return Fetch(flags);
   if (cmd == "fleet") return Fleet(flags);
+  if (cmd == "grpc") return Grpc(flags);
   std::cerr << "dp_bench: unknown command " << cmd << "\n";
   return 2;
 }

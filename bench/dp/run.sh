@@ -19,7 +19,11 @@
 #                 clients_ok, aggregate_mb_s, p99_s (from the start)
 # Last line: bench dp: agent_mb_s=… curl_mb_s=… ratio_agent_vs_curl=…
 #   clients=4000 clients_ok=… aggregate_mb_s=… p99_s=… distribute_4dp_s=…
-#   distribute_mb_s=… distribute_vs_curl=…
+#   distribute_mb_s=… distribute_vs_curl=… grpc_mb_s=… grpc_vs_curl=…
+# grpc_mb_s: one GetBlob stream of the 1 GiB blob from the site server over
+# its unix socket, bytes discarded (the transfer path without the DP's disk),
+# against curl_mb_s: what the choice of gRPC for site-to-site and
+# site-to-DP transfers costs.
 # Env: BIG_MB (1024), CLIENTS (4000), KEEP_LOGS (a directory for the logs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -98,6 +102,15 @@ for k in 1 2; do
   rm -rf "$work/agent-cache$k"
 done
 distribute_mb_s=$(awk -v s="$distribute_s" -v m="$BIG_MB" 'BEGIN { printf "%.1f", 4 * m / s }')
+# The transfer path alone, without the receiving disk: one GetBlob stream
+# from the site server (as a DP takes content), bytes discarded.
+grpc_mb_s=0
+for _ in 1 2; do
+  out=$("$STRATA_BUILD/bench/dp/dp_bench" grpc --site "unix:$STRATA_RUN/p01.sock" --sha256 "$big_sha" \
+    --ca "$STRATA_PKI/ca.pem" --cert "$STRATA_PKI/dp-P01.dp1.pem" --key "$STRATA_PKI/dp-P01.dp1.key")
+  echo "$out"
+  grpc_mb_s=$(echo "$out" | awk -v a="$grpc_mb_s" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } r = v["bytes"] / 1048576 / v["seconds"]; printf "%.1f", (r > a ? r : a) }')
+done
 
 # 3. the fleet
 head -c $(( 2 << 20 )) /dev/urandom > "$work/small/small.bin"
@@ -112,7 +125,8 @@ echo "$fleet"
 sort "$work/fleet.err" | uniq -c | head -5
 field() { echo "$fleet" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
-echo "distribution from the site server to the DPs: gRPC chunk streams (1 MiB), 4 at once"
+echo "distribution from the site server to the DPs: gRPC chunk streams (1 MiB), 4 at once;"
+echo "one stream alone, bytes discarded: grpc_mb_s=$grpc_mb_s ($(awk -v a="$grpc_mb_s" -v c="$curl_mb_s" 'BEGIN { printf "%.2f", a / c }') of curl on nginx)"
 ratio=$(awk -v a="$agent_mb_s" -v c="$curl_mb_s" 'BEGIN { printf "%.2f", a / c }')
 dvc=$(awk -v a="$distribute_mb_s" -v c="$curl_mb_s" 'BEGIN { printf "%.2f", a / c }')
-echo "bench dp: agent_mb_s=$agent_mb_s curl_mb_s=$curl_mb_s ratio_agent_vs_curl=$ratio clients=$CLIENTS clients_ok=$(field ok) aggregate_mb_s=$(field mb_s) p99_s=$(field p99_s) distribute_4dp_s=$distribute_s distribute_mb_s=$distribute_mb_s distribute_vs_curl=$dvc"
+echo "bench dp: agent_mb_s=$agent_mb_s curl_mb_s=$curl_mb_s ratio_agent_vs_curl=$ratio clients=$CLIENTS clients_ok=$(field ok) aggregate_mb_s=$(field mb_s) p99_s=$(field p99_s) distribute_4dp_s=$distribute_s distribute_mb_s=$distribute_mb_s distribute_vs_curl=$dvc grpc_mb_s=$grpc_mb_s grpc_vs_curl=$(awk -v a="$grpc_mb_s" -v c="$curl_mb_s" 'BEGIN { printf "%.2f", a / c }')"

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/numbers.h"
@@ -19,6 +20,7 @@ namespace strata::content {
 namespace {
 
 constexpr size_t kWriteBuffer = 1 << 20;
+constexpr size_t kBlock = 4096;  // O_DIRECT's alignment
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
@@ -50,17 +52,6 @@ std::vector<std::string> ListDir(const std::string& path) {
   return out;
 }
 
-absl::Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return Errno("cannot write", path);
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return absl::OkStatus();
-}
-
 std::string VersionName(const v1::ContentManifest& m) {
   return absl::StrCat(m.package(), " version ", m.version());
 }
@@ -71,7 +62,7 @@ std::string VersionName(const v1::ContentManifest& m) {
 
 BlobWriter::~BlobWriter() {
   if (fd_ >= 0) {
-    (void)Flush();  // what arrived stays for a resume
+    (void)Flush(true);  // what arrived stays for a resume
     Release();
   }
 }
@@ -83,6 +74,13 @@ void BlobWriter::Release() {
   lib_->writing_.erase(sha256_);
 }
 
+BlobWriter::BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset)
+    : lib_(lib), sha256_(std::move(sha256)), size_(size), fd_(fd), offset_(offset) {
+  void* p = nullptr;
+  if (::posix_memalign(&p, kBlock, kWriteBuffer) != 0) p = std::malloc(kWriteBuffer);
+  buffer_.reset(static_cast<char*>(p));
+}
+
 absl::Status BlobWriter::Append(absl::string_view data) {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
   if (static_cast<int64_t>(data.size()) > size_ - offset_)
@@ -90,20 +88,52 @@ absl::Status BlobWriter::Append(absl::string_view data) {
         absl::StrCat("blob ", sha256_, ": more bytes than its size ", size_));
   hash_.Update(data);
   offset_ += static_cast<int64_t>(data.size());
-  buffer_.append(data.data(), data.size());
-  return buffer_.size() >= kWriteBuffer ? Flush() : absl::OkStatus();
+  while (!data.empty()) {
+    const size_t n = std::min(data.size(), kWriteBuffer - buffered_);
+    std::memcpy(buffer_.get() + buffered_, data.data(), n);
+    buffered_ += n;
+    data.remove_prefix(n);
+    if (buffered_ == kWriteBuffer) RETURN_IF_ERROR(Flush(false));
+  }
+  return absl::OkStatus();
 }
 
-absl::Status BlobWriter::Flush() {
-  if (buffer_.empty()) return absl::OkStatus();
-  absl::Status s = WriteAll(fd_, buffer_.data(), buffer_.size(), lib_->PartPath(sha256_));
-  buffer_.clear();
-  return s;
+absl::Status BlobWriter::Write(const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && direct_ && errno == EINVAL) {
+      // The filesystem refuses this direct write: go on through the cache.
+      ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT);
+      direct_ = false;
+      continue;
+    }
+    if (w <= 0) return Errno("cannot write", lib_->PartPath(sha256_));
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BlobWriter::Flush(bool all) {
+  size_t n = direct_ ? buffered_ / kBlock * kBlock : buffered_;
+  if (n > 0) RETURN_IF_ERROR(Write(buffer_.get(), n));
+  std::memmove(buffer_.get(), buffer_.get() + n, buffered_ - n);
+  buffered_ -= n;
+  if (all && buffered_ > 0) {
+    if (direct_) {
+      ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT);
+      direct_ = false;
+    }
+    RETURN_IF_ERROR(Write(buffer_.get(), buffered_));
+    buffered_ = 0;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status BlobWriter::Reset() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
-  buffer_.clear();
+  buffered_ = 0;
   if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
     return Errno("cannot truncate", lib_->PartPath(sha256_));
   hash_ = Sha256();
@@ -117,7 +147,7 @@ absl::Status BlobWriter::Finish() {
     return absl::InvalidArgumentError(
         absl::StrCat("blob ", sha256_, ": ", offset_, " of ", size_, " bytes received"));
   const std::string part = lib_->PartPath(sha256_);
-  if (absl::Status s = Flush(); !s.ok()) {
+  if (absl::Status s = Flush(true); !s.ok()) {
     Release();
     return s;
   }
@@ -246,6 +276,9 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> Library::OpenBlob(absl::string_view 
     w->offset_ = offset;
   }
   if (::lseek(fd, offset, SEEK_SET) != offset) return Errno("cannot seek in", part);
+  if (durability_ == Durability::kVerifyOnUse && offset % kBlock == 0 &&
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_DIRECT) == 0)
+    w->direct_ = true;
   return w;
 }
 

@@ -62,12 +62,19 @@ class BlobWriter {
  private:
   friend class Library;
   void Release();  // closes the part and lets another writer open it
-  BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset)
-      : lib_(lib), sha256_(std::move(sha256)), size_(size), fd_(fd), offset_(offset) {}
-  absl::Status Flush();
+  BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset);
+  // Writes what the buffer holds: with O_DIRECT, whole 4 KiB blocks (the
+  // rest stays buffered) unless `all`, when the tail goes without O_DIRECT.
+  absl::Status Flush(bool all);
+  absl::Status Write(const char* p, size_t n);
   Library* lib_;
   Sha256 hash_;  // of the bytes so far (a resumed part is hashed once on opening)
-  std::string buffer_;  // written to the part in pieces of up to 1 MiB
+  struct FreeBuffer {
+    void operator()(char* p) const { free(p); }
+  };
+  std::unique_ptr<char, FreeBuffer> buffer_;  // 1 MiB, 4 KiB-aligned
+  size_t buffered_ = 0;
+  bool direct_ = false;  // the part is written with O_DIRECT (kVerifyOnUse)
   std::string sha256_;
   int64_t size_;
   int fd_;
@@ -80,12 +87,14 @@ class Library {
   // servers, DPs: what they hold is the source for others). kVerifyOnUse:
   // no fsync; after a power loss a blob may be shown with wrong bytes, so
   // its user re-hashes it before use (the agent's cache copies out with a
-  // hash check and drops a bad blob), and downloads do not wait for disks.
+  // hash check and drops a bad blob), and downloads do not wait for disks;
+  // parts are written with O_DIRECT where the filesystem allows (a
+  // download does not go through, and crowd, the page cache).
   enum class Durability { kSynced, kVerifyOnUse };
 
   // Opens the library at `root`, creating it. Reads the manifests held.
-  static absl::StatusOr<std::unique_ptr<Library>> Open(
-      const std::string& root, Durability durability = Durability::kSynced);
+  static absl::StatusOr<std::unique_ptr<Library>> Open(const std::string& root,
+                                                       Durability durability = Durability::kSynced);
 
   const std::string& root() const { return root_; }
   std::string BlobPath(absl::string_view sha256) const;

@@ -220,7 +220,11 @@ class Manager {
     for (const v1::ContentManifest& m : library_.Versions()) {
       if (wanted.count({m.package(), m.version()}) > 0) continue;
       RETURN_IF_ERROR(library_.RemoveVersion(m.package(), m.version()));
-      installed_.erase({m.package(), m.version()});
+      const VersionKey key{m.package(), m.version()};
+      installed_.erase(key);
+      written_.erase(key);
+      fetched_.erase(key);
+      retry_at_.erase(key);
       LogInfo("content.version_released", {{"package", m.package()}, {"version", m.version()}});
     }
     std::vector<std::string> packages;
@@ -240,6 +244,10 @@ class Manager {
     for (const VersionKey& k : wanted) {
       if (stop_.HasBeenNotified()) break;
       if (installed_.count(k) > 0) continue;
+      if (auto r = retry_at_.find(k); r != retry_at_.end() && absl::Now() < r->second) {
+        pending = true;
+        continue;
+      }
       ASSIGN_OR_RETURN(v1::ContentManifest m, ReadManifest(conn, k));
       if (!Bring(conn, m)) pending = true;
     }
@@ -260,7 +268,10 @@ class Manager {
                     {config_.site_code(), m.sha256, m.actual, files})
               .status());
     }
-    if (!bad.empty()) installed_.clear();  // the next pass brings the good bytes back
+    if (!bad.empty()) {  // the next pass brings the good bytes back
+      installed_.clear();
+      retry_at_.clear();
+    }
     LogInfo("content.validated", {{"bad_blobs", static_cast<int64_t>(bad.size())}});
     return absl::OkStatus();
   }
@@ -303,12 +314,17 @@ class Manager {
       return true;
     }
     if (absl::IsCancelled(s)) return false;
-    // The parent not holding it yet, or a link down or out of hours: queued.
+    // The parent not holding it yet, or a link down or out of hours: queued,
+    // tried again in a few seconds; anything else: failed, tried again in a
+    // minute. Logged when the reason changes.
     const bool waiting = absl::IsNotFound(s) || absl::IsUnavailable(s);
+    retry_at_[key] = absl::Now() + (waiting ? absl::Seconds(3) : absl::Minutes(1));
+    if (written_[key].error != s.ToString().substr(0, 1024))
+      LogWarning("content.version_not_installed",
+                 {{"package", m.package()}, {"version", m.version()}, {"error", s}});
     Record(conn, key, waiting ? "queued" : "failed",
-           total - content::TotalBytes(library_.Missing(m)), total, s.ToString(), true);
-    LogWarning("content.version_not_installed",
-               {{"package", m.package()}, {"version", m.version()}, {"error", s}});
+           total - content::TotalBytes(library_.Missing(m)), total, s.ToString().substr(0, 1024),
+           true);
     return false;
   }
 
@@ -346,7 +362,8 @@ class Manager {
   std::unique_ptr<content::BlobSource> parent_;
   std::set<VersionKey> installed_;
   std::map<VersionKey, Written> written_;
-  std::map<VersionKey, int64_t> fetched_;  // bytes taken from the parent, while not installed
+  std::map<VersionKey, int64_t> fetched_;      // bytes taken from the parent, while not installed
+  std::map<VersionKey, absl::Time> retry_at_;  // after a failed attempt
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -158,4 +159,45 @@ TEST_CASE("nginx killed is restarted on the same address") {
   REQUIRE(WaitFor(
       [&] { return Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"), data).ok(); },
       std::chrono::seconds(10)));
+}
+
+TEST_CASE("a renewed certificate makes nginx reload, and it serves on") {
+  Served dp("127.0.0.1:0");
+  const std::string data = "content";
+  REQUIRE(dp.lib->PutBlob(content::Sha256::Of(data), data).ok());
+  auto unchanged = dp.nginx->ReloadIfChanged();
+  REQUIRE(unchanged.ok());
+  CHECK_FALSE(*unchanged);
+  // The served certificate's file, rewritten (a renewal): a reload.
+  TempDir renewed;
+  const std::string cert = renewed.path() + "/cert.pem";
+  const std::string key = renewed.path() + "/cert.key";
+  std::filesystem::copy_file(TestPki() + "/site-P01.pem", cert);
+  std::filesystem::copy_file(TestPki() + "/site-P01.key", key);
+  NginxOptions o;
+  o.state_dir = renewed.path() + "/state";
+  o.library = dp.dir.path() + "/lib";
+  o.cert_file = cert;
+  o.key_file = key;
+  o.ca_file = TestPki() + "/ca.pem";
+  o.listen = dp.listener.config_address;
+  o.workers = 1;
+  dp.nginx->Stop();
+  Nginx nginx(o, dp.listener.fd);
+  REQUIRE(nginx.Start().ok());
+  const pid_t pid = nginx.pid();
+  REQUIRE_FALSE(*nginx.ReloadIfChanged());
+  ::usleep(20000);
+  std::filesystem::copy_file(TestPki() + "/site-P02.pem", cert,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(TestPki() + "/site-P02.key", key,
+                             std::filesystem::copy_options::overwrite_existing);
+  auto reloaded = nginx.ReloadIfChanged();
+  REQUIRE(reloaded.ok());
+  CHECK(*reloaded);
+  CHECK(nginx.pid() == pid);  // the same master: no restart
+  REQUIRE(WaitFor(
+      [&] { return Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"), data).ok(); },
+      std::chrono::seconds(10)));
+  nginx.Stop();
 }
