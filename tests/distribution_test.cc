@@ -48,7 +48,8 @@ struct ContentHierarchy {
   std::unique_ptr<SiteProcess> cas, p01, p02, s01;
   std::unique_ptr<ProviderProcess> pv_cas, pv_p01;
 
-  explicit ContentHierarchy(int validation_seconds = 0) {
+  // `s01_hours`: the hours S01 may take content from P01 ("": any).
+  explicit ContentHierarchy(int validation_seconds = 0, const std::string& s01_hours = "") {
     SiteOptions o;
     o.content_validation_seconds = validation_seconds;
     cas = std::make_unique<SiteProcess>("CAS", v1::SITE_TYPE_CAS, dir, "", o);
@@ -57,7 +58,10 @@ struct ContentHierarchy {
     p01->Start();
     p02 = std::make_unique<SiteProcess>("P02", v1::SITE_TYPE_PRIMARY, dir, cas->address(), o);
     p02->Start();
-    s01 = std::make_unique<SiteProcess>("S01", v1::SITE_TYPE_SECONDARY, dir, p01->address(), o);
+    SiteOptions s01_options = o;
+    s01_options.content_hours = s01_hours;
+    s01 = std::make_unique<SiteProcess>("S01", v1::SITE_TYPE_SECONDARY, dir, p01->address(),
+                                        s01_options);
     s01->Start();
     REQUIRE(WaitFor(
         [&] { return p01->LinkActive("CAS") && p02->LinkActive("CAS") && s01->LinkActive("P01"); },
@@ -67,8 +71,8 @@ struct ContentHierarchy {
     pv_p01 = std::make_unique<ProviderProcess>("P01", dir, p01->db(), p01->address());
     pv_p01->Start();
     // alice (made at the CAS's provider) is known at P01 too.
-    REQUIRE(Eventually(p01->db(), "SELECT count(*) FROM administrators WHERE name = 'alice'",
-                       "1", seconds(30)));
+    REQUIRE(Eventually(p01->db(), "SELECT count(*) FROM administrators WHERE name = 'alice'", "1",
+                       seconds(30)));
   }
 
   std::vector<SiteProcess*> sites() { return {cas.get(), p01.get(), p02.get(), s01.get()}; }
@@ -235,6 +239,41 @@ TEST_CASE(
   REQUIRE(h.Ctl({"delete", "package", "More"}).exit_code == 0);
   CHECK(Eventually(h.s01->db(), "SELECT count(*) FROM package_files WHERE package = 'More'", "0"));
   CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_status WHERE package = 'More'", "0"));
+}
+
+TEST_CASE(
+    "a site whose link's hours are not now waits, queued, and takes the content in its "
+    "hours",
+    "[content]") {
+  // Twelve hours from now, local time: certainly not now.
+  time_t t = ::time(nullptr);
+  struct tm local;
+  ::localtime_r(&t, &local);
+  const std::string later = std::to_string((local.tm_hour + 12) % 24);
+  ContentHierarchy h(0, later);
+  const std::string src = h.dir.path() + "/src";
+  WriteFile(src + "/file", RandomBytes(100000, 9));
+  REQUIRE(h.Ctl({"create", "package", "Night", "--source", src}).exit_code == 0);
+  REQUIRE(Eventually(h.cas->db(),
+                     "SELECT count(*) FROM content_status WHERE package = 'Night' AND state = "
+                     "'installed'",
+                     "3", seconds(60)));
+  REQUIRE(Eventually(h.cas->db(),
+                     "SELECT state || ' ' || (error LIKE '%outside the hours%') FROM "
+                     "content_status WHERE package = 'Night' AND site_code = 'S01'",
+                     "queued true", seconds(30)));
+  CHECK(BlobCount(*h.s01) == 0);
+  // Its hours come (here: the link's schedule changed to any hour).
+  h.s01->Stop();
+  std::string conf = ReadWholeFile(h.s01->config_path());
+  conf.replace(conf.find("hours: \"" + later + "\""), 9 + later.size(), "hours: \"\"");
+  std::ofstream(h.s01->config_path()) << conf;
+  h.s01->Start();
+  CHECK(Eventually(h.cas->db(),
+                   "SELECT state FROM content_status WHERE package = 'Night' AND site_code = "
+                   "'S01'",
+                   "installed", seconds(60)));
+  RequireHeld(*h.s01, src);
 }
 
 TEST_CASE("bad content is refused and nothing is written", "[content]") {

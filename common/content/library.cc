@@ -21,6 +21,8 @@ namespace {
 
 constexpr size_t kWriteBuffer = 1 << 20;
 constexpr size_t kBlock = 4096;  // O_DIRECT's alignment
+// Blobs this large are hashed and written on a thread of their own.
+constexpr int64_t kPipelineBytes = 8 << 20;
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
@@ -62,9 +64,10 @@ std::string VersionName(const v1::ContentManifest& m) {
 
 BlobWriter::~BlobWriter() {
   if (fd_ >= 0) {
-    (void)Flush(true);  // what arrived stays for a resume
+    (void)FlushAll();  // what arrived stays for a resume
     Release();
   }
+  StopWorker();
 }
 
 void BlobWriter::Release() {
@@ -76,9 +79,13 @@ void BlobWriter::Release() {
 
 BlobWriter::BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset)
     : lib_(lib), sha256_(std::move(sha256)), size_(size), fd_(fd), offset_(offset) {
+  buffer_ = NewBuffer();
+}
+
+std::unique_ptr<char, BlobWriter::FreeBuffer> BlobWriter::NewBuffer() {
   void* p = nullptr;
   if (::posix_memalign(&p, kBlock, kWriteBuffer) != 0) p = std::malloc(kWriteBuffer);
-  buffer_.reset(static_cast<char*>(p));
+  return std::unique_ptr<char, FreeBuffer>(static_cast<char*>(p));
 }
 
 absl::Status BlobWriter::Append(absl::string_view data) {
@@ -86,16 +93,71 @@ absl::Status BlobWriter::Append(absl::string_view data) {
   if (static_cast<int64_t>(data.size()) > size_ - offset_)
     return absl::InvalidArgumentError(
         absl::StrCat("blob ", sha256_, ": more bytes than its size ", size_));
-  hash_.Update(data);
   offset_ += static_cast<int64_t>(data.size());
   while (!data.empty()) {
     const size_t n = std::min(data.size(), kWriteBuffer - buffered_);
     std::memcpy(buffer_.get() + buffered_, data.data(), n);
     buffered_ += n;
     data.remove_prefix(n);
-    if (buffered_ == kWriteBuffer) RETURN_IF_ERROR(Flush(false));
+    if (buffered_ == kWriteBuffer) RETURN_IF_ERROR(HandOff());
   }
   return absl::OkStatus();
+}
+
+absl::Status BlobWriter::Process(const char* p, size_t n) {
+  hash_.Update(p, n);
+  return Write(p, n);
+}
+
+absl::Status BlobWriter::HandOff() {
+  if (size_ < kPipelineBytes) {
+    absl::Status s = Process(buffer_.get(), buffered_);
+    buffered_ = 0;
+    return s;
+  }
+  // A large blob: the buffer is hashed and written by the worker while the
+  // next one fills (the source's receive overlaps them).
+  RETURN_IF_ERROR(WaitIdle());
+  if (!spare_) spare_ = NewBuffer();
+  std::swap(buffer_, spare_);
+  buffered_ = 0;
+  {
+    absl::MutexLock lock(&worker_mu_);
+    busy_ = true;
+  }
+  if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
+  return absl::OkStatus();
+}
+
+void BlobWriter::WorkerLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&worker_mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return busy_ || quit_; };
+      worker_mu_.Await(absl::Condition(&woken));
+      if (!busy_) return;  // quit with nothing to do
+    }
+    absl::Status s = Process(spare_.get(), kWriteBuffer);
+    absl::MutexLock lock(&worker_mu_);
+    if (!s.ok() && worker_status_.ok()) worker_status_ = s;
+    busy_ = false;
+  }
+}
+
+absl::Status BlobWriter::WaitIdle() {
+  absl::MutexLock lock(&worker_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return !busy_; };
+  worker_mu_.Await(absl::Condition(&idle));
+  return worker_status_;
+}
+
+void BlobWriter::StopWorker() {
+  if (!worker_.joinable()) return;
+  {
+    absl::MutexLock lock(&worker_mu_);
+    quit_ = true;
+  }
+  worker_.join();
 }
 
 absl::Status BlobWriter::Write(const char* p, size_t n) {
@@ -115,24 +177,25 @@ absl::Status BlobWriter::Write(const char* p, size_t n) {
   return absl::OkStatus();
 }
 
-absl::Status BlobWriter::Flush(bool all) {
-  size_t n = direct_ ? buffered_ / kBlock * kBlock : buffered_;
-  if (n > 0) RETURN_IF_ERROR(Write(buffer_.get(), n));
-  std::memmove(buffer_.get(), buffer_.get() + n, buffered_ - n);
-  buffered_ -= n;
-  if (all && buffered_ > 0) {
+absl::Status BlobWriter::FlushAll() {
+  RETURN_IF_ERROR(WaitIdle());
+  // With O_DIRECT, whole blocks that way; the tail through the cache.
+  const size_t n = direct_ ? buffered_ / kBlock * kBlock : buffered_;
+  if (n > 0) RETURN_IF_ERROR(Process(buffer_.get(), n));
+  if (buffered_ > n) {
     if (direct_) {
       ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT);
       direct_ = false;
     }
-    RETURN_IF_ERROR(Write(buffer_.get(), buffered_));
-    buffered_ = 0;
+    RETURN_IF_ERROR(Process(buffer_.get() + n, buffered_ - n));
   }
+  buffered_ = 0;
   return absl::OkStatus();
 }
 
 absl::Status BlobWriter::Reset() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
+  RETURN_IF_ERROR(WaitIdle());
   buffered_ = 0;
   if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
     return Errno("cannot truncate", lib_->PartPath(sha256_));
@@ -147,9 +210,11 @@ absl::Status BlobWriter::Finish() {
     return absl::InvalidArgumentError(
         absl::StrCat("blob ", sha256_, ": ", offset_, " of ", size_, " bytes received"));
   const std::string part = lib_->PartPath(sha256_);
-  if (absl::Status s = Flush(true); !s.ok()) {
+  absl::Status flushed = FlushAll();
+  StopWorker();
+  if (!flushed.ok()) {
     Release();
-    return s;
+    return flushed;
   }
   std::string actual = hash_.HexDigest();
   if (actual != sha256_) {

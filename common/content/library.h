@@ -25,6 +25,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 #include "absl/strings/string_view.h"
 
@@ -63,18 +64,30 @@ class BlobWriter {
   friend class Library;
   void Release();  // closes the part and lets another writer open it
   BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset);
-  // Writes what the buffer holds: with O_DIRECT, whole 4 KiB blocks (the
-  // rest stays buffered) unless `all`, when the tail goes without O_DIRECT.
-  absl::Status Flush(bool all);
-  absl::Status Write(const char* p, size_t n);
-  Library* lib_;
-  Sha256 hash_;  // of the bytes so far (a resumed part is hashed once on opening)
   struct FreeBuffer {
     void operator()(char* p) const { free(p); }
   };
-  std::unique_ptr<char, FreeBuffer> buffer_;  // 1 MiB, 4 KiB-aligned
+  static std::unique_ptr<char, FreeBuffer> NewBuffer();  // 1 MiB, 4 KiB-aligned
+  // Hashes and writes bytes, in order: on the caller's thread, or for a
+  // large blob on the worker's (one buffer in flight while the next fills).
+  absl::Status Process(const char* p, size_t n);
+  absl::Status HandOff();   // the buffer is full
+  absl::Status FlushAll();  // what the buffer holds, after the worker's
+  absl::Status WaitIdle();  // the worker's buffer done; its error, if any
+  void WorkerLoop();
+  void StopWorker();
+  absl::Status Write(const char* p, size_t n);
+  Library* lib_;
+  Sha256 hash_;  // of the bytes written so far (a resumed part's on opening)
+  std::unique_ptr<char, FreeBuffer> buffer_;  // filling
   size_t buffered_ = 0;
-  bool direct_ = false;  // the part is written with O_DIRECT (kVerifyOnUse)
+  std::unique_ptr<char, FreeBuffer> spare_;  // the worker's
+  bool direct_ = false;                      // the part is written with O_DIRECT (kVerifyOnUse)
+  std::thread worker_;
+  absl::Mutex worker_mu_;
+  bool busy_ ABSL_GUARDED_BY(worker_mu_) = false;  // spare_ is being processed
+  bool quit_ ABSL_GUARDED_BY(worker_mu_) = false;
+  absl::Status worker_status_ ABSL_GUARDED_BY(worker_mu_);
   std::string sha256_;
   int64_t size_;
   int fd_;
