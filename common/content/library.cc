@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -79,12 +80,15 @@ void BlobWriter::Release() {
 
 BlobWriter::BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset)
     : lib_(lib), sha256_(std::move(sha256)), size_(size), fd_(fd), offset_(offset) {
-  buffer_ = NewBuffer();
+  // A small blob needs no more than its size (in whole blocks).
+  capacity_ = static_cast<size_t>(std::min<int64_t>(
+      kWriteBuffer, std::max<int64_t>(kBlock, (size + kBlock - 1) / kBlock * kBlock)));
+  buffer_ = NewBuffer(capacity_);
 }
 
-std::unique_ptr<char, BlobWriter::FreeBuffer> BlobWriter::NewBuffer() {
+std::unique_ptr<char, BlobWriter::FreeBuffer> BlobWriter::NewBuffer(size_t bytes) {
   void* p = nullptr;
-  if (::posix_memalign(&p, kBlock, kWriteBuffer) != 0) p = std::malloc(kWriteBuffer);
+  if (::posix_memalign(&p, kBlock, bytes) != 0) p = std::malloc(bytes);
   return std::unique_ptr<char, FreeBuffer>(static_cast<char*>(p));
 }
 
@@ -95,11 +99,11 @@ absl::Status BlobWriter::Append(absl::string_view data) {
         absl::StrCat("blob ", sha256_, ": more bytes than its size ", size_));
   offset_ += static_cast<int64_t>(data.size());
   while (!data.empty()) {
-    const size_t n = std::min(data.size(), kWriteBuffer - buffered_);
+    const size_t n = std::min(data.size(), capacity_ - buffered_);
     std::memcpy(buffer_.get() + buffered_, data.data(), n);
     buffered_ += n;
     data.remove_prefix(n);
-    if (buffered_ == kWriteBuffer) RETURN_IF_ERROR(HandOff());
+    if (buffered_ == capacity_) RETURN_IF_ERROR(HandOff());
   }
   return absl::OkStatus();
 }
@@ -118,7 +122,7 @@ absl::Status BlobWriter::HandOff() {
   // A large blob: the buffer is hashed and written by the worker while the
   // next one fills (the source's receive overlaps them).
   RETURN_IF_ERROR(WaitIdle());
-  if (!spare_) spare_ = NewBuffer();
+  if (!spare_) spare_ = NewBuffer(capacity_);
   std::swap(buffer_, spare_);
   buffered_ = 0;
   {
@@ -137,7 +141,7 @@ void BlobWriter::WorkerLoop() {
       worker_mu_.Await(absl::Condition(&woken));
       if (!busy_) return;  // quit with nothing to do
     }
-    absl::Status s = Process(spare_.get(), kWriteBuffer);
+    absl::Status s = Process(spare_.get(), capacity_);
     absl::MutexLock lock(&worker_mu_);
     if (!s.ok() && worker_status_.ok()) worker_status_ = s;
     busy_ = false;

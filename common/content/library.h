@@ -67,7 +67,7 @@ class BlobWriter {
   struct FreeBuffer {
     void operator()(char* p) const { free(p); }
   };
-  static std::unique_ptr<char, FreeBuffer> NewBuffer();  // 1 MiB, 4 KiB-aligned
+  static std::unique_ptr<char, FreeBuffer> NewBuffer(size_t bytes);  // 4 KiB-aligned
   // Hashes and writes bytes, in order: on the caller's thread, or for a
   // large blob on the worker's (one buffer in flight while the next fills).
   absl::Status Process(const char* p, size_t n);
@@ -80,6 +80,7 @@ class BlobWriter {
   Library* lib_;
   Sha256 hash_;  // of the bytes written so far (a resumed part's on opening)
   std::unique_ptr<char, FreeBuffer> buffer_;  // filling
+  size_t capacity_ = 0;                       // of each buffer: 1 MiB, or the blob's size in blocks
   size_t buffered_ = 0;
   std::unique_ptr<char, FreeBuffer> spare_;  // the worker's
   bool direct_ = false;                      // the part is written with O_DIRECT (kVerifyOnUse)
