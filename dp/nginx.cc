@@ -204,7 +204,9 @@ absl::StatusOr<pid_t> Nginx::Spawn() {
   if (pid < 0) return Errno("fork");
   if (pid == 0) {
     ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // The DP gone, nginx's master is told to stop: it stops its workers
+    // too (a killed master would leave them serving, orphaned).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

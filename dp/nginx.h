@@ -8,8 +8,9 @@
 // (nginx takes inherited sockets from the NGINX environment variable), so a
 // port 0 gets a free port and a restarted nginx keeps the address. nginx
 // runs in its own process group, is restarted with backoff when it exits,
-// and dies with the DP (its master by the parent-death signal; workers an
-// earlier DP left behind are killed at the next start).
+// and stops with the DP: its master gets SIGTERM as the parent-death signal
+// and stops its workers (workers of a master killed outright are killed by
+// the supervisor, or at the DP's next start).
 
 #include <sys/types.h>
 
