@@ -29,3 +29,10 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian package creates a default cluster we do not use; Strata's scripts
 # start their own throwaway servers.
+# Likewise nginx: each distribution point runs and supervises its own, so the
+# package's default server (port 80), where a service manager started it, is
+# stopped and disabled.
+if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null &&
+  systemctl is-enabled nginx >/dev/null 2>&1; then
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
