@@ -253,7 +253,7 @@ class DpServer::Impl {
       st.set_version(m.version());
       const int64_t total = content::TotalBytes(content::DistinctBlobs(m));
       st.set_bytes_total(total);
-      if (missing.empty() && library_->HoldsVersion(m.package(), m.version())) {
+      if (missing.empty() && library_->HoldsExactly(m)) {
         if (st.state() != "installed") {
           st.set_state("installed");
           st.set_bytes_done(total);

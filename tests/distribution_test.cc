@@ -239,6 +239,15 @@ TEST_CASE(
   REQUIRE(h.Ctl({"delete", "package", "More"}).exit_code == 0);
   CHECK(Eventually(h.s01->db(), "SELECT count(*) FROM package_files WHERE package = 'More'", "0"));
   CHECK(Eventually(h.cas->db(), "SELECT count(*) FROM content_status WHERE package = 'More'", "0"));
+  // Made again under the same name (version 1 again, other files): every
+  // site holds the new files, not what it held under that version before.
+  const std::string src3 = h.dir.path() + "/more-again";
+  WriteFile(src3 + "/other.txt", "something else entirely\n");
+  r = h.Ctl({"create", "package", "More", "--source", src3});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(h.InstalledEverywhere("More", 1));
+  for (SiteProcess* s : h.sites()) RequireHeld(*s, src3);
 }
 
 TEST_CASE(

@@ -428,6 +428,12 @@ bool Library::HoldsVersion(const std::string& package, int64_t version) const {
   return versions_.count(std::make_pair(package, version)) > 0;
 }
 
+bool Library::HoldsExactly(const v1::ContentManifest& manifest) const {
+  absl::MutexLock lock(&mu_);
+  auto it = versions_.find(std::make_pair(manifest.package(), manifest.version()));
+  return it != versions_.end() && it->second.SerializeAsString() == manifest.SerializeAsString();
+}
+
 std::vector<v1::ContentManifest> Library::Versions() const {
   absl::MutexLock lock(&mu_);
   std::vector<v1::ContentManifest> out;

@@ -134,6 +134,9 @@ class Library {
   // references them. NotFound if it is not held.
   absl::Status RemoveVersion(const std::string& package, int64_t version);
   bool HoldsVersion(const std::string& package, int64_t version) const;
+  // Holds this very manifest (a package made again under its name restarts
+  // at version 1 with other files).
+  bool HoldsExactly(const v1::ContentManifest& manifest) const;
   std::vector<v1::ContentManifest> Versions() const;
   int References(absl::string_view sha256) const;
 

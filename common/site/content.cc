@@ -243,13 +243,18 @@ class Manager {
     bool pending = false;
     for (const VersionKey& k : wanted) {
       if (stop_.HasBeenNotified()) break;
-      if (installed_.count(k) > 0) continue;
+      // Installed, and the same version row (not one made again since).
+      if (auto it = installed_.find(k); it != installed_.end() && it->second == k.stamp) continue;
       if (auto r = retry_at_.find(k); r != retry_at_.end() && absl::Now() < r->second) {
         pending = true;
         continue;
       }
       ASSIGN_OR_RETURN(v1::ContentManifest m, ReadManifest(conn, k));
-      if (!Bring(conn, m)) pending = true;
+      if (Bring(conn, m)) {
+        installed_[k] = k.stamp;
+      } else {
+        pending = true;
+      }
     }
     return pending;
   }
@@ -284,8 +289,7 @@ class Manager {
     const int64_t total = content::TotalBytes(content::DistinctBlobs(m));
     absl::Status s;
     if (missing.empty()) {
-      s = library_.HoldsVersion(m.package(), m.version()) ? absl::OkStatus()
-                                                          : library_.AddVersion(m);
+      s = library_.AddVersion(m);  // held again: its manifest as it is now
     } else if (parent_ == nullptr) {
       s = absl::FailedPreconditionError(
           absl::StrCat(missing.size(), " blobs (", content::TotalBytes(missing),
@@ -300,7 +304,6 @@ class Manager {
       fetched_[key] += counting.bytes;
     }
     if (s.ok()) {
-      installed_.insert(key);
       Record(conn, key, "installed", total, total, "", true);
       (void)conn.Exec(
           "UPDATE content_validation_failures SET repaired_at = now() WHERE "
@@ -360,7 +363,7 @@ class Manager {
   content::RateLimiter limiter_;
   content::TransferHours hours_;
   std::unique_ptr<content::BlobSource> parent_;
-  std::set<VersionKey> installed_;
+  std::map<VersionKey, int64_t> installed_;  // -> the version row's stamp
   std::map<VersionKey, Written> written_;
   std::map<VersionKey, int64_t> fetched_;      // bytes taken from the parent, while not installed
   std::map<VersionKey, absl::Time> retry_at_;  // after a failed attempt

@@ -19,12 +19,13 @@ absl::StatusOr<std::vector<VersionKey>> NewestVersions(store::Connection& conn,
     params.push_back(dp);
   }
   ASSIGN_OR_RETURN(store::Result r,
-                   conn.Exec("SELECT DISTINCT ON (v.package) v.package, v.version FROM "
+                   conn.Exec("SELECT DISTINCT ON (v.package) v.package, v.version, v._hlc FROM "
                              "package_versions v WHERE " +
                                  where + " ORDER BY v.package, v.version DESC",
                              params));
   std::vector<VersionKey> out;
-  for (size_t i = 0; i < r.size(); ++i) out.push_back({r.GetString(i, 0), r.GetInt(i, 1)});
+  for (size_t i = 0; i < r.size(); ++i)
+    out.push_back({r.GetString(i, 0), r.GetInt(i, 1), r.GetInt(i, 2)});
   return out;
 }
 

@@ -17,6 +17,10 @@ namespace strata::site {
 struct VersionKey {
   std::string package;
   int64_t version = 0;
+  // The version row's clock (_hlc): a package deleted and made again under
+  // the same name restarts at version 1, with other files. Not part of the
+  // ordering.
+  int64_t stamp = 0;
   bool operator<(const VersionKey& o) const {
     return package < o.package || (package == o.package && version < o.version);
   }

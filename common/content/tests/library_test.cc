@@ -147,6 +147,20 @@ TEST_CASE("a version is held only when all its blobs are present") {
   CHECK_FALSE(lib->HoldsVersion("P", 3));
 }
 
+TEST_CASE("a version held again with other files replaces its manifest and its references") {
+  TempDir dir;
+  auto lib = OpenLib(dir.path() + "/lib");
+  auto first = Version(*lib, "P", 1, {{"a", "old bytes"}});
+  REQUIRE(lib->AddVersion(first).ok());
+  auto again = Version(*lib, "P", 1, {{"a", "new bytes"}});  // deleted and made again
+  CHECK(lib->HoldsVersion("P", 1));
+  CHECK_FALSE(lib->HoldsExactly(again));
+  REQUIRE(lib->AddVersion(again).ok());
+  CHECK(lib->HoldsExactly(again));
+  CHECK(lib->References(Sha256::Of("old bytes")) == 0);
+  CHECK(lib->References(Sha256::Of("new bytes")) == 1);
+}
+
 TEST_CASE("validation finds a corrupted blob, names its files, and takes it out of the library") {
   TempDir dir;
   auto lib = OpenLib(dir.path() + "/lib");
