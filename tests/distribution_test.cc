@@ -231,6 +231,10 @@ TEST_CASE(
   for (const char* site :
        {"CAS,site,installed", "P01,site,installed", "P02,site,installed", "S01,site,installed"})
     CHECK(r.out.find(site) != std::string::npos);
+  for (const char* order : {"name", "size", "created"}) {
+    INFO(order);
+    CHECK(h.Ctl({"get", "packages", "--sort-by", order, "-o", "csv"}).exit_code == 0);
+  }
   r = h.Ctl({"describe", "package", "Tools"});
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("docs/a/b/readme.txt") != std::string::npos);

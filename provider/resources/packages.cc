@@ -21,7 +21,8 @@ constexpr Permission kDelete{"package.delete", "Delete packages"};
 
 constexpr char kPackageSelect[] =
     "SELECT p.name, p.description, p.source_site, v.version, v.files, v.total_bytes, "
-    "v.created_by, {ts} FROM packages p LEFT JOIN LATERAL (SELECT * FROM package_versions w "
+    "v.created_by, {ts} AS created_at FROM packages p LEFT JOIN LATERAL (SELECT * FROM "
+    "package_versions w "
     "WHERE w.package = p.name ORDER BY w.version DESC LIMIT 1) v ON true";
 
 std::string PackageSelect() {
@@ -242,11 +243,12 @@ class PackageServiceImpl final : public v1::PackageService::Service {
         st->set_error(s.GetString(i, 5));
         st->set_updated_at(s.GetString(i, 6));
       }
-      ASSIGN_OR_RETURN(Result quiet,
-                       call.tx.Exec("SELECT code FROM sites s WHERE NOT EXISTS (SELECT 1 FROM "
-                                    "content_status c WHERE c.site_code = s.code AND c.location = 'site' AND "
-                                    "c.package = $1 AND c.version = $2) ORDER BY code",
-                                    {req->name(), version}));
+      ASSIGN_OR_RETURN(
+          Result quiet,
+          call.tx.Exec("SELECT code FROM sites s WHERE NOT EXISTS (SELECT 1 FROM "
+                       "content_status c WHERE c.site_code = s.code AND c.location = 'site' AND "
+                       "c.package = $1 AND c.version = $2) ORDER BY code",
+                       {req->name(), version}));
       for (size_t i = 0; i < quiet.size(); ++i) out->add_sites_not_reporting(quiet.GetString(i, 0));
       ASSIGN_OR_RETURN(
           Result f,
