@@ -23,8 +23,8 @@ TEST_CASE("the example configurations in deploy/examples parse and validate") {
   CheckExample("p01.conf", strata::v1::SITE_TYPE_PRIMARY);
   CheckExample("s01.conf", strata::v1::SITE_TYPE_SECONDARY);
   strata::v1::DpConfig dp;
-  auto s = strata::LoadTextProtoFile(std::string(STRATA_SOURCE_DIR) + "/deploy/examples/dp.conf",
-                                     &dp);
+  auto s =
+      strata::LoadTextProtoFile(std::string(STRATA_SOURCE_DIR) + "/deploy/examples/dp.conf", &dp);
   INFO(s.ToString());
   REQUIRE(s.ok());
   REQUIRE(strata::dp::ValidateDpConfig(dp).ok());
