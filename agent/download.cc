@@ -36,8 +36,9 @@ class FailoverSource final : public content::BlobSource {
       });
       if (last.ok() || absl::IsCancelled(last)) return last;
       LogWarning("agent.dp_failed", {{"dp", names_[current_]}, {"error", last}});
-      // Bytes of a DP that sent the wrong amount are not kept.
-      if (absl::IsDataLoss(last)) RETURN_IF_ERROR(writer.Reset());
+      // Bytes of a DP that sent bad bytes or the wrong amount are not kept,
+      // but for whole chunks that matched their hashes.
+      if (absl::IsDataLoss(last)) RETURN_IF_ERROR(writer.DropUnverified());
     }
     return absl::UnavailableError(absl::StrCat("no distribution point could deliver blob ",
                                                blob.sha256, ": ", last.message()));

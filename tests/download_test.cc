@@ -106,6 +106,15 @@ TEST_CASE(
               .exit_code == 0);
   for (const char* dp : {"P01.dp1", "P01.dp2", "P02.dp1", "S01.dp1"})
     REQUIRE(DpState(*h.cas, dp, "Tools", 1, "installed"));
+  // The big file's chunk list, made by the CAS's library from its bytes,
+  // reached the secondary with the package.
+  const std::string big = ReadWholeFile(src + "/big.bin");
+  std::string chunks;
+  for (size_t off = 0; off < big.size(); off += 16 << 20)
+    chunks += content::Sha256::Of(absl::string_view(big).substr(off, 16 << 20));
+  CHECK(h.s01->db().Scalar("SELECT chunk_bytes || ' ' || chunk_sha256 FROM package_files WHERE "
+                           "package = 'Tools' AND path = 'big.bin'") ==
+        absl::StrCat(16 << 20, " ", chunks));
 
   SECTION("each agent downloads from its site's DP, byte-identical") {
     for (const auto& [site, name] : agents) {
@@ -189,7 +198,7 @@ TEST_CASE(
 
   SECTION(
       "a DP with a corrupted blob: the agent refuses its bytes and takes good ones from "
-      "the next") {
+      "the next, keeping a large file's good chunks") {
     REQUIRE(h.Ctl({"create", "boundary-group", "Here", "--site", "P01"}).exit_code == 0);
     REQUIRE(h.Ctl({"create", "boundary", "v4-all", "--value", "0.0.0.0/0", "--group", "Here"})
                 .exit_code == 0);
@@ -198,23 +207,41 @@ TEST_CASE(
         0);
     REQUIRE(h.Ctl({"set", "boundary-group-dps", "Here", "--dp", "P01.dp2", "--dp", "P01.dp1"})
                 .exit_code == 0);
-    const std::string hash = content::Sha256::Of("#!/bin/sh\necho tool\n");
-    const std::string blob = absl::StrCat(dp2.library(), "/sha256/", hash.substr(0, 2), "/", hash);
-    ::chmod(blob.c_str(), 0644);
-    WriteFile(blob, "#!/bin/sh\necho evil\n");  // same size, other bytes
-    Downloaded d;
-    bool found = WaitFor(
-        [&] {
-          ::system(("rm -rf " + AgentStateDir(h.dir, "agent-p01") + "/cache").c_str());
-          d = AgentDownload(h.dir, "agent-p01", mps["P01"]->address(), "Tools",
-                            h.dir.path() + "/out-bad");
-          return d.exit_code == 0 && d.out.find("agent.dp_sent_bad_bytes") != std::string::npos;
-        },
-        seconds(30));
-    INFO(d.out);
-    REQUIRE(found);
-    CHECK(d.out.find("dp-P01.dp1.sock") != std::string::npos);
-    RequireSameFiles(src, h.dir.path() + "/out-bad");
+    auto on_dp2 = [&](const std::string& hash) {
+      const std::string blob =
+          absl::StrCat(dp2.library(), "/sha256/", hash.substr(0, 2), "/", hash);
+      ::chmod(blob.c_str(), 0644);
+      return blob;
+    };
+    auto download = [&](const std::string& dest, const std::string& expect) {
+      Downloaded d;
+      bool found = WaitFor(
+          [&] {
+            ::system(("rm -rf " + AgentStateDir(h.dir, "agent-p01") + "/cache").c_str());
+            d = AgentDownload(h.dir, "agent-p01", mps["P01"]->address(), "Tools", dest);
+            return d.exit_code == 0 && d.out.find(expect) != std::string::npos;
+          },
+          seconds(30));
+      INFO(d.out);
+      REQUIRE(found);
+      CHECK(d.out.find("dp-P01.dp1.sock") != std::string::npos);
+      RequireSameFiles(src, dest);
+      return d;
+    };
+    // A bad byte in the big file's 2nd chunk (of 16 MiB and 8 MiB): its 1st
+    // chunk is kept, only the 2nd comes again from the next DP.
+    const std::string big_blob = on_dp2(content::Sha256::Of(big));
+    std::string bad = big;
+    bad[(20 << 20) + 7] ^= 1;
+    WriteFile(big_blob, bad);
+    Downloaded d = download(h.dir.path() + "/out-bad-chunk", "chunk 2 of 2 (bytes 16777216-");
+    const int64_t sent = DownloadedBytes(d.out);
+    CHECK(sent >= (32 << 20));        // 16 + 8 MiB from P01.dp2, 8 MiB again from P01.dp1
+    CHECK(sent <= (32 << 20) + 100);  // (not 48 MiB: the whole file twice)
+    // A small file (verified whole) with other bytes of the same size.
+    WriteFile(big_blob, big);
+    WriteFile(on_dp2(content::Sha256::Of("#!/bin/sh\necho tool\n")), "#!/bin/sh\necho evil\n");
+    download(h.dir.path() + "/out-bad", "agent.dp_sent_bad_bytes");
     CHECK(ReadWholeFile(h.dir.path() + "/out-bad/bin/tool.sh") == "#!/bin/sh\necho tool\n");
   }
 }

@@ -97,6 +97,12 @@ absl::Status BlobWriter::Append(absl::string_view data) {
   if (static_cast<int64_t>(data.size()) > size_ - offset_)
     return absl::InvalidArgumentError(
         absl::StrCat("blob ", sha256_, ": more bytes than its size ", size_));
+  absl::Status s = Fill(data);
+  if (absl::IsDataLoss(s)) RETURN_IF_ERROR(DropUnverified());
+  return s;
+}
+
+absl::Status BlobWriter::Fill(absl::string_view data) {
   offset_ += static_cast<int64_t>(data.size());
   while (!data.empty()) {
     const size_t n = std::min(data.size(), capacity_ - buffered_);
@@ -109,8 +115,35 @@ absl::Status BlobWriter::Append(absl::string_view data) {
 }
 
 absl::Status BlobWriter::Process(const char* p, size_t n) {
+  if (!chunks_.empty()) return Verify(p, n);
   hash_.Update(p, n);
   return Write(p, n);
+}
+
+absl::Status BlobWriter::Verify(const char* p, size_t n, bool write) {
+  // Piece by piece up to each chunk's end: a chunk's last piece is written
+  // only once the chunk matched, so the part never holds a bad whole chunk.
+  while (n > 0) {
+    const int64_t index = hashed_ / chunk_bytes_;
+    const int64_t end = std::min(size_, (index + 1) * chunk_bytes_);
+    const size_t take =
+        static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(n), end - hashed_));
+    chunk_hash_.Update(p, take);
+    hashed_ += static_cast<int64_t>(take);
+    if (hashed_ == end) {
+      const std::string got = chunk_hash_.HexDigest();
+      chunk_hash_ = Sha256();
+      if (got != absl::string_view(chunks_).substr(static_cast<size_t>(index) * 64, 64))
+        return absl::DataLossError(absl::StrCat(
+            "blob ", sha256_, ": chunk ", index + 1, " of ", ChunkCount(size_, chunk_bytes_),
+            " (bytes ", index * chunk_bytes_, "-", end - 1, ") does not match its hash"));
+    }
+    if (write) RETURN_IF_ERROR(Write(p, take));
+    if (hashed_ == end) verified_ = end;
+    p += take;
+    n -= take;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status BlobWriter::HandOff() {
@@ -198,13 +231,27 @@ absl::Status BlobWriter::FlushAll() {
 }
 
 absl::Status BlobWriter::Reset() {
+  verified_ = 0;
+  return DropUnverified();
+}
+
+absl::Status BlobWriter::DropUnverified() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
-  RETURN_IF_ERROR(WaitIdle());
+  {
+    absl::MutexLock lock(&worker_mu_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return !busy_; };
+    worker_mu_.Await(absl::Condition(&idle));
+    worker_status_ = absl::OkStatus();  // the error being dropped with its bytes
+  }
   buffered_ = 0;
-  if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
+  if (::ftruncate(fd_, verified_) != 0 || ::lseek(fd_, verified_, SEEK_SET) != verified_)
     return Errno("cannot truncate", lib_->PartPath(sha256_));
   hash_ = Sha256();
-  offset_ = 0;
+  chunk_hash_ = Sha256();
+  offset_ = hashed_ = verified_;
+  if (lib_->durability_ == Library::Durability::kVerifyOnUse && !direct_ &&
+      verified_ % kBlock == 0 && ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_DIRECT) == 0)
+    direct_ = true;
   return absl::OkStatus();
 }
 
@@ -215,12 +262,16 @@ absl::Status BlobWriter::Finish() {
         absl::StrCat("blob ", sha256_, ": ", offset_, " of ", size_, " bytes received"));
   const std::string part = lib_->PartPath(sha256_);
   absl::Status flushed = FlushAll();
+  if (absl::IsDataLoss(flushed)) (void)DropUnverified();  // the good chunks stay for a resume
   StopWorker();
   if (!flushed.ok()) {
     Release();
     return flushed;
   }
-  std::string actual = hash_.HexDigest();
+  std::string actual = chunks_.empty() ? hash_.HexDigest() : sha256_;
+  if (!chunks_.empty() && verified_ != size_)
+    return absl::InternalError(absl::StrCat("blob ", sha256_, ": ", verified_, " of ", size_,
+                                            " bytes verified at the end"));
   if (actual != sha256_) {
     ::unlink(part.c_str());
     Release();
@@ -296,6 +347,17 @@ int64_t Library::PartialBytes(absl::string_view sha256) const {
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> Library::OpenBlob(absl::string_view sha256,
                                                               int64_t size, int64_t offset) {
+  return OpenBlob(BlobRef{std::string(sha256), size, 0, ""}, offset);
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> Library::OpenBlob(const BlobRef& blob, int64_t offset) {
+  const absl::string_view sha256 = blob.sha256;
+  const int64_t size = blob.size;
+  if (!blob.chunk_sha256.empty() &&
+      (blob.chunk_bytes < kMinChunkBytes || blob.chunk_bytes % kBlock != 0 ||
+       static_cast<int64_t>(blob.chunk_sha256.size()) != 64 * ChunkCount(size, blob.chunk_bytes)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("blob ", sha256, ": its chunk list does not fit its size"));
   if (!IsSha256Hex(sha256))
     return absl::InvalidArgumentError("blob name: not 64 lower-case hex digits");
   if (size < 0 || size > kMaxFileBytes)
@@ -331,24 +393,44 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> Library::OpenBlob(absl::string_view 
     return s;
   }
   std::unique_ptr<BlobWriter> w(new BlobWriter(this, hash, size, fd, 0));
-  if (offset > 0) {
-    // The bytes received before count towards the hash: read them once.
-    std::unique_ptr<char[]> buf(new char[1 << 20]);
-    int64_t done = 0;
-    while (done < offset) {
-      ssize_t n = ::pread(fd, buf.get(), std::min<int64_t>(1 << 20, offset - done), done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Errno("cannot read", part);
-      w->hash_.Update(buf.get(), static_cast<size_t>(n));
-      done += n;
-    }
-    w->offset_ = offset;
+  if (!blob.chunk_sha256.empty()) {
+    w->chunk_bytes_ = blob.chunk_bytes;
+    w->chunks_ = blob.chunk_sha256;
   }
-  if (::lseek(fd, offset, SEEK_SET) != offset) return Errno("cannot seek in", part);
-  if (durability_ == Durability::kVerifyOnUse && offset % kBlock == 0 &&
+  if (offset > 0) RETURN_IF_ERROR(w->Resume(offset));
+  if (::lseek(fd, w->offset_, SEEK_SET) != w->offset_) return Errno("cannot seek in", part);
+  if (durability_ == Durability::kVerifyOnUse && w->offset_ % kBlock == 0 &&
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_DIRECT) == 0)
     w->direct_ = true;
   return w;
+}
+
+absl::Status BlobWriter::Resume(int64_t offset) {
+  // The bytes received before count towards the hash: read them once. With
+  // a chunk list, each whole chunk is checked again (a part is not synced,
+  // so a crash may have left anything in it) and the part is cut at the
+  // first bad one.
+  std::unique_ptr<char[]> buf(new char[1 << 20]);
+  const std::string part = lib_->PartPath(sha256_);
+  for (int64_t done = 0; done < offset;) {
+    ssize_t n = ::pread(fd_, buf.get(), std::min<int64_t>(1 << 20, offset - done), done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Errno("cannot read", part);
+    done += n;
+    if (chunks_.empty()) {
+      hash_.Update(buf.get(), static_cast<size_t>(n));
+      continue;
+    }
+    absl::Status s = Verify(buf.get(), static_cast<size_t>(n), /*write=*/false);
+    if (absl::IsDataLoss(s)) {
+      LogWarning("content.part_damaged", {{"blob", sha256_}, {"error", s}});
+      offset_ = verified_;
+      return DropUnverified();
+    }
+    RETURN_IF_ERROR(s);
+  }
+  offset_ = offset;
+  return absl::OkStatus();
 }
 
 absl::Status Library::PutBlob(absl::string_view sha256, absl::string_view data) {
@@ -500,6 +582,59 @@ absl::StatusOr<std::vector<Library::Mismatch>> Library::Validate() {
   }
   RETURN_IF_ERROR(WriteFileDurably(root_ + "/validated_ms",
                                    std::to_string(absl::ToUnixMillis(absl::Now())), 0644));
+  return out;
+}
+
+absl::StatusOr<BlobRef> Library::ChunkList(absl::string_view sha256) const {
+  if (!IsSha256Hex(sha256))
+    return absl::InvalidArgumentError("blob name: not 64 lower-case hex digits");
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, m] : versions_)
+      for (const v1::ContentFile& f : m.files())
+        if (f.sha256() == sha256 && !f.chunk_sha256().empty())
+          return BlobRef{f.sha256(), f.size(), f.chunk_bytes(), f.chunk_sha256()};
+  }
+  const std::string path = BlobPath(sha256);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return absl::NotFoundError(absl::StrCat("the library does not hold blob ", sha256));
+    return Errno("cannot read", path);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return Errno("cannot read", path);
+  }
+  BlobRef out{std::string(sha256), st.st_size, ChunkBytes(st.st_size), ""};
+  Sha256 whole, chunk;
+  std::unique_ptr<char[]> buf(new char[1 << 20]);
+  int64_t done = 0;
+  while (done < out.size) {
+    const int64_t chunk_end =
+        out.chunk_bytes > 0 ? std::min(out.size, (done / out.chunk_bytes + 1) * out.chunk_bytes)
+                            : out.size;
+    ssize_t n =
+        ::read(fd, buf.get(), static_cast<size_t>(std::min<int64_t>(1 << 20, chunk_end - done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return Errno("cannot read", path);
+    }
+    whole.Update(buf.get(), static_cast<size_t>(n));
+    if (out.chunk_bytes > 0) chunk.Update(buf.get(), static_cast<size_t>(n));
+    done += n;
+    if (out.chunk_bytes > 0 && done == chunk_end) {
+      out.chunk_sha256 += chunk.HexDigest();
+      chunk = Sha256();
+    }
+  }
+  ::close(fd);
+  if (whole.HexDigest() != sha256)
+    return absl::DataLossError(absl::StrCat("blob ", sha256, " in the content library at ", root_,
+                                            " is damaged (its bytes hash otherwise): validate "
+                                            "the content"));
   return out;
 }
 

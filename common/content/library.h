@@ -51,19 +51,31 @@ class BlobWriter {
   BlobWriter(const BlobWriter&) = delete;
   BlobWriter& operator=(const BlobWriter&) = delete;
 
-  // InvalidArgument if the bytes would run past the blob's size.
+  // InvalidArgument if the bytes would run past the blob's size. With a
+  // chunk list, DataLoss if a chunk does not match its hash: the bytes after
+  // the last good chunk are dropped and offset() is back at that chunk.
   absl::Status Append(absl::string_view data);
   int64_t offset() const { return offset_; }
+  // Bytes known good: whole chunks that matched (0 without a chunk list).
+  int64_t verified() const { return verified_; }
   // Throws away the bytes received (a source sent bad ones): start again.
   absl::Status Reset();
-  // Verifies size and hash, then shows the blob. DataLoss (and the bytes
-  // received are discarded) if they are not the blob named.
+  // Throws away the bytes after the last verified chunk (all of them
+  // without a chunk list): a source stopped short or sent bad bytes.
+  absl::Status DropUnverified();
+  // Verifies size and hash, then shows the blob. DataLoss if they are not
+  // the blob named: the bytes received are discarded (but for verified
+  // chunks).
   absl::Status Finish();
 
  private:
   friend class Library;
   void Release();  // closes the part and lets another writer open it
   BlobWriter(Library* lib, std::string sha256, int64_t size, int fd, int64_t offset);
+  absl::Status Fill(absl::string_view data);
+  // Process's share with a chunk list (only checking, for a resumed part).
+  absl::Status Verify(const char* p, size_t n, bool write = true);
+  absl::Status Resume(int64_t offset);  // re-reads what a part holds
   struct FreeBuffer {
     void operator()(char* p) const { free(p); }
   };
@@ -79,6 +91,14 @@ class BlobWriter {
   absl::Status Write(const char* p, size_t n);
   Library* lib_;
   Sha256 hash_;  // of the bytes written so far (a resumed part's on opening)
+  // With a chunk list, each chunk is verified as it completes instead (no
+  // whole hash): hashed_ bytes went through Process, verified_ of them are
+  // whole chunks that matched. Without one, verified_ stays 0.
+  int64_t chunk_bytes_ = 0;
+  std::string chunks_;
+  Sha256 chunk_hash_;
+  int64_t hashed_ = 0;
+  int64_t verified_ = 0;
   std::unique_ptr<char, FreeBuffer> buffer_;  // filling
   size_t capacity_ = 0;                       // of each buffer: 1 MiB, or the blob's size in blocks
   size_t buffered_ = 0;
@@ -122,6 +142,16 @@ class Library {
   // already holds the blob.
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenBlob(absl::string_view sha256, int64_t size,
                                                        int64_t offset);
+  // The same with the blob's chunk list, if it has one: each chunk is then
+  // verified as it arrives, and a resumed part's chunks are checked again
+  // (the writer's offset() is the end of the last good one).
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenBlob(const BlobRef& blob, int64_t offset);
+
+  // The chunk list of a blob the library holds (ChunkBytes(size) each; an
+  // empty list for a blob of one chunk): from a held version's manifest, or
+  // else by reading the blob, whose whole hash is checked on the way
+  // (DataLoss if the bytes on disk are no longer the blob).
+  absl::StatusOr<BlobRef> ChunkList(absl::string_view sha256) const;
   // A whole blob at once (small blobs, tests).
   absl::Status PutBlob(absl::string_view sha256, absl::string_view data);
 

@@ -23,7 +23,36 @@ absl::Status BadPath(absl::string_view path, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("file path \"", path.substr(0, 200), "\": ", why));
 }
 
+absl::Status CheckChunks(const v1::ContentFile& f) {
+  if (f.chunk_bytes() == 0 && f.chunk_sha256().empty()) return absl::OkStatus();
+  if (f.chunk_bytes() < kMinChunkBytes || f.chunk_bytes() % 4096 != 0)
+    return BadPath(f.path(), absl::StrCat("chunk size ", f.chunk_bytes(),
+                                          " is not a multiple of 4 KiB of at least 1 MiB"));
+  const int64_t n = ChunkCount(f.size(), f.chunk_bytes());
+  if (n < 2 || n > kMaxChunks)
+    return BadPath(f.path(),
+                   absl::StrCat("a chunk list needs 2 .. ", kMaxChunks, " chunks, not ", n));
+  if (static_cast<int64_t>(f.chunk_sha256().size()) != 64 * n)
+    return BadPath(f.path(), absl::StrCat("the chunk list holds ", f.chunk_sha256().size() / 64,
+                                          " hashes for ", n, " chunks"));
+  for (int64_t i = 0; i < n; ++i)
+    if (!IsSha256Hex(absl::string_view(f.chunk_sha256()).substr(static_cast<size_t>(i) * 64, 64)))
+      return BadPath(f.path(), "a chunk hash is not 64 lower-case hex digits");
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+int64_t ChunkBytes(int64_t size) {
+  int64_t chunk = int64_t{16} << 20;
+  if (size <= chunk) return 0;
+  while (ChunkCount(size, chunk) > 1024) chunk *= 2;
+  return chunk;
+}
+
+int64_t ChunkCount(int64_t size, int64_t chunk_bytes) {
+  return chunk_bytes <= 0 ? 0 : (size + chunk_bytes - 1) / chunk_bytes;
+}
 
 absl::Status CheckRelativePath(absl::string_view path) {
   if (path.empty()) return BadPath(path, "empty");
@@ -47,6 +76,7 @@ absl::Status CheckManifest(const v1::ContentManifest& manifest) {
     return absl::InvalidArgumentError(absl::StrCat("a content version holds at most ", kMaxFiles,
                                                    " files, this one ", manifest.files_size()));
   std::set<absl::string_view> paths;
+  std::map<absl::string_view, const v1::ContentFile*> blobs;
   for (const v1::ContentFile& f : manifest.files()) {
     RETURN_IF_ERROR(CheckRelativePath(f.path()));
     if (f.size() < 0 || f.size() > kMaxFileBytes)
@@ -55,6 +85,12 @@ absl::Status CheckManifest(const v1::ContentManifest& manifest) {
     if (!IsSha256Hex(f.sha256()))
       return BadPath(f.path(), "sha256 is not 64 lower-case hex digits");
     if (!paths.insert(f.path()).second) return BadPath(f.path(), "appears twice");
+    RETURN_IF_ERROR(CheckChunks(f));
+    auto [it, fresh] = blobs.emplace(f.sha256(), &f);
+    if (!fresh && (it->second->size() != f.size() || it->second->chunk_bytes() != f.chunk_bytes() ||
+                   it->second->chunk_sha256() != f.chunk_sha256()))
+      return BadPath(f.path(), absl::StrCat("has the hash of \"", it->second->path(),
+                                            "\" but another size or chunk list"));
   }
   // A file may not also be a folder of another: "a" and "a/b".
   for (absl::string_view p : paths) {
@@ -67,11 +103,12 @@ absl::Status CheckManifest(const v1::ContentManifest& manifest) {
 }
 
 std::vector<BlobRef> DistinctBlobs(const v1::ContentManifest& manifest) {
-  std::map<std::string, int64_t> blobs;
-  for (const v1::ContentFile& f : manifest.files()) blobs.emplace(f.sha256(), f.size());
+  std::map<absl::string_view, const v1::ContentFile*> blobs;
+  for (const v1::ContentFile& f : manifest.files()) blobs.emplace(f.sha256(), &f);
   std::vector<BlobRef> out;
   out.reserve(blobs.size());
-  for (auto& [hash, size] : blobs) out.push_back({hash, size});
+  for (const auto& [hash, f] : blobs)
+    out.push_back({f->sha256(), f->size(), f->chunk_bytes(), f->chunk_sha256()});
   return out;
 }
 

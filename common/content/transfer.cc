@@ -150,13 +150,14 @@ absl::Status BringVersion(const v1::ContentManifest& manifest, Library& library,
       report(true);
       return outside;
     }
-    auto w = library.OpenBlob(b.sha256, b.size, library.PartialBytes(b.sha256));
-    if (absl::IsFailedPrecondition(w.status())) w = library.OpenBlob(b.sha256, b.size, 0);
+    auto w = library.OpenBlob(b, library.PartialBytes(b.sha256));
+    if (absl::IsFailedPrecondition(w.status())) w = library.OpenBlob(b, 0);
     if (absl::IsAlreadyExists(w.status())) {
       p.bytes_done += b.size;
       continue;
     }
     if (!w.ok()) return w.status();
+    const int64_t before = p.bytes_done;  // of the blobs before this one
     p.bytes_done += (*w)->offset();
     bool out_of_hours = false;
     if (b.size > (*w)->offset()) {
@@ -175,13 +176,14 @@ absl::Status BringVersion(const v1::ContentManifest& manifest, Library& library,
         return outside;
       }
       if (!s.ok()) {
+        p.bytes_done = before + (*w)->offset();  // bad chunks were dropped
         report(true);
         return s;
       }
     }
     absl::Status s = (*w)->Finish();
     if (!s.ok()) {
-      p.bytes_done -= b.size;  // the bytes were thrown away
+      p.bytes_done = before + (*w)->verified();  // the bytes were thrown away
       report(true);
       return Annotate(s, absl::StrCat("from ", source.name()));
     }

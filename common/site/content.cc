@@ -139,7 +139,15 @@ class SiteContent::Service final : public v1::ContentLibrary::Service {
       v1::BlobState* b = out->add_blobs();
       b->set_sha256(h);
       b->set_present(library_->HasBlob(h));
-      if (!b->present()) b->set_partial_bytes(library_->PartialBytes(h));
+      if (!b->present()) {
+        b->set_partial_bytes(library_->PartialBytes(h));
+      } else if (req->chunks()) {
+        if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+        absl::StatusOr<content::BlobRef> list = library_->ChunkList(h);
+        if (!list.ok()) return ToGrpcStatus(list.status());
+        b->set_chunk_bytes(list->chunk_bytes);
+        b->set_chunk_sha256(std::move(list->chunk_sha256));
+      }
     }
     return grpc::Status::OK;
   }

@@ -31,8 +31,8 @@ absl::StatusOr<std::vector<VersionKey>> NewestVersions(store::Connection& conn,
 
 absl::StatusOr<v1::ContentManifest> ReadManifest(store::Connection& conn, const VersionKey& key) {
   ASSIGN_OR_RETURN(store::Result f,
-                   conn.Exec("SELECT path, size, mode, sha256 FROM package_files WHERE package "
-                             "= $1 AND version = $2 ORDER BY path",
+                   conn.Exec("SELECT path, size, mode, sha256, chunk_bytes, chunk_sha256 FROM "
+                             "package_files WHERE package = $1 AND version = $2 ORDER BY path",
                              {key.package, std::to_string(key.version)}));
   v1::ContentManifest m;
   m.set_package(key.package);
@@ -43,6 +43,8 @@ absl::StatusOr<v1::ContentManifest> ReadManifest(store::Connection& conn, const 
     file->set_size(f.GetInt(i, 1));
     file->set_mode(static_cast<uint32_t>(f.GetInt(i, 2)));
     file->set_sha256(f.GetString(i, 3));
+    file->set_chunk_bytes(f.GetInt(i, 4));
+    file->set_chunk_sha256(f.GetString(i, 5));
   }
   return m;
 }

@@ -78,10 +78,11 @@ absl::Status Fetch(const std::string& address, const v1::TlsConfig& tls, const s
   auto source = content::HttpsBlobSource(address, tls, "the DP");
   REQUIRE(source.ok());
   int64_t got = 0;
-  absl::Status s = (*source)->Fetch({hash, static_cast<int64_t>(data.size())}, **w, [&](int64_t n) {
-    got += n;
-    return true;
-  });
+  absl::Status s =
+      (*source)->Fetch({hash, static_cast<int64_t>(data.size()), 0, {}}, **w, [&](int64_t n) {
+        got += n;
+        return true;
+      });
   if (received) *received = got;
   UNSCOPED_INFO("fetch: " << s.ToString());
   if (!s.ok()) return s;

@@ -2,6 +2,8 @@
 // site server's content library, versions recorded as global data, and every
 // site's content state.
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/content/manifest.h"
@@ -137,9 +139,15 @@ class PackageServiceImpl final : public v1::PackageService::Service {
     return core_.Run(*ctx, __func__, kCreate.name, [&](Call& call) -> absl::Status {
       out->Clear();
       ASSIGN_OR_RETURN(int64_t version, CheckUpload(call, *req));
-      ASSIGN_OR_RETURN(v1::BlobStates states, States(*ctx, req->manifest()));
+      // The chunk lists come from the site's library, computed from the
+      // bytes it verified, never from the uploader.
+      ASSIGN_OR_RETURN(v1::BlobStates states, States(*ctx, req->manifest(), /*chunks=*/true));
       int missing = 0;
-      for (const v1::BlobState& b : states.blobs()) missing += b.present() ? 0 : 1;
+      std::map<std::string, const v1::BlobState*> chunks;
+      for (const v1::BlobState& b : states.blobs()) {
+        missing += b.present() ? 0 : 1;
+        chunks[b.sha256()] = &b;
+      }
       if (missing > 0) {
         return absl::FailedPreconditionError(
             absl::StrCat(missing, " of the version's blobs are not in site ", call.site(),
@@ -148,13 +156,16 @@ class PackageServiceImpl final : public v1::PackageService::Service {
       }
       const v1::ContentManifest& m = req->manifest();
       int64_t total = 0;
-      std::vector<std::string> paths, sizes, modes, hashes;
+      std::vector<std::string> paths, sizes, modes, hashes, chunk_bytes, chunk_hashes;
       for (const v1::ContentFile& f : m.files()) {
         total += f.size();
         paths.push_back(f.path());
         sizes.push_back(std::to_string(f.size()));
         modes.push_back(std::to_string(f.mode()));
         hashes.push_back(f.sha256());
+        const v1::BlobState* b = chunks[f.sha256()];
+        chunk_bytes.push_back(std::to_string(b == nullptr ? 0 : b->chunk_bytes()));
+        chunk_hashes.push_back(b == nullptr ? "" : b->chunk_sha256());
       }
       if (req->new_package()) {
         RETURN_IF_ERROR(call.tx
@@ -177,12 +188,13 @@ class PackageServiceImpl final : public v1::PackageService::Service {
               .status());
       RETURN_IF_ERROR(
           call.tx
-              .Exec("INSERT INTO package_files (package, version, path, size, mode, sha256) "
-                    "SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::int[], "
-                    "$6::text[])",
+              .Exec("INSERT INTO package_files (package, version, path, size, mode, sha256, "
+                    "chunk_bytes, chunk_sha256) SELECT $1, $2, * FROM unnest($3::text[], "
+                    "$4::bigint[], $5::int[], $6::text[], $7::bigint[], $8::text[])",
                     {req->name(), std::to_string(version), store::TextArrayLiteral(paths),
                      store::TextArrayLiteral(sizes), store::TextArrayLiteral(modes),
-                     store::TextArrayLiteral(hashes)})
+                     store::TextArrayLiteral(hashes), store::TextArrayLiteral(chunk_bytes),
+                     store::TextArrayLiteral(chunk_hashes)})
               .status());
       RETURN_IF_ERROR(call.Audit(
           req->new_package() ? "create" : "update", "package", req->name(),
@@ -316,8 +328,9 @@ class PackageServiceImpl final : public v1::PackageService::Service {
   }
 
   absl::StatusOr<v1::BlobStates> States(const grpc::ServerContext& ctx,
-                                        const v1::ContentManifest& m) {
+                                        const v1::ContentManifest& m, bool chunks = false) {
     v1::BlobStatesRequest q;
+    q.set_chunks(chunks);
     for (const content::BlobRef& b : content::DistinctBlobs(m)) q.add_sha256(b.sha256);
     grpc::ClientContext site_ctx;
     site_ctx.set_deadline(ctx.deadline());

@@ -104,6 +104,123 @@ TEST_CASE("an interrupted blob resumes after the bytes already received") {
   REQUIRE(lib->HasBlob(hash));
 }
 
+namespace {
+
+// `n` random bytes and their blob with a chunk list of 1 MiB chunks.
+BlobRef ChunkedBlob(size_t n, std::string* data) {
+  data->resize(n);
+  std::mt19937 rng(11);
+  for (char& c : *data) c = static_cast<char>(rng());
+  BlobRef b{Sha256::Of(*data), static_cast<int64_t>(n), kMinChunkBytes, ""};
+  for (size_t off = 0; off < n; off += kMinChunkBytes)
+    b.chunk_sha256 += Sha256::Of(absl::string_view(*data).substr(off, kMinChunkBytes));
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("with a chunk list, a bad chunk costs that chunk only: the good ones are kept") {
+  TempDir dir;
+  for (auto durability : {Library::Durability::kSynced, Library::Durability::kVerifyOnUse}) {
+    auto opened = Library::Open(
+        dir.path() + (durability == Library::Durability::kSynced ? "/a" : "/b"), durability);
+    REQUIRE(opened.ok());
+    Library& lib = **opened;
+    std::string data;
+    // 5.5 MiB (6 chunks, the last one short), hashed on the caller's thread;
+    // 10 MiB and a bit, on the writer's worker thread (from 8 MiB).
+    for (size_t size : {(11u << 19), (10u << 20) + 12345}) {
+      const BlobRef b = ChunkedBlob(size, &data);
+      std::string bad = data;
+      bad[(3u << 20) + 100] ^= 1;  // in the 4th chunk
+      auto w = lib.OpenBlob(b, 0);
+      REQUIRE(w.ok());
+      absl::Status s;
+      for (size_t off = 0; off < size && s.ok(); off += 300000)
+        s = (*w)->Append(absl::string_view(bad).substr(off, 300000));
+      if (s.ok()) s = (*w)->Finish();
+      REQUIRE(s.code() == absl::StatusCode::kDataLoss);
+      CHECK(s.message().find("chunk 4 of") != std::string::npos);
+      // Chunks 1-3 verified and kept; the writer and the part are back there.
+      CHECK((*w)->offset() == (3 << 20));
+      CHECK((*w)->verified() == (3 << 20));
+      CHECK(lib.PartialBytes(b.sha256) == (3 << 20));
+      CHECK_FALSE(lib.HasBlob(b.sha256));
+      // The rest from a good source completes the blob.
+      REQUIRE((*w)->Append(absl::string_view(data).substr(3 << 20)).ok());
+      REQUIRE((*w)->Finish().ok());
+      REQUIRE(lib.HasBlob(b.sha256));
+      auto digest = HashFile(lib.BlobPath(b.sha256));
+      REQUIRE(digest.ok());
+      CHECK(digest->sha256 == b.sha256);
+      // The library lists the same chunks, computed from the bytes it holds.
+      auto list = lib.ChunkList(b.sha256);
+      REQUIRE(list.ok());
+      CHECK(list->chunk_bytes == ChunkBytes(static_cast<int64_t>(size)));
+    }
+  }
+}
+
+TEST_CASE("a resumed part is checked chunk by chunk and cut at the first damaged one") {
+  TempDir dir;
+  auto lib = OpenLib(dir.path() + "/lib");
+  std::string data;
+  const BlobRef b = ChunkedBlob(5u << 20, &data);
+  {
+    auto w = lib->OpenBlob(b, 0);
+    REQUIRE(w.ok());
+    REQUIRE((*w)->Append(absl::string_view(data).substr(0, (3u << 20) + 5000)).ok());
+  }  // dropped: 3 whole chunks and a piece of the 4th stay
+  REQUIRE(lib->PartialBytes(b.sha256) == (3 << 20) + 5000);
+  {
+    // The disk damages the 2nd chunk of the part (no fsync before a crash).
+    std::fstream part(dir.path() + "/lib/parts/" + b.sha256,
+                      std::ios::in | std::ios::out | std::ios::binary);
+    part.seekp((1 << 20) + 77);
+    part.put(static_cast<char>(data[(1 << 20) + 77] ^ 0x40));
+  }
+  auto w = lib->OpenBlob(b, lib->PartialBytes(b.sha256));
+  REQUIRE(w.ok());
+  CHECK((*w)->offset() == (1 << 20));  // only the 1st chunk survived
+  CHECK(lib->PartialBytes(b.sha256) == (1 << 20));
+  REQUIRE((*w)->Append(absl::string_view(data).substr(1 << 20)).ok());
+  REQUIRE((*w)->Finish().ok());
+  auto digest = HashFile(lib->BlobPath(b.sha256));
+  REQUIRE(digest.ok());
+  CHECK(digest->sha256 == b.sha256);
+}
+
+TEST_CASE("a chunk list that does not fit its blob is refused") {
+  TempDir dir;
+  auto lib = OpenLib(dir.path() + "/lib");
+  std::string data;
+  BlobRef b = ChunkedBlob(3u << 20, &data);
+  b.chunk_sha256.resize(64 * 2);  // 2 hashes for 3 chunks
+  CHECK(lib->OpenBlob(b, 0).status().code() == absl::StatusCode::kInvalidArgument);
+  b = ChunkedBlob(3u << 20, &data);
+  b.chunk_bytes = 12345;  // not whole blocks
+  CHECK(lib->OpenBlob(b, 0).status().code() == absl::StatusCode::kInvalidArgument);
+  // A blob that turned bad on disk gives no chunk list (validation's job).
+  b = ChunkedBlob(3u << 20, &data);
+  REQUIRE(lib->PutBlob(b.sha256, data).ok());
+  ::chmod(lib->BlobPath(b.sha256).c_str(), 0644);
+  {
+    std::fstream f(lib->BlobPath(b.sha256), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put(static_cast<char>(data[10] ^ 1));
+  }
+  CHECK(lib->ChunkList(b.sha256).status().code() == absl::StatusCode::kDataLoss);
+  CHECK(lib->ChunkList(Sha256::Of("absent")).status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("chunk sizes: 16 MiB, doubled to keep at most 1,024 chunks; none for one chunk") {
+  CHECK(ChunkBytes(16 << 20) == 0);
+  CHECK(ChunkBytes((16 << 20) + 1) == (16 << 20));
+  CHECK(ChunkBytes(int64_t{16} << 30) == (16 << 20));
+  CHECK(ChunkBytes((int64_t{16} << 30) + 1) == (32 << 20));
+  CHECK(ChunkCount(kMaxFileBytes, ChunkBytes(kMaxFileBytes)) == 1024);
+}
+
 TEST_CASE("blobs are stored once, counted by the versions using them, and collected when unused") {
   TempDir dir;
   auto lib = OpenLib(dir.path() + "/lib");

@@ -61,6 +61,29 @@ TEST_CASE("a manifest with a duplicate path, a file inside a file or a bad hash 
   REQUIRE(CheckManifest(m).code() == absl::StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("a chunk list must fit its file, and one blob has one list") {
+  strata::v1::ContentManifest m;
+  auto f = File("big");
+  f.set_size((3 << 20) + 1);  // 4 chunks of 1 MiB
+  f.set_chunk_bytes(1 << 20);
+  f.set_chunk_sha256(std::string(64 * 4, 'a'));
+  *m.add_files() = f;
+  REQUIRE(CheckManifest(m).ok());
+  m.mutable_files(0)->set_chunk_sha256(std::string(64 * 3, 'a'));
+  CHECK(CheckManifest(m).message().find("holds 3 hashes for 4 chunks") != std::string::npos);
+  m.mutable_files(0)->set_chunk_sha256(std::string(64 * 4, 'A'));
+  CHECK(CheckManifest(m).code() == absl::StatusCode::kInvalidArgument);
+  m.mutable_files(0)->set_chunk_sha256(std::string(64 * 4, 'a'));
+  m.mutable_files(0)->set_chunk_bytes(4096);  // under 1 MiB
+  CHECK(CheckManifest(m).code() == absl::StatusCode::kInvalidArgument);
+  m.mutable_files(0)->set_chunk_bytes(1 << 20);
+  auto copy = f;
+  copy.set_path("copy");
+  copy.set_chunk_sha256(std::string(64 * 4, 'b'));  // the same blob, another list
+  *m.add_files() = copy;
+  CHECK(CheckManifest(m).message().find("another size or chunk list") != std::string::npos);
+}
+
 TEST_CASE("a source folder is read with nested paths, empty files and inner symlinks") {
   TempDir dir;
   const std::string src = dir.path() + "/src";

@@ -18,6 +18,8 @@ class FakeSource final : public BlobSource {
   int64_t fail_after = -1;  // bytes served in all before it drops
   int64_t served = 0;
   bool corrupt = false;
+  int64_t corrupt_at = -1;  // a byte sent wrong
+  int64_t piece_bytes = 1000;
 
   absl::Status Fetch(const BlobRef& blob, BlobWriter& writer,
                      const std::function<bool(int64_t)>& chunk) override {
@@ -25,9 +27,11 @@ class FakeSource final : public BlobSource {
     if (it == blobs.end()) return absl::NotFoundError("no such blob");
     std::string data = it->second;
     if (corrupt) data[0] ^= 1;
-    for (int64_t off = writer.offset(); off < static_cast<int64_t>(data.size()); off += 1000) {
+    if (corrupt_at >= 0 && corrupt_at < static_cast<int64_t>(data.size())) data[corrupt_at] ^= 1;
+    for (int64_t off = writer.offset(); off < static_cast<int64_t>(data.size());
+         off += piece_bytes) {
       if (fail_after >= 0 && served >= fail_after) return absl::UnavailableError("link dropped");
-      std::string piece = data.substr(off, 1000);
+      std::string piece = data.substr(off, piece_bytes);
       if (auto s = writer.Append(piece); !s.ok()) return s;
       served += static_cast<int64_t>(piece.size());
       if (!chunk(static_cast<int64_t>(piece.size()))) return absl::CancelledError("stopped");
@@ -121,4 +125,37 @@ TEST_CASE("a rate limit holds a transfer to its bytes per second") {
   absl::Notification stop;
   stop.Notify();
   CHECK_FALSE(limiter.Take(1000000, &stop));
+}
+
+TEST_CASE("with chunk lists, a source's bad byte costs one chunk: the next attempt resumes there") {
+  TempDir dir;
+  auto lib = Library::Open(dir.path() + "/lib");
+  REQUIRE(lib.ok());
+  FakeSource src;
+  src.piece_bytes = 64 << 10;
+  std::string data(6 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 2654435761u >> 13);
+  auto m = Manifest(src, {{"big", data}});
+  auto* f = m.mutable_files(0);
+  f->set_chunk_bytes(kMinChunkBytes);
+  for (size_t off = 0; off < data.size(); off += kMinChunkBytes)
+    f->mutable_chunk_sha256()->append(
+        Sha256::Of(absl::string_view(data).substr(off, kMinChunkBytes)));
+  REQUIRE(CheckManifest(m).ok());
+  src.corrupt_at = (4 << 20) + 3;  // in the 5th chunk
+  RateLimiter unlimited(0);
+  Progress last;
+  auto s = BringVersion(m, **lib, src, unlimited, TransferHours(), nullptr,
+                        [&](const Progress& p) { last = p; });
+  REQUIRE(s.code() == absl::StatusCode::kDataLoss);
+  CHECK(src.served == (5 << 20) - (64 << 10));  // stopped within the bad chunk
+  CHECK((*lib)->PartialBytes(f->sha256()) == (4 << 20));
+  CHECK(last.bytes_done == (4 << 20));
+  // The source mended: only the 5th and 6th chunks travel again.
+  src.corrupt_at = -1;
+  src.served = 0;
+  REQUIRE(BringVersion(m, **lib, src, unlimited, TransferHours(), nullptr, [](const Progress&) {
+          }).ok());
+  CHECK(src.served == (2 << 20));
+  CHECK((*lib)->HoldsVersion("P", 1));
 }
