@@ -22,8 +22,10 @@ namespace {
 
 constexpr size_t kWriteBuffer = 1 << 20;
 constexpr size_t kBlock = 4096;  // O_DIRECT's alignment
-// Blobs this large are hashed and written on a thread of their own.
+// Blobs this large are hashed and written on a thread of their own, with
+// up to this many full buffers queued for it.
 constexpr int64_t kPipelineBytes = 8 << 20;
+constexpr int kInFlight = 8;
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
@@ -152,38 +154,62 @@ absl::Status BlobWriter::HandOff() {
     buffered_ = 0;
     return s;
   }
-  // A large blob: the buffer is hashed and written by the worker while the
-  // next one fills (the source's receive overlaps them).
-  RETURN_IF_ERROR(WaitIdle());
-  if (!spare_) spare_ = NewBuffer(capacity_);
-  std::swap(buffer_, spare_);
-  buffered_ = 0;
+  // A large blob: the buffer is queued for the worker, which hashes and
+  // writes it while the source's receive fills the next.
+  Buffer next;
   {
     absl::MutexLock lock(&worker_mu_);
-    busy_ = true;
+    if (free_.empty() && allocated_ >= kInFlight) {
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) {
+        return !free_.empty() || !worker_status_.ok();
+      };
+      worker_mu_.Await(absl::Condition(&ready));
+    }
+    if (!worker_status_.ok()) return worker_status_;
+    if (!free_.empty()) {
+      next = std::move(free_.back());
+      free_.pop_back();
+    }
+    queue_.push_back(std::move(buffer_));
   }
+  if (!next) {
+    next = NewBuffer(capacity_);
+    ++allocated_;
+  }
+  buffer_ = std::move(next);
+  buffered_ = 0;
   if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
   return absl::OkStatus();
 }
 
 void BlobWriter::WorkerLoop() {
   while (true) {
+    Buffer b;
+    bool failed;
     {
       absl::MutexLock lock(&worker_mu_);
-      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return busy_ || quit_; };
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) {
+        return !queue_.empty() || quit_;
+      };
       worker_mu_.Await(absl::Condition(&woken));
-      if (!busy_) return;  // quit with nothing to do
+      if (queue_.empty()) return;  // quit with nothing to do
+      b = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      failed = !worker_status_.ok();  // after an error the rest is dropped
     }
-    absl::Status s = Process(spare_.get(), capacity_);
+    absl::Status s = failed ? absl::OkStatus() : Process(b.get(), capacity_);
     absl::MutexLock lock(&worker_mu_);
     if (!s.ok() && worker_status_.ok()) worker_status_ = s;
+    free_.push_back(std::move(b));
     busy_ = false;
   }
 }
 
 absl::Status BlobWriter::WaitIdle() {
   absl::MutexLock lock(&worker_mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return !busy_; };
+  auto idle = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return queue_.empty() && !busy_; };
   worker_mu_.Await(absl::Condition(&idle));
   return worker_status_;
 }
@@ -239,7 +265,8 @@ absl::Status BlobWriter::DropUnverified() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
   {
     absl::MutexLock lock(&worker_mu_);
-    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return !busy_; };
+    auto idle = [this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_) { return queue_.empty() && !busy_; };
     worker_mu_.Await(absl::Condition(&idle));
     worker_status_ = absl::OkStatus();  // the error being dropped with its bytes
   }
@@ -249,8 +276,8 @@ absl::Status BlobWriter::DropUnverified() {
   hash_ = Sha256();
   chunk_hash_ = Sha256();
   offset_ = hashed_ = verified_;
-  if (lib_->durability_ == Library::Durability::kVerifyOnUse && !direct_ &&
-      verified_ % kBlock == 0 && ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_DIRECT) == 0)
+  if (!direct_ && verified_ % kBlock == 0 &&
+      ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_DIRECT) == 0)
     direct_ = true;
   return absl::OkStatus();
 }
@@ -399,8 +426,7 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> Library::OpenBlob(const BlobRef& blo
   }
   if (offset > 0) RETURN_IF_ERROR(w->Resume(offset));
   if (::lseek(fd, w->offset_, SEEK_SET) != w->offset_) return Errno("cannot seek in", part);
-  if (durability_ == Durability::kVerifyOnUse && w->offset_ % kBlock == 0 &&
-      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_DIRECT) == 0)
+  if (w->offset_ % kBlock == 0 && ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_DIRECT) == 0)
     w->direct_ = true;
   return w;
 }

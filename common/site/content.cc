@@ -24,7 +24,7 @@
 namespace strata::site {
 namespace {
 
-constexpr int64_t kChunkBytes = 1 << 20;
+constexpr int64_t kMessageBytes = 1 << 20;
 
 // One library's state of one version (site server or distribution point).
 constexpr char kUpsertStatus[] =
@@ -81,20 +81,19 @@ class SiteContent::Service final : public v1::ContentLibrary::Service {
       return ToGrpcStatus(absl::InvalidArgumentError(
           absl::StrCat("offset ", req->offset(), " is outside the blob's ", size, " bytes")));
     }
-    std::string buf;
     v1::BlobChunk chunk;
     for (int64_t off = req->offset(); off < size && !ctx->IsCancelled();) {
-      buf.resize(static_cast<size_t>(std::min(kChunkBytes, size - off)));
-      ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
+      std::string* buf = chunk.mutable_data();  // read straight into the message
+      buf->resize(static_cast<size_t>(std::min(kMessageBytes, size - off)));
+      ssize_t n = ::pread(fd, buf->data(), buf->size(), off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         ::close(fd);
         return ToGrpcStatus(absl::InternalError(absl::StrCat("cannot read blob ", req->sha256())));
       }
-      buf.resize(static_cast<size_t>(n));
+      buf->resize(static_cast<size_t>(n));
       chunk.set_offset(off);
       chunk.set_size(size);
-      chunk.set_data(buf);
       if (!out->Write(chunk)) break;
       off += n;
     }
@@ -115,7 +114,7 @@ class SiteContent::Service final : public v1::ContentLibrary::Service {
     }
     if (!writer.ok()) return ToGrpcStatus(writer.status());
     do {
-      if (chunk.data().size() > static_cast<size_t>(kChunkBytes))
+      if (chunk.data().size() > static_cast<size_t>(kMessageBytes))
         return ToGrpcStatus(absl::InvalidArgumentError("a chunk carries at most 1 MiB"));
       if (auto s = (*writer)->Append(chunk.data()); !s.ok()) return ToGrpcStatus(s);
     } while (in->Read(&chunk));
