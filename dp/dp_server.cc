@@ -188,9 +188,12 @@ class DpServer::Impl {
   }
 
   void SyncLoop() {
-    auto hours = content::TransferHours::Parse(config_.content_transfer().hours());
-    content::TransferHours any;
     content::RateLimiter limiter(config_.content_transfer().max_bytes_per_second());
+    v1::DpLinkLimits own;  // the configuration's, unless an admin set a content link
+    own.set_max_bytes_per_second(config_.content_transfer().max_bytes_per_second());
+    own.set_hours(config_.content_transfer().hours());
+    v1::DpLinkLimits applied = own;
+    content::TransferHours hours = *content::TransferHours::Parse(own.hours());  // checked at start
     const absl::Duration validate_every =
         absl::Seconds(config_.validation_seconds() > 0 ? config_.validation_seconds() : 86400);
     absl::Time next_validation = absl::Now() + validate_every;
@@ -209,7 +212,20 @@ class DpServer::Impl {
         if (!assignment_.has_value()) continue;
         a = *assignment_;
       }
-      bool pending = Sync(a, hours.ok() ? *hours : any, limiter, seen);
+      const v1::DpLinkLimits& want = a.has_link() ? a.link() : own;
+      if (want.SerializeAsString() != applied.SerializeAsString()) {
+        if (auto h = content::TransferHours::Parse(want.hours()); h.ok()) {
+          hours = *h;
+          limiter.SetRate(want.max_bytes_per_second());
+          applied = want;
+          LogInfo("dp.link_changed", {{"max_bytes_per_second", want.max_bytes_per_second()},
+                                      {"hours", want.hours()},
+                                      {"from", a.has_link() ? "content link" : "configuration"}});
+        } else {
+          LogWarning("dp.link_refused", {{"error", h.status()}});
+        }
+      }
+      bool pending = Sync(a, hours, limiter, seen);
       const bool requested = a.validate_requested_unix_ms() > library_->last_validated_ms();
       if (absl::Now() >= next_validation || requested) {
         Validate();

@@ -107,38 +107,64 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a site whose link's hours are not now waits, queued, and takes the content in its "
-    "hours",
+    "a site or DP whose content link's hours are not now waits, queued, and takes the content "
+    "once an admin changes the link",
     "[content]") {
   // Twelve hours from now, local time: certainly not now.
   time_t t = ::time(nullptr);
   struct tm local;
   ::localtime_r(&t, &local);
   const std::string later = std::to_string((local.tm_hour + 12) % 24);
-  ContentHierarchy h(0, later);
+  ContentHierarchy h;
+  DpProcess dp("P01.dp1", h.dir, h.p01->address());
+  dp.Start();
+  REQUIRE(h.DpsOnline(1));
+  // Refused, nothing written: an unknown target, hours that do not parse.
+  CtlRun r = h.Ctl({"set", "content-link", "X99", "--hours", later});
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("no site or distribution point \"X99\"") != std::string::npos);
+  r = h.Ctl({"set", "content-link", "S01", "--hours", "25"});
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("outside 0-23") != std::string::npos);
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM content_links") == 0);
+  // Set at the CAS, applied at the secondary and by P01's DP.
+  for (const char* target : {"S01", "P01.dp1"}) {
+    r = h.Ctl(
+        {"set", "content-link", target, "--hours", later, "--max-bytes-per-second", "50000000"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+  r = h.Ctl({"get", "content-links", "-o", "csv"});
+  CHECK(r.out.find("P01.dp1,dp,50000000," + later) != std::string::npos);
+  CHECK(r.out.find("S01,site,50000000," + later) != std::string::npos);
+  REQUIRE(Eventually(h.s01->db(), "SELECT count(*) FROM content_links", "2"));
   const std::string src = h.dir.path() + "/src";
   WriteFile(src + "/file", RandomBytes(100000, 9));
   REQUIRE(h.Ctl({"create", "package", "Night", "--source", src}).exit_code == 0);
+  REQUIRE(h.Ctl({"distribute", "package", "Night", "--dp", "P01.dp1"}).exit_code == 0);
   REQUIRE(Eventually(h.cas->db(),
-                     "SELECT count(*) FROM content_status WHERE package = 'Night' AND state = "
-                     "'installed'",
+                     "SELECT count(*) FROM content_status WHERE package = 'Night' AND location "
+                     "= 'site' AND state = 'installed'",
                      "3", seconds(60)));
   REQUIRE(Eventually(h.cas->db(),
-                     "SELECT state || ' ' || (error LIKE '%outside the hours%') FROM "
-                     "content_status WHERE package = 'Night' AND site_code = 'S01'",
-                     "queued true", seconds(30)));
+                     "SELECT string_agg(site_code || ' ' || location || ' ' || state || ' ' || "
+                     "(error LIKE '%outside the hours%'), ', ' ORDER BY site_code) FROM "
+                     "content_status WHERE package = 'Night' AND state <> 'installed'",
+                     "P01 P01.dp1 queued true, S01 site queued true", seconds(30)));
   CHECK(BlobCount(*h.s01) == 0);
-  // Its hours come (here: the link's schedule changed to any hour).
-  h.s01->Stop();
-  std::string conf = ReadWholeFile(h.s01->config_path());
-  conf.replace(conf.find("hours: \"" + later + "\""), 9 + later.size(), "hours: \"\"");
-  std::ofstream(h.s01->config_path()) << conf;
-  h.s01->Start();
+  CHECK(dp.LogText().find("dp.link_changed") != std::string::npos);
+  // The admin lets S01's content move at any hour; P01.dp1's link goes, so
+  // its own configuration (any hour) decides again. No restart.
+  REQUIRE(h.Ctl({"set", "content-link", "S01"}).exit_code == 0);
+  REQUIRE(h.Ctl({"delete", "content-link", "P01.dp1"}).exit_code == 0);
   CHECK(Eventually(h.cas->db(),
                    "SELECT state FROM content_status WHERE package = 'Night' AND site_code = "
                    "'S01'",
                    "installed", seconds(60)));
   RequireHeld(*h.s01, src);
+  CHECK(DpState(*h.cas, "P01.dp1", "Night", 1, "installed"));
+  RequireServed(dp, src);
+  CHECK(h.Ctl({"delete", "content-link", "P01.dp1"}).exit_code != 0);  // gone already
 }
 
 TEST_CASE("bad content is refused and nothing is written", "[content]") {

@@ -47,10 +47,10 @@ bool TransferHours::Allows(absl::Time t) const {
 }
 
 bool RateLimiter::Take(int64_t bytes, absl::Notification* stop) {
-  if (rate_ <= 0 || bytes <= 0) return stop == nullptr || !stop->HasBeenNotified();
   absl::Time wake;
   {
     absl::MutexLock lock(&mu_);
+    if (rate_ <= 0 || bytes <= 0) return stop == nullptr || !stop->HasBeenNotified();
     absl::Time now = absl::Now();
     // Unused allowance carries over for at most a second (the burst).
     if (next_free_ < now - absl::Seconds(1)) next_free_ = now - absl::Seconds(1);

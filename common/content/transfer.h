@@ -41,10 +41,15 @@ class RateLimiter {
   explicit RateLimiter(int64_t bytes_per_second) : rate_(bytes_per_second) {}
   // Returns false if `stop` was notified while waiting.
   bool Take(int64_t bytes, absl::Notification* stop);
+  // A new rate (an admin changed the link), from the next Take on.
+  void SetRate(int64_t bytes_per_second) {
+    absl::MutexLock lock(&mu_);
+    rate_ = bytes_per_second;
+  }
 
  private:
-  const int64_t rate_;
   absl::Mutex mu_;
+  int64_t rate_ ABSL_GUARDED_BY(mu_);
   absl::Time next_free_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 

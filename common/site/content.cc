@@ -208,7 +208,9 @@ class Manager {
       : config_(config),
         library_(library),
         stop_(stop),
-        limiter_(config.content_from_parent().max_bytes_per_second()) {
+        limiter_(config.content_from_parent().max_bytes_per_second()),
+        link_{config.content_from_parent().max_bytes_per_second(),
+              config.content_from_parent().hours()} {
     auto hours = content::TransferHours::Parse(config.content_from_parent().hours());
     if (hours.ok()) hours_ = *hours;
     if (!config.parent_address().empty()) {
@@ -221,6 +223,7 @@ class Manager {
   // One pass: the newest complete version of every package held, older
   // ones released. Returns whether work remains (to look again soon).
   absl::StatusOr<bool> Pass(store::Connection& conn) {
+    RETURN_IF_ERROR(ApplyLink(conn));
     ASSIGN_OR_RETURN(std::vector<VersionKey> newest, NewestVersions(conn, ""));
     std::set<VersionKey> wanted(newest.begin(), newest.end());
     // Release what is no longer wanted.
@@ -289,6 +292,27 @@ class Manager {
   }
 
  private:
+  // The link from the parent: an admin's content link for this site if there
+  // is one, else the configuration's content_from_parent.
+  absl::Status ApplyLink(store::Connection& conn) {
+    ASSIGN_OR_RETURN(std::optional<LinkLimits> admin, ContentLinkOf(conn, config_.site_code()));
+    const LinkLimits want = admin ? *admin
+                                  : LinkLimits{config_.content_from_parent().max_bytes_per_second(),
+                                               config_.content_from_parent().hours()};
+    if (want.max_bytes_per_second == link_.max_bytes_per_second && want.hours == link_.hours)
+      return absl::OkStatus();
+    auto hours = content::TransferHours::Parse(want.hours);
+    if (!hours.ok()) return hours.status();
+    limiter_.SetRate(want.max_bytes_per_second);
+    hours_ = *hours;
+    link_ = want;
+    retry_at_.clear();  // what waited for its hours may move now
+    LogInfo("content.link_changed", {{"max_bytes_per_second", want.max_bytes_per_second},
+                                     {"hours", want.hours},
+                                     {"from", admin ? "content link" : "configuration"}});
+    return absl::OkStatus();
+  }
+
   // Brings one version in; true once it is installed.
   bool Bring(store::Connection& conn, const v1::ContentManifest& m) {
     const VersionKey key{m.package(), m.version()};
@@ -369,6 +393,7 @@ class Manager {
   absl::Notification& stop_;
   content::RateLimiter limiter_;
   content::TransferHours hours_;
+  LinkLimits link_;  // what limiter_ and hours_ hold
   std::unique_ptr<content::BlobSource> parent_;
   std::map<VersionKey, int64_t> installed_;  // -> the version row's stamp
   std::map<VersionKey, Written> written_;

@@ -49,6 +49,15 @@ absl::StatusOr<v1::ContentManifest> ReadManifest(store::Connection& conn, const 
   return m;
 }
 
+absl::StatusOr<std::optional<LinkLimits>> ContentLinkOf(store::Connection& conn,
+                                                        const std::string& target) {
+  ASSIGN_OR_RETURN(store::Result r, conn.Exec("SELECT max_bytes_per_second, hours FROM "
+                                              "content_links WHERE target = $1",
+                                              {target}));
+  if (r.empty()) return std::nullopt;
+  return LinkLimits{r.GetInt(0, 0), r.GetString(0, 1)};
+}
+
 absl::StatusOr<int64_t> ValidationRequestedMs(store::Connection& conn, const std::string& site,
                                               const std::string& location) {
   ASSIGN_OR_RETURN(store::Result r,

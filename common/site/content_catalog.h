@@ -5,6 +5,7 @@
 // the packages distributed to it or its groups for a distribution point),
 // a version's manifest, and an admin's request to validate now.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,15 @@ absl::StatusOr<std::vector<VersionKey>> NewestVersions(store::Connection& conn,
                                                        const std::string& dp);
 
 absl::StatusOr<v1::ContentManifest> ReadManifest(store::Connection& conn, const VersionKey& key);
+
+// The content link an admin set for `target` (a site code or a DP's name),
+// if any (stratactl set content-link).
+struct LinkLimits {
+  int64_t max_bytes_per_second = 0;
+  std::string hours;
+};
+absl::StatusOr<std::optional<LinkLimits>> ContentLinkOf(store::Connection& conn,
+                                                        const std::string& target);
 
 // When an admin last asked `location` ('site' or a DP's name) at `site` to
 // validate, in Unix ms (0: never).

@@ -170,6 +170,11 @@ class DpLinkService final : public v1::DistributionPointLink::Service {
     }
     ASSIGN_OR_RETURN(int64_t requested, ValidationRequestedMs(conn, o_.site_code, dp));
     a.set_validate_requested_unix_ms(requested);
+    ASSIGN_OR_RETURN(std::optional<LinkLimits> link, ContentLinkOf(conn, dp));
+    if (link) {
+      a.mutable_link()->set_max_bytes_per_second(link->max_bytes_per_second);
+      a.mutable_link()->set_hours(link->hours);
+    }
     return a;
   }
 

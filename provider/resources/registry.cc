@@ -24,14 +24,16 @@ Resource AuditResource();
 Resource ReportsResource();
 Resource PackagesResource();
 Resource DistributionPointsResource();
+Resource ContentLinksResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
-      SitesResource(),       SiteSystemsResource(),    LinksResource(),
-      DevicesResource(),     ClientApprovalResource(), EnrollmentTokensResource(),
-      CollectionsResource(), ClientSettingsResource(), BoundariesResource(),
-      RolesResource(),       AdministratorsResource(), AuditResource(),
-      ReportsResource(),     PackagesResource(),       DistributionPointsResource(),
+      SitesResource(),        SiteSystemsResource(),    LinksResource(),
+      DevicesResource(),      ClientApprovalResource(), EnrollmentTokensResource(),
+      CollectionsResource(),  ClientSettingsResource(), BoundariesResource(),
+      RolesResource(),        AdministratorsResource(), AuditResource(),
+      ReportsResource(),      PackagesResource(),       DistributionPointsResource(),
+      ContentLinksResource(),
   };
   return *resources;
 }

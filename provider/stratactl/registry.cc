@@ -29,16 +29,18 @@ std::vector<Command> AuditCommands();
 std::vector<Command> ReportCommands();
 std::vector<Command> PackageCommands();
 std::vector<Command> DistributionPointCommands();
+std::vector<Command> ContentLinkCommands();
 
 namespace {
 
 using NounFn = std::vector<Command> (*)();
 constexpr NounFn kNouns[] = {
-    SiteCommands,       SiteSystemCommands,    LinkCommands,
-    DeviceCommands,     ApprovalCommands,      EnrollmentTokenCommands,
-    CollectionCommands, ClientSettingCommands, BoundaryCommands,
-    RoleCommands,       AdministratorCommands, AuditCommands,
-    ReportCommands,     PackageCommands,       DistributionPointCommands,
+    SiteCommands,        SiteSystemCommands,    LinkCommands,
+    DeviceCommands,      ApprovalCommands,      EnrollmentTokenCommands,
+    CollectionCommands,  ClientSettingCommands, BoundaryCommands,
+    RoleCommands,        AdministratorCommands, AuditCommands,
+    ReportCommands,      PackageCommands,       DistributionPointCommands,
+    ContentLinkCommands,
 };
 
 // The verbs, in the order --help lists them.
