@@ -52,13 +52,14 @@ class Client {
   int Connect();
 
   // One call: `method` of the service whose stub is `Stub`. Prints the error,
-  // if any, and returns its exit code.
+  // if any, and returns its exit code. `extra`: time the call needs beyond
+  // --timeout (work proportional to its size).
   template <typename Stub, typename Req, typename Resp>
   int Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
-           Resp* resp) {
+           Resp* resp, std::chrono::seconds extra = std::chrono::seconds(0)) {
     Stub stub(channel_);
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o_.timeout_s));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o_.timeout_s) + extra);
     grpc::Status s = (stub.*method)(&ctx, req, resp);
     return Report(s);
   }

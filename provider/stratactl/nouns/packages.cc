@@ -141,7 +141,13 @@ Action Upload(bool new_package, std::shared_ptr<std::string> name,
       }
     }
     v1::Package out;
-    if (int rc = c.Call(&v1::PackageService::Stub::CommitPackageVersion, req, &out)) return rc;
+    // The commit has the site's library hash large files in chunks: a
+    // second per 200 MiB on top of --timeout.
+    int64_t total = 0;
+    for (const auto& [hash, size] : sizes) total += size;
+    if (int rc = c.Call(&v1::PackageService::Stub::CommitPackageVersion, req, &out,
+                        std::chrono::seconds(total / (200 << 20))))
+      return rc;
     PrintDone(c.options(),
               absl::StrCat("package \"", out.name(), "\" version ", out.version(),
                            new_package ? " created: " : " made: ", out.files(), " files, ",
