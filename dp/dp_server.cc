@@ -193,7 +193,8 @@ class DpServer::Impl {
     own.set_max_bytes_per_second(config_.content_transfer().max_bytes_per_second());
     own.set_hours(config_.content_transfer().hours());
     v1::DpLinkLimits applied = own;
-    content::TransferHours hours = *content::TransferHours::Parse(own.hours());  // checked at start
+    auto parsed = content::TransferHours::Parse(own.hours());  // checked at start
+    content::TransferHours hours = parsed.ok() ? *parsed : content::TransferHours();
     const absl::Duration validate_every =
         absl::Seconds(config_.validation_seconds() > 0 ? config_.validation_seconds() : 86400);
     absl::Time next_validation = absl::Now() + validate_every;
