@@ -1,5 +1,12 @@
 #include "dp/dp_server.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <set>
 #include <thread>
@@ -68,10 +75,14 @@ absl::Status ValidateDpConfig(const v1::DpConfig& c) {
 class DpServer::Impl {
  public:
   explicit Impl(v1::DpConfig config) : config_(std::move(config)) {}
+  ~Impl() {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
 
   absl::Status Start() {
     RETURN_IF_ERROR(ValidateDpConfig(config_));
     SetLogComponent(absl::StrCat("dp=", config_.name()));
+    RETURN_IF_ERROR(LockStateDir());
     auto lib = content::Library::Open(config_.content_library());
     if (!lib.ok()) return Annotate(lib.status(), "content_library");
     library_ = std::move(*lib);
@@ -372,7 +383,25 @@ class DpServer::Impl {
     return true;
   }
 
+  // One DP per state folder: a second one started with the same
+  // configuration would fight the first over nginx's files and address.
+  absl::Status LockStateDir() {
+    const std::string& dir = config_.state_dir();
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+      return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", std::strerror(errno)));
+    const std::string path = dir + "/dp.lock";
+    lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0)
+      return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      return absl::FailedPreconditionError(
+          absl::StrCat("another strata-dp runs with state_dir ", dir, " (", path,
+                       " is locked): stop it first, or give this one its own"));
+    return absl::OkStatus();
+  }
+
   v1::DpConfig config_;
+  int lock_fd_ = -1;  // held while the DP runs; closed with the process
   std::unique_ptr<content::Library> library_;
   Listener listener_;
   std::string bound_address_;

@@ -3,6 +3,7 @@
 // hierarchy refused, and nginx restarted when it dies.
 
 #include "dp/nginx.h"
+#include "dp/dp_server.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -201,4 +202,33 @@ TEST_CASE("a renewed certificate makes nginx reload, and it serves on") {
       [&] { return Fetch(dp.listener.bound_address, Tls(TestPki(), "admin-alice"), data).ok(); },
       std::chrono::seconds(10)));
   nginx.Stop();
+}
+
+TEST_CASE("a second DP started with the same state folder is refused; the first runs on") {
+  TempDir dir;
+  v1::DpConfig c;
+  c.set_name("P01.dp1");
+  c.set_site_address("unix:" + dir.path() + "/no-site.sock");
+  c.set_listen_address("unix:" + dir.path() + "/dp.sock");
+  c.set_content_library(dir.path() + "/lib");
+  c.set_state_dir(dir.path() + "/state");
+  *c.mutable_tls() = Tls(TestPki(), "dp-P01.dp1");
+  auto first = std::make_unique<DpServer>(c);
+  absl::Status s = first->Start();
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  c.set_listen_address("unix:" + dir.path() + "/dp2.sock");
+  DpServer second(c);
+  s = second.Start();
+  CHECK(s.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(s.message().find("another strata-dp runs with state_dir") != std::string::npos);
+  CHECK(std::filesystem::exists(dir.path() + "/dp.sock"));  // the first still serves
+  first->Shutdown();
+  first.reset();
+  // Gone, it leaves no lock behind.
+  DpServer third(c);
+  s = third.Start();
+  INFO(s.ToString());
+  CHECK(s.ok());
+  third.Shutdown();
 }
