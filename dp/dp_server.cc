@@ -233,8 +233,9 @@ class DpServer::Impl {
           LogInfo("dp.link_changed", {{"max_bytes_per_second", want.max_bytes_per_second()},
                                       {"hours", want.hours()},
                                       {"from", a.has_link() ? "content link" : "configuration"}});
-        } else {
+        } else {  // the provider checks hours: kept as it was, said once
           LogWarning("dp.link_refused", {{"error", h.status()}});
+          applied = want;
         }
       }
       bool pending = Sync(a, hours, limiter, seen);

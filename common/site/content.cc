@@ -302,10 +302,15 @@ class Manager {
     if (want.max_bytes_per_second == link_.max_bytes_per_second && want.hours == link_.hours)
       return absl::OkStatus();
     auto hours = content::TransferHours::Parse(want.hours);
-    if (!hours.ok()) return hours.status();
+    link_ = want;  // (a refused one is said once, not every pass)
+    if (!hours.ok()) {
+      // The provider checks hours; a row that still does not parse leaves
+      // the link as it was rather than stopping the content manager.
+      LogWarning("content.link_refused", {{"hours", want.hours}, {"error", hours.status()}});
+      return absl::OkStatus();
+    }
     limiter_.SetRate(want.max_bytes_per_second);
     hours_ = *hours;
-    link_ = want;
     retry_at_.clear();  // what waited for its hours may move now
     LogInfo("content.link_changed", {{"max_bytes_per_second", want.max_bytes_per_second},
                                      {"hours", want.hours},
