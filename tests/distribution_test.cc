@@ -236,6 +236,33 @@ TEST_CASE("bad content is refused and nothing is written", "[content]") {
     CHECK(w->Finish().error_code() == grpc::StatusCode::DATA_LOSS);
   }
   CHECK(BlobCount(*h.cas) == before);
+  {
+    // A commit naming a blob the library holds, with another size.
+    const std::string data = "the real bytes";
+    const std::string hash = content::Sha256::Of(data);
+    grpc::ClientContext ctx;
+    v1::PutBlobResult res;
+    auto w = stub->UploadBlob(&ctx, &res);
+    v1::PutBlobChunk c;
+    c.set_sha256(hash);
+    c.set_size(static_cast<int64_t>(data.size()));
+    c.set_data(data);
+    w->Write(c);
+    w->WritesDone();
+    REQUIRE(w->Finish().ok());
+    v1::PackageUpload up;
+    up.set_name("Liar");
+    up.set_new_package(true);
+    auto* f = up.mutable_manifest()->add_files();
+    f->set_path("f");
+    f->set_size(15);
+    f->set_sha256(hash);
+    grpc::ClientContext ctx2;
+    v1::Package out;
+    grpc::Status s = stub->CommitPackageVersion(&ctx2, up, &out);
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(s.error_message().find("in the content library has 14 bytes") != std::string::npos);
+  }
   CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM packages") == 0);
   CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM package_files") == 0);
 }

@@ -146,6 +146,7 @@ class SiteContent::Service final : public v1::ContentLibrary::Service {
         if (!list.ok()) return ToGrpcStatus(list.status());
         b->set_chunk_bytes(list->chunk_bytes);
         b->set_chunk_sha256(std::move(list->chunk_sha256));
+        b->set_size(list->size);
       }
     }
     return grpc::Status::OK;

@@ -164,6 +164,10 @@ class PackageServiceImpl final : public v1::PackageService::Service {
         modes.push_back(std::to_string(f.mode()));
         hashes.push_back(f.sha256());
         const v1::BlobState* b = chunks[f.sha256()];
+        if (b != nullptr && b->size() != f.size())
+          return absl::InvalidArgumentError(
+              absl::StrCat("file \"", f.path(), "\": size ", f.size(), ", but its blob ",
+                           f.sha256(), " in the content library has ", b->size(), " bytes"));
         chunk_bytes.push_back(std::to_string(b == nullptr ? 0 : b->chunk_bytes()));
         chunk_hashes.push_back(b == nullptr ? "" : b->chunk_sha256());
       }
