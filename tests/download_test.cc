@@ -116,6 +116,18 @@ TEST_CASE(
                            "package = 'Tools' AND path = 'big.bin'") ==
         absl::StrCat(16 << 20, " ", chunks));
 
+  // Every address in boundary group "Here" (site P01), whose DPs are
+  // P01.dp2 then P01.dp1.
+  auto PreferDp2ThenDp1 = [&] {
+    REQUIRE(h.Ctl({"create", "boundary-group", "Here", "--site", "P01"}).exit_code == 0);
+    for (auto [name, value] : {std::pair{"v4-all", "0.0.0.0/0"}, {"v6-all", "::/0"}})
+      REQUIRE(h.Ctl({"create", "boundary", name, "--value", value, "--group", "Here"}).exit_code ==
+              0);
+    CtlRun r = h.Ctl({"set", "boundary-group-dps", "Here", "--dp", "P01.dp2", "--dp", "P01.dp1"});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+  };
+
   SECTION("each agent downloads from its site's DP, byte-identical") {
     for (const auto& [site, name] : agents) {
       INFO(site);
@@ -135,15 +147,7 @@ TEST_CASE(
   }
 
   SECTION("a boundary group's DPs come first, in its order; a DP down is passed over") {
-    REQUIRE(h.Ctl({"create", "boundary-group", "Here", "--site", "P01"}).exit_code == 0);
-    REQUIRE(h.Ctl({"create", "boundary", "v4-all", "--value", "0.0.0.0/0", "--group", "Here"})
-                .exit_code == 0);
-    REQUIRE(
-        h.Ctl({"create", "boundary", "v6-all", "--value", "::/0", "--group", "Here"}).exit_code ==
-        0);
-    CtlRun r = h.Ctl({"set", "boundary-group-dps", "Here", "--dp", "P01.dp2", "--dp", "P01.dp1"});
-    INFO(r.out << r.err);
-    REQUIRE(r.exit_code == 0);
+    PreferDp2ThenDp1();
     // The MP's bundle follows within seconds.
     Downloaded d;
     REQUIRE(WaitFor(
@@ -199,14 +203,7 @@ TEST_CASE(
   SECTION(
       "a DP with a corrupted blob: the agent refuses its bytes and takes good ones from "
       "the next, keeping a large file's good chunks") {
-    REQUIRE(h.Ctl({"create", "boundary-group", "Here", "--site", "P01"}).exit_code == 0);
-    REQUIRE(h.Ctl({"create", "boundary", "v4-all", "--value", "0.0.0.0/0", "--group", "Here"})
-                .exit_code == 0);
-    REQUIRE(
-        h.Ctl({"create", "boundary", "v6-all", "--value", "::/0", "--group", "Here"}).exit_code ==
-        0);
-    REQUIRE(h.Ctl({"set", "boundary-group-dps", "Here", "--dp", "P01.dp2", "--dp", "P01.dp1"})
-                .exit_code == 0);
+    PreferDp2ThenDp1();
     auto on_dp2 = [&](const std::string& hash) {
       const std::string blob =
           absl::StrCat(dp2.library(), "/sha256/", hash.substr(0, 2), "/", hash);

@@ -212,7 +212,7 @@ echo "CPU per GiB: curl $curl_cpu s; the agent $agent_cpu s (receiving $agent_re
 echo "DP1's nginx $nginx_cpu_s s serving curl, $nginx_agent s serving the agent (over loopback the receiver's"
 echo "acknowledgements push the sender's queued segments in the receiver's thread: the slower receiver is"
 echo "charged some of nginx's sending, so agent_receive_s_gib overstates what a remote DP would cost it)."
-echo "NOTE: the agent needs more than twice curl's CPU (it also hashes and writes each byte), and on"
+echo "NOTE: the agent needs $(awk -v a="$agent_cpu" -v c="$curl_cpu" 'BEGIN { printf "%.1f", a / c }')x curl's CPU (it also hashes and writes each byte), and on"
 echo "      these 2 cores it shares them with the DP's nginx: that bounds ratio_agent_vs_curl here. For"
 echo "      a client with its DP on another host and 2 cores of its own, the projection is"
 echo "      projected_ratio_own_cores=$projected (curl's CPU per GiB / the agent's busier thread's)."

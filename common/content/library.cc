@@ -256,11 +256,6 @@ absl::Status BlobWriter::FlushAll() {
   return absl::OkStatus();
 }
 
-absl::Status BlobWriter::Reset() {
-  verified_ = 0;
-  return DropUnverified();
-}
-
 absl::Status BlobWriter::DropUnverified() {
   if (fd_ < 0) return absl::FailedPreconditionError("blob writer already finished");
   {

@@ -59,8 +59,6 @@ class BlobWriter {
   int64_t offset() const { return offset_; }
   // Bytes known good: whole chunks that matched (0 without a chunk list).
   int64_t verified() const { return verified_; }
-  // Throws away the bytes received (a source sent bad ones): start again.
-  absl::Status Reset();
   // Throws away the bytes after the last verified chunk (all of them
   // without a chunk list): a source stopped short or sent bad bytes.
   absl::Status DropUnverified();
