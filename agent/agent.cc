@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/collectors.h"
+#include "agent/install_engine.h"
 #include "agent/inventory_delta.h"
 #include "agent/nudge_loop.h"
 #include "agent/outbound_queue.h"
@@ -69,11 +70,15 @@ class Agent::Impl {
   ~Impl() { Stop(); }
 
   absl::Status Init() {
+    if (engine_) return absl::OkStatus();  // once
     RETURN_IF_ERROR(ValidateAgentConfig(config_));
     RETURN_IF_ERROR(queue_.Open());
     chmod(dir_.c_str(), 0700);
     policy_.ParseFromString(ReadText(dir_ + "/policy.pb"));
     SetKnownVersion(policy_.version());
+    engine_ = std::make_unique<InstallEngine>(EngineOptionsFor());
+    engine_->SetDeployments({policy_.deployments().begin(), policy_.deployments().end()},
+                            {policy_.windows().begin(), policy_.windows().end()});
     LoadSchedule();
     // "address[ nudge_address]" per line, best first.
     for (absl::string_view line :
@@ -91,6 +96,10 @@ class Agent::Impl {
 
   absl::StatusOr<v1::ContentLocation> GetContent(const std::string& package, int64_t version) {
     RETURN_IF_ERROR(Init());
+    return LocateContent(package, version);
+  }
+
+  absl::StatusOr<v1::ContentLocation> LocateContent(const std::string& package, int64_t version) {
     if (!HasIdentity())
       return absl::FailedPreconditionError(
           "this agent is not registered yet: run it (strata-agent --once) first");
@@ -111,12 +120,14 @@ class Agent::Impl {
   absl::Status RunOnce() {
     RETURN_IF_ERROR(Init());
     RETURN_IF_ERROR(Cycle(/*all_due=*/true));
+    engine_->RunPass();
     return SendQueue();
   }
 
   absl::Status Run() {
     RETURN_IF_ERROR(Init());
     std::thread nudge([this] { nudge_.Run(); });
+    engine_->Start();
     Backoff retry(std::chrono::seconds(5), std::chrono::seconds(300));
     bool started = false;
     while (!stopping()) {
@@ -154,6 +165,7 @@ class Agent::Impl {
     }
     nudge_.Stop();
     nudge.join();
+    engine_->Stop();
     return absl::OkStatus();
   }
 
@@ -451,6 +463,8 @@ class Agent::Impl {
     policy_.clear_not_modified();
     SetKnownVersion(policy_.version());
     RETURN_IF_ERROR(WriteFileDurably(dir_ + "/policy.pb", policy_.SerializeAsString()));
+    engine_->SetDeployments({policy_.deployments().begin(), policy_.deployments().end()},
+                            {policy_.windows().begin(), policy_.windows().end()});
     LogInfo("agent.policy", {{"version", policy_.version()},
                              {"source", source},
                              {"poll_s", policy_.settings().policy_poll_seconds()},
@@ -459,15 +473,47 @@ class Agent::Impl {
     return absl::OkStatus();
   }
 
-  // --- inventory and the queue -------------------------------------------
+  // --- deployments -------------------------------------------------------
 
-  absl::Status QueueInventory(bool full) {
-    std::vector<std::string> errors;
+  EngineOptions EngineOptionsFor() {
+    EngineOptions o;
+    o.state_dir = dir_;
+    o.detect.dpkg_dir = config_.dpkg_dir();
+    o.detect.rpm_command = config_.rpm_command();
+    o.download.tls.set_ca_file(config_.ca_file());
+    o.download.tls.set_cert_file(dir_ + "/client.pem");
+    o.download.tls.set_key_file(dir_ + "/client.key");
+    o.download.max_bytes_per_second = config_.download_max_bytes_per_second();
+    o.cache_max_bytes = config_.cache_max_bytes();
+    o.report = [this](v1::ClientReport r) {
+      RETURN_IF_ERROR(queue_.Enqueue(std::move(r)));
+      absl::MutexLock lock(&mu_);
+      wake_ = true;  // sent at once
+      return absl::OkStatus();
+    };
+    o.locate = [this](const std::string& package, int64_t version) {
+      return LocateContent(package, version);
+    };
+    o.inventory = [this] {
+      std::vector<std::string> errors;
+      return CollectInventory(CollectorContextFor(), &errors);
+    };
+    return o;
+  }
+
+  CollectorContext CollectorContextFor() const {
     CollectorContext ctx;
     ctx.dpkg_dir = config_.dpkg_dir();
     ctx.rpm_command = config_.rpm_command();
     ctx.hostname = config_.hostname();
-    v1::InventoryReport current = CollectInventory(ctx, &errors);
+    return ctx;
+  }
+
+  // --- inventory and the queue -------------------------------------------
+
+  absl::Status QueueInventory(bool full) {
+    std::vector<std::string> errors;
+    v1::InventoryReport current = CollectInventory(CollectorContextFor(), &errors);
     for (const auto& e : errors) {
       RETURN_IF_ERROR(queue_.Enqueue(StateReport("inventory.collector_failed", 1, e)));
     }
@@ -601,6 +647,7 @@ class Agent::Impl {
   OutboundQueue queue_;
   NudgeLoop nudge_;
   v1::PolicyResponse policy_;                // the agent's thread only
+  std::unique_ptr<InstallEngine> engine_;    // made by Init
   std::map<std::string, int64_t> last_run_;  // the agent's thread only
 
   absl::Mutex mps_file_mu_;  // before mu_

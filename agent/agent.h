@@ -15,6 +15,9 @@
 //                                       ("address nudge_address" per line)
 //   queue/<seq>.pb                      reports not yet acknowledged
 //   cache/                              downloaded content (content_cache.h)
+//   deployments/<id>.pb                 the install engine's journal (install_engine.h)
+//   runs/<id>/                          a deployment's job: content/, output.log, exit
+//   reboot_pending                      deployments whose install wants a reboot
 
 #include <memory>
 #include <string>

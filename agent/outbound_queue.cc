@@ -69,7 +69,9 @@ void OutboundQueue::Trim() {
     if (excess <= 0) break;
     v1::ClientReport r;
     auto data = ReadFile(f);
-    if (data.ok() && r.ParseFromString(*data) && !r.has_inventory()) {
+    // Never an inventory (the site would see a gap) nor a deployment's state
+    // (its status at the CAS would stay wrong).
+    if (data.ok() && r.ParseFromString(*data) && !r.has_inventory() && !r.has_deployment()) {
       fs::remove(f);
       --excess;
     }

@@ -4,7 +4,7 @@
 // message) is a file of its own (queue/<seq>.pb, written durably) until an
 // MP acknowledged it. Sequence numbers are kept in `seq` and never reused.
 // Beyond `max_reports`, the oldest heartbeats and state messages go, never
-// an inventory (the site would see a gap).
+// an inventory (the site would see a gap) nor a deployment state.
 //
 // Thread-safe.
 

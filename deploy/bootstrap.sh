@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libabsl-dev libssl-dev libfmt-dev catch2 libcli11-dev libevent-dev
   libcurl4-openssl-dev nginx
-  postgresql-15 postgresql-client-15 openssl procps bc clang-format time
+  postgresql-15 postgresql-client-15 openssl procps bc clang-format time tzdata
 )
 
 missing=()

@@ -20,7 +20,9 @@
 # a client setting deployed to a collection reaching the agent at S01; then
 # starts a distribution point (strata-dp + nginx) at P01, P02 and S01, makes
 # a small package at the CAS, distributes it, shows its content status from
-# the CAS and agent 3 downloading it from S01's DP, verified.
+# the CAS and agent 3 downloading it from S01's DP, verified; then makes an
+# application of that package at the CAS, deploys it to a collection of the
+# three agents and watches its status at the CAS as each installs it.
 # Prints every link's health every 10 seconds.
 # Ctrl-C stops everything cleanly.
 #
@@ -227,6 +229,27 @@ echo "\$ strata-agent download Tools --dest $work/agent3-tools   (agent 3, at S0
   sed 's/^/   /'
 echo "   $("$work/agent3-tools/bin/hello")   (sha256 of doc/data.bin matches the source: $(
   [ "$(sha256sum < "$work/tools/doc/data.bin")" = "$(sha256sum < "$work/agent3-tools/doc/data.bin")" ] && echo yes || echo NO))"
+
+echo
+echo "== an application made at the CAS and deployed to the agents; its status from the CAS as each installs it"
+printf '#!/bin/sh\ntest -x "$STRATA_AGENT_DIR/apps/hello" && echo installed\n' > "$work/detect-hello.sh"
+echo "\$ stratactl create application Hello --content Tools --install 'mkdir -p \"\$STRATA_AGENT_DIR/apps\" && cp bin/hello \"\$STRATA_AGENT_DIR/apps/\"' --detect-script detect-hello.sh"
+$ctl create application Hello --content Tools --software-version 1.0 \
+  --install 'mkdir -p "$STRATA_AGENT_DIR/apps" && cp bin/hello "$STRATA_AGENT_DIR/apps/"' \
+  --uninstall 'rm -f "$STRATA_AGENT_DIR/apps/hello"' --detect-script "$work/detect-hello.sh" |
+  sed 's/^/   /'
+echo "\$ stratactl create collection \"Quickstart agents\" --query 'device.name like \"%-agent_\"'"
+$ctl create collection "Quickstart agents" --query "device.name like \"%-agent_\"" | sed 's/^/   /'
+agents_collected() {
+  [ "$(site_sql CAS "SELECT count(*) FROM collection_members WHERE collection = 'Quickstart agents'")" = 3 ]
+}
+wait_until 60 agents_collected || echo "   (the collection has not every agent yet)"
+echo "\$ stratactl deploy application Hello --collection \"Quickstart agents\""
+$ctl deploy application Hello --collection "Quickstart agents" | sed 's/^/   /'
+echo "\$ stratactl get deployment-status \"Hello to Quickstart agents\" --watch"
+timeout 120 $ctl get deployment-status "Hello to Quickstart agents" --watch 2>&1 | sed 's/^/   /' ||
+  echo "   (not every agent has settled in 120 s; see $STRATA_RUN/agent-*.log)"
+echo "   agent 2 runs it: $("$STRATA_RUN/agent-2/apps/hello" 2>&1)"
 
 show_health() {
   echo

@@ -180,13 +180,12 @@ grpc::ServerUnaryReactor* AgentService::GetPolicy(grpc::CallbackServerContext* c
           r->Finish(grpc::Status::OK);
           return;
         }
-        v1::ClientSettings settings = policy::EffectiveSettings(*bundle, directory_.AssignedTo(id));
-        const std::string version = policy::PolicyVersion(settings);
-        response->set_version(version);
-        if (!full && request->current_version() == version) {
+        v1::PolicyResponse policy = policy::ClientPolicy(*bundle, directory_.AssignedTo(id));
+        if (!full && request->current_version() == policy.version()) {
+          response->set_version(policy.version());
           response->set_not_modified(true);
         } else {
-          *response->mutable_settings() = std::move(settings);
+          *response = std::move(policy);
           response->set_full_inventory_requested(full);
         }
         r->Finish(grpc::Status::OK);

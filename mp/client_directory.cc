@@ -9,8 +9,8 @@ namespace {
 
 constexpr size_t kLookupBatch = 5000;
 
-std::string VersionOf(const v1::SiteBundle& bundle, const std::vector<std::string>& assigned) {
-  return policy::PolicyVersion(policy::EffectiveSettings(bundle, assigned));
+std::string VersionOf(const v1::SiteBundle& bundle, const policy::Assigned& assigned) {
+  return policy::ClientPolicyVersion(bundle, assigned);
 }
 
 }  // namespace
@@ -163,7 +163,7 @@ void ClientDirectory::EndLookup(const Allowed* answer, const std::vector<std::st
   for (const auto& id : ids) {
     auto it = answer->find(id);
     if (it == answer->end()) {
-      changes.emplace_back(id, std::vector<std::string>());  // refused: nothing to keep
+      changes.emplace_back(id, policy::Assigned());  // refused: nothing to keep
     } else if (!pushed.count(id)) {
       changes.emplace_back(id, it->second);
     }
@@ -212,19 +212,16 @@ bool ClientDirectory::SetBundle(const v1::SiteBundle& b) {
   return true;
 }
 
-std::vector<std::string> ClientDirectory::AssignedTo(const std::string& id) {
+policy::Assigned ClientDirectory::AssignedTo(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto it = assignments_.find(id);
-  return it == assignments_.end() ? std::vector<std::string>() : it->second;
+  return it == assignments_.end() ? policy::Assigned() : it->second;
 }
 
 std::optional<v1::PolicyResponse> ClientDirectory::PolicyOf(const std::string& id) {
   auto b = bundle();
   if (!b || !IsAllowed(id)) return std::nullopt;
-  v1::PolicyResponse policy;
-  *policy.mutable_settings() = policy::EffectiveSettings(*b, AssignedTo(id));
-  policy.set_version(policy::PolicyVersion(policy.settings()));
-  return policy;
+  return policy::ClientPolicy(*b, AssignedTo(id));
 }
 
 void ClientDirectory::ApplyPushed(const std::vector<Assignment>& changes) {
@@ -246,8 +243,8 @@ void ClientDirectory::UpdateAssignments(const std::vector<Assignment>& changes, 
         if (lookup_under_way_) pushed_during_lookup_.insert(id);
       }
       auto it = assignments_.find(id);
-      const std::vector<std::string> none;
-      const std::vector<std::string>& before = it == assignments_.end() ? none : it->second;
+      const policy::Assigned none;
+      const policy::Assigned& before = it == assignments_.end() ? none : it->second;
       if (before == names) continue;
       if (bundle_ && VersionOf(*bundle_, before) != VersionOf(*bundle_, names)) {
         notify.push_back(id);

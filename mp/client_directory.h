@@ -37,7 +37,7 @@
 namespace strata::mp {
 
 // A client and the custom client settings that reach it (sorted names).
-using Assignment = std::pair<std::string, std::vector<std::string>>;
+using Assignment = std::pair<std::string, policy::Assigned>;
 
 class ClientDirectory {
  public:
@@ -69,7 +69,7 @@ class ClientDirectory {
   void LoadBundle(const v1::SiteBundle& b);
   // Replaces the bundle; returns false if its version is the one held.
   bool SetBundle(const v1::SiteBundle& b);
-  std::vector<std::string> AssignedTo(const std::string& id);
+  policy::Assigned AssignedTo(const std::string& id);
   // The policy (version and settings) `id` is served now; none while the
   // client is not confirmed by the site or no bundle is held.
   std::optional<v1::PolicyResponse> PolicyOf(const std::string& id);
@@ -117,7 +117,7 @@ class ClientDirectory {
   Waiters waiting_ ABSL_GUARDED_BY(mu_);
   std::unordered_set<std::string> full_requests_ ABSL_GUARDED_BY(mu_);
   // Clients with custom settings: their names, sorted (the others: none).
-  std::unordered_map<std::string, std::vector<std::string>> assignments_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, policy::Assigned> assignments_ ABSL_GUARDED_BY(mu_);
   // A lookup under way (one at a time, on the lookup thread): its answer is
   // older than anything the site pushes meanwhile, so for those clients the
   // push stands (EndLookup).

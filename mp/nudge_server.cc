@@ -45,6 +45,10 @@ constexpr size_t kMaxOutputBytes = 64 * 1024;
 constexpr int kMaxSpreadMs = 5 * 60 * 1000;
 constexpr int kTrimEverySeconds = 5;
 constexpr int64_t kTrimAfterChurn = 256;
+// A policy larger than this (applications make it grow) is not carried in a
+// frame (at most nudge::kMaxFrameBytes): the nudge names its version and the
+// client fetches it.
+constexpr size_t kMaxInlinePolicyBytes = 3072;
 
 void InitLibeventThreads() {
   static std::once_flag once;
@@ -291,7 +295,11 @@ class NudgeServer::Impl {
         auto policy = hooks_.policy(id);
         if (policy) {
           frame.mutable_nudge()->set_detail(policy->version());
-          *frame.mutable_nudge()->mutable_policy() = std::move(*policy);
+          if (policy->ByteSizeLong() <= kMaxInlinePolicyBytes) {
+            *frame.mutable_nudge()->mutable_policy() = std::move(*policy);
+          } else {  // the version alone: the client fetches it over gRPC
+            frame.mutable_nudge()->clear_policy();
+          }
         } else {
           frame.mutable_nudge()->clear_detail();
           frame.mutable_nudge()->clear_policy();
@@ -514,7 +522,7 @@ class NudgeServer::Impl {
     welcome.mutable_welcome()->set_keepalive_seconds(options_.keepalive_s);
     if (auto policy = hooks_.policy(conn->id)) {
       welcome.mutable_welcome()->set_policy_version(policy->version());
-      if (policy->version() != held_version) {
+      if (policy->version() != held_version && policy->ByteSizeLong() <= kMaxInlinePolicyBytes) {
         *welcome.mutable_welcome()->mutable_policy() = std::move(*policy);
       }
     }

@@ -59,7 +59,10 @@ class GrpcSiteClient final : public SiteClient {
       for (const auto& id : resp.allowed()) out[id];
       for (const auto& a : resp.assignments()) {
         auto it = out.find(a.client_id());
-        if (it != out.end()) it->second.assign(a.settings().begin(), a.settings().end());
+        if (it == out.end()) continue;
+        it->second.settings.assign(a.settings().begin(), a.settings().end());
+        it->second.deployments.assign(a.deployments().begin(), a.deployments().end());
+        it->second.windows.assign(a.windows().begin(), a.windows().end());
       }
     }
     return out;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/policy/client_settings.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/status.h"
 #include "strata/v1/client.pb.h"
@@ -32,7 +33,7 @@ class SiteStream {
 
 // Allowed clients (of those asked about), each with its custom settings
 // (sorted names; empty: the default only).
-using Allowed = std::map<std::string, std::vector<std::string>>;
+using Allowed = std::map<std::string, policy::Assigned>;
 
 class SiteClient {
  public:

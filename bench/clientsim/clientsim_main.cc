@@ -137,12 +137,16 @@ class Simulator {
       }
       return AwaitPolicy(arg > 0 ? arg : 30, how == "grpc");
     }
+    if (cmd == "install") {
+      if (words.size() < 3) return "error install: install TIMEOUT_S DEPLOYMENT";
+      return Install(arg > 0 ? arg : 60, words[2]);
+    }
     if (cmd == "status") return Status();
     return absl::StrCat(
         "error ", cmd,
         ": unknown command (register, channels [timeout_s], close_channels, full, "
         "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s] [channel|grpc], "
-        "status, quit)");
+        "install timeout_s deployment, status, quit)");
   }
 
  private:
@@ -385,6 +389,71 @@ class Simulator {
         received, held, first, last, fetched, fetch_last, fleet_->fetch_failures());
   }
 
+  // Prints "awaiting"; then, as each held client is told a policy that
+  // carries a deployment (POLICY_CHANGED, the policy in the nudge or fetched),
+  // it reports `deployment` installing then installed in one Report call, as
+  // an agent whose install takes no time would (`concurrency` calls at once),
+  // until every held client has, or the timeout.
+  std::string Install(int timeout_s, const std::string& deployment) {
+    if (!fleet_) return "error install: no channels (run channels first)";
+    const int held = fleet_->held();
+    std::cout << "awaiting held=" << held << std::endl;
+    const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    std::vector<char> started(clients_.size(), 0);
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0, ok = 0, failed = 0, begun = 0;
+    int64_t first_ms = 0, last_ms = 0;
+    std::string first_error;
+    while (Clock::now() < deadline && begun < held) {
+      const auto times = fleet_->times();
+      for (size_t i = 0; i < times.size() && i < clients_.size(); ++i) {
+        if (started[i] || times[i].deployments == 0 || times[i].fetched_ms == 0) continue;
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return in_flight < concurrency_; });
+          ++in_flight;
+        }
+        started[i] = 1;
+        ++begun;
+        struct Call {
+          grpc::ClientContext ctx;
+          v1::ReportRequest request;
+          v1::ReportResponse response;
+        };
+        auto* call = new Call;
+        SimClient& c = *clients_[i];
+        *call->request.add_reports() =
+            c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLING);
+        *call->request.add_reports() =
+            c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLED);
+        call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+        const int64_t sent = WallClockMs();
+        c.stub().async()->Report(&call->ctx, &call->request, &call->response,
+                                 [&, call, sent](grpc::Status s) {
+                                   delete call;
+                                   std::lock_guard<std::mutex> lock(mu);
+                                   if (s.ok()) {
+                                     ++ok;
+                                   } else {
+                                     ++failed;
+                                     if (first_error.empty()) first_error = s.error_message();
+                                   }
+                                   first_ms = first_ms == 0 ? sent : std::min(first_ms, sent);
+                                   last_ms = std::max(last_ms, sent);
+                                   --in_flight;
+                                   cv.notify_all();
+                                 });
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return in_flight == 0; });
+    return absl::StrFormat("install reported=%d failed=%d held=%d first_ms=%d last_ms=%d%s", ok,
+                           failed, held, first_ms, last_ms,
+                           first_error.empty() ? "" : " first_error=" + first_error);
+  }
+
   std::string Status() {
     std::string out =
         absl::StrFormat("status clients=%zu channels_held=%d welcomes=%d resumed=%d",
@@ -429,6 +498,8 @@ int main(int argc, char** argv) {
       "  await_policy [t_s] [channel|grpc]\n"
       "                        print \"awaiting\", then wait for POLICY_CHANGED on every channel\n"
       "                        and the new policy: from the nudge, or fetched over gRPC\n"
+      "  install t_s NAME      print \"awaiting\", then, as each client's policy names a\n"
+      "                        deployment, report NAME installing and installed\n"
       "  status                channels held, welcomes, resumed handshakes, why channels ended\n"
       "  quit\n");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

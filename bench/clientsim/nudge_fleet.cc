@@ -27,6 +27,7 @@ struct NudgeFleet::Member {
   bool dialing = false;
   bool held = false;
   std::atomic<int64_t> welcomed_ms{0}, policy_changed_ms{0}, fetched_ms{0};
+  std::atomic<int> deployments{0};  // in the policy held
   ~Member() {
     conn.reset();
     if (session) SSL_SESSION_free(session);
@@ -164,6 +165,7 @@ void NudgeFleet::Dial(Member& m) {
     if (n.kind() != v1::NOTIFICATION_KIND_POLICY_CHANGED) return;
     mp->policy_changed_ms = WallClockMs();
     if (n.has_policy() && !fetch_over_grpc_) {
+      mp->deployments = n.policy().deployments_size();
       mp->fetched_ms = mp->policy_changed_ms.load();  // nothing to fetch
       return;
     }
@@ -215,6 +217,7 @@ void NudgeFleet::Fetch(Member& m, int spread_ms) {
         &call->ctx, &call->request, &call->response, [call](grpc::Status s) {
           NudgeFleet* fleet = call->fleet;
           if (s.ok()) {
+            call->m->deployments = call->response.deployments_size();
             call->m->fetched_ms = WallClockMs();
           } else {
             ++fleet->fetch_failures_;
@@ -236,7 +239,8 @@ std::vector<NudgeFleet::Times> NudgeFleet::times() {
   std::vector<Times> out;
   out.reserve(members_.size());
   for (auto& m : members_) {
-    out.push_back(Times{m->welcomed_ms.load(), m->policy_changed_ms.load(), m->fetched_ms.load()});
+    out.push_back(Times{m->welcomed_ms.load(), m->policy_changed_ms.load(), m->fetched_ms.load(),
+                        m->deployments.load()});
   }
   return out;
 }

@@ -54,6 +54,7 @@ class NudgeFleet {
     int64_t welcomed_ms = 0;
     int64_t policy_changed_ms = 0;
     int64_t fetched_ms = 0;
+    int deployments = 0;  // application deployments in the policy held
   };
   std::vector<Times> times();
   // Forgets the POLICY_CHANGED and fetch times (before a measurement).

@@ -179,6 +179,19 @@ v1::ClientReport SimClient::NextHeartbeat() {
   return r;
 }
 
+v1::ClientReport SimClient::NextDeploymentState(const std::string& deployment,
+                                                v1::DeploymentStateKind state) {
+  v1::ClientReport r;
+  r.set_seq(++seq_);
+  r.set_created_unix_ms(WallClockMs());
+  auto* d = r.mutable_deployment();
+  d->set_deployment(deployment);
+  d->set_state(state);
+  d->set_attempt(1);
+  d->set_at_unix_ms(r.created_unix_ms());
+  return r;
+}
+
 absl::Status SimClient::Send(const std::vector<v1::ClientReport>& reports, int timeout_s) {
   v1::ReportRequest req;
   for (const auto& r : reports) *req.add_reports() = r;

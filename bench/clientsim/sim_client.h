@@ -66,6 +66,9 @@ class SimClient {
   // A delta changing `changes` packages (half removed, half added).
   v1::ClientReport NextDelta(const PackageUniverse& universe, std::mt19937_64& rng, int changes);
   v1::ClientReport NextHeartbeat();
+  // A deployment's state, as the agent's install engine reports it.
+  v1::ClientReport NextDeploymentState(const std::string& deployment,
+                                       v1::DeploymentStateKind state);
 
   // Sends reports (in order); OK once the MP has acknowledged them.
   absl::Status Send(const std::vector<v1::ClientReport>& reports, int timeout_s = 60);

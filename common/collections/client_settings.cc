@@ -8,32 +8,49 @@ namespace {
 
 constexpr int kAssignBatch = 5000;
 
-// What a device should have: the settings deployed to its collections.
-constexpr char kWanted[] =
-    "SELECT DISTINCT m.device_id, d.setting FROM client_setting_deployments d JOIN "
-    "collection_members m ON m.collection = d.collection WHERE m.site_code = $1";
+// What is resolved per device from its collections: custom client settings
+// and application deployments, each a table of deployments to collections
+// and one of what reached each device (same shape, one mechanism).
+struct AssignedKind {
+  const char* deployments;  // (name column, collection)
+  const char* name;
+  const char* assignments;  // (device_id, column, site_code)
+  const char* column;
+};
+constexpr AssignedKind kKinds[] = {
+    {"client_setting_deployments", "setting", "client_setting_assignments", "setting"},
+    {"app_deployments", "name", "app_deployment_assignments", "deployment"},
+    {"maintenance_windows", "name", "maintenance_window_assignments", "maintenance_window"},
+};
 
 // For every device of the site ($1), or (`some`) for the devices in $2.
 absl::StatusOr<AssignStats> Resolve(store::Transaction& tx, bool some,
                                     const store::Params& params) {
   AssignStats stats;
-  ASSIGN_OR_RETURN(
-      store::Result removed,
-      tx.Exec(absl::StrCat("DELETE FROM client_setting_assignments a WHERE a.site_code = $1",
-                           !some ? "" : " AND a.device_id = ANY($2::uuid[])",
-                           " AND NOT EXISTS (SELECT 1 FROM client_setting_deployments d JOIN "
-                           "collection_members m ON m.collection = d.collection WHERE "
-                           "m.device_id = a.device_id AND d.setting = a.setting)"),
-              params));
-  ASSIGN_OR_RETURN(
-      store::Result added,
-      tx.Exec(absl::StrCat("INSERT INTO client_setting_assignments (device_id, setting, "
-                           "site_code) SELECT w.device_id, w.setting, $1 FROM (",
-                           kWanted, !some ? "" : " AND m.device_id = ANY($2::uuid[])",
-                           ") w ON CONFLICT (device_id, setting) DO NOTHING"),
-              params));
-  stats.removed = removed.affected_rows();
-  stats.added = added.affected_rows();
+  for (const AssignedKind& k : kKinds) {
+    const std::string col = k.column;
+    ASSIGN_OR_RETURN(
+        store::Result removed,
+        tx.Exec(absl::StrCat("DELETE FROM ", k.assignments, " a WHERE a.site_code = $1",
+                             !some ? "" : " AND a.device_id = ANY($2::uuid[])",
+                             " AND NOT EXISTS (SELECT 1 FROM ", k.deployments,
+                             " d JOIN collection_members m ON m.collection = d.collection WHERE "
+                             "m.device_id = a.device_id AND d.",
+                             k.name, " = a.", col, ")"),
+                params));
+    ASSIGN_OR_RETURN(
+        store::Result added,
+        tx.Exec(absl::StrCat("INSERT INTO ", k.assignments, " (device_id, ", col,
+                             ", site_code) SELECT DISTINCT m.device_id, d.", k.name, ", $1 FROM ",
+                             k.deployments,
+                             " d JOIN collection_members m ON m.collection = d.collection WHERE "
+                             "m.site_code = $1",
+                             !some ? "" : " AND m.device_id = ANY($2::uuid[])",
+                             " ON CONFLICT (device_id, ", col, ") DO NOTHING"),
+                params));
+    stats.removed += removed.affected_rows();
+    stats.added += added.affected_rows();
+  }
   return stats;
 }
 
@@ -80,21 +97,35 @@ absl::StatusOr<std::string> ApprovalMode(store::Transaction& tx) {
   return r.empty() ? std::string("token") : r.GetString(0, 0);
 }
 
-absl::StatusOr<std::map<std::string, std::vector<std::string>>> LoadAssignments(
+absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
     store::Transaction& tx, const std::vector<std::string>& device_ids) {
-  std::map<std::string, std::vector<std::string>> out;
+  std::map<std::string, Assigned> out;
   if (device_ids.empty()) return out;
   ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("SELECT device_id::text, setting FROM client_setting_assignments "
-                           "WHERE device_id = ANY($1::uuid[]) ORDER BY 1, 2",
+                   tx.Exec("SELECT device_id::text, setting, false FROM client_setting_assignments "
+                           "WHERE device_id = ANY($1::uuid[]) UNION ALL SELECT device_id::text, "
+                           "deployment, true FROM app_deployment_assignments WHERE device_id = "
+                           "ANY($1::uuid[]) UNION ALL SELECT device_id::text, maintenance_window, "
+                           "null FROM maintenance_window_assignments WHERE device_id = "
+                           "ANY($1::uuid[]) ORDER BY 3, 1, 2",
                            {store::TextArrayLiteral(device_ids)}));
-  for (size_t i = 0; i < r.size(); ++i) out[r.GetString(i, 0)].push_back(r.GetString(i, 1));
+  for (size_t i = 0; i < r.size(); ++i) {
+    Assigned& a = out[r.GetString(i, 0)];
+    (r.IsNull(i, 2)    ? a.windows
+     : r.GetBool(i, 2) ? a.deployments
+                       : a.settings)
+        .push_back(r.GetString(i, 1));
+  }
   return out;
 }
 
 absl::StatusOr<std::string> DeploymentsVersion(store::Connection& conn) {
-  ASSIGN_OR_RETURN(store::Result r, conn.Exec("SELECT count(*) || ':' || coalesce(sum(_hlc), 0) "
-                                              "FROM client_setting_deployments"));
+  ASSIGN_OR_RETURN(
+      store::Result r,
+      conn.Exec("SELECT (SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM "
+                "client_setting_deployments) || '/' || (SELECT count(*) || ':' || "
+                "coalesce(sum(_hlc), 0) FROM app_deployments) || '/' || (SELECT "
+                "count(*) || ':' || coalesce(sum(_hlc), 0) FROM maintenance_windows)"));
   return r.GetString(0, 0);
 }
 

@@ -3,13 +3,16 @@
 // Client settings in the site database (migration 0004): reading the
 // definitions for management points and the provider, and resolving at a
 // primary which custom settings reach which of its devices, from collection
-// membership and deployments, into client_setting_assignments.
+// membership and deployments, into client_setting_assignments (and, by the
+// same mechanism, which application deployments reach them, into
+// app_deployment_assignments).
 
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/policy/client_settings.h"
 #include "common/store/database.h"
 #include "strata/v1/client.pb.h"
 
@@ -24,9 +27,10 @@ absl::Status LoadClientSettings(store::Transaction& tx, v1::SiteBundle* bundle);
 // The registration approval mode of the default: token, manual or auto.
 absl::StatusOr<std::string> ApprovalMode(store::Transaction& tx);
 
-// The custom settings assigned to each of `device_ids` (sorted names);
-// devices without any are absent.
-absl::StatusOr<std::map<std::string, std::vector<std::string>>> LoadAssignments(
+using policy::Assigned;
+
+// The assignments of each of `device_ids`; devices without any are absent.
+absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
     store::Transaction& tx, const std::vector<std::string>& device_ids);
 
 // A value that changes whenever a deployment changes, here or by replication.

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
@@ -539,9 +540,143 @@ class Emitter {
   std::vector<std::string> params_;
 };
 
-}  // namespace
+// --- evaluation over a device's own facts -----------------------------------
 
-absl::StatusOr<CompiledQuery> CompileQuery(std::string_view text, int first_param) {
+// The key strata_version_key (migration 0003) gives: numeric runs by value.
+std::string VersionKey(std::string_view v) {
+  std::string out;
+  size_t i = 0;
+  while (i < v.size()) {
+    const bool digits = absl::ascii_isdigit(static_cast<unsigned char>(v[i]));
+    size_t j = i;
+    while (j < v.size() && absl::ascii_isdigit(static_cast<unsigned char>(v[j])) == digits) ++j;
+    std::string_view run = v.substr(i, j - i);
+    if (digits) {
+      while (run.size() > 1 && run[0] == '0') run.remove_prefix(1);
+      if (run == "0") run = "";
+      if (run.size() < 20) out.append(20 - run.size(), '0');
+    }
+    out.append(run);
+    i = j;
+  }
+  return out;
+}
+
+// ILIKE: % any run, _ one character, a backslash makes the next literal.
+bool Like(std::string_view s, std::string_view p) {
+  if (p.empty()) return s.empty();
+  if (p[0] == '%') {
+    for (size_t k = 0; k <= s.size(); ++k)
+      if (Like(s.substr(k), p.substr(1))) return true;
+    return false;
+  }
+  if (s.empty()) return false;
+  if (p[0] == '_') return Like(s.substr(1), p.substr(1));
+  if (p[0] == '\\' && p.size() > 1) p.remove_prefix(1);
+  return absl::ascii_tolower(static_cast<unsigned char>(s[0])) ==
+             absl::ascii_tolower(static_cast<unsigned char>(p[0])) &&
+         Like(s.substr(1), p.substr(1));
+}
+
+template <typename T>
+bool Ordered(const T& a, const std::string& op, const T& b) {
+  if (op == "=") return a == b;
+  if (op == "!=" || op == "<>") return a != b;
+  if (op == "<") return a < b;
+  if (op == "<=") return a <= b;
+  if (op == ">") return a > b;
+  if (op == ">=") return a >= b;
+  return false;
+}
+
+class Evaluator {
+ public:
+  explicit Evaluator(const DeviceFacts& facts) : facts_(facts) {}
+
+  bool Eval(const Node& n) const {
+    switch (n.kind) {
+      case Node::kCmp:
+        return Group({&n});
+      case Node::kNot:
+        return !Eval(*n.kids[0]);
+      case Node::kOr:
+        for (const auto& k : n.kids)
+          if (Eval(*k)) return true;
+        return false;
+      case Node::kAnd: {
+        // As the SQL: comparisons on one class under this "and" share a row.
+        std::vector<std::pair<const Class*, std::vector<const Node*>>> groups;
+        for (const auto& k : n.kids) {
+          if (k->kind != Node::kCmp) {
+            if (!Eval(*k)) return false;
+            continue;
+          }
+          auto it = std::find_if(groups.begin(), groups.end(),
+                                 [&](const auto& g) { return g.first == k->cls; });
+          if (it == groups.end()) {
+            groups.push_back({k->cls, {k.get()}});
+          } else {
+            it->second.push_back(k.get());
+          }
+        }
+        for (const auto& g : groups)
+          if (!Group(g.second)) return false;
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  bool Group(const std::vector<const Node*>& cmps) const {
+    auto it = facts_.find(cmps[0]->cls->name);
+    if (it == facts_.end()) return false;
+    for (const auto& row : it->second) {
+      bool all = true;
+      for (const Node* c : cmps) all = all && Holds(*c, row);
+      if (all) return true;
+    }
+    return false;
+  }
+
+  static bool Holds(const Node& c, const std::map<std::string, std::string>& row) {
+    auto f = row.find(c.attr->name);
+    if (f == row.end()) return false;  // SQL NULL: no comparison holds
+    const std::string& have = f->second;
+    if (c.op == "like") return Like(have, c.values[0].text);
+    if (c.op == "in") {
+      for (const auto& v : c.values)
+        if (Compare(c.attr->type, have, "=", v.text)) return true;
+      return false;
+    }
+    return Compare(c.attr->type, have, c.op, c.values[0].text);
+  }
+
+  static bool Compare(Type type, const std::string& have, const std::string& op,
+                      const std::string& want) {
+    switch (type) {
+      case Type::kNumber: {
+        double a = 0, b = 0;
+        if (!absl::SimpleAtod(have, &a) || !absl::SimpleAtod(want, &b)) return false;
+        return Ordered(a, op, b);
+      }
+      case Type::kBool:
+        return Ordered(absl::AsciiStrToLower(have) == "true", op,
+                       absl::AsciiStrToLower(want) == "true");
+      case Type::kVersion:
+        if (op != "=" && op != "!=" && op != "<>")
+          return Ordered(VersionKey(have), op, VersionKey(want));
+        return Ordered(have, op, want);
+      case Type::kText:
+        return Ordered(have, op, want);
+    }
+    return false;
+  }
+
+  const DeviceFacts& facts_;
+};
+
+absl::StatusOr<NodePtr> ParseQuery(std::string_view text) {
   if (text.size() > kMaxQueryBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("query: longer than ", kMaxQueryBytes, " bytes"));
@@ -554,12 +689,27 @@ absl::StatusOr<CompiledQuery> CompileQuery(std::string_view text, int first_para
   RETURN_IF_ERROR(q.Lex(tokens));
   if (tokens.size() == 1) return absl::InvalidArgumentError("query: empty");
   Parser parser(q, std::move(tokens));
-  ASSIGN_OR_RETURN(NodePtr root, parser.Parse());
+  return parser.Parse();
+}
+
+}  // namespace
+
+absl::StatusOr<CompiledQuery> CompileQuery(std::string_view text, int first_param) {
+  ASSIGN_OR_RETURN(NodePtr root, ParseQuery(text));
   Emitter emitter(first_param);
   CompiledQuery out;
   out.sql = emitter.Emit(*root);
   out.params = emitter.TakeParams();
   return out;
+}
+
+int CompareVersions(std::string_view a, std::string_view b) {
+  return VersionKey(a).compare(VersionKey(b));
+}
+
+absl::StatusOr<bool> EvaluateQuery(std::string_view text, const DeviceFacts& facts) {
+  ASSIGN_OR_RETURN(NodePtr root, ParseQuery(text));
+  return Evaluator(facts).Eval(*root);
 }
 
 const std::vector<FieldInfo>& Fields() {

@@ -31,6 +31,7 @@
 // Every error is InvalidArgument and names the character it points at:
 //   "query: character 8: unknown field os.nmae (os has: name, version, ...)"
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,22 @@ struct CompiledQuery {
 
 // Compiles `text`; its parameters are numbered from `first_param`.
 absl::StatusOr<CompiledQuery> CompileQuery(std::string_view text, int first_param = 1);
+
+// A device's own inventory, where there is no database (the agent evaluates
+// an application's requirements with it): for each class ("os",
+// "software"), its rows; each row maps an attribute name ("total_mb") to its
+// value as text (booleans "true" / "false"). A class with no row, or an
+// attribute absent from a row, matches no comparison (as SQL's NULL).
+using FactRow = std::map<std::string, std::string>;
+using DeviceFacts = std::map<std::string, std::vector<FactRow>>;
+
+// `text` evaluated over `facts` with the semantics CompileQuery's SQL has
+// (one row per class under "and", versions by numeric runs, like).
+absl::StatusOr<bool> EvaluateQuery(std::string_view text, const DeviceFacts& facts);
+
+// Versions compared as the language compares them (numeric runs by value:
+// "3.0.9" < "3.0.11"): negative, 0 or positive.
+int CompareVersions(std::string_view a, std::string_view b);
 
 // One field of the language, for help texts and documentation.
 struct FieldInfo {

@@ -225,10 +225,25 @@ absl::Status CheckReport(const v1::ClientReport& report, const Limits& limits) {
       if (st.severity() < 0 || st.severity() > 2) return Bad("state.severity", "must be 0, 1 or 2");
       return Checker::NonNegative("state.at_unix_ms", st.at_unix_ms());
     }
+    case v1::ClientReport::kDeployment: {
+      const auto& d = report.deployment();
+      if (d.deployment().empty()) return Bad("deployment.deployment", "empty");
+      if (auto s = c.Text("deployment.deployment", d.deployment(), 256); !s.ok()) return s;
+      if (auto s = c.Text("deployment.revision", d.revision(), 64); !s.ok()) return s;
+      if (auto s = c.Text("deployment.deployment_type", d.deployment_type(), 256); !s.ok())
+        return s;
+      if (auto s = c.Text("deployment.detail", d.detail(), 2048); !s.ok()) return s;
+      if (d.state() == v1::DEPLOYMENT_STATE_UNSPECIFIED ||
+          !v1::DeploymentStateKind_IsValid(d.state()))
+        return Bad("deployment.state", "not a known state");
+      if (d.bytes_done() < 0 || d.bytes_total() < 0 || d.attempt() < 0)
+        return Bad("deployment", "negative counts");
+      return Checker::NonNegative("deployment.at_unix_ms", d.at_unix_ms());
+    }
     case v1::ClientReport::BODY_NOT_SET:
       break;
   }
-  return Bad("body", "a report needs inventory, heartbeat or state");
+  return Bad("body", "a report needs inventory, heartbeat, state or deployment");
 }
 
 }  // namespace strata::inventory

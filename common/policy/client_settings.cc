@@ -37,6 +37,60 @@ std::string PolicyVersion(const v1::ClientSettings& s) {
                    ";heartbeat=", s.heartbeat_seconds(), ";splay=", s.splay_seconds()));
 }
 
+namespace {
+
+// The items of `all` (sorted by name) named in `names`, in order.
+template <typename List, typename Fn>
+void ForNamed(const List& all, const std::vector<std::string>& names, Fn fn) {
+  for (const auto& name : names) {
+    auto it = std::lower_bound(all.begin(), all.end(), name,
+                               [](const auto& x, const std::string& n) { return x.name() < n; });
+    if (it != all.end() && it->name() == name) fn(*it);
+  }
+}
+
+// What versions a client's deployments and windows; `each` sees every one.
+template <typename Fn>
+std::string Revisions(const v1::SiteBundle& bundle, const Assigned& assigned, Fn each) {
+  std::string out;
+  ForNamed(bundle.deployments(), assigned.deployments, [&](const v1::DeploymentPolicy& d) {
+    each(d);
+    absl::StrAppend(&out, d.name(), "=", d.revision(), ";");
+  });
+  ForNamed(bundle.windows(), assigned.windows, [&](const v1::MaintenanceWindow& w) {
+    each(w);
+    absl::StrAppend(&out, "w:", w.name(), "=", w.start(), w.utc() ? "Z" : "", "+",
+                    w.duration_minutes(), "/", w.recurrence(), ";");
+  });
+  return out;
+}
+
+std::string Combined(const std::string& settings_version, const std::string& revisions) {
+  if (revisions.empty()) return settings_version;
+  return absl::StrCat(settings_version, "-", ContentVersion(revisions));
+}
+
+struct AddTo {
+  v1::PolicyResponse& out;
+  void operator()(const v1::DeploymentPolicy& d) const { *out.add_deployments() = d; }
+  void operator()(const v1::MaintenanceWindow& w) const { *out.add_windows() = w; }
+};
+
+}  // namespace
+
+v1::PolicyResponse ClientPolicy(const v1::SiteBundle& bundle, const Assigned& assigned) {
+  v1::PolicyResponse out;
+  *out.mutable_settings() = EffectiveSettings(bundle, assigned.settings);
+  const std::string revisions = Revisions(bundle, assigned, AddTo{out});
+  out.set_version(Combined(PolicyVersion(out.settings()), revisions));
+  return out;
+}
+
+std::string ClientPolicyVersion(const v1::SiteBundle& bundle, const Assigned& assigned) {
+  const std::string revisions = Revisions(bundle, assigned, [](const auto&) {});
+  return Combined(PolicyVersion(EffectiveSettings(bundle, assigned.settings)), revisions);
+}
+
 std::string ContentVersion(const std::string& bytes) {
   uint64_t h = 14695981039346656037ull;  // the 64-bit offset basis
   for (unsigned char c : bytes) {

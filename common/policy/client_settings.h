@@ -22,6 +22,25 @@ v1::ClientSettings EffectiveSettings(const v1::SiteBundle& bundle,
 // Names the same settings with the same version, in every process and build.
 std::string PolicyVersion(const v1::ClientSettings& settings);
 
+// What reaches one client through its collections (sorted names).
+struct Assigned {
+  std::vector<std::string> settings;     // custom client settings
+  std::vector<std::string> deployments;  // application deployments
+  std::vector<std::string> windows;      // maintenance windows
+  bool empty() const { return settings.empty() && deployments.empty() && windows.empty(); }
+  bool operator==(const Assigned& o) const {
+    return settings == o.settings && deployments == o.deployments && windows == o.windows;
+  }
+};
+
+// A client's whole policy: its effective settings, and the deployments and
+// maintenance windows assigned to it that the bundle holds (its lists are
+// sorted by name), versioned by all three. Without deployments the version is
+// PolicyVersion(settings).
+v1::PolicyResponse ClientPolicy(const v1::SiteBundle& bundle, const Assigned& assigned);
+// ClientPolicy(...).version(), without copying the deployments.
+std::string ClientPolicyVersion(const v1::SiteBundle& bundle, const Assigned& assigned);
+
 // A stable 64-bit FNV-1a digest of `bytes`, as 16 hex digits.
 std::string ContentVersion(const std::string& bytes);
 

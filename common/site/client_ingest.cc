@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
+#include "common/deploy/application.h"
 
 namespace strata::site {
 namespace {
@@ -249,6 +250,7 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
                  {"severity", "integer"},
                  {"text"},
                  {"created_at", "bigint", "to_timestamp(u.created_at / 1000.0)"}});
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> deployment_states;
   std::set<std::string> full_requested;
   for (const auto* r : reports) {
     auto it = devices.find(r->client_id());
@@ -299,6 +301,24 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
                     Str(st.at_unix_ms() ? st.at_unix_ms() : at_ms)});
         break;
       }
+      case v1::ClientReport::kDeployment: {
+        // The newest of the batch per deployment (reports come in seq order).
+        const auto& st = r->deployment();
+        deployment_states[{r->client_id(), st.deployment()}] = {
+            r->client_id(),
+            st.deployment(),
+            "",
+            deploy::StateName(st.state()),
+            st.deployment_type(),
+            st.revision(),
+            Str(st.exit_code()),
+            st.detail(),
+            Str(st.bytes_done()),
+            Str(st.bytes_total()),
+            Str(st.attempt()),
+            Str(st.at_unix_ms() ? st.at_unix_ms() : at_ms)};
+        break;
+      }
       case v1::ClientReport::BODY_NOT_SET:
         break;
     }
@@ -339,6 +359,34 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
     RETURN_IF_ERROR(software.Upsert(tx, "device_software"));
   }
   RETURN_IF_ERROR(states.Upsert(tx, "status_messages"));
+  RowSet deployments(
+      {{"device_id", "uuid", "", true},
+       {"deployment", "text", "", true},
+       {"site_code", "text", "(SELECT x.site_code FROM devices x WHERE x.id = u.device_id)"},
+       {"state"},
+       {"deployment_type"},
+       {"revision"},
+       {"exit_code", "integer"},
+       {"detail"},
+       {"bytes_done", "bigint"},
+       {"bytes_total", "bigint"},
+       {"attempt", "integer"},
+       {"reported_at", "bigint", "to_timestamp(u.reported_at / 1000.0)"}});
+  if (!deployment_states.empty()) {
+    // Only deployments that exist here: a client cannot make rows of names
+    // of its own choosing.
+    std::set<std::string> names;
+    for (const auto& [key, row] : deployment_states) names.insert(key.second);
+    ASSIGN_OR_RETURN(store::Result known,
+                     tx.Exec("SELECT name FROM app_deployments WHERE name = ANY($1::text[])",
+                             {TextArrayLiteral({names.begin(), names.end()})}));
+    std::set<std::string> exist;
+    for (size_t i = 0; i < known.size(); ++i) exist.insert(known.GetString(i, 0));
+    for (auto& [key, row] : deployment_states) {
+      if (exist.count(key.second)) deployments.Add(std::move(row));
+    }
+  }
+  RETURN_IF_ERROR(deployments.Upsert(tx, "deployment_states"));
 
   RowSet updates({{"id", "uuid", "", true},
                   {"last_report_seq", "bigint"},

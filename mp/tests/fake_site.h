@@ -120,7 +120,7 @@ class FakeSite final : public SiteClient {
     Allowed answer;
     for (const auto& id : ids) {
       auto it = allowed_.find(id);
-      if (it != allowed_.end()) answer[id] = it->second;
+      if (it != allowed_.end()) answer[id].settings = it->second;
     }
     ++held_;
     auto released = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !hold_; };

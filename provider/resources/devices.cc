@@ -152,7 +152,7 @@ class DeviceServiceImpl final : public v1::DeviceService::Service {
     // Resultant client settings, as its management point merges them.
     if (!call.caller.Has("settings.read")) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto assigned, collections::LoadAssignments(tx, {id}));
-    const std::vector<std::string>& names = assigned[id];
+    const std::vector<std::string>& names = assigned[id].settings;
     v1::SiteBundle settings;
     RETURN_IF_ERROR(collections::LoadClientSettings(tx, &settings));
     for (const auto& n : names) out->add_client_settings(n);

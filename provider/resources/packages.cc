@@ -213,6 +213,13 @@ class PackageServiceImpl final : public v1::PackageService::Service {
   grpc::Status DeletePackage(grpc::ServerContext* ctx, const v1::GetRequest* req,
                              v1::Deleted* out) override {
     return core_.Run(*ctx, __func__, kDelete.name, [&](Call& call) -> absl::Status {
+      ASSIGN_OR_RETURN(Result used, call.tx.Exec("SELECT name FROM applications WHERE $1 = "
+                                                 "ANY(packages) ORDER BY name LIMIT 1",
+                                                 {req->name()}));
+      if (!used.empty())
+        return absl::FailedPreconditionError(
+            absl::StrCat("package \"", req->name(), "\" is the content of application \"",
+                         used.GetString(0, 0), "\": change or delete the application first"));
       ASSIGN_OR_RETURN(Result r, call.tx.Exec("DELETE FROM packages WHERE name = $1 RETURNING 1",
                                               {req->name()}));
       if (r.empty()) return NoPackage(req->name());

@@ -25,15 +25,31 @@ Resource ReportsResource();
 Resource PackagesResource();
 Resource DistributionPointsResource();
 Resource ContentLinksResource();
+Resource ApplicationsResource();
+Resource DeploymentsResource();
+Resource MaintenanceWindowsResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
-      SitesResource(),        SiteSystemsResource(),    LinksResource(),
-      DevicesResource(),      ClientApprovalResource(), EnrollmentTokensResource(),
-      CollectionsResource(),  ClientSettingsResource(), BoundariesResource(),
-      RolesResource(),        AdministratorsResource(), AuditResource(),
-      ReportsResource(),      PackagesResource(),       DistributionPointsResource(),
+      SitesResource(),
+      SiteSystemsResource(),
+      LinksResource(),
+      DevicesResource(),
+      ClientApprovalResource(),
+      EnrollmentTokensResource(),
+      CollectionsResource(),
+      ClientSettingsResource(),
+      BoundariesResource(),
+      RolesResource(),
+      AdministratorsResource(),
+      AuditResource(),
+      ReportsResource(),
+      PackagesResource(),
+      DistributionPointsResource(),
       ContentLinksResource(),
+      ApplicationsResource(),
+      DeploymentsResource(),
+      MaintenanceWindowsResource(),
   };
   return *resources;
 }

@@ -30,17 +30,33 @@ std::vector<Command> ReportCommands();
 std::vector<Command> PackageCommands();
 std::vector<Command> DistributionPointCommands();
 std::vector<Command> ContentLinkCommands();
+std::vector<Command> ApplicationCommands();
+std::vector<Command> DeploymentCommands();
+std::vector<Command> MaintenanceWindowCommands();
 
 namespace {
 
 using NounFn = std::vector<Command> (*)();
 constexpr NounFn kNouns[] = {
-    SiteCommands,        SiteSystemCommands,    LinkCommands,
-    DeviceCommands,      ApprovalCommands,      EnrollmentTokenCommands,
-    CollectionCommands,  ClientSettingCommands, BoundaryCommands,
-    RoleCommands,        AdministratorCommands, AuditCommands,
-    ReportCommands,      PackageCommands,       DistributionPointCommands,
+    SiteCommands,
+    SiteSystemCommands,
+    LinkCommands,
+    DeviceCommands,
+    ApprovalCommands,
+    EnrollmentTokenCommands,
+    CollectionCommands,
+    ClientSettingCommands,
+    BoundaryCommands,
+    RoleCommands,
+    AdministratorCommands,
+    AuditCommands,
+    ReportCommands,
+    PackageCommands,
+    DistributionPointCommands,
     ContentLinkCommands,
+    ApplicationCommands,
+    DeploymentCommands,
+    MaintenanceWindowCommands,
 };
 
 // The verbs, in the order --help lists them.

@@ -72,7 +72,7 @@ strata::v1::ClientSettings Effective(const TestDatabase& db, const std::string& 
                 if (!s.ok()) return s;
                 auto a = LoadAssignments(tx, {device});
                 if (!a.ok()) return a.status();
-                names = (*a)[device];
+                names = (*a)[device].settings;
                 return absl::OkStatus();
               })
               .ok());

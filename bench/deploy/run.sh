@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Deployment benchmark (issue 13): CAS <- P01 <- S01, CAS <- P02, an MP at
+# each of P01, P02 and S01, on a throwaway PostgreSQL with durable commits,
+# and CLIENTS (10,000) simulated agents (bench/clientsim: real protocol over
+# mutual TLS), 40 % at P01's MP, 40 % at P02's, 20 % at S01's, each holding
+# its nudge channel. An application is made and deployed *required* to All
+# Systems at the CAS (stratactl against the CAS's provider); each simulated
+# agent, when its policy names the deployment, reports it installing then
+# installed (an install that takes no time: what is measured is the
+# system's path — replication down, assignment at the primaries, policy to
+# the MPs, the nudge, the report, ingest, replication up, the counts).
+#   all_visible_s   from the deploy command to the CAS counting every client
+#                   installed (deployment_state_counts, what `stratactl get
+#                   deployment-status` shows)
+#   p50_s / p99_s   per client, from the deploy command to its "installed" row
+#                   arriving at the CAS (a trigger there records the arrival)
+# Targets: all_visible_s < 60, p99_s < 30 (vs_target_* print the ratios;
+# Configuration Manager summarizes deployment status every 60 minutes).
+# Last line: bench deploy: clients=… installed=… all_visible_s=… p50_s=… p99_s=…
+# Env: CLIENTS (10000), CONCURRENCY (64 per simulator), KEEP_LOGS (a directory).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+CLIENTS=${CLIENTS:-10000}
+CONCURRENCY=${CONCURRENCY:-64}
+
+deploy/build.sh build
+source deploy/pg.sh
+source deploy/hierarchy.sh
+
+ulimit -n "$(ulimit -Hn)"
+work=$(mktemp -d /tmp/stdep-XXXXXX)
+chmod 755 "$work"
+export STRATA_BUILD=$root/build STRATA_RUN=$work/run STRATA_PKI=$work/pki
+mkdir -p "$STRATA_RUN"
+sim_pids=()
+sim_fds=()
+cleanup() {
+  set +e
+  for fd in "${sim_fds[@]:-}"; do [ -n "$fd" ] && eval "exec $fd>&-"; done
+  for pid in "${sim_pids[@]:-}"; do [ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; done
+  for mp in P01.mp1 P02.mp1 S01.mp1; do mp_stop $mp; done
+  provider_stop CAS
+  for s in S01 P01 P02 CAS; do site_stop $s; done
+  pg_stop "$work/pg"
+  [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$STRATA_RUN"/*.log "$work"/sim*.out "$work"/sim*.log "$KEEP_LOGS"/ 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+printf 'register_per_source_per_minute: -1\nregister_per_minute: -1\n' > "$work/mp.conf"
+export STRATA_MP_FLAGS="--config $work/mp.conf"
+pg_start "$work/pg" durable
+echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
+deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
+  issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS admin/bench >/dev/null
+site_start CAS cas
+site_start P01 primary CAS
+site_start P02 primary CAS
+site_start S01 secondary P01
+for mp in P01.mp1 P02.mp1 S01.mp1; do mp_start $mp; done
+provider_start CAS bench
+add_enrollment_token CAS bench-token
+ctl() {
+  "$STRATA_BUILD/provider/stratactl" --server "$(provider_address CAS)" --ca "$STRATA_PKI/ca.pem" \
+    --cert "$STRATA_PKI/admin-bench.pem" --key "$STRATA_PKI/admin-bench.key" --timeout 120 "$@"
+}
+for s in P01 P02 S01; do
+  wait_until 120 test "$(site_sql $s "SELECT count(*) FROM enrollment_tokens")" = 1
+done
+
+# Arrival of each device's "installed" row at the CAS, in the applying transaction.
+site_sql CAS "CREATE TABLE bench_installed (device_id uuid PRIMARY KEY, arrived_ms bigint);
+  CREATE FUNCTION bench_installed() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+    INSERT INTO bench_installed VALUES (NEW.device_id,
+      (extract(epoch FROM clock_timestamp()) * 1000)::bigint) ON CONFLICT DO NOTHING;
+    RETURN NULL; END \$\$;
+  CREATE TRIGGER bench_installed AFTER INSERT OR UPDATE ON deployment_states FOR EACH ROW
+    WHEN (NEW.state = 'installed') EXECUTE FUNCTION bench_installed();" >/dev/null
+
+# One simulator per MP, commands through a FIFO each (as bench/mp/run.sh).
+p01=$(( CLIENTS * 4 / 10 )); p02=$(( CLIENTS * 4 / 10 )); s01=$(( CLIENTS - p01 - p02 ))
+k=0; first=0
+for spec in "P01.mp1 $p01" "P02.mp1 $p02" "S01.mp1 $s01"; do
+  read -r mp n <<<"$spec"
+  mkfifo "$work/sim$k.in"
+  "$STRATA_BUILD/bench/clientsim/strata-clientsim" --mp "$(mp_address "$mp")" \
+    --ca "$STRATA_PKI/ca.pem" --token bench-token --clients "$n" --first "$first" \
+    --concurrency "$CONCURRENCY" < "$work/sim$k.in" > "$work/sim$k.out" 2> "$work/sim$k.log" &
+  sim_pids+=($!)
+  exec {fd}>"$work/sim$k.in"
+  sim_fds+=("$fd")
+  first=$(( first + n )); k=$(( k + 1 ))
+done
+sims=$k
+results() { grep -hv '^awaiting' "$work"/sim*.out | awk -v c="$1" '$1 == c' ; }
+sim_all() {  # CMD... -> runs it on every simulator, prints their result lines
+  local before end
+  before=$(results "$1" | wc -l)
+  for fd in "${sim_fds[@]}"; do echo "$*" >&"$fd"; done
+  end=$(( $(date +%s) + 3600 ))
+  until [ "$(results "$1" | wc -l)" -ge $(( before + sims )) ]; do
+    [ "$(date +%s)" -ge "$end" ] && { echo "simulators did not finish '$1'" >&2; exit 1; }
+    for pid in "${sim_pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "a simulator died:" >&2; tail -5 "$work"/sim*.log >&2; exit 1; }
+    done
+    sleep 0.2
+  done
+  for f in "$work"/sim*.out; do grep -v '^awaiting' "$f" | awk -v c="$1" '$1 == c' | tail -n 1; done
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+sum() { field "$1" | awk '{ s += $1 } END { printf "%.15g\n", s }'; }
+calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
+now_ms() { date +%s%3N; }
+
+echo "$CLIENTS clients: $p01 at P01.mp1, $p02 at P02.mp1, $s01 at S01.mp1 (S01's belong to P01)"
+echo "phase 1: register"
+out=$(sim_all register); echo "$out"
+[ "$(echo "$out" | sum ok)" = "$CLIENTS" ] || { echo "not every client registered" >&2; exit 1; }
+echo "phase 2: nudge channels"
+out=$(sim_all channels 600); echo "$out"
+held=$(echo "$out" | sum held)
+[ "$held" = "$CLIENTS" ] || { echo "only $held channels held" >&2; exit 1; }
+echo "phase 3: every client a member of All Systems at the CAS"
+wait_until 600 test "$(site_sql CAS "SELECT count(*) FROM collection_members WHERE collection = 'All Systems'")" = "$CLIENTS" ||
+  { echo "All Systems has $(site_sql CAS "SELECT count(*) FROM collection_members WHERE collection = 'All Systems'") members at the CAS" >&2; exit 1; }
+ctl create application BenchApp --install "true" --description "deployment benchmark" >/dev/null
+
+echo "phase 4: deploy at the CAS; simulated agents report as their policy names it"
+for fd in "${sim_fds[@]}"; do echo "install 300 bench" >&"$fd"; done
+# Every simulator waiting (it prints "awaiting" first) before the clock starts.
+wait_until 60 test "$(grep -h '^awaiting' "$work"/sim*.out | wc -l)" -ge "$sims"
+t0=$(now_ms)
+ctl deploy application BenchApp --collection "All Systems" --name bench
+visible_ms=0
+end=$(( $(date +%s) + 300 ))
+while :; do
+  n=$(site_sql CAS "SELECT coalesce(sum(devices), 0) FROM deployment_state_counts WHERE deployment = 'bench' AND state = 'installed'")
+  if [ "$n" -ge "$CLIENTS" ]; then visible_ms=$(( $(now_ms) - t0 )); break; fi
+  [ "$(date +%s)" -ge "$end" ] && break
+  sleep 0.05
+done
+out=$(sim_all install); echo "$out"
+installed=$(site_sql CAS "SELECT coalesce(sum(devices), 0) FROM deployment_state_counts WHERE deployment = 'bench' AND state = 'installed'")
+read -r p50 p99 <<<"$(site_sql CAS "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY arrived_ms - $t0),
+    percentile_disc(0.99) WITHIN GROUP (ORDER BY arrived_ms - $t0) FROM bench_installed" | tr '|' ' ')"
+ctl get deployment-status bench --max-devices 1 | head -3
+all_visible_s=$( [ "$visible_ms" -gt 0 ] && calc "$visible_ms / 1000" || echo "never" )
+p50_s=$(calc "${p50:-0} / 1000"); p99_s=$(calc "${p99:-0} / 1000")
+vs_target_all=$( [ "$visible_ms" -gt 0 ] && calc "$visible_ms / 60000" || echo "n/a" )
+echo "targets: all visible < 60 s (ratio $vs_target_all), p99 < 30 s (ratio $(calc "${p99:-0} / 30000"))"
+echo "bench deploy: clients=$CLIENTS installed=$installed all_visible_s=$all_visible_s p50_s=$p50_s p99_s=$p99_s vs_target_all_60s=$vs_target_all vs_target_p99_30s=$(calc "${p99:-0} / 30000")"
