@@ -4,17 +4,21 @@
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/agent.h"
 #include "agent/collectors.h"
 #include "agent/content_cache.h"
 #include "agent/download.h"
+#include "agent/install_engine.h"
 #include "common/base/config.h"
+#include "common/base/files.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
 #include "common/base/status.h"
 #include "common/base/usage.h"
+#include "common/deploy/application.h"
 #include "google/protobuf/text_format.h"
 
 ABSL_FLAG(std::string, config, "", "Agent configuration: a text-format AgentConfig file");
@@ -33,6 +37,7 @@ ABSL_FLAG(int32_t, fallback_poll_seconds, 0,
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
 ABSL_FLAG(int64_t, content_version, 0, "download: the package version (default: the newest)");
 ABSL_FLAG(std::string, dest, "", "download: copy the files into this folder");
+ABSL_FLAG(int32_t, wait_seconds, 600, "install: how long to follow the install");
 ABSL_FLAG(int64_t, download_max_bytes_per_second, 0,
           "Downloads from distribution points: bytes a second at most (overrides)");
 
@@ -83,6 +88,82 @@ int PrintInventory() {
   return 0;
 }
 
+// The deployment states as the install engine names them ("installed").
+std::string StateWord(v1::DeploymentStateKind k) {
+  if (k == v1::DEPLOYMENT_STATE_UNSPECIFIED) return "-";
+  return deploy::StateName(k);
+}
+
+absl::StatusOr<v1::PolicyResponse> HeldPolicy(const v1::AgentConfig& config) {
+  v1::PolicyResponse policy;
+  auto bytes = ReadFile(config.state_dir() + "/policy.pb");
+  if (!bytes.ok() || !policy.ParseFromString(*bytes))
+    return absl::FailedPreconditionError(
+        absl::StrCat("no policy in ", config.state_dir(), ": has the agent run yet?"));
+  return policy;
+}
+
+// strata-agent list-available: the deployments this machine may install on
+// request, from the policy the agent service holds.
+int ListAvailable(const v1::AgentConfig& config) {
+  auto policy = HeldPolicy(config);
+  if (!policy.ok()) {
+    std::cerr << "strata-agent: " << policy.status().message() << "\n";
+    return 1;
+  }
+  std::cout << absl::StrFormat("%-40s %-24s %-10s %s\n", "DEPLOYMENT", "APPLICATION", "VERSION",
+                               "STATE");
+  for (const auto& d : policy->deployments()) {
+    if (d.purpose() != "available") continue;
+    v1::InstallRecord rec = InstallEngine::ReadRecord(config.state_dir(), d.name());
+    std::cout << absl::StrFormat("%-40s %-24s %-10s %s\n", d.name(), d.application().name(),
+                                 d.application().software_version(), StateWord(rec.state()));
+  }
+  return 0;
+}
+
+// strata-agent install NAME: asks the agent service to install an available
+// deployment, then follows it until it settles (or --wait_seconds).
+int InstallCommand(const v1::AgentConfig& config, const std::string& name) {
+  auto policy = HeldPolicy(config);
+  if (!policy.ok()) {
+    std::cerr << "strata-agent: " << policy.status().message() << "\n";
+    return 1;
+  }
+  bool found = false;
+  for (const auto& d : policy->deployments())
+    found = found || (d.name() == name && d.purpose() == "available");
+  if (!found) {
+    std::cerr << "strata-agent: no available deployment \"" << name
+              << "\" reaches this machine (strata-agent list-available)\n";
+    return 1;
+  }
+  if (absl::Status s = InstallEngine::RequestInstall(config.state_dir(), name); !s.ok()) {
+    std::cerr << "strata-agent: " << s.message() << "\n";
+    return 1;
+  }
+  std::cout << "requested: " << name << "\n" << std::flush;
+  const absl::Time until = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_wait_seconds));
+  v1::DeploymentStateKind shown = v1::DEPLOYMENT_STATE_UNSPECIFIED;
+  while (absl::Now() < until) {
+    v1::InstallRecord rec = InstallEngine::ReadRecord(config.state_dir(), name);
+    if (rec.requested() && rec.state() != shown && rec.state() != v1::DEPLOYMENT_STATE_AVAILABLE) {
+      shown = rec.state();
+      std::cout << StateWord(shown) << (rec.detail().empty() ? "" : ": " + rec.detail()) << "\n"
+                << std::flush;
+    }
+    if (rec.requested() && rec.settled()) {
+      return shown == v1::DEPLOYMENT_STATE_INSTALLED || shown == v1::DEPLOYMENT_STATE_REBOOT_PENDING
+                 ? 0
+                 : 1;
+    }
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  std::cerr << "strata-agent: not settled in " << absl::GetFlag(FLAGS_wait_seconds)
+            << " s (is the agent service running? its log says more)\n";
+  return 1;
+}
+
 }  // namespace
 
 // strata-agent download PACKAGE: where from (the MP), then the DPs.
@@ -119,7 +200,10 @@ int AgentMain(int argc, char** argv) {
       "  strata-agent inventory                   print this machine's inventory and exit\n"
       "  strata-agent --config FILE download PACKAGE [--content_version N] [--dest DIR]\n"
       "                                           fetch a package from the best distribution\n"
-      "                                           point into the cache (and DIR)\n\n"
+      "                                           point into the cache (and DIR)\n"
+      "  strata-agent --config FILE list-available the deployments installable on request\n"
+      "  strata-agent --config FILE install NAME   ask the agent service to install one, and\n"
+      "                                           follow it (--wait_seconds)\n\n"
       "The config file is a text-format strata.v1.AgentConfig (see deploy/examples/agent.conf).\n"
       "Collectors: os, processor, system, disk, network, dpkg, rpm.\n"
       "Exit codes: 0 ok, 1 failure (e.g. MP unreachable with --once), 2 bad usage, 3 refused.");
@@ -127,7 +211,9 @@ int AgentMain(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
   if (rest.size() == 2 && std::string(rest[1]) == "inventory") return PrintInventory();
   const bool download = rest.size() == 3 && std::string(rest[1]) == "download";
-  if (rest.size() > 1 && !download) {
+  const bool install = rest.size() == 3 && std::string(rest[1]) == "install";
+  const bool list_available = rest.size() == 2 && std::string(rest[1]) == "list-available";
+  if (rest.size() > 1 && !download && !install && !list_available) {
     std::cerr << "strata-agent: unknown command \"" << rest[1] << "\" (see --help)\n";
     return 2;
   }
@@ -141,6 +227,8 @@ int AgentMain(int argc, char** argv) {
     return 2;
   }
   SetLogComponent("agent");
+  if (list_available) return ListAvailable(*config);
+  if (install) return InstallCommand(*config, rest[2]);
   Agent agent(*config);
   auto exit_code = [](const absl::Status& s) {
     if (s.ok()) return 0;

@@ -129,12 +129,59 @@ void InstallEngine::Stop() {
 
 void InstallEngine::Loop() {
   while (!stop_) {
-    const absl::Time next = RunPass();
-    absl::MutexLock lock(&mu_);
-    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || changed_; };
     // At least once a minute: a waiting deployment's deadline, a retry.
-    mu_.AwaitWithTimeout(absl::Condition(&woken),
-                         std::clamp(next - absl::Now(), absl::Milliseconds(50), absl::Minutes(1)));
+    const absl::Time next = std::min(RunPass(), absl::Now() + absl::Minutes(1));
+    // Looking every second for install requests (strata-agent install).
+    while (!stop_ && absl::Now() < next && !HasRequests()) {
+      absl::MutexLock lock(&mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || changed_; };
+      if (mu_.AwaitWithTimeout(
+              absl::Condition(&woken),
+              std::clamp(next - absl::Now(), absl::Milliseconds(50), absl::Seconds(1))))
+        break;
+    }
+  }
+}
+
+absl::Status InstallEngine::RequestInstall(const std::string& state_dir,
+                                           const std::string& deployment) {
+  std::error_code ec;
+  fs::create_directories(state_dir + "/requests", ec);
+  return WriteFileAtomically(
+      absl::StrCat(state_dir, "/requests/", content::Sha256::Of(deployment).substr(0, 24)),
+      deployment);
+}
+
+v1::InstallRecord InstallEngine::ReadRecord(const std::string& state_dir,
+                                            const std::string& deployment) {
+  v1::InstallRecord rec;
+  auto bytes = ReadFile(absl::StrCat(state_dir, "/deployments/",
+                                     content::Sha256::Of(deployment).substr(0, 24), ".pb"));
+  if (!bytes.ok() || !rec.ParseFromString(*bytes) || rec.deployment() != deployment) rec.Clear();
+  return rec;
+}
+
+bool InstallEngine::HasRequests() const {
+  std::error_code ec;
+  fs::directory_iterator it(options_.state_dir + "/requests", ec);
+  return !ec && it != fs::end(it);
+}
+
+void InstallEngine::TakeRequests() {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(options_.state_dir + "/requests", ec);
+       !ec && it != fs::end(it); it.increment(ec)) {
+    auto name = ReadFile(it->path().string());
+    fs::remove(it->path(), ec);
+    if (!name.ok() || name->empty()) continue;
+    v1::InstallRecord rec = Load(*name);
+    // A new request (after a failure too) starts the count again.
+    rec.set_requested(true);
+    rec.set_settled(false);
+    rec.set_attempt(0);
+    rec.set_next_try_unix_ms(0);
+    Save(rec);
+    LogInfo("agent.install_requested", {{"deployment", *name}});
   }
 }
 
@@ -148,6 +195,7 @@ absl::Time InstallEngine::RunPass() {
     changed_ = false;
   }
   ForgetOthers(deployments);
+  TakeRequests();
   absl::Time next = absl::InfiniteFuture();
   for (const auto& d : deployments) {
     if (stop_) break;
@@ -158,9 +206,12 @@ absl::Time InstallEngine::RunPass() {
       continue;
     }
     if (rec.revision() != d.revision()) {
-      rec.Clear();  // a new definition: evaluated afresh
+      const bool requested =
+          rec.requested() && rec.revision().empty();  // asked before its first pass
+      rec.Clear();                                    // a new definition: evaluated afresh
       rec.set_deployment(d.name());
       rec.set_revision(d.revision());
+      rec.set_requested(requested);
     }
     if (rec.settled()) continue;
     const absl::Time now = absl::Now();

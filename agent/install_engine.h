@@ -72,6 +72,13 @@ class InstallEngine {
   // next one is due (InfiniteFuture: nothing waits).
   absl::Time RunPass();
 
+  // `strata-agent install NAME`: asks the engine of the agent whose state is
+  // in `state_dir` to install an available deployment (a request file it
+  // takes within a second).
+  static absl::Status RequestInstall(const std::string& state_dir, const std::string& deployment);
+  // The journal of a deployment (empty when there is none).
+  static v1::InstallRecord ReadRecord(const std::string& state_dir, const std::string& deployment);
+
  private:
   struct Outcome;
   void Loop();
@@ -98,6 +105,9 @@ class InstallEngine {
   std::vector<std::string> JobEnv() const;
   std::string RecordPath(const std::string& deployment) const;
   void ForgetOthers(const std::vector<v1::DeploymentPolicy>& deployments);
+  // Install requests for available deployments, into their journals.
+  void TakeRequests();
+  bool HasRequests() const;
 
   const EngineOptions options_;
   std::atomic<bool> stop_{false};

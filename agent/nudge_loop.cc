@@ -139,6 +139,10 @@ absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, 
     hooks_.notified(n.kind(), std::clamp(n.spread_ms(), 0, 10 * 60 * 1000),
                     with_policy ? &n.policy() : nullptr);
   };
+  handlers.acked = [&](int64_t seq) {
+    absl::MutexLock lock(&mu_);
+    if (pending_) Finish(*pending_, seq);
+  };
   handlers.closed = [&](const absl::Status& s) {
     ended = s;
     event_base_loopbreak(base);
@@ -146,6 +150,7 @@ absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, 
   {
     nudge::Connection connection(base, ctx->get(), handlers);
     conn = &connection;
+    conn_ = &connection;
     v1::NudgeHello hello;
     hello.set_policy_version(hooks_.known_version());
     hello.set_agent_version(kVersion);
@@ -153,13 +158,58 @@ absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, 
     ended = connection.Start(
         address, hello, it == sessions_.end() ? nullptr : static_cast<SSL_SESSION*>(it->second));
     if (ended.ok()) event_base_dispatch(base);
+    conn_ = nullptr;
   }
   {
     absl::MutexLock lock(&mu_);
     base_ = nullptr;
+    if (pending_) Finish(*pending_, absl::UnavailableError("the nudge channel ended"));
   }
   event_base_free(base);
   return ended;
+}
+
+void NudgeLoop::Finish(PendingReports& p, absl::StatusOr<int64_t> result) {
+  if (p.done) return;
+  p.done = true;
+  p.result = std::move(result);
+}
+
+void NudgeLoop::SendOnLoop(const v1::ReportRequest& reports) {
+  const bool sent = conn_ != nullptr && conn_->SendReports(reports);
+  absl::MutexLock lock(&mu_);
+  if (!sent && pending_) Finish(*pending_, absl::UnavailableError("no nudge channel held"));
+}
+
+absl::StatusOr<int64_t> NudgeLoop::SendReports(const v1::ReportRequest& reports,
+                                               absl::Duration timeout) {
+  struct Post {
+    NudgeLoop* self;
+    v1::ReportRequest reports;
+  };
+  absl::MutexLock lock(&mu_);
+  if (base_ == nullptr || !held_) return absl::UnavailableError("no nudge channel held");
+  auto pending = std::make_shared<PendingReports>();
+  pending_ = pending;
+  // On the loop's thread (the Connection is not thread-safe). A loop that
+  // ends first never runs it: the wait below ends with the channel.
+  if (event_base_once(
+          base_, -1, EV_TIMEOUT,
+          [](evutil_socket_t, short, void* arg) {
+            std::unique_ptr<Post> post(static_cast<Post*>(arg));
+            post->self->SendOnLoop(post->reports);
+          },
+          new Post{this, reports}, nullptr) != 0) {
+    pending_.reset();
+    return absl::UnavailableError("the nudge loop took no work");
+  }
+  auto done = [&pending]() { return pending->done; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
+    pending_.reset();
+    return absl::DeadlineExceededError("the MP did not acknowledge the reports in time");
+  }
+  pending_.reset();
+  return pending->result;
 }
 
 }  // namespace strata::agent

@@ -15,15 +15,21 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/net/tls.h"
 #include "strata/v1/client.pb.h"
 
 struct event_base;
+namespace strata::nudge {
+class Connection;
+}
 
 namespace strata::agent {
 
@@ -56,6 +62,11 @@ class NudgeLoop {
   void Stop();
   bool held() const { return held_.load(); }
 
+  // Sends small reports up on the held channel (any thread) and waits for
+  // the MP's acknowledgement: the seq it spooled through; Unavailable when
+  // no channel is held or it ended, DeadlineExceeded after `timeout`.
+  absl::StatusOr<int64_t> SendReports(const v1::ReportRequest& reports, absl::Duration timeout);
+
  private:
   bool stopping();
   // Waits up to `d`; false once stopping.
@@ -64,12 +75,21 @@ class NudgeLoop {
   // ended with (OK when stopped).
   absl::Status Hold(const std::string& mp, const std::string& address, bool* welcomed);
 
+  struct PendingReports {
+    bool done = false;
+    absl::StatusOr<int64_t> result = absl::UnavailableError("not sent");
+  };
+  static void Finish(PendingReports& p, absl::StatusOr<int64_t> result);
+  void SendOnLoop(const v1::ReportRequest& reports);
+
   const Hooks hooks_;
   std::atomic<bool> held_{false};
+  nudge::Connection* conn_ = nullptr;      // the connection held now (Run's thread)
   std::map<std::string, void*> sessions_;  // SSL_SESSION* by nudge address (Run's thread)
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  event_base* base_ ABSL_GUARDED_BY(mu_) = nullptr;  // of the channel held now
+  event_base* base_ ABSL_GUARDED_BY(mu_) = nullptr;               // of the channel held now
+  std::shared_ptr<PendingReports> pending_ ABSL_GUARDED_BY(mu_);  // reports awaiting their ack
 };
 
 }  // namespace strata::agent

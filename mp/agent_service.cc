@@ -219,27 +219,38 @@ absl::Status AgentService::CheckReports(const v1::ReportRequest& request, const 
 grpc::ServerUnaryReactor* AgentService::Report(grpc::CallbackServerContext* context,
                                                const v1::ReportRequest* request,
                                                v1::ReportResponse* response) {
-  return WithClient(
-      context, [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
-        absl::Status s = CheckReports(*request, id);
-        if (!s.ok()) {
-          LogWarning("mp.report_refused", {{"client", id}, {"error", s}});
-          r->Finish(ToGrpcStatus(s));
-          return;
-        }
-        std::vector<std::string> records;
-        records.reserve(request->reports_size());
-        for (const auto& report : request->reports()) {
-          v1::ClientReport copy = report;
-          copy.set_client_id(id);
-          records.push_back(copy.SerializeAsString());
-        }
-        int64_t last = request->reports(request->reports_size() - 1).seq();
-        spool_.Append(std::move(records), [r, response, last](absl::Status s, int64_t) {
-          if (s.ok()) response->set_acknowledged_through_seq(last);
-          r->Finish(ToGrpcStatus(s));
-        });
-      });
+  return WithClient(context,
+                    [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
+                      Accept(id, *request, [r, response](absl::StatusOr<int64_t> acked) {
+                        if (acked.ok()) response->set_acknowledged_through_seq(*acked);
+                        r->Finish(ToGrpcStatus(acked.status()));
+                      });
+                    });
+}
+
+void AgentService::Accept(const std::string& id, const v1::ReportRequest& request,
+                          std::function<void(absl::StatusOr<int64_t>)> done) {
+  absl::Status s = CheckReports(request, id);
+  if (!s.ok()) {
+    LogWarning("mp.report_refused", {{"client", id}, {"error", s}});
+    done(s);
+    return;
+  }
+  std::vector<std::string> records;
+  records.reserve(request.reports_size());
+  for (const auto& report : request.reports()) {
+    v1::ClientReport copy = report;
+    copy.set_client_id(id);
+    records.push_back(copy.SerializeAsString());
+  }
+  const int64_t last = request.reports(request.reports_size() - 1).seq();
+  spool_.Append(std::move(records), [done = std::move(done), last](absl::Status s, int64_t) {
+    if (s.ok()) {
+      done(last);
+    } else {
+      done(s);
+    }
+  });
 }
 
 }  // namespace strata::mp

@@ -49,6 +49,11 @@ class AgentService final : public v1::ManagementPoint::CallbackService {
   // reports, each valid (common/inventory), for the caller only, in
   // increasing sequence.
   static absl::Status CheckReports(const v1::ReportRequest& request, const std::string& id);
+  // Checks `id`'s reports and spools them: `done` (on the spool's thread)
+  // with the last seq once durable, or the refusal. The gRPC Report and the
+  // nudge channel's reports both come here.
+  void Accept(const std::string& id, const v1::ReportRequest& request,
+              std::function<void(absl::StatusOr<int64_t>)> done);
 
  private:
   // Runs `body` once the caller is known to be an allowed agent; otherwise

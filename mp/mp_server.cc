@@ -1,5 +1,7 @@
 #include "mp/mp_server.h"
 
+#include <atomic>
+
 #include <mutex>  // std::call_once
 #include <thread>
 
@@ -139,6 +141,15 @@ class MpServer::Impl {
     nudge_hooks.full_requested = [this](const std::string& id) {
       return directory_->HasFullRequest(id);
     };
+    nudge_hooks.report = [this](const std::string& id, const v1::ReportRequest& reports,
+                                std::function<void(absl::StatusOr<int64_t>)> done) {
+      AgentService* service = agent_service_ready_.load();
+      if (service == nullptr) {
+        done(absl::UnavailableError("the management point is starting"));
+        return;
+      }
+      service->Accept(id, reports, std::move(done));
+    };
     ASSIGN_OR_RETURN(nudge_, NudgeServer::Start(std::move(nudge), std::move(nudge_hooks)));
 
     ServerOptions server_options;
@@ -160,6 +171,7 @@ class MpServer::Impl {
     register_limit_ = std::make_unique<RegisterLimit>(config_.register_per_source_per_minute(),
                                                       config_.register_per_minute());
     agent_service_ = std::make_unique<AgentService>(*site_, *directory_, *spool_, *register_limit_);
+    agent_service_ready_ = agent_service_.get();
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(),
                                           {agent_service_.get()}, server_options, &bound));
     bound_address_ = bound;
@@ -284,6 +296,8 @@ class MpServer::Impl {
   std::unique_ptr<ClientDirectory> directory_;
   std::unique_ptr<RegisterLimit> register_limit_;
   std::unique_ptr<AgentService> agent_service_;
+  // Set once agent_service_ serves (the nudge server starts before it).
+  std::atomic<AgentService*> agent_service_ready_{nullptr};
   std::unique_ptr<SiteUplink> uplink_;
   std::unique_ptr<grpc::Server> server_;
   std::string bound_address_;

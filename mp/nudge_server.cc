@@ -210,15 +210,17 @@ class NudgeServer::Impl {
     uint64_t serial;
     std::string id;
     enum State : uint8_t { kHandshake, kHello, kAuthorizing, kHeld, kClosing } state;
+    bool reports_in_flight = false;  // one batch of reports at a time
   };
 
   struct Command {
-    enum Type { kPush, kClose, kAuthorized, kStop } type;
+    enum Type { kPush, kClose, kAuthorized, kStop, kAcked } type;
     std::vector<std::string> ids;
     v1::NotificationKind kind;
     std::string reason;  // kAuthorized: the policy version of the client's hello
     uint64_t serial;
     absl::Status status;
+    int64_t seq = 0;  // kAcked: acknowledged through
   };
 
   void Enqueue(Command c) {
@@ -252,6 +254,9 @@ class NudgeServer::Impl {
         break;
       case Command::kAuthorized:
         Authorized(c.serial, c.status, c.reason);
+        break;
+      case Command::kAcked:
+        Acked(c.serial, c.status, c.seq);
         break;
       case Command::kStop: {
         stopping_ = true;
@@ -481,10 +486,43 @@ class NudgeServer::Impl {
           pong.mutable_pong();
           Send(conn, pong);
         }
+        if (frame.body_case() == v1::NudgeFrame::kReports && hooks_.report) {
+          if (conn->reports_in_flight) {
+            Refused(conn, absl::InvalidArgumentError("reports sent before the last was acked"));
+            FreeConn(conn);
+            return false;
+          }
+          conn->reports_in_flight = true;
+          hooks_.report(
+              conn->id, frame.reports(),
+              [this, serial = conn->serial](absl::StatusOr<int64_t> acked) {
+                Enqueue(Command{
+                    Command::kAcked, {}, {}, {}, serial, acked.status(), acked.ok() ? *acked : 0});
+              });
+        }
         return true;  // anything else: ignored (newer clients)
       default:
         return true;
     }
+  }
+
+  // Reports of a channel spooled (or refused: the channel ends saying why).
+  void Acked(uint64_t serial, const absl::Status& st, int64_t seq) {
+    auto it = conns_.find(serial);
+    if (it == conns_.end()) return;  // gone meanwhile: the agent sends them again
+    Conn* conn = it->second;
+    conn->reports_in_flight = false;
+    if (conn->state != Conn::kHeld) return;
+    if (!st.ok()) {
+      Refused(conn, st);
+      Goodbye(conn, std::string(st.message()), /*retry=*/true);
+      return;
+    }
+    v1::NudgeFrame ack;
+    ack.mutable_acked()->set_acknowledged_through_seq(seq);
+    Send(conn, ack);
+    absl::MutexLock lock(&mu_);
+    ++counts_.reports_received;
   }
 
   // `held_version`: of the policy the client's hello said it holds.

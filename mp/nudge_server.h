@@ -15,7 +15,9 @@
 // with the policy it is served (the settings too when its hello named
 // another version) and what it missed, then nudges and pongs. Policy rides
 // the channel because it is a few dozen bytes and a fleet fetching it over
-// gRPC at once costs the MP a TLS connection each (bench/mp measures both). A client silent for
+// gRPC at once costs the MP a TLS connection each (bench/mp measures both);
+// for the same reason small reports may come up on it (a fleet reporting a
+// deployment's state at once), acknowledged once spooled. A client silent for
 // three keep-alives is dropped.
 //
 // Connections beyond `max_clients` are closed at once (the agent polls
@@ -59,6 +61,12 @@ class NudgeServer {
     std::function<std::optional<v1::PolicyResponse>(const std::string& id)> policy;
     // Whether the site asked `id` for a full inventory (told on welcome).
     std::function<bool(const std::string& id)> full_requested;
+    // Reports `id` sent on its channel: `done` (from any thread) with the
+    // seq acknowledged once they are durably spooled, or the refusal
+    // (AgentService::Accept: the same checks as the gRPC Report).
+    std::function<void(const std::string& id, const v1::ReportRequest& reports,
+                       std::function<void(absl::StatusOr<int64_t>)> done)>
+        report;
   };
   struct Counts {
     int64_t held = 0;          // welcomed, holding the channel
@@ -66,6 +74,7 @@ class NudgeServer {
     int64_t refused_full = 0;  // closed at accept: at max_clients
     int64_t refused = 0;       // bad certificate, unknown or revoked client, bad frames
     int64_t nudges_sent = 0;
+    int64_t reports_received = 0;  // reports acknowledged on channels
   };
 
   static absl::StatusOr<std::unique_ptr<NudgeServer>> Start(Options options, Hooks hooks);

@@ -5,6 +5,8 @@
 
 #include <sys/stat.h>
 
+#include <csignal>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <map>
@@ -330,6 +332,122 @@ TEST_CASE(
     CtlRun del = h.Ctl({"delete", "package", "HelloContent"});
     CHECK(del.exit_code == 1);
     CHECK(absl::StrContains(del.err, "is the content of application \"Hello\""));
+  }
+
+  {  // an available deployment installs when someone on the machine asks for it
+    WriteFile(h.dir.path() + "/detect-optional.sh",
+              "#!/bin/sh\ntest -f \"$STRATA_AGENT_DIR/optional.installed\" && echo yes\n");
+    REQUIRE(h.Ctl({"create", "application", "Optional", "--software-version", "2.1", "--install",
+                   "touch \"$STRATA_AGENT_DIR/optional.installed\"", "--detect-script",
+                   h.dir.path() + "/detect-optional.sh"})
+                .exit_code == 0);
+    CtlRun with_deadline = h.Ctl({"deploy", "application", "Optional", "--collection", "Targets",
+                                  "--purpose", "available", "--deadline", "2030-01-01T00:00:00Z"});
+    CHECK(with_deadline.exit_code == 1);
+    CHECK(absl::StrContains(with_deadline.err, "a deadline is for required deployments only"));
+    REQUIRE(h.Ctl({"deploy", "application", "Optional", "--collection", "Targets", "--purpose",
+                   "available"})
+                .exit_code == 0);
+    v1::DeploymentStatus offered = WaitState(h, "Optional to Targets", "available", 3);
+    INFO(Dump(offered));
+    REQUIRE(Count(offered, "available") == 3);
+    auto agent_cli = [&](const std::string& name, std::vector<std::string> words) {
+      std::vector<std::string> argv = AgentArgv(h.dir, name, mps["P01"]->address());
+      argv.insert(argv.end(), words.begin(), words.end());
+      static int runs = 0;
+      const std::string log = absl::StrCat(h.dir.path(), "/cli-", name, "-", ++runs, ".log");
+      ChildProcess p;
+      p.Start(argv, log);
+      const int code = p.Wait(seconds(120));
+      return std::make_pair(code, ReadWholeFile(log));
+    };
+    auto listed = agent_cli("target-p01", {"list-available"});
+    INFO(listed.second);
+    CHECK(listed.first == 0);
+    CHECK(absl::StrContains(listed.second, "Optional to Targets"));
+    CHECK(absl::StrContains(listed.second, "2.1"));
+    auto installed = agent_cli("target-p01", {"install", "Optional to Targets"});
+    INFO(installed.second);
+    CHECK(installed.first == 0);
+    CHECK(absl::StrContains(installed.second, "installed"));
+    CHECK(std::filesystem::exists(agent_dir("target-p01") + "/optional.installed"));
+    CHECK_FALSE(std::filesystem::exists(agent_dir("target-p02") + "/optional.installed"));
+    v1::DeploymentStatus after = WaitState(h, "Optional to Targets", "installed", 1);
+    CHECK(Count(after, "available") == 2);
+    auto unknown = agent_cli("target-p01", {"install", "Nothing like it"});
+    CHECK(unknown.first == 1);
+    CHECK(absl::StrContains(unknown.second, "no available deployment \"Nothing like it\""));
+  }
+
+  {  // an agent killed mid-install and started again: one install, one final state
+    WriteFile(h.dir.path() + "/detect-slow.sh",
+              "#!/bin/sh\ntest -f \"$STRATA_AGENT_DIR/slow.done\" && echo yes\n");
+    REQUIRE(h.Ctl({"create", "application", "Slow", "--install",
+                   "echo run >> \"$STRATA_AGENT_DIR/slow.runs\"; sleep 4; touch "
+                   "\"$STRATA_AGENT_DIR/slow.done\"",
+                   "--detect-script", h.dir.path() + "/detect-slow.sh"})
+                .exit_code == 0);
+    REQUIRE(h.Ctl({"deploy", "application", "Slow", "--collection", "Targets"}).exit_code == 0);
+    const std::string runs = agent_dir("target-p02") + "/slow.runs";
+    REQUIRE(WaitFor([&] { return std::filesystem::exists(runs); }, seconds(60)));
+    CHECK(daemons["target-p02"]->Kill() == 128 + SIGKILL);
+    daemons["target-p02"] =
+        std::make_unique<AgentDaemon>(h.dir, "target-p02", mps["P02"]->address(),
+                                      std::vector<std::string>{"--hardware_id=hw-target-p02",
+                                                               "--dpkg_dir=" + dpkg["target-p02"]});
+    v1::DeploymentStatus slow = WaitState(h, "Slow to Targets", "installed", 3);
+    INFO(Dump(slow));
+    CHECK(Count(slow, "installed") == 3);
+    CHECK(ReadWholeFile(runs) == "run\n");  // it ran once
+    CHECK(absl::StrContains(daemons["target-p02"]->LogText(), "agent.deployment_resumed"));
+  }
+
+  {  // phased rollouts: the next phase only after success; failures past the limit halt it
+    REQUIRE(h.Ctl({"create", "collection", "Others", "--query", "device.name like \"other-%\""})
+                .exit_code == 0);
+    REQUIRE(Eventually(h.cas->db(),
+                       "SELECT count(*) FROM collection_members WHERE collection = 'Others'", "1",
+                       seconds(60)));
+    REQUIRE(h.Ctl({"create", "application", "Flaky", "--install", "exit 1"}).exit_code == 0);
+    REQUIRE(h.Ctl({"create", "application", "Good", "--install", "true"}).exit_code == 0);
+    for (const char* app : {"Flaky", "Good"}) {
+      CtlRun made = h.Ctl({"create", "rollout", std::string(app) + " rollout", "--application", app,
+                           "--phase", "Targets", "--phase", "Others", "--success-percent", "100",
+                           "--failure-percent", "10", "--max-retries", "0"});
+      INFO(made.out << made.err);
+      REQUIRE(made.exit_code == 0);
+    }
+    CtlRun one_phase =
+        h.Ctl({"create", "rollout", "Short", "--application", "Good", "--phase", "Targets"});
+    CHECK(one_phase.exit_code == 1);
+    CHECK(absl::StrContains(one_phase.err, "2 to 10 phases"));
+    CtlRun below = h.Ctl({"create", "rollout", "Below", "--application", "Good", "--phase",
+                          "Targets", "--phase", "Others"},
+                         h.pv_p01.get());
+    CHECK(below.exit_code == 1);
+    CHECK(absl::StrContains(below.err, "rollouts are made at the top of the hierarchy"));
+    auto state_of = [&](const std::string& name) {
+      return h.cas->db().Scalar(
+          "SELECT state || ' ' || phase || ' ' || reason FROM "
+          "deployment_rollouts WHERE name = $1",
+          {name});
+    };
+    REQUIRE(WaitFor([&] { return absl::StartsWith(state_of("Flaky rollout"), "halted"); },
+                    seconds(90)));
+    // It halts at the first failure past the limit (1 of 3 is 33 %).
+    const std::string flaky = state_of("Flaky rollout");
+    CHECK(absl::StartsWith(flaky, "halted 1 halted in phase 1 (Targets): "));
+    CHECK(absl::StrContains(flaky, " of 3 devices failed ("));
+    CHECK(absl::EndsWith(flaky, "above the limit of 10 %; later phases were not started"));
+    REQUIRE(WaitFor([&] { return absl::StartsWith(state_of("Good rollout"), "completed"); },
+                    seconds(90)));
+    CHECK(state_of("Good rollout") ==
+          "completed 2 completed: phase 2 (Others): 1 of 1 devices installed (100 %)");
+    CHECK(Count(Status(h, "Good rollout (phase 2)"), "installed") == 1);
+    CHECK(h.cas->db().Scalar("SELECT count(*) FROM app_deployments WHERE name = 'Flaky rollout "
+                             "(phase 2)'") == "0");
+    CtlRun listed = h.Ctl({"get", "rollouts"});
+    CHECK(absl::StrContains(listed.out, "halted in phase 1 (Targets)"));
   }
 
   {  // a required deployment waits for its devices' maintenance window, then installs in it

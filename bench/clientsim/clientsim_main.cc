@@ -138,15 +138,18 @@ class Simulator {
       return AwaitPolicy(arg > 0 ? arg : 30, how == "grpc");
     }
     if (cmd == "install") {
-      if (words.size() < 3) return "error install: install TIMEOUT_S DEPLOYMENT";
-      return Install(arg > 0 ? arg : 60, words[2]);
+      if (words.size() < 3) return "error install: install TIMEOUT_S DEPLOYMENT [channel|grpc]";
+      const std::string how = words.size() > 3 ? words[3] : "channel";
+      if (how != "channel" && how != "grpc")
+        return "error install: the fourth word is \"channel\" or \"grpc\"";
+      return Install(arg > 0 ? arg : 60, words[2], how == "grpc");
     }
     if (cmd == "status") return Status();
     return absl::StrCat(
         "error ", cmd,
         ": unknown command (register, channels [timeout_s], close_channels, full, "
         "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s] [channel|grpc], "
-        "install timeout_s deployment, status, quit)");
+        "install timeout_s deployment [channel|grpc], status, quit)");
   }
 
  private:
@@ -391,10 +394,11 @@ class Simulator {
 
   // Prints "awaiting"; then, as each held client is told a policy that
   // carries a deployment (POLICY_CHANGED, the policy in the nudge or fetched),
-  // it reports `deployment` installing then installed in one Report call, as
-  // an agent whose install takes no time would (`concurrency` calls at once),
+  // it reports `deployment` installing then installed, as an agent whose
+  // install takes no time would: up its nudge channel (as the agent sends
+  // small reports), or ("grpc") in a Report call (`concurrency` at once),
   // until every held client has, or the timeout.
-  std::string Install(int timeout_s, const std::string& deployment) {
+  std::string Install(int timeout_s, const std::string& deployment, bool over_grpc) {
     if (!fleet_) return "error install: no channels (run channels first)";
     const int held = fleet_->held();
     std::cout << "awaiting held=" << held << std::endl;
@@ -421,28 +425,37 @@ class Simulator {
           v1::ReportRequest request;
           v1::ReportResponse response;
         };
-        auto* call = new Call;
         SimClient& c = *clients_[i];
-        *call->request.add_reports() =
-            c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLING);
-        *call->request.add_reports() =
-            c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLED);
-        call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+        v1::ReportRequest request;
+        *request.add_reports() = c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLING);
+        *request.add_reports() = c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLED);
         const int64_t sent = WallClockMs();
+        auto finished = [&, sent](bool good, const std::string& error) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (good) {
+            ++ok;
+          } else {
+            ++failed;
+            if (first_error.empty()) first_error = error;
+          }
+          first_ms = first_ms == 0 ? sent : std::min(first_ms, sent);
+          last_ms = std::max(last_ms, sent);
+          --in_flight;
+          cv.notify_all();
+        };
+        if (!over_grpc) {
+          fleet_->SendReports(i, std::move(request), [finished](bool good) {
+            finished(good, "the channel ended before the ack");
+          });
+          continue;
+        }
+        auto* call = new Call;
+        call->request = std::move(request);
+        call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
         c.stub().async()->Report(&call->ctx, &call->request, &call->response,
-                                 [&, call, sent](grpc::Status s) {
+                                 [call, finished](grpc::Status s) {
                                    delete call;
-                                   std::lock_guard<std::mutex> lock(mu);
-                                   if (s.ok()) {
-                                     ++ok;
-                                   } else {
-                                     ++failed;
-                                     if (first_error.empty()) first_error = s.error_message();
-                                   }
-                                   first_ms = first_ms == 0 ? sent : std::min(first_ms, sent);
-                                   last_ms = std::max(last_ms, sent);
-                                   --in_flight;
-                                   cv.notify_all();
+                                   finished(s.ok(), s.error_message());
                                  });
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -498,8 +511,10 @@ int main(int argc, char** argv) {
       "  await_policy [t_s] [channel|grpc]\n"
       "                        print \"awaiting\", then wait for POLICY_CHANGED on every channel\n"
       "                        and the new policy: from the nudge, or fetched over gRPC\n"
-      "  install t_s NAME      print \"awaiting\", then, as each client's policy names a\n"
-      "                        deployment, report NAME installing and installed\n"
+      "  install t_s NAME [channel|grpc]\n"
+      "                        print \"awaiting\", then, as each client's policy names a\n"
+      "                        deployment, report NAME installing and installed: up the\n"
+      "                        nudge channel (as agents send small reports) or over gRPC\n"
       "  status                channels held, welcomes, resumed handshakes, why channels ended\n"
       "  quit\n");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

@@ -27,7 +27,8 @@ struct NudgeFleet::Member {
   bool dialing = false;
   bool held = false;
   std::atomic<int64_t> welcomed_ms{0}, policy_changed_ms{0}, fetched_ms{0};
-  std::atomic<int> deployments{0};  // in the policy held
+  std::atomic<int> deployments{0};        // in the policy held
+  std::function<void(bool)> report_done;  // reports sent on the channel, awaiting their ack
   ~Member() {
     conn.reset();
     if (session) SSL_SESSION_free(session);
@@ -161,6 +162,9 @@ void NudgeFleet::Dial(Member& m) {
       mp->session = s;
     }
   };
+  h.acked = [mp](int64_t) {
+    if (auto done = std::move(mp->report_done)) done(true);
+  };
   h.nudge = [this, mp](const v1::Nudge& n) {
     if (n.kind() != v1::NOTIFICATION_KIND_POLICY_CHANGED) return;
     mp->policy_changed_ms = WallClockMs();
@@ -181,7 +185,19 @@ void NudgeFleet::Dial(Member& m) {
   if (!s.ok()) Ended(m, s);
 }
 
+void NudgeFleet::SendReports(size_t i, v1::ReportRequest reports, std::function<void(bool)> done) {
+  Post([this, i, reports = std::move(reports), done = std::move(done)]() mutable {
+    Member& m = *members_[i];
+    if (!m.held || !m.conn || m.report_done || !m.conn->SendReports(reports)) {
+      done(false);
+      return;
+    }
+    m.report_done = std::move(done);
+  });
+}
+
 void NudgeFleet::Ended(Member& m, const absl::Status& why) {
+  if (auto done = std::move(m.report_done)) done(false);
   if (m.dialing) --dialing_;
   if (m.held) --held_;
   m.dialing = m.held = false;

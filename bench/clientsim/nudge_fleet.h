@@ -44,6 +44,11 @@ class NudgeFleet {
   int64_t welcomes() const { return welcomes_.load(); }
   int64_t resumed() const { return resumed_.load(); }
 
+  // Sends client `i`'s reports up its held channel, as an agent sends small
+  // ones; `done` (on the loop's thread) says whether the MP acknowledged
+  // them (false: no channel, or it ended first).
+  void SendReports(size_t i, v1::ReportRequest reports, std::function<void(bool)> done);
+
   // Ignore the policy a nudge carries and fetch it over gRPC instead.
   void set_fetch_over_grpc(bool on) { fetch_over_grpc_ = on; }
 

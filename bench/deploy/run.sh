@@ -17,12 +17,16 @@
 # Targets: all_visible_s < 60, p99_s < 30 (vs_target_* print the ratios;
 # Configuration Manager summarizes deployment status every 60 minutes).
 # Last line: bench deploy: clients=… installed=… all_visible_s=… p50_s=… p99_s=…
-# Env: CLIENTS (10000), CONCURRENCY (64 per simulator), KEEP_LOGS (a directory).
+# The states go up the clients' nudge channels, as agents send small reports
+# (REPORTS=grpc: in a Report call each, a TLS handshake per client).
+# Env: CLIENTS (10000), CONCURRENCY (64 per simulator), REPORTS (channel),
+#      KEEP_LOGS (a directory).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 CLIENTS=${CLIENTS:-10000}
 CONCURRENCY=${CONCURRENCY:-64}
+REPORTS=${REPORTS:-channel}
 
 deploy/build.sh build
 source deploy/pg.sh
@@ -94,11 +98,15 @@ done
 sims=$k
 results() { grep -hv '^awaiting' "$work"/sim*.out | awk -v c="$1" '$1 == c' ; }
 sim_all() {  # CMD... -> runs it on every simulator, prints their result lines
-  local before end
+  local before
   before=$(results "$1" | wc -l)
   for fd in "${sim_fds[@]}"; do echo "$*" >&"$fd"; done
+  sim_results "$1" $(( before + sims ))
+}
+sim_results() {  # CMD COUNT -> waits for COUNT result lines of CMD, prints each simulator's last
+  local end
   end=$(( $(date +%s) + 3600 ))
-  until [ "$(results "$1" | wc -l)" -ge $(( before + sims )) ]; do
+  until [ "$(results "$1" | wc -l)" -ge "$2" ]; do
     [ "$(date +%s)" -ge "$end" ] && { echo "simulators did not finish '$1'" >&2; exit 1; }
     for pid in "${sim_pids[@]}"; do
       kill -0 "$pid" 2>/dev/null || { echo "a simulator died:" >&2; tail -5 "$work"/sim*.log >&2; exit 1; }
@@ -126,7 +134,7 @@ wait_until 600 test "$(site_sql CAS "SELECT count(*) FROM collection_members WHE
 ctl create application BenchApp --install "true" --description "deployment benchmark" >/dev/null
 
 echo "phase 4: deploy at the CAS; simulated agents report as their policy names it"
-for fd in "${sim_fds[@]}"; do echo "install 300 bench" >&"$fd"; done
+for fd in "${sim_fds[@]}"; do echo "install 300 bench $REPORTS" >&"$fd"; done
 # Every simulator waiting (it prints "awaiting" first) before the clock starts.
 wait_until 60 test "$(grep -h '^awaiting' "$work"/sim*.out | wc -l)" -ge "$sims"
 t0=$(now_ms)
@@ -139,7 +147,7 @@ while :; do
   [ "$(date +%s)" -ge "$end" ] && break
   sleep 0.05
 done
-out=$(sim_all install); echo "$out"
+out=$(sim_results install "$sims"); echo "$out"
 installed=$(site_sql CAS "SELECT coalesce(sum(devices), 0) FROM deployment_state_counts WHERE deployment = 'bench' AND state = 'installed'")
 read -r p50 p99 <<<"$(site_sql CAS "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY arrived_ms - $t0),
     percentile_disc(0.99) WITHIN GROUP (ORDER BY arrived_ms - $t0) FROM bench_installed" | tr '|' ' ')"
@@ -148,4 +156,4 @@ all_visible_s=$( [ "$visible_ms" -gt 0 ] && calc "$visible_ms / 1000" || echo "n
 p50_s=$(calc "${p50:-0} / 1000"); p99_s=$(calc "${p99:-0} / 1000")
 vs_target_all=$( [ "$visible_ms" -gt 0 ] && calc "$visible_ms / 60000" || echo "n/a" )
 echo "targets: all visible < 60 s (ratio $vs_target_all), p99 < 30 s (ratio $(calc "${p99:-0} / 30000"))"
-echo "bench deploy: clients=$CLIENTS installed=$installed all_visible_s=$all_visible_s p50_s=$p50_s p99_s=$p99_s vs_target_all_60s=$vs_target_all vs_target_p99_30s=$(calc "${p99:-0} / 30000")"
+echo "bench deploy: reports=$REPORTS clients=$CLIENTS installed=$installed all_visible_s=$all_visible_s p50_s=$p50_s p99_s=$p99_s vs_target_all_60s=$vs_target_all vs_target_p99_30s=$(calc "${p99:-0} / 30000")"

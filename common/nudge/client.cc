@@ -148,10 +148,18 @@ void Connection::Fail(const absl::Status& status) {
   if (closed) closed(status);
 }
 
-void Connection::Send(const v1::NudgeFrame& frame) {
+bool Connection::Send(const v1::NudgeFrame& frame) {
   std::string bytes;
-  if (!EncodeFrame(frame, &bytes).ok() || !bev_) return;
+  if (!EncodeFrame(frame, &bytes).ok() || !bev_) return false;
   bufferevent_write(bev_, bytes.data(), bytes.size());
+  return true;
+}
+
+bool Connection::SendReports(const v1::ReportRequest& reports) {
+  if (!welcomed_ || done_) return false;
+  v1::NudgeFrame frame;
+  *frame.mutable_reports() = reports;
+  return Send(frame);
 }
 
 void Connection::SchedulePing() {
@@ -232,6 +240,10 @@ void Connection::OnRead(bufferevent* bev, void* self) {
       }
       case v1::NudgeFrame::kNudge:
         if (c->welcomed_ && c->handlers_.nudge) c->handlers_.nudge(frame.nudge());
+        break;
+      case v1::NudgeFrame::kAcked:
+        if (c->welcomed_ && c->handlers_.acked)
+          c->handlers_.acked(frame.acked().acknowledged_through_seq());
         break;
       case v1::NudgeFrame::kGoodbye: {
         const auto& g = frame.goodbye();

@@ -33,6 +33,8 @@ class Connection {
   struct Handlers {
     std::function<void(const v1::NudgeWelcome&)> welcome;
     std::function<void(const v1::Nudge&)> nudge;
+    // The MP spooled the reports sent with SendReports through this seq.
+    std::function<void(int64_t)> acked;
     // Once, when the connection ends for any reason but the destructor
     // (refused, closed by the MP with a goodbye, timed out). The Connection
     // may be destroyed from inside it.
@@ -55,6 +57,10 @@ class Connection {
   // caller frees with SSL_SESSION_free), or null.
   SSL_SESSION* Session() const;
   bool welcomed() const { return welcomed_; }
+  // Sends small reports up (once welcomed; the frame at most
+  // kMaxFrameBytes): false when they could not be sent. One batch at a time:
+  // the next after `acked`.
+  bool SendReports(const v1::ReportRequest& reports);
   // Whether the handshake resumed a session.
   bool resumed() const;
 
@@ -63,7 +69,7 @@ class Connection {
   static void OnEvent(bufferevent* bev, short what, void* self);
   static void OnPingDue(int fd, short what, void* self);
   void Fail(const absl::Status& status);
-  void Send(const v1::NudgeFrame& frame);
+  bool Send(const v1::NudgeFrame& frame);
   void SchedulePing();
   void Free();
 

@@ -164,7 +164,9 @@ class ApplicationServiceImpl final : public v1::ApplicationService::Service {
       RETURN_IF_ERROR(ReadApplication(call, req->name(), &app));
       ASSIGN_OR_RETURN(Result used,
                        call.tx.Exec("SELECT 'deployment', name FROM app_deployments WHERE "
-                                    "application = $1 UNION ALL SELECT 'application', name FROM "
+                                    "application = $1 UNION ALL SELECT 'rollout', name FROM "
+                                    "deployment_rollouts WHERE application = $1 UNION ALL "
+                                    "SELECT 'application', name FROM "
                                     "applications WHERE $1 = ANY(depends_on) OR $1 = "
                                     "ANY(supersedes) ORDER BY 1, 2 LIMIT 1",
                                     {req->name()}));

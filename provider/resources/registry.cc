@@ -28,6 +28,7 @@ Resource ContentLinksResource();
 Resource ApplicationsResource();
 Resource DeploymentsResource();
 Resource MaintenanceWindowsResource();
+Resource RolloutsResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
@@ -50,6 +51,7 @@ const std::vector<Resource>& Resources() {
       ApplicationsResource(),
       DeploymentsResource(),
       MaintenanceWindowsResource(),
+      RolloutsResource(),
   };
   return *resources;
 }

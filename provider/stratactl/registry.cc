@@ -33,6 +33,7 @@ std::vector<Command> ContentLinkCommands();
 std::vector<Command> ApplicationCommands();
 std::vector<Command> DeploymentCommands();
 std::vector<Command> MaintenanceWindowCommands();
+std::vector<Command> RolloutCommands();
 
 namespace {
 
@@ -56,7 +57,7 @@ constexpr NounFn kNouns[] = {
     ContentLinkCommands,
     ApplicationCommands,
     DeploymentCommands,
-    MaintenanceWindowCommands,
+    MaintenanceWindowCommands, RolloutCommands,
 };
 
 // The verbs, in the order --help lists them.

@@ -1,0 +1,22 @@
+#pragma once
+
+// Phased rollouts (migration 0014): at the site where a rollout was made
+// (the top of the hierarchy, where every device's state is counted), each
+// running rollout's current phase is judged from deployment_state_counts:
+// more than its failure limit failed -> halted, with the reason; its success
+// rate reached -> the next phase's deployment is made (or the rollout is
+// completed). A job of the CAS and of primaries (a primary at the top).
+
+#include "absl/status/statusor.h"
+#include "common/site/site_profile.h"
+#include "common/store/database.h"
+
+namespace strata::site {
+
+// One pass over this site's running rollouts; how many changed.
+absl::StatusOr<int> AdvanceRollouts(store::Transaction& tx);
+
+// Runs AdvanceRollouts every 2 s.
+SiteJob RolloutJob();
+
+}  // namespace strata::site
