@@ -220,12 +220,20 @@ absl::Time InstallEngine::RunPass() {
         Report(d, rec, v1::DEPLOYMENT_STATE_AVAILABLE, "installs on request");
       continue;
     }
-    const absl::Time due =
-        absl::FromUnixSeconds(std::max(d.available_at_unix(), d.deadline_unix()));
+    if (rec.first_seen_unix_ms() == 0) {
+      rec.set_first_seen_unix_ms(NowMs());
+      Save(rec);
+    }
+    absl::Time due = absl::FromUnixSeconds(std::max(d.available_at_unix(), d.deadline_unix()));
+    // Learned of only after its deadline (the device was off): the grace.
+    const absl::Time first_seen = absl::FromUnixMillis(rec.first_seen_unix_ms());
+    const bool grace = d.purpose() == "required" && d.grace_minutes() > 0 && first_seen > due;
+    if (grace) due = first_seen + d.grace_minutes() * options_.minute;
     if (now < due) {
       Wait(d, rec,
-           absl::StrCat("until its deadline ",
-                        absl::FormatTime(absl::RFC3339_sec, due, absl::UTCTimeZone())));
+           absl::StrCat(
+               grace ? "in its grace period after the deadline, until " : "until its deadline ",
+               absl::FormatTime(absl::RFC3339_sec, due, absl::UTCTimeZone())));
       next = std::min(next, due);
       continue;
     }

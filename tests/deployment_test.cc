@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/content/hash.h"
 #include "google/protobuf/util/json_util.h"
 #include "strata/v1/admin/deployments.pb.h"
 #include "tests/fixture/client_fixture.h"
@@ -489,6 +490,28 @@ TEST_CASE(
       CHECK(std::stoll(ReadWholeFile(agent_dir(name) + "/windowed-at")) >=
             absl::ToUnixSeconds(opens));
     }
+  }
+
+  {  // deleting a deployment reaches the agents: they forget it
+    const std::string journal =
+        absl::StrCat(agent_dir("target-p01"), "/deployments/",
+                     content::Sha256::Of("Broken to Targets").substr(0, 24), ".pb");
+    REQUIRE(std::filesystem::exists(journal));
+    REQUIRE(h.Ctl({"delete", "deployment", "Broken to Targets"}).exit_code == 0);
+    CHECK(WaitFor([&] { return !std::filesystem::exists(journal); }, seconds(60)));
+    CHECK(h.Ctl({"get", "deployment-status", "Broken to Targets"}).exit_code == 4);
+  }
+
+  {  // the built-in deployment compliance report
+    CtlRun all = h.Ctl({"report", "run", "deployment-compliance", "-o", "csv"});
+    INFO(all.out << all.err);
+    REQUIRE(all.exit_code == 0);
+    CHECK(absl::StrContains(all.out, "Hello to Targets,Hello,Targets,3,3,0,0,0,0,100.0"));
+    CHECK(absl::StrContains(all.out, "Optional to Targets,Optional,Targets,3,1,0,2,0,0,33.3"));
+    CtlRun one = h.Ctl({"report", "run", "deployment-compliance", "--param",
+                        "deployment=Hello to Targets", "-o", "csv"});
+    INFO(one.out << one.err);
+    CHECK(absl::StrContains(one.out, "target-p02,P02,installed,0,1,"));
   }
 
   for (auto& [name, d] : daemons) CHECK(d->Stop() == 0);

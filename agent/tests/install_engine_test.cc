@@ -345,3 +345,20 @@ TEST_CASE(
   CHECK(sink2.Names() == std::vector<std::string>{"WAITING"});
   CHECK_THAT(sink2.Last().detail(), Catch::Contains("no maintenance window of 600 minutes"));
 }
+
+TEST_CASE("engine: a device that learns of a deployment after its deadline waits its grace") {
+  Dir d;
+  Sink sink;
+  InstallEngine engine(Options(d.path, sink));
+  auto late = Policy("late", "true", "");
+  late.set_deadline_unix(absl::ToUnixSeconds(absl::Now()) - 3600);  // an hour ago
+  late.set_grace_minutes(2);                                        // 2 s here
+  engine.SetDeployments({late});
+  const absl::Time next = engine.RunPass();
+  REQUIRE(sink.Names() == std::vector<std::string>{"WAITING"});
+  CHECK_THAT(sink.Last().detail(), Catch::Contains("grace period after the deadline"));
+  CHECK(next > absl::Now() + absl::Seconds(1));
+  absl::SleepFor(next - absl::Now() + absl::Milliseconds(100));
+  engine.RunPass();
+  CHECK(sink.Names() == std::vector<std::string>{"WAITING", "INSTALLING", "INSTALLED"});
+}

@@ -43,7 +43,8 @@ absl::Status LoadDeploymentPolicies(store::Transaction& tx, v1::SiteBundle* bund
       store::Result deps,
       tx.Exec("SELECT name, application, action, purpose, extract(epoch FROM "
               "available_at)::bigint, extract(epoch FROM deadline)::bigint, max_retries, "
-              "retry_seconds, rerun_interrupted, ignore_maintenance_windows FROM app_deployments "
+              "retry_seconds, rerun_interrupted, ignore_maintenance_windows, grace_minutes FROM "
+              "app_deployments "
               "ORDER BY name"));
   for (size_t i = 0; i < deps.size(); ++i) {
     auto app = by_name.find(deps.GetString(i, 1));
@@ -58,6 +59,7 @@ absl::Status LoadDeploymentPolicies(store::Transaction& tx, v1::SiteBundle* bund
     d.set_retry_seconds(static_cast<int32_t>(deps.GetInt(i, 7)));
     d.set_rerun_interrupted(deps.GetBool(i, 8));
     d.set_ignore_maintenance_windows(deps.GetBool(i, 9));
+    d.set_grace_minutes(static_cast<int32_t>(deps.GetInt(i, 10)));
     *d.mutable_application() = app->second;
     // Dependencies, breadth first (the provider keeps them acyclic and
     // shallow; `seen` bounds a cycle made by concurrent edits at two sites).

@@ -34,7 +34,7 @@ std::string DeploymentSelect() {
       ", d.max_retries, d.retry_seconds, d.rerun_interrupted, a.scopes::text, d.created_by, ",
       Ts("d.created_at"),
       ", (SELECT count(*) FROM collection_members m WHERE m.collection = d.collection), "
-      "d.ignore_maintenance_windows FROM "
+      "d.ignore_maintenance_windows, d.grace_minutes FROM "
       "app_deployments d LEFT JOIN applications a ON a.name = d.application");
 }
 
@@ -55,6 +55,7 @@ void FillDeployment(const Result& r, size_t i, v1::Deployment* d) {
   d->set_created_at(r.GetString(i, 12));
   d->set_targeted(r.GetInt(i, 13));
   d->set_ignore_maintenance_windows(r.GetBool(i, 14));
+  d->set_grace_minutes(static_cast<int32_t>(r.GetInt(i, 15)));
 }
 
 // RFC 3339 ("2026-12-01T08:00:00Z", "2026-12-01T09:00:00+01:00") or unix
@@ -148,6 +149,9 @@ class DeploymentServiceImpl final : public v1::DeploymentService::Service {
       if (deadline < available)
         return absl::InvalidArgumentError(absl::StrCat(
             "deadline ", Rfc3339(deadline), " is before available_at ", Rfc3339(available)));
+      if (req->grace_minutes() < 0 || req->grace_minutes() > 10080)
+        return absl::InvalidArgumentError(
+            absl::StrCat("grace_minutes: 0 to 10080 (7 days), not ", req->grace_minutes()));
       if (purpose == "available" && !req->deadline().empty())
         return absl::InvalidArgumentError("a deadline is for required deployments only");
       const int retries = req->has_max_retries() ? req->max_retries() : kDefaultRetries;
@@ -165,12 +169,13 @@ class DeploymentServiceImpl final : public v1::DeploymentService::Service {
       RETURN_IF_ERROR(
           tx.Exec("INSERT INTO app_deployments (name, application, collection, action, purpose, "
                   "available_at, deadline, max_retries, retry_seconds, rerun_interrupted, "
-                  "created_by, ignore_maintenance_windows) VALUES ($1, $2, $3, $4, $5, "
-                  "$6::timestamptz, $7::timestamptz, $8, $9, $10, $11, $12)",
+                  "created_by, ignore_maintenance_windows, grace_minutes) VALUES ($1, $2, $3, $4, "
+                  "$5, $6::timestamptz, $7::timestamptz, $8, $9, $10, $11, $12, $13)",
                   {name, req->application(), req->collection(), action, purpose, Rfc3339(available),
                    Rfc3339(deadline), absl::StrCat(retries), absl::StrCat(retry_s),
                    req->rerun_interrupted() ? "true" : "false", call.caller.name,
-                   req->ignore_maintenance_windows() ? "true" : "false"})
+                   req->ignore_maintenance_windows() ? "true" : "false",
+                   absl::StrCat(req->grace_minutes())})
               .status());
       RETURN_IF_ERROR(call.Audit(
           "create", "deployment", name,

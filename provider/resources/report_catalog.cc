@@ -104,6 +104,44 @@ const std::vector<ReportSpec>& BuiltinReports() {
              Visible(c, params), ") AS members FROM collections c WHERE ", scopes,
              " ORDER BY c.name");
        }},
+      {"deployment-compliance",
+       "Per deployment: targeted devices, installed (compliant), failed, in progress, not "
+       "applicable, unknown, and the compliance percent; with deployment=NAME, each device",
+       {"deployment"},
+       "deployment.read",
+       [](const ReportCaller& c, const auto& args, store::Params& params) {
+         std::string scopes =
+             c.all_scopes
+                 ? std::string("true")
+                 : absl::StrCat("a.scopes && ", P(params, TextArrayLiteral(c.scopes)), "::text[]");
+         if (!Arg(args, "deployment").empty()) {
+           return absl::StrCat(
+               "SELECT v.name AS device, s.site_code AS site, s.state, s.exit_code, s.attempt, ",
+               Ts("s.reported_at"),
+               " AS updated, left(s.detail, 200) AS detail FROM deployment_states s JOIN "
+               "devices v ON v.id = s.device_id JOIN app_deployments d ON d.name = s.deployment "
+               "JOIN applications a ON a.name = d.application WHERE s.deployment = ",
+               P(params, Arg(args, "deployment")), " AND ", scopes, " AND ",
+               Visible(c, params, "v.id"), " ORDER BY s.state, v.name");
+         }
+         const std::string visible = Visible(c, params, "m.device_id");
+         return absl::StrCat(
+             "SELECT d.name AS deployment, d.application, d.collection, count(m.device_id) AS "
+             "targeted, count(*) FILTER (WHERE s.state IN ('installed', 'reboot_pending', "
+             "'uninstalled')) AS compliant, count(*) FILTER (WHERE s.state = 'failed') AS "
+             "failed, count(*) FILTER (WHERE s.state IN ('waiting', 'downloading', "
+             "'installing', 'retrying', 'available')) AS in_progress, count(*) FILTER (WHERE "
+             "s.state = 'requirements_not_met') AS not_applicable, count(m.device_id) FILTER "
+             "(WHERE s.state IS NULL) AS unknown, CASE WHEN count(m.device_id) = 0 THEN '' ELSE "
+             "round(100.0 * count(*) FILTER (WHERE s.state IN ('installed', 'reboot_pending', "
+             "'uninstalled')) / count(m.device_id), 1)::text END AS compliance_percent FROM "
+             "app_deployments d JOIN applications a ON a.name = d.application LEFT JOIN "
+             "collection_members m ON m.collection = d.collection AND ",
+             visible,
+             " LEFT JOIN deployment_states s ON s.deployment = d.name AND s.device_id = "
+             "m.device_id WHERE ",
+             scopes, " GROUP BY d.name, d.application, d.collection ORDER BY d.name");
+       }},
       {"replication-health",
        "This site's replication with each peer, from its database: changes not yet "
        "acknowledged, and when each side last moved",

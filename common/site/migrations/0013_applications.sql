@@ -37,6 +37,9 @@ CREATE TABLE app_deployments (
   retry_seconds integer NOT NULL CHECK (retry_seconds BETWEEN 10 AND 86400),
   rerun_interrupted boolean NOT NULL DEFAULT false,
   ignore_maintenance_windows boolean NOT NULL DEFAULT false,
+  -- A device that learns of the deployment only after its deadline (it was
+  -- off) waits this long before enforcing it.
+  grace_minutes integer NOT NULL DEFAULT 0 CHECK (grace_minutes BETWEEN 0 AND 10080),
   created_by text NOT NULL DEFAULT '',
   created_at timestamptz NOT NULL DEFAULT now(),
   CHECK (deadline >= available_at)

@@ -30,6 +30,7 @@ struct DeployFlags {
   int retries = 0, retry_seconds = 0;
   bool rerun = false;
   bool ignore_windows = false;
+  int grace_minutes = 0;
 };
 
 Action Deploy(CLI::App* cmd) {
@@ -59,6 +60,10 @@ Action Deploy(CLI::App* cmd) {
   cmd->add_flag("--rerun-interrupted", flags->rerun,
                 "An install cut short by the agent's restart may run again (default: it is "
                 "judged by detection)");
+  cmd->add_option("--grace-minutes", flags->grace_minutes,
+                  "Required: a device that learns of it only after the deadline (it was off) "
+                  "waits this long first (default 0, at most 10080)")
+      ->check(CLI::Range(0, 10080));
   cmd->add_flag("--ignore-maintenance-windows", flags->ignore_windows,
                 "Required installs run at the deadline even outside the devices' maintenance "
                 "windows");
@@ -67,6 +72,7 @@ Action Deploy(CLI::App* cmd) {
     flags->req.set_retry_seconds(flags->retry_seconds);
     flags->req.set_rerun_interrupted(flags->rerun);
     flags->req.set_ignore_maintenance_windows(flags->ignore_windows);
+    flags->req.set_grace_minutes(flags->grace_minutes);
     v1::Deployment out;
     if (int rc = c.Call(&v1::DeploymentService::Stub::CreateDeployment, flags->req, &out))
       return rc;
@@ -191,6 +197,7 @@ void DescribeDeployment(const Options& o, const v1::Deployment& d) {
             {"retry after", Duration(d.retry_seconds())},
             {"rerun interrupted", Bool(d.rerun_interrupted())},
             {"ignore maintenance windows", Bool(d.ignore_maintenance_windows())},
+            {"grace after the deadline", Duration(int64_t{d.grace_minutes()} * 60)},
             {"targeted devices", absl::StrCat(d.targeted())},
             {"scopes", absl::StrJoin(d.scopes(), ", ")},
             {"created by", d.created_by()},
