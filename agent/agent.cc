@@ -76,7 +76,9 @@ class Agent::Impl {
     if (engine_) return absl::OkStatus();  // once
     RETURN_IF_ERROR(ValidateAgentConfig(config_));
     RETURN_IF_ERROR(queue_.Open());
-    chmod(dir_.c_str(), 0700);
+    // Others may pass through (not list) to a job's folder when an install
+    // runs as a named user; the key and everything else are 0600.
+    chmod(dir_.c_str(), 0711);
     policy_.ParseFromString(ReadText(dir_ + "/policy.pb"));
     SetKnownVersion(policy_.version());
     engine_ = std::make_unique<InstallEngine>(EngineOptionsFor());
@@ -562,7 +564,8 @@ class Agent::Impl {
         if (small.files.empty()) return absl::OkStatus();
         if (small.request.ByteSizeLong() <= kMaxChannelReportBytes) {
           auto acked = nudge_.SendReports(small.request, absl::Seconds(30));
-          if (acked.ok()) {
+          const int64_t last = small.request.reports(small.request.reports_size() - 1).seq();
+          if (acked.ok() && *acked >= last) {
             queue_.Remove(small.files);
             LogDebug("agent.reports_sent",
                      {{"reports", small.files.size()}, {"through", *acked}, {"on", "channel"}});

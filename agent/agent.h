@@ -5,7 +5,8 @@
 // inventory (first full, then deltas), heartbeats and state messages
 // through a durable outbound queue.
 //
-// State directory (one per agent):
+// State directory (one per agent; 0711: a job running as a named user may
+// pass through to its own folder, nobody else lists or reads anything):
 //   client_id, client.key, client.pem   identity (key 0600)
 //   policy.pb                           last policy (settings + version)
 //   inventory.pb                        the inventory last queued (delta base)

@@ -144,6 +144,9 @@ int InstallCommand(const v1::AgentConfig& config, const std::string& name) {
   }
   std::cout << "requested: " << name << "\n" << std::flush;
   const absl::Time until = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_wait_seconds));
+  // Until the service takes the request, the journal is an earlier result.
+  while (absl::Now() < until && !InstallEngine::RequestTaken(config.state_dir(), name))
+    absl::SleepFor(absl::Milliseconds(200));
   v1::DeploymentStateKind shown = v1::DEPLOYMENT_STATE_UNSPECIFIED;
   while (absl::Now() < until) {
     v1::InstallRecord rec = InstallEngine::ReadRecord(config.state_dir(), name);

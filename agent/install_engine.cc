@@ -19,6 +19,7 @@
 #include "common/content/hash.h"
 #include "common/deploy/application.h"
 #include "common/deploy/windows.h"
+#include "common/inventory/report_check.h"
 
 namespace strata::agent {
 
@@ -101,7 +102,12 @@ void GiveTo(const std::string& dir, const std::string& user) {
 InstallEngine::InstallEngine(EngineOptions options) : options_(std::move(options)) {
   std::error_code ec;
   fs::create_directories(options_.state_dir + "/deployments", ec);
+  fs::permissions(options_.state_dir + "/deployments", fs::perms::owner_all, ec);
   fs::create_directories(options_.state_dir + "/runs", ec);
+  // Traversable, not listable: a job running as a named user reaches its
+  // own folder (which it is given) and nothing else.
+  fs::permissions(options_.state_dir + "/runs",
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec, ec);
 }
 
 InstallEngine::~InstallEngine() { Stop(); }
@@ -150,6 +156,11 @@ absl::Status InstallEngine::RequestInstall(const std::string& state_dir,
   return WriteFileAtomically(
       absl::StrCat(state_dir, "/requests/", content::Sha256::Of(deployment).substr(0, 24)),
       deployment);
+}
+
+bool InstallEngine::RequestTaken(const std::string& state_dir, const std::string& deployment) {
+  return !fs::exists(
+      absl::StrCat(state_dir, "/requests/", content::Sha256::Of(deployment).substr(0, 24)));
 }
 
 v1::InstallRecord InstallEngine::ReadRecord(const std::string& state_dir,
@@ -237,7 +248,7 @@ absl::Time InstallEngine::RunPass() {
       next = std::min(next, due);
       continue;
     }
-    if (!d.ignore_maintenance_windows() && !windows.empty()) {
+    if (d.purpose() == "required" && !d.ignore_maintenance_windows() && !windows.empty()) {
       // The longest of its deployment types' run times must fit.
       int minutes = 0;
       for (const auto& dt : d.application().deployment_types())
@@ -267,6 +278,10 @@ absl::Time InstallEngine::RunPass() {
   return next;
 }
 
+bool InstallEngine::Done(const v1::InstallRecord& rec, const std::string& application) {
+  return std::find(rec.done().begin(), rec.done().end(), application) != rec.done().end();
+}
+
 // Waiting, said once per reason.
 void InstallEngine::Wait(const v1::DeploymentPolicy& d, v1::InstallRecord& rec,
                          const std::string& why) {
@@ -283,6 +298,7 @@ void InstallEngine::Process(const v1::DeploymentPolicy& d, v1::InstallRecord& re
     std::vector<const v1::Application*> order;
     DependencyOrder(d.application().name(), apps, seen, order);
     for (const v1::Application* dep : order) {
+      if (Done(rec, dep->name())) continue;
       Outcome o = Apply(d, *dep, /*install=*/true, rec);
       if (o.kind == Outcome::kAbandoned) return;
       if (o.kind != Outcome::kDone && o.kind != Outcome::kAlready && o.kind != Outcome::kReboot) {
@@ -291,11 +307,12 @@ void InstallEngine::Process(const v1::DeploymentPolicy& d, v1::InstallRecord& re
         Conclude(d, rec, o);
         return;
       }
+      rec.add_done(dep->name());
     }
     for (const auto& s : d.application().supersedes()) {
       if (!s.uninstall()) continue;
       auto it = apps.find(s.application());
-      if (it == apps.end()) continue;
+      if (it == apps.end() || Done(rec, s.application())) continue;
       Outcome o = Apply(d, *it->second, /*install=*/false, rec);
       if (o.kind == Outcome::kAbandoned) return;
       if (o.kind != Outcome::kDone && o.kind != Outcome::kAlready &&
@@ -304,6 +321,7 @@ void InstallEngine::Process(const v1::DeploymentPolicy& d, v1::InstallRecord& re
         Conclude(d, rec, o);
         return;
       }
+      rec.add_done(s.application());
     }
   }
   Outcome o = Apply(d, d.application(), install, rec);
@@ -362,6 +380,10 @@ InstallEngine::Outcome InstallEngine::RunJob(const v1::DeploymentPolicy& d,
   spec.env.push_back("STRATA_DEPLOYMENT=" + d.name());
   spec.env.push_back("STRATA_APPLICATION=" + app.name());
   unlink(spec.output_path.c_str());
+  // An earlier job's exit code must not be taken for this one's if the
+  // agent dies before the job starts.
+  unlink(spec.exit_path.c_str());
+  unlink(spec.return_code_path.c_str());
   rec.set_running(true);
   rec.set_application(app.name());
   rec.set_action(install ? "install" : "uninstall");
@@ -441,9 +463,34 @@ void InstallEngine::Resume(const v1::DeploymentPolicy& d, v1::InstallRecord& rec
   std::error_code ec;
   fs::remove_all(run_dir + "/content", ec);
   const bool install = rec.action() != "uninstall";
-  if (dt == nullptr || app->second != &d.application()) {
-    // A dependency's or superseded application's job, or a definition that
-    // changed meanwhile: the next pass detects and goes on from there.
+  if (dt == nullptr) {  // the definition changed meanwhile: the next pass detects
+    Save(rec);
+    return;
+  }
+  if (app->second != &d.application()) {
+    // A dependency's or a superseded application's job: done, or the
+    // deployment fails here (as for the main job, not run again unless the
+    // deployment allows it).
+    if (r.exited || r.timed_out) {
+      Outcome dep =
+          Judge(*app->second, *dt, install, r.exited, r.exit_code, r.timed_out, r.output_tail);
+      if (dep.kind == Outcome::kDone || dep.kind == Outcome::kReboot) {
+        rec.add_done(app->second->name());
+        Save(rec);
+        return;
+      }
+      dep.detail = absl::StrCat(install ? "dependency \"" : "superseded \"", app->second->name(),
+                                "\": ", dep.detail);
+      Conclude(d, rec, dep);
+      return;
+    }
+    if (!d.rerun_interrupted()) {
+      Conclude(d, rec,
+               {Outcome::kFinal, absl::StrCat("\"", app->second->name(),
+                                              "\" was interrupted by the agent's restart with no "
+                                              "exit code; not run again (--rerun-interrupted)")});
+      return;
+    }
     Save(rec);
     return;
   }
@@ -475,7 +522,11 @@ void InstallEngine::Conclude(const v1::DeploymentPolicy& d, v1::InstallRecord& r
       return;
     case Outcome::kReboot:
       rec.set_settled(true);
-      (void)WriteFileDurably(options_.state_dir + "/reboot_pending", d.name() + "\n");
+      {
+        std::string pending = ReadFile(options_.state_dir + "/reboot_pending").value_or("");
+        if (pending.find(d.name() + "\n") == std::string::npos) pending += d.name() + "\n";
+        (void)WriteFileDurably(options_.state_dir + "/reboot_pending", pending);
+      }
       Report(d, rec, v1::DEPLOYMENT_STATE_REBOOT_PENDING, o.detail, o.exit_code);
       return;
     case Outcome::kNotApplicable:
@@ -560,7 +611,9 @@ void InstallEngine::Report(const v1::DeploymentPolicy& d, v1::InstallRecord& rec
   s->set_deployment(d.name());
   s->set_revision(d.revision());
   s->set_state(state);
-  s->set_detail(Tail(detail, deploy::kMaxDetailBytes));
+  // What a program printed may be Latin-1, binary or hold NULs: made valid
+  // UTF-8, or the MP would refuse the report (and the state be lost).
+  s->set_detail(Tail(inventory::CleanText(detail), deploy::kMaxDetailBytes));
   s->set_exit_code(exit_code);
   s->set_bytes_done(bytes_done);
   s->set_bytes_total(bytes_total);
@@ -602,6 +655,7 @@ std::string InstallEngine::RunDir(const std::string& deployment) const {
       absl::StrCat(options_.state_dir, "/runs/", content::Sha256::Of(deployment).substr(0, 24));
   std::error_code ec;
   fs::create_directories(dir, ec);
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec, ec);
   return dir;
 }
 

@@ -76,6 +76,8 @@ class InstallEngine {
   // in `state_dir` to install an available deployment (a request file it
   // takes within a second).
   static absl::Status RequestInstall(const std::string& state_dir, const std::string& deployment);
+  // Whether the engine took the request for `deployment` (or none is waiting).
+  static bool RequestTaken(const std::string& state_dir, const std::string& deployment);
   // The journal of a deployment (empty when there is none).
   static v1::InstallRecord ReadRecord(const std::string& state_dir, const std::string& deployment);
 
@@ -84,6 +86,7 @@ class InstallEngine {
   void Loop();
   void Process(const v1::DeploymentPolicy& d, v1::InstallRecord& rec);
   void Wait(const v1::DeploymentPolicy& d, v1::InstallRecord& rec, const std::string& why);
+  static bool Done(const v1::InstallRecord& rec, const std::string& application);
   void Resume(const v1::DeploymentPolicy& d, v1::InstallRecord& rec);
   Outcome Apply(const v1::DeploymentPolicy& d, const v1::Application& app, bool install,
                 v1::InstallRecord& rec);

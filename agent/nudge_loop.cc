@@ -103,6 +103,10 @@ absl::Status NudgeLoop::Hold(const std::string& mp, const std::string& address, 
   nudge::Connection* conn = nullptr;
   nudge::Connection::Handlers handlers;
   handlers.welcome = [&](const v1::NudgeWelcome& w) {
+    {
+      absl::MutexLock lock(&mu_);
+      reports_blocked_ = false;
+    }
     *welcomed = true;
     held_ = true;
     hooks_.channel(true);
@@ -189,6 +193,7 @@ absl::StatusOr<int64_t> NudgeLoop::SendReports(const v1::ReportRequest& reports,
   };
   absl::MutexLock lock(&mu_);
   if (base_ == nullptr || !held_) return absl::UnavailableError("no nudge channel held");
+  if (reports_blocked_) return absl::UnavailableError("the channel missed an acknowledgement");
   auto pending = std::make_shared<PendingReports>();
   pending_ = pending;
   // On the loop's thread (the Connection is not thread-safe). A loop that
@@ -206,6 +211,7 @@ absl::StatusOr<int64_t> NudgeLoop::SendReports(const v1::ReportRequest& reports,
   auto done = [&pending]() { return pending->done; };
   if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
     pending_.reset();
+    reports_blocked_ = true;
     return absl::DeadlineExceededError("the MP did not acknowledge the reports in time");
   }
   pending_.reset();

@@ -90,6 +90,9 @@ class NudgeLoop {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   event_base* base_ ABSL_GUARDED_BY(mu_) = nullptr;               // of the channel held now
   std::shared_ptr<PendingReports> pending_ ABSL_GUARDED_BY(mu_);  // reports awaiting their ack
+  // An ack did not come in time: the channel takes no more reports until
+  // the next one is welcomed (a late ack must not stand for a newer batch).
+  bool reports_blocked_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace strata::agent

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -189,6 +190,17 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
     // The job writes its output and exit code as its user.
     (void)!fchown(out_fd, account->uid, account->gid);
     if (stdout_fd != out_fd) (void)!fchown(stdout_fd, account->uid, account->gid);
+    // The wrapper writes the exit code (and the job its return code) as the
+    // user, in a folder it need not own: the files are made for it here
+    // (empty: no code yet).
+    for (const std::string* path : {&spec.exit_path, &spec.return_code_path}) {
+      if (path->empty()) continue;
+      const int fd = open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        (void)!fchown(fd, account->uid, account->gid);
+        close(fd);
+      }
+    }
     (void)!chown(spec.dir.c_str(), account->uid, account->gid);
   }
   // Everything the child needs, made before fork (it may only make
@@ -207,6 +219,12 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
   char* argv[] = {sh.data(),      c.data(),         wrapper.data(), name.data(),
                   command.data(), exit_path.data(), nullptr};
   const std::string dir = spec.dir;
+  // Without close_range (kernels before 5.9), every descriptor up to the
+  // limit is closed one by one.
+  rlimit files{};
+  const int max_fd = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                         ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
+                         : 65536;
 
   const pid_t pid = fork();
   if (pid < 0) {
@@ -230,7 +248,8 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
           setgid(account->gid) != 0 || setuid(account->uid) != 0)
         _exit(126);
     }
-    syscall(SYS_close_range, 3u, ~0u, 0u);
+    if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+      for (int fd = 3; fd < max_fd; ++fd) close(fd);
     execve(argv[0], argv, envp.data());
     _exit(127);
   }
@@ -239,7 +258,9 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
   if (null_fd >= 0) close(null_fd);
   Job job;
   job.pid = pid;
-  job.start_ticks = ProcessStartTicks(pid);
+  // A job that already ended reads as 0 (a zombie): any other value tells
+  // Adopt it is gone, as it is.
+  job.start_ticks = std::max<uint64_t>(ProcessStartTicks(pid), 1);
   job.deadline = absl::Now() + spec.timeout;
   if (started) started(job);
   return Wait(spec, job, /*child=*/true, stop);

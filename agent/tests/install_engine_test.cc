@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/runner.h"
+#include "common/inventory/report_check.h"
 
 using namespace strata;
 using namespace strata::agent;
@@ -110,11 +111,23 @@ TEST_CASE("runner: exit code, output, working folder, and the run-as user") {
   CHECK(r->output_tail == d.path + "\nout\nerr\n");
 
   if (getuid() == 0 && getpwnam("nobody") != nullptr) {
-    spec.command = "id -un";
+    // In a folder only root may write to, as the engine's run folders are.
+    const std::string job = d.path + "/job";
+    std::filesystem::create_directories(job + "/work");
+    std::filesystem::permissions(
+        job, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                 std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                 std::filesystem::perms::others_exec);
+    spec.dir = job + "/work";
+    spec.output_path = job + "/out.log";
+    spec.exit_path = job + "/exit";
+    spec.return_code_path = job + "/return_code";
+    spec.command = "id -un; echo 3010 > \"$STRATA_RETURN_CODE_FILE\"";
     spec.user = "nobody";
     r = Run(spec, nullptr);
     REQUIRE(r.ok());
-    CHECK(r->exit_code == 0);
+    CHECK(r->exited);
+    CHECK(r->exit_code == 3010);  // its return code, written as nobody
     CHECK(r->output_tail.find("nobody") != std::string::npos);
   }
   spec.user = "no-such-user-here";
@@ -361,4 +374,36 @@ TEST_CASE("engine: a device that learns of a deployment after its deadline waits
   absl::SleepFor(next - absl::Now() + absl::Milliseconds(100));
   engine.RunPass();
   CHECK(sink.Names() == std::vector<std::string>{"WAITING", "INSTALLING", "INSTALLED"});
+}
+
+TEST_CASE("engine: an install runs as a named user, in its folder, from a private state folder") {
+  if (getuid() != 0 || getpwnam("nobody") == nullptr) return;  // root and nobody needed
+  Dir d;
+  std::filesystem::permissions(d.path, std::filesystem::perms::owner_all |
+                                           std::filesystem::perms::group_exec |
+                                           std::filesystem::perms::others_exec);  // as the agent's
+  Sink sink;
+  InstallEngine engine(Options(d.path, sink));
+  auto policy =
+      Policy("as-nobody", "id -un; touch here; echo 0 > \"$STRATA_RETURN_CODE_FILE\"", "");
+  policy.mutable_application()->mutable_deployment_types(0)->set_run_as("nobody");
+  engine.SetDeployments({policy});
+  engine.RunPass();
+  REQUIRE(sink.Names() == std::vector<std::string>{"INSTALLING", "INSTALLED"});
+  CHECK_THAT(sink.Last().detail(), Catch::Contains("nobody"));
+  // Nothing else of the state folder is the user's to read.
+  CHECK((std::filesystem::status(d.path + "/deployments").permissions() &
+         std::filesystem::perms::others_read) == std::filesystem::perms::none);
+}
+
+TEST_CASE("engine: output that is not text is made fit to report (else the MP refuses it)") {
+  Dir d;
+  Sink sink;
+  InstallEngine engine(Options(d.path, sink));
+  engine.SetDeployments({Policy("binary", "printf 'caf\\351 \\000 \\377done'; exit 1", "")});
+  engine.RunPass();
+  REQUIRE(sink.Names() == std::vector<std::string>{"INSTALLING", "FAILED"});
+  const std::string detail = sink.Last().detail();
+  CHECK(inventory::IsCleanText(detail));
+  CHECK_THAT(detail, Catch::Contains("caf? ? ?done"));
 }

@@ -26,6 +26,25 @@ std::string ApplicationJson(const v1::Application& app) {
   return json;
 }
 
+namespace {
+
+// A digest of what an agent acts on: descriptions, publisher and the
+// version shown do not make every agent evaluate the deployment afresh.
+std::string Revision(const v1::DeploymentPolicy& d) {
+  v1::DeploymentPolicy acted = d;
+  auto strip = [](v1::Application* a) {
+    a->clear_description();
+    a->clear_publisher();
+    a->clear_software_version();
+  };
+  strip(acted.mutable_application());
+  for (auto& a : *acted.mutable_dependencies()) strip(&a);
+  for (auto& a : *acted.mutable_superseded()) strip(&a);
+  return policy::ContentVersion(acted.SerializeAsString());
+}
+
+}  // namespace
+
 absl::Status LoadDeploymentPolicies(store::Transaction& tx, v1::SiteBundle* bundle) {
   ASSIGN_OR_RETURN(store::Result apps,
                    tx.Exec("SELECT name, definition FROM applications ORDER BY name"));
@@ -45,7 +64,7 @@ absl::Status LoadDeploymentPolicies(store::Transaction& tx, v1::SiteBundle* bund
               "available_at)::bigint, extract(epoch FROM deadline)::bigint, max_retries, "
               "retry_seconds, rerun_interrupted, ignore_maintenance_windows, grace_minutes FROM "
               "app_deployments "
-              "ORDER BY name"));
+              "ORDER BY name COLLATE \"C\""));
   for (size_t i = 0; i < deps.size(); ++i) {
     auto app = by_name.find(deps.GetString(i, 1));
     if (app == by_name.end()) continue;  // deleted meanwhile at another site
@@ -78,12 +97,12 @@ absl::Status LoadDeploymentPolicies(store::Transaction& tx, v1::SiteBundle* bund
       auto old = by_name.find(s.application());
       if (old != by_name.end()) *d.add_superseded() = old->second;
     }
-    d.set_revision(policy::ContentVersion(d.SerializeAsString()));
+    d.set_revision(Revision(d));
     *bundle->add_deployments() = std::move(d);
   }
   ASSIGN_OR_RETURN(store::Result windows,
                    tx.Exec("SELECT name, start, utc, duration_minutes, recurrence FROM "
-                           "maintenance_windows ORDER BY name"));
+                           "maintenance_windows ORDER BY name COLLATE \"C\""));
   for (size_t i = 0; i < windows.size(); ++i) {
     auto* w = bundle->add_windows();
     w->set_name(windows.GetString(i, 0));

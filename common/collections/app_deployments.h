@@ -11,8 +11,9 @@
 
 namespace strata::collections {
 
-// Every deployment whose application exists, by name, into
-// bundle->deployments(); every maintenance window into bundle->windows().
+// Every deployment whose application exists, into bundle->deployments();
+// every maintenance window into bundle->windows(); both in byte order of
+// their names (policy::ClientPolicy looks them up by binary search).
 absl::Status LoadDeploymentPolicies(store::Transaction& tx, v1::SiteBundle* bundle);
 
 // The application stored in the applications table's definition column.

@@ -563,19 +563,33 @@ std::string VersionKey(std::string_view v) {
 }
 
 // ILIKE: % any run, _ one character, a backslash makes the next literal.
+// Greedy with one backtrack point (the last %): linear in practice, at
+// worst |s| x |p|, whatever the pattern.
 bool Like(std::string_view s, std::string_view p) {
-  if (p.empty()) return s.empty();
-  if (p[0] == '%') {
-    for (size_t k = 0; k <= s.size(); ++k)
-      if (Like(s.substr(k), p.substr(1))) return true;
-    return false;
+  size_t i = 0, j = 0;
+  size_t star = std::string_view::npos, mark = 0;
+  auto lower = [](char c) { return absl::ascii_tolower(static_cast<unsigned char>(c)); };
+  while (i < s.size()) {
+    if (j < p.size() && p[j] == '%') {
+      star = j++;
+      mark = i;
+      continue;
+    }
+    if (j < p.size()) {
+      const bool escaped = p[j] == '\\' && j + 1 < p.size();
+      const char want = escaped ? p[j + 1] : p[j];
+      if ((!escaped && want == '_') || lower(want) == lower(s[i])) {
+        j += escaped ? 2 : 1;
+        ++i;
+        continue;
+      }
+    }
+    if (star == std::string_view::npos) return false;
+    j = star + 1;  // the last % takes one more character
+    i = ++mark;
   }
-  if (s.empty()) return false;
-  if (p[0] == '_') return Like(s.substr(1), p.substr(1));
-  if (p[0] == '\\' && p.size() > 1) p.remove_prefix(1);
-  return absl::ascii_tolower(static_cast<unsigned char>(s[0])) ==
-             absl::ascii_tolower(static_cast<unsigned char>(p[0])) &&
-         Like(s.substr(1), p.substr(1));
+  while (j < p.size() && p[j] == '%') ++j;
+  return j == p.size();
 }
 
 template <typename T>

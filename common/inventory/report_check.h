@@ -5,6 +5,9 @@
 // string is valid UTF-8 without NUL, no negative sizes, no duplicate keys.
 // Errors are InvalidArgument and name the offending field.
 
+#include <string>
+#include <string_view>
+
 #include "absl/status/status.h"
 #include "strata/v1/client.pb.h"
 
@@ -22,6 +25,9 @@ absl::Status CheckReport(const v1::ClientReport& report, const Limits& limits = 
 
 // True if `s` is valid UTF-8 and has no NUL byte (PostgreSQL text cannot hold one).
 bool IsCleanText(std::string_view s);
+// `s` with every byte that is not part of valid UTF-8 (and every NUL)
+// replaced by '?': what a program printed, made fit to report.
+std::string CleanText(std::string_view s);
 
 // A UUID in canonical text form (8-4-4-4-12 hex digits).
 bool IsUuid(std::string_view s);

@@ -373,17 +373,24 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
        {"attempt", "integer"},
        {"reported_at", "bigint", "to_timestamp(u.reported_at / 1000.0)"}});
   if (!deployment_states.empty()) {
-    // Only deployments that exist here: a client cannot make rows of names
-    // of its own choosing.
-    std::set<std::string> names;
-    for (const auto& [key, row] : deployment_states) names.insert(key.second);
+    // Only deployments assigned to the device here: a client cannot make
+    // rows of names of its own choosing, nor count in a deployment that
+    // does not target it.
+    std::vector<std::string> ids, names;
+    for (const auto& [key, row] : deployment_states) {
+      ids.push_back(key.first);
+      names.push_back(key.second);
+    }
     ASSIGN_OR_RETURN(store::Result known,
-                     tx.Exec("SELECT name FROM app_deployments WHERE name = ANY($1::text[])",
-                             {TextArrayLiteral({names.begin(), names.end()})}));
-    std::set<std::string> exist;
-    for (size_t i = 0; i < known.size(); ++i) exist.insert(known.GetString(i, 0));
+                     tx.Exec("SELECT u.d::text, u.n FROM unnest($1::uuid[], $2::text[]) AS u(d, "
+                             "n) WHERE EXISTS (SELECT 1 FROM app_deployment_assignments a WHERE "
+                             "a.device_id = u.d AND a.deployment = u.n)",
+                             {TextArrayLiteral(ids), TextArrayLiteral(names)}));
+    std::set<std::pair<std::string, std::string>> assigned;
+    for (size_t i = 0; i < known.size(); ++i)
+      assigned.insert({known.GetString(i, 0), known.GetString(i, 1)});
     for (auto& [key, row] : deployment_states) {
-      if (exist.count(key.second)) deployments.Add(std::move(row));
+      if (assigned.count(key)) deployments.Add(std::move(row));
     }
   }
   RETURN_IF_ERROR(deployments.Upsert(tx, "deployment_states"));

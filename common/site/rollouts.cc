@@ -16,9 +16,15 @@ int64_t Percent(int64_t part, int64_t whole) { return whole == 0 ? 0 : part * 10
 
 void Run(const SiteJobContext& ctx) {
   store::ConnectionPool pool(ctx.config().database(), 1);
-  while (ctx.Sleep(absl::Seconds(2))) {
+  for (int pass = 1; ctx.Sleep(absl::Seconds(2)); ++pass) {
     absl::Status s = pool.With([&](store::Connection& conn) {
-      return conn.Transact([&](store::Transaction& tx) { return AdvanceRollouts(tx).status(); });
+      return conn.Transact([&](store::Transaction& tx) -> absl::Status {
+        RETURN_IF_ERROR(AdvanceRollouts(tx).status());
+        // Every minute: states of deployments deleted (their counts go with
+        // them; a deployment made again under the name starts from none).
+        if (pass % 30 == 0) RETURN_IF_ERROR(ForgetDeletedDeployments(tx).status());
+        return absl::OkStatus();
+      });
     });
     if (!s.ok()) LogWarning("rollouts.failed", {{"error", s}});
   }
@@ -93,6 +99,14 @@ absl::StatusOr<int> AdvanceRollouts(store::Transaction& tx) {
     ++changed;
   }
   return changed;
+}
+
+absl::StatusOr<int64_t> ForgetDeletedDeployments(store::Transaction& tx) {
+  ASSIGN_OR_RETURN(store::Result r,
+                   tx.Exec("DELETE FROM deployment_states s WHERE NOT EXISTS (SELECT 1 FROM "
+                           "app_deployments d WHERE d.name = s.deployment)"));
+  if (r.affected_rows() > 0) LogInfo("deployments.states_forgotten", {{"rows", r.affected_rows()}});
+  return r.affected_rows();
 }
 
 SiteJob RolloutJob() { return {"rollouts", Run}; }

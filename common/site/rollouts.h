@@ -16,7 +16,11 @@ namespace strata::site {
 // One pass over this site's running rollouts; how many changed.
 absl::StatusOr<int> AdvanceRollouts(store::Transaction& tx);
 
-// Runs AdvanceRollouts every 2 s.
+// Deletes the states of deployments that no longer exist (their counts
+// follow by trigger); how many.
+absl::StatusOr<int64_t> ForgetDeletedDeployments(store::Transaction& tx);
+
+// Runs AdvanceRollouts every 2 s, ForgetDeletedDeployments every minute.
 SiteJob RolloutJob();
 
 }  // namespace strata::site

@@ -110,6 +110,32 @@ absl::Status CheckReferences(Call& call, const v1::Application& app) {
   return absl::OkStatus();
 }
 
+// What an application runs reaches every device its deployments (and those
+// of applications that depend on it or supersede it) target: changing it is
+// acting on them, so each of those collections must lie within the caller's.
+absl::Status RequireDeployedWithin(Call& call, const std::string& name) {
+  ASSIGN_OR_RETURN(
+      Result colls,
+      call.tx.Exec("WITH RECURSIVE affected(name) AS (SELECT $1::text UNION SELECT a.name FROM "
+                   "applications a JOIN affected f ON f.name = ANY(a.depends_on) OR f.name = "
+                   "ANY(a.supersedes)) SELECT DISTINCT c FROM (SELECT d.collection AS c FROM "
+                   "app_deployments d JOIN affected f ON f.name = d.application UNION ALL SELECT "
+                   "unnest(r.collections) FROM deployment_rollouts r JOIN affected f ON f.name = "
+                   "r.application) x WHERE EXISTS (SELECT 1 FROM collections k WHERE k.name = "
+                   "x.c) ORDER BY 1",
+                   {name}));
+  for (size_t i = 0; i < colls.size(); ++i) {
+    absl::Status s = RequireContained(call.tx, call.caller, colls.GetString(i, 0));
+    if (!s.ok())
+      return absl::PermissionDeniedError(
+          absl::StrCat("application \"", name,
+                       "\" is deployed (itself or through an application "
+                       "using it) to collection \"",
+                       colls.GetString(i, 0), "\", outside your collections: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 std::string Summary(const v1::Application& app) {
   std::vector<std::string> dts;
   for (const auto& dt : app.deployment_types()) dts.push_back(dt.name());
@@ -202,6 +228,7 @@ class ApplicationServiceImpl final : public v1::ApplicationService::Service {
       } else {
         RETURN_IF_ERROR(ReadApplication(call, req.name(), &before));
         if (scopes.empty()) scopes = ToVector(before.scopes());
+        RETURN_IF_ERROR(RequireDeployedWithin(call, req.name()));
       }
       RETURN_IF_ERROR(CheckScopes(tx, call.caller, scopes));
       std::set<std::string> packages;

@@ -217,10 +217,33 @@ class DeploymentServiceImpl final : public v1::DeploymentService::Service {
       out->set_application(d.application());
       out->set_collection(d.collection());
       out->set_targeted(d.targeted());
-      ASSIGN_OR_RETURN(Result counts,
-                       call.tx.Exec("SELECT site_code, state, devices FROM "
-                                    "deployment_state_counts WHERE deployment = $1 ORDER BY 1, 2",
-                                    {d.name()}));
+      Result counts;
+      if (call.caller.SeesAllDevices()) {
+        // The counts every site keeps as states arrive.
+        ASSIGN_OR_RETURN(counts, call.tx.Exec("SELECT site_code, state, devices FROM "
+                                              "deployment_state_counts WHERE deployment = $1 "
+                                              "ORDER BY 1, 2",
+                                              {d.name()}));
+      } else {
+        // An admin limited to some collections counts only their devices.
+        store::Params p{d.name()};
+        const std::string visible = VisibleDevice(call.caller, "v", p);
+        ASSIGN_OR_RETURN(counts,
+                         call.tx.Exec(absl::StrCat("SELECT s.site_code, s.state, count(*) FROM "
+                                                   "deployment_states s JOIN devices v ON v.id = "
+                                                   "s.device_id WHERE s.deployment = $1 AND ",
+                                                   visible, " GROUP BY 1, 2 ORDER BY 1, 2"),
+                                      p));
+        store::Params q{d.collection()};
+        const std::string members = VisibleDevice(call.caller, "v", q);
+        ASSIGN_OR_RETURN(Result targeted,
+                         call.tx.Exec(absl::StrCat("SELECT count(*) FROM collection_members m "
+                                                   "JOIN devices v ON v.id = m.device_id WHERE "
+                                                   "m.collection = $1 AND ",
+                                                   members),
+                                      q));
+        out->set_targeted(targeted.GetInt(0, 0));
+      }
       std::map<std::string, int64_t> total;
       int64_t reported = 0;
       for (size_t i = 0; i < counts.size(); ++i) {

@@ -46,10 +46,16 @@ class MaintenanceWindowServiceImpl final : public v1::MaintenanceWindowService::
       out->Clear();
       ListSpec spec;
       spec.select = WindowSelect();
+      store::Params params;
+      // The windows of collections the caller sees.
+      spec.where = absl::StrCat(
+          "EXISTS (SELECT 1 FROM collections c WHERE c.name = w.collection "
+          "AND ",
+          VisibleByScope(call.caller, "c", params), ")");
       spec.filter_columns = {"w.name", "w.collection"};
       spec.order = {{"name", "w.name"}, {"collection", "w.collection"}};
       spec.default_order = "w.name";
-      return ListPage(call.tx, *req, spec, {}, out,
+      return ListPage(call.tx, *req, spec, params, out,
                       [&](const Result& r, size_t i) { FillWindow(r, i, out->add_windows()); });
     });
   }

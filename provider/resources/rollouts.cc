@@ -175,6 +175,12 @@ class RolloutServiceImpl final : public v1::RolloutService::Service {
       RETURN_IF_ERROR(call.Require(kUpdate));
       v1::Rollout r;
       RETURN_IF_ERROR(ReadRollout(call, req->name(), &r));
+      // Its phases are deployments to these collections: the caller's to change.
+      for (const auto& c : r.collections()) {
+        ASSIGN_OR_RETURN(Result exists,
+                         call.tx.Exec("SELECT 1 FROM collections WHERE name = $1", {c}));
+        if (!exists.empty()) RETURN_IF_ERROR(RequireContained(call.tx, call.caller, c));
+      }
       ASSIGN_OR_RETURN(Result phases, call.tx.Exec("DELETE FROM app_deployments WHERE rollout = "
                                                    "$1",
                                                    {req->name()}));

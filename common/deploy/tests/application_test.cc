@@ -101,6 +101,13 @@ TEST_CASE("requirements evaluate over a device's own facts as the SQL does") {
            "software.version < \"4\""));
   CHECK(eval("not software.name = \"telnet\""));
   CHECK(eval("software.name like \"OPEN%\""));
+  CHECK(eval("software.name like \"o_ens%l\""));
+  CHECK(eval("software.name like \"%SS%\""));
+  CHECK_FALSE(eval("software.name like \"openss\""));
+  CHECK_FALSE(eval("software.name like \"open\\\\%\""));  // a literal %: no such name
+  // Many wildcards against a long value end at once (no exponential backtracking).
+  facts["software"].push_back({{"name", std::string(5000, 'a')}, {"version", "1"}});
+  CHECK_FALSE(eval("software.name like \"%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%b\""));
   CHECK(eval("os.id in (\"ubuntu\", \"debian\")"));
   // No row of a class (no disks reported): no comparison holds.
   CHECK_FALSE(eval("disk.size_gb > 0"));
