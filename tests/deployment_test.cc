@@ -88,14 +88,7 @@ TEST_CASE(
     "hierarchy, and its status reaches the CAS",
     "[deployment]") {
   ContentHierarchy h;
-  AddEnrollmentToken(h.cas->db(), kToken);
-  REQUIRE(Eventually(h.s01->db(), "SELECT count(*) FROM enrollment_tokens", "1"));
-  std::map<std::string, std::unique_ptr<MpProcess>> mps;
-  for (auto [name, site] :
-       {std::pair{"P01.mp1", h.p01.get()}, {"P02.mp1", h.p02.get()}, {"S01.mp1", h.s01.get()}}) {
-    mps[site->code()] = std::make_unique<MpProcess>(name, h.dir, site->address());
-    mps[site->code()]->Start();
-  }
+  std::map<std::string, std::unique_ptr<MpProcess>> mps = StartMps(h);
   DpProcess dp_p01("P01.dp1", h.dir, h.p01->address());
   DpProcess dp_p02("P02.dp1", h.dir, h.p02->address());
   DpProcess dp_s01("S01.dp1", h.dir, h.s01->address());
@@ -500,6 +493,32 @@ TEST_CASE(
     REQUIRE(h.Ctl({"delete", "deployment", "Broken to Targets"}).exit_code == 0);
     CHECK(WaitFor([&] { return !std::filesystem::exists(journal); }, seconds(60)));
     CHECK(h.Ctl({"get", "deployment-status", "Broken to Targets"}).exit_code == 4);
+  }
+
+  {  // a deployment made at a primary: global data, at the CAS too, acted on by the agents
+    CtlRun at_p01 = h.Ctl(
+        {"deploy", "application", "Already", "--collection", "Targets", "--name", "Made at P01"},
+        h.pv_p01.get());
+    INFO(at_p01.out << at_p01.err);
+    REQUIRE(at_p01.exit_code == 0);
+    v1::DeploymentStatus p01 = WaitState(h, "Made at P01", "installed", 3);
+    CHECK(Count(p01, "installed") == 3);
+  }
+
+  {  // an admin limited to some collections cannot change what runs outside them
+    CtlRun carol = h.Ctl({"set", "admin", "carol", "--role", "Application Administrator", "--scope",
+                          "Default", "--collection", "Targets"});
+    INFO(carol.out << carol.err);
+    REQUIRE(carol.exit_code == 0);
+    // "Good" reaches Others through its rollout's second phase.
+    CtlRun edit =
+        h.Ctl({"update", "application", "Good", "--install", "rm -rf /tmp/x"}, nullptr, "carol");
+    CHECK(edit.exit_code == 3);
+    CHECK(absl::StrContains(edit.err, "collection \"Others\", outside your collections"));
+    CHECK(h.Ctl({"update", "application", "Hello", "--content", "HelloContent", "--install",
+                 "sh install.sh", "--detect-package", "dpkg:strata-hello>=1.0"},
+                nullptr, "carol")
+              .exit_code == 0);  // Hello reaches Targets only
   }
 
   {  // the built-in deployment compliance report

@@ -71,14 +71,7 @@ TEST_CASE(
     "and fall back from a DP that is down or sends bad bytes",
     "[content][agent]") {
   ContentHierarchy h;
-  AddEnrollmentToken(h.cas->db(), kToken);
-  REQUIRE(Eventually(h.s01->db(), "SELECT count(*) FROM enrollment_tokens", "1"));
-  std::map<std::string, std::unique_ptr<MpProcess>> mps;
-  for (auto [name, site] :
-       {std::pair{"P01.mp1", h.p01.get()}, {"P02.mp1", h.p02.get()}, {"S01.mp1", h.s01.get()}}) {
-    mps[site->code()] = std::make_unique<MpProcess>(name, h.dir, site->address());
-    mps[site->code()]->Start();
-  }
+  std::map<std::string, std::unique_ptr<MpProcess>> mps = StartMps(h);
   DpProcess dp1("P01.dp1", h.dir, h.p01->address());
   DpProcess dp2("P01.dp2", h.dir, h.p01->address());
   DpProcess dp_p02("P02.dp1", h.dir, h.p02->address());

@@ -95,6 +95,21 @@ EngineOptions Options(const std::string& dir, Sink& sink) {
   return o;
 }
 
+// Starts an engine on `policy`, waits until its job wrote `started`, and
+// stops the engine as the job runs (the job goes on, as after the agent's
+// death); the states it reported.
+std::vector<std::string> StopMidJob(const std::string& dir, const v1::DeploymentPolicy& policy,
+                                    const std::string& started) {
+  Sink sink;
+  InstallEngine engine(Options(dir, sink));
+  engine.SetDeployments({policy});
+  engine.Start();
+  for (int i = 0; i < 100 && !Exists(started); ++i) absl::SleepFor(absl::Milliseconds(50));
+  REQUIRE(Exists(started));
+  engine.Stop();
+  return sink.Names();
+}
+
 }  // namespace
 
 TEST_CASE("runner: exit code, output, working folder, and the run-as user") {
@@ -264,17 +279,7 @@ TEST_CASE("engine: killed mid-install and restarted: one install, one final stat
   const std::string marker = d.path + "/done";
   const std::string runs = d.path + "/runs.txt";
   auto policy = Policy("restart", "echo run >> " + runs + "; sleep 2; touch " + marker, marker);
-  Sink first;
-  {
-    InstallEngine engine(Options(d.path, first));
-    engine.SetDeployments({policy});
-    engine.Start();
-    // Stopped as the job runs: the job goes on without it.
-    for (int i = 0; i < 100 && !Exists(runs); ++i) absl::SleepFor(absl::Milliseconds(50));
-    REQUIRE(Exists(runs));
-    engine.Stop();
-  }
-  CHECK(first.Names() == std::vector<std::string>{"INSTALLING"});
+  CHECK(StopMidJob(d.path, policy, runs) == std::vector<std::string>{"INSTALLING"});
   CHECK_FALSE(Exists(marker));
   Sink second;
   InstallEngine restarted(Options(d.path, second));
@@ -290,15 +295,7 @@ TEST_CASE("engine: an install interrupted with no exit code is not run again by 
   Dir d;
   const std::string runs = d.path + "/runs.txt";
   auto policy = Policy("cut", "echo run >> " + runs + "; sleep 30", "");
-  Sink first;
-  {
-    InstallEngine engine(Options(d.path, first));
-    engine.SetDeployments({policy});
-    engine.Start();
-    for (int i = 0; i < 100 && !Exists(runs); ++i) absl::SleepFor(absl::Milliseconds(50));
-    REQUIRE(Exists(runs));
-    engine.Stop();
-  }
+  StopMidJob(d.path, policy, runs);
   // The machine "went down" with the job: kill its whole group.
   v1::InstallRecord rec;
   for (const auto& e : std::filesystem::directory_iterator(d.path + "/deployments"))

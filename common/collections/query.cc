@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
+#include "common/collections/match.h"
 #include "common/inventory/report_check.h"
 
 namespace strata::collections {
@@ -450,6 +451,27 @@ class Parser {
   int values_ = 0;
 };
 
+// The children of an "and": its comparisons grouped by class (each group
+// holds for one row of its class), and the rest into `others`.
+using ClassGroups = std::vector<std::pair<const Class*, std::vector<const Node*>>>;
+ClassGroups SplitAnd(const Node& n, std::vector<const Node*>* others) {
+  ClassGroups groups;
+  for (const auto& k : n.kids) {
+    if (k->kind != Node::kCmp) {
+      others->push_back(k.get());
+      continue;
+    }
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == k->cls; });
+    if (it == groups.end()) {
+      groups.push_back({k->cls, {k.get()}});
+    } else {
+      it->second.push_back(k.get());
+    }
+  }
+  return groups;
+}
+
 // --- SQL -----------------------------------------------------------------
 
 class Emitter {
@@ -470,20 +492,9 @@ class Emitter {
       case Node::kAnd: {
         // Comparisons on one class under this "and" share one row of it.
         std::vector<std::string> parts;
-        std::vector<std::pair<const Class*, std::vector<const Node*>>> groups;
-        for (const auto& k : n.kids) {
-          if (k->kind != Node::kCmp) {
-            parts.push_back(absl::StrCat("(", Emit(*k), ")"));
-            continue;
-          }
-          auto it = std::find_if(groups.begin(), groups.end(),
-                                 [&](const auto& g) { return g.first == k->cls; });
-          if (it == groups.end()) {
-            groups.push_back({k->cls, {k.get()}});
-          } else {
-            it->second.push_back(k.get());
-          }
-        }
+        std::vector<const Node*> others;
+        const ClassGroups groups = SplitAnd(n, &others);
+        for (const Node* k : others) parts.push_back(absl::StrCat("(", Emit(*k), ")"));
         for (const auto& [cls, cmps] : groups) parts.push_back(Group(cmps));
         return absl::StrJoin(parts, " AND ");
       }
@@ -542,56 +553,6 @@ class Emitter {
 
 // --- evaluation over a device's own facts -----------------------------------
 
-// The key strata_version_key (migration 0003) gives: numeric runs by value.
-std::string VersionKey(std::string_view v) {
-  std::string out;
-  size_t i = 0;
-  while (i < v.size()) {
-    const bool digits = absl::ascii_isdigit(static_cast<unsigned char>(v[i]));
-    size_t j = i;
-    while (j < v.size() && absl::ascii_isdigit(static_cast<unsigned char>(v[j])) == digits) ++j;
-    std::string_view run = v.substr(i, j - i);
-    if (digits) {
-      while (run.size() > 1 && run[0] == '0') run.remove_prefix(1);
-      if (run == "0") run = "";
-      if (run.size() < 20) out.append(20 - run.size(), '0');
-    }
-    out.append(run);
-    i = j;
-  }
-  return out;
-}
-
-// ILIKE: % any run, _ one character, a backslash makes the next literal.
-// Greedy with one backtrack point (the last %): linear in practice, at
-// worst |s| x |p|, whatever the pattern.
-bool Like(std::string_view s, std::string_view p) {
-  size_t i = 0, j = 0;
-  size_t star = std::string_view::npos, mark = 0;
-  auto lower = [](char c) { return absl::ascii_tolower(static_cast<unsigned char>(c)); };
-  while (i < s.size()) {
-    if (j < p.size() && p[j] == '%') {
-      star = j++;
-      mark = i;
-      continue;
-    }
-    if (j < p.size()) {
-      const bool escaped = p[j] == '\\' && j + 1 < p.size();
-      const char want = escaped ? p[j + 1] : p[j];
-      if ((!escaped && want == '_') || lower(want) == lower(s[i])) {
-        j += escaped ? 2 : 1;
-        ++i;
-        continue;
-      }
-    }
-    if (star == std::string_view::npos) return false;
-    j = star + 1;  // the last % takes one more character
-    i = ++mark;
-  }
-  while (j < p.size() && p[j] == '%') ++j;
-  return j == p.size();
-}
-
 template <typename T>
 bool Ordered(const T& a, const std::string& op, const T& b) {
   if (op == "=") return a == b;
@@ -619,22 +580,11 @@ class Evaluator {
         return false;
       case Node::kAnd: {
         // As the SQL: comparisons on one class under this "and" share a row.
-        std::vector<std::pair<const Class*, std::vector<const Node*>>> groups;
-        for (const auto& k : n.kids) {
-          if (k->kind != Node::kCmp) {
-            if (!Eval(*k)) return false;
-            continue;
-          }
-          auto it = std::find_if(groups.begin(), groups.end(),
-                                 [&](const auto& g) { return g.first == k->cls; });
-          if (it == groups.end()) {
-            groups.push_back({k->cls, {k.get()}});
-          } else {
-            it->second.push_back(k.get());
-          }
-        }
-        for (const auto& g : groups)
+        std::vector<const Node*> others;
+        for (const auto& g : SplitAnd(n, &others))
           if (!Group(g.second)) return false;
+        for (const Node* k : others)
+          if (!Eval(*k)) return false;
         return true;
       }
     }
