@@ -57,7 +57,8 @@ constexpr NounFn kNouns[] = {
     ContentLinkCommands,
     ApplicationCommands,
     DeploymentCommands,
-    MaintenanceWindowCommands, RolloutCommands,
+    MaintenanceWindowCommands,
+    RolloutCommands,
 };
 
 // The verbs, in the order --help lists them.
