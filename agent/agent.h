@@ -6,7 +6,8 @@
 // through a durable outbound queue.
 //
 // State directory (one per agent; 0711: a job running as a named user may
-// pass through to its own folder, nobody else lists or reads anything):
+// pass through to its own folder; nobody else lists it, and its files are
+// the agent's own, content in cache/ aside, which is no secret):
 //   client_id, client.key, client.pem   identity (key 0600)
 //   policy.pb                           last policy (settings + version)
 //   inventory.pb                        the inventory last queued (delta base)
@@ -19,6 +20,7 @@
 //   deployments/<id>.pb                 the install engine's journal (install_engine.h)
 //   runs/<id>/                          a deployment's job: content/, output.log, exit
 //   reboot_pending                      deployments whose install wants a reboot
+//   requests/<id>                       strata-agent install NAME, until the engine takes it
 
 #include <memory>
 #include <string>
