@@ -209,6 +209,12 @@ absl::Time InstallEngine::RunPass() {
       const absl::Time fit =
           deploy::NextFit(windows, now, minutes * options_.minute, options_.zone);
       if (fit > now) {
+        // A window gates running something, not finding it done: already
+        // there (a new revision of an installed application), nothing waits.
+        if (AlreadyThere(d)) {
+          Conclude(d, rec, {Outcome::kAlready, "detected as it should be: nothing to run"});
+          continue;
+        }
         Wait(d, rec,
              fit == absl::InfiniteFuture()
                  ? absl::StrCat("no maintenance window of ", minutes,
@@ -229,6 +235,14 @@ absl::Time InstallEngine::RunPass() {
       next = std::min(next, absl::FromUnixMillis(rec.next_try_unix_ms()));
   }
   return next;
+}
+
+bool InstallEngine::AlreadyThere(const v1::DeploymentPolicy& d) {
+  std::string why;
+  const v1::DeploymentType* dt = ChooseType(d.application(), &why);
+  if (dt == nullptr || !deploy::HasDetection(*dt)) return false;
+  auto found = Detected(*dt);
+  return found.ok() && *found == (d.action() == "install");
 }
 
 bool InstallEngine::Done(const v1::InstallRecord& rec, const std::string& application) {

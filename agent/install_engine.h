@@ -87,6 +87,8 @@ class InstallEngine {
   void Process(const v1::DeploymentPolicy& d, v1::InstallRecord& rec);
   void Wait(const v1::DeploymentPolicy& d, v1::InstallRecord& rec, const std::string& why);
   static bool Done(const v1::InstallRecord& rec, const std::string& application);
+  // The main application detected as the deployment wants it (nothing to run).
+  bool AlreadyThere(const v1::DeploymentPolicy& d);
   void Resume(const v1::DeploymentPolicy& d, v1::InstallRecord& rec);
   Outcome Apply(const v1::DeploymentPolicy& d, const v1::Application& app, bool install,
                 v1::InstallRecord& rec);
