@@ -422,6 +422,13 @@ void InstallEngine::Resume(const v1::DeploymentPolicy& d, v1::InstallRecord& rec
   job.pid = static_cast<pid_t>(rec.pid());
   job.start_ticks = rec.pid_start_ticks();
   job.deadline = absl::FromUnixMillis(rec.deadline_unix_ms());
+  if (rec.pid() == 0) {
+    // Journaled before it was started, never started (the runner runs a
+    // command only once its pid is journaled): simply run it now.
+    rec.set_running(false);
+    Save(rec);
+    return;
+  }
   LogInfo("agent.deployment_resumed",
           {{"deployment", d.name()}, {"application", rec.application()}, {"pid", rec.pid()}});
   RunResult r = Adopt(spec, job, &stop_);

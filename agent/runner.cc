@@ -226,14 +226,28 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
                          ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
                          : 65536;
 
+  // The child runs the command only once `started` has recorded it (the
+  // agent's journal): an agent that dies before then leaves no job behind.
+  int go[2];
+  if (pipe2(go, O_CLOEXEC) != 0) {
+    close(out_fd);
+    if (stdout_fd != out_fd) close(stdout_fd);
+    if (null_fd >= 0) close(null_fd);
+    return absl::ResourceExhaustedError(absl::StrCat("pipe: ", strerror(errno)));
+  }
   const pid_t pid = fork();
   if (pid < 0) {
     close(out_fd);
     if (stdout_fd != out_fd) close(stdout_fd);
     if (null_fd >= 0) close(null_fd);
+    close(go[0]);
+    close(go[1]);
     return absl::ResourceExhaustedError(absl::StrCat("fork: ", strerror(errno)));
   }
   if (pid == 0) {
+    close(go[1]);
+    char byte = 0;
+    if (read(go[0], &byte, 1) != 1) _exit(125);  // the agent is gone: no job
     setsid();  // a session and process group of its own: the whole job
     sigset_t none;
     sigemptyset(&none);
@@ -256,6 +270,7 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
   close(out_fd);
   if (stdout_fd != out_fd) close(stdout_fd);
   if (null_fd >= 0) close(null_fd);
+  close(go[0]);
   Job job;
   job.pid = pid;
   // A job that already ended reads as 0 (a zombie): any other value tells
@@ -263,6 +278,9 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
   job.start_ticks = std::max<uint64_t>(ProcessStartTicks(pid), 1);
   job.deadline = absl::Now() + spec.timeout;
   if (started) started(job);
+  const char byte = 1;
+  (void)!write(go[1], &byte, 1);  // recorded: run
+  close(go[1]);
   return Wait(spec, job, /*child=*/true, stop);
 }
 

@@ -56,8 +56,9 @@ struct RunResult {
   std::string output_tail;  // at most kMaxOutputBytes, the end of its output
 };
 
-// Starts `spec`; `started` is called with the job before waiting (to
-// journal it). Waits until it ends, its time is up, or `stop` is set.
+// Starts `spec`; `started` is called with the job (to journal it) before
+// the command runs: a process that dies before then leaves no job behind.
+// Waits until it ends, its time is up, or `stop` is set.
 absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(const Job&)>& started,
                               const std::atomic<bool>* stop = nullptr);
 
