@@ -23,6 +23,7 @@
 #include "agent/inventory_delta.h"
 #include "agent/nudge_loop.h"
 #include "agent/outbound_queue.h"
+#include "agent/script_engine.h"
 #include "common/base/backoff.h"
 #include "common/base/files.h"
 #include "common/base/hlc.h"
@@ -43,13 +44,6 @@ constexpr int64_t kMaxRequestBytes = 4 << 20;
 // Reports that ride the nudge channel: a few small ones, within its frame.
 constexpr int kMaxChannelReports = 16;
 constexpr int64_t kMaxChannelReportBytes = 3500;
-
-// A file's contents, "" when it cannot be read (state the agent may not
-// have yet).
-std::string ReadText(const std::string& path) {
-  auto data = ReadFile(path);
-  return data.ok() ? *data : std::string();
-}
 
 }  // namespace
 
@@ -79,15 +73,15 @@ class Agent::Impl {
     // Others may pass through (not list) to a job's folder when an install
     // runs as a named user; the key and everything else are 0600.
     chmod(dir_.c_str(), 0711);
-    policy_.ParseFromString(ReadText(dir_ + "/policy.pb"));
+    policy_.ParseFromString(ReadFileOrEmpty(dir_ + "/policy.pb"));
     SetKnownVersion(policy_.version());
     engine_ = std::make_unique<InstallEngine>(EngineOptionsFor());
-    engine_->SetDeployments({policy_.deployments().begin(), policy_.deployments().end()},
-                            {policy_.windows().begin(), policy_.windows().end()});
+    scripts_ = std::make_unique<ScriptEngine>(ScriptEngineOptions{dir_, QueueReport()});
+    GivePolicyToEngines();
     LoadSchedule();
     // "address[ nudge_address]" per line, best first.
     for (absl::string_view line :
-         absl::StrSplit(ReadText(dir_ + "/mps"), '\n', absl::SkipEmpty())) {
+         absl::StrSplit(ReadFileOrEmpty(dir_ + "/mps"), '\n', absl::SkipEmpty())) {
       std::pair<std::string, std::string> mp = absl::StrSplit(line, absl::MaxSplits(' ', 1));
       AddMp(mp.first);
       if (!mp.second.empty()) {
@@ -126,6 +120,7 @@ class Agent::Impl {
     RETURN_IF_ERROR(Init());
     RETURN_IF_ERROR(Cycle(/*all_due=*/true));
     engine_->RunPass();
+    scripts_->RunPass();
     return SendQueue();
   }
 
@@ -133,6 +128,7 @@ class Agent::Impl {
     RETURN_IF_ERROR(Init());
     std::thread nudge([this] { nudge_.Run(); });
     engine_->Start();
+    scripts_->Start();
     Backoff retry(std::chrono::seconds(5), std::chrono::seconds(300));
     bool started = false;
     while (!stopping()) {
@@ -171,6 +167,7 @@ class Agent::Impl {
     nudge_.Stop();
     nudge.join();
     engine_->Stop();
+    scripts_->Stop();
     return absl::OkStatus();
   }
 
@@ -193,11 +190,12 @@ class Agent::Impl {
       if (uname(&u) == 0) config.set_hostname(u.nodename);
     }
     if (config.hardware_id().empty()) {
-      config.set_hardware_id(std::string(absl::StripAsciiWhitespace(ReadText("/etc/machine-id"))));
+      config.set_hardware_id(
+          std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty("/etc/machine-id"))));
     }
     if (config.enrollment_token().empty() && !config.enrollment_token_file().empty()) {
       config.set_enrollment_token(
-          std::string(absl::StripAsciiWhitespace(ReadText(config.enrollment_token_file()))));
+          std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(config.enrollment_token_file()))));
     }
     return config;
   }
@@ -218,7 +216,7 @@ class Agent::Impl {
 
   void LoadSchedule() {
     for (absl::string_view line :
-         absl::StrSplit(ReadText(dir_ + "/schedule"), '\n', absl::SkipEmpty())) {
+         absl::StrSplit(ReadFileOrEmpty(dir_ + "/schedule"), '\n', absl::SkipEmpty())) {
       std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
       int64_t v = 0;
       if (absl::SimpleAtoi(kv.second, &v)) last_run_[kv.first] = v;
@@ -327,8 +325,8 @@ class Agent::Impl {
 
   absl::Status EnsureRegistered() {
     if (HasIdentity()) return absl::OkStatus();
-    std::string key = ReadText(dir_ + "/pending.key");
-    std::string csr = ReadText(dir_ + "/pending.csr");
+    std::string key = ReadFileOrEmpty(dir_ + "/pending.key");
+    std::string csr = ReadFileOrEmpty(dir_ + "/pending.csr");
     if (key.empty() || csr.empty()) {
       ASSIGN_OR_RETURN(KeyAndCsr made, MakeKeyAndCsr(config_.hostname()));
       RETURN_IF_ERROR(WriteFileDurably(dir_ + "/pending.key", made.key_pem));
@@ -468,8 +466,7 @@ class Agent::Impl {
     policy_.clear_not_modified();
     SetKnownVersion(policy_.version());
     RETURN_IF_ERROR(WriteFileDurably(dir_ + "/policy.pb", policy_.SerializeAsString()));
-    engine_->SetDeployments({policy_.deployments().begin(), policy_.deployments().end()},
-                            {policy_.windows().begin(), policy_.windows().end()});
+    GivePolicyToEngines();
     LogInfo("agent.policy", {{"version", policy_.version()},
                              {"source", source},
                              {"poll_s", policy_.settings().policy_poll_seconds()},
@@ -478,7 +475,23 @@ class Agent::Impl {
     return absl::OkStatus();
   }
 
-  // --- deployments -------------------------------------------------------
+  // --- deployments and scripts ------------------------------------------
+
+  void GivePolicyToEngines() {
+    engine_->SetDeployments({policy_.deployments().begin(), policy_.deployments().end()},
+                            {policy_.windows().begin(), policy_.windows().end()});
+    scripts_->SetRuns({policy_.script_runs().begin(), policy_.script_runs().end()});
+  }
+
+  // Queues a report durably and wakes the sender (sent at once).
+  std::function<absl::Status(v1::ClientReport)> QueueReport() {
+    return [this](v1::ClientReport r) {
+      RETURN_IF_ERROR(queue_.Enqueue(std::move(r)));
+      absl::MutexLock lock(&mu_);
+      wake_ = true;
+      return absl::OkStatus();
+    };
+  }
 
   EngineOptions EngineOptionsFor() {
     EngineOptions o;
@@ -490,12 +503,7 @@ class Agent::Impl {
     o.download.tls.set_key_file(dir_ + "/client.key");
     o.download.max_bytes_per_second = config_.download_max_bytes_per_second();
     o.cache_max_bytes = config_.cache_max_bytes();
-    o.report = [this](v1::ClientReport r) {
-      RETURN_IF_ERROR(queue_.Enqueue(std::move(r)));
-      absl::MutexLock lock(&mu_);
-      wake_ = true;  // sent at once
-      return absl::OkStatus();
-    };
+    o.report = QueueReport();
     o.locate = [this](const std::string& package, int64_t version) {
       return LocateContent(package, version);
     };
@@ -524,7 +532,7 @@ class Agent::Impl {
     }
     v1::InventoryReport base;
     const bool have_base =
-        base.ParseFromString(ReadText(dir_ + "/inventory.pb")) && base.inventory_seq() > 0;
+        base.ParseFromString(ReadFileOrEmpty(dir_ + "/inventory.pb")) && base.inventory_seq() > 0;
     // The report's own sequence names the inventory.
     const int64_t inv_seq = queue_.next_seq();
     v1::ClientReport report;
@@ -543,16 +551,6 @@ class Agent::Impl {
                                 {"removed", inv.software_removed_size()},
                                 {"seq", inv_seq}});
     return queue_.Enqueue(report);
-  }
-
-  static v1::ClientReport StateReport(const std::string& topic, int severity,
-                                      const std::string& text) {
-    v1::ClientReport r;
-    r.mutable_state()->set_topic(topic);
-    r.mutable_state()->set_severity(severity);
-    r.mutable_state()->set_text(text.substr(0, 4000));
-    r.mutable_state()->set_at_unix_ms(WallClockMs());
-    return r;
   }
 
   absl::Status SendQueue() {
@@ -670,6 +668,7 @@ class Agent::Impl {
   NudgeLoop nudge_;
   v1::PolicyResponse policy_;                // the agent's thread only
   std::unique_ptr<InstallEngine> engine_;    // made by Init
+  std::unique_ptr<ScriptEngine> scripts_;    // made by Init
   std::map<std::string, int64_t> last_run_;  // the agent's thread only
 
   absl::Mutex mps_file_mu_;  // before mu_

@@ -70,8 +70,9 @@ void OutboundQueue::Trim() {
     v1::ClientReport r;
     auto data = ReadFile(f);
     // Never an inventory (the site would see a gap) nor a deployment's state
-    // (its status at the CAS would stay wrong).
-    if (data.ok() && r.ParseFromString(*data) && !r.has_inventory() && !r.has_deployment()) {
+    // or a script's result (its status at the CAS would stay wrong).
+    if (data.ok() && r.ParseFromString(*data) && !r.has_inventory() && !r.has_deployment() &&
+        !r.has_script()) {
       fs::remove(f);
       --excess;
     }
@@ -105,5 +106,14 @@ void OutboundQueue::Remove(const std::vector<std::string>& files) {
 }
 
 size_t OutboundQueue::size() { return Files().size(); }
+
+v1::ClientReport StateReport(const std::string& topic, int severity, const std::string& text) {
+  v1::ClientReport r;
+  r.mutable_state()->set_topic(topic);
+  r.mutable_state()->set_severity(severity);
+  r.mutable_state()->set_text(text.substr(0, 4000));
+  r.mutable_state()->set_at_unix_ms(WallClockMs());
+  return r;
+}
 
 }  // namespace strata::agent

@@ -55,4 +55,8 @@ class OutboundQueue {
   int64_t seq_ ABSL_GUARDED_BY(mu_) = 0;  // last used
 };
 
+// A state message of the agent (topic "agent.started", severity 0 info, 1
+// warning, 2 error; the text cut to 4,000 bytes), stamped now.
+v1::ClientReport StateReport(const std::string& topic, int severity, const std::string& text);
+
 }  // namespace strata::agent

@@ -133,6 +133,10 @@ RunResult Wait(const RunSpec& spec, const Job& job, bool child, const std::atomi
     out.exit_code = 128 + WTERMSIG(status);
   }
   out.output_tail = FileTail(spec.output_path, kMaxOutputBytes);
+  // Longer than the tail kept, or cut down already (the cut leaves its mark
+  // and the tail: longer too).
+  struct stat st {};
+  out.output_truncated = stat(spec.output_path.c_str(), &st) == 0 && st.st_size > kMaxOutputBytes;
   return out;
 }
 

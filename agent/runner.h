@@ -51,9 +51,10 @@ struct Job {
 struct RunResult {
   bool exited = false;  // it ended and wrote its exit code
   int exit_code = -1;
-  bool timed_out = false;   // killed, with its group, at its deadline
-  bool abandoned = false;   // the agent is stopping: the job runs on (Adopt later)
-  std::string output_tail;  // at most kMaxOutputBytes, the end of its output
+  bool timed_out = false;         // killed, with its group, at its deadline
+  bool abandoned = false;         // the agent is stopping: the job runs on (Adopt later)
+  std::string output_tail;        // at most kMaxOutputBytes, the end of its output
+  bool output_truncated = false;  // it wrote more: output_tail is its end only
 };
 
 // Starts `spec`; `started` is called with the job (to journal it) before

@@ -60,9 +60,7 @@ class GrpcSiteClient final : public SiteClient {
       for (const auto& a : resp.assignments()) {
         auto it = out.find(a.client_id());
         if (it == out.end()) continue;
-        it->second.settings.assign(a.settings().begin(), a.settings().end());
-        it->second.deployments.assign(a.deployments().begin(), a.deployments().end());
-        it->second.windows.assign(a.windows().begin(), a.windows().end());
+        it->second = policy::FromProto(a);
       }
     }
     return out;

@@ -51,11 +51,7 @@ void SiteUplink::Dispatch(const v1::MpDown& m, bool* bundle_seen) {
   } else if (m.has_assignments()) {
     std::vector<Assignment> changes;
     for (const auto& a : m.assignments().clients()) {
-      policy::Assigned names;
-      names.settings.assign(a.settings().begin(), a.settings().end());
-      names.deployments.assign(a.deployments().begin(), a.deployments().end());
-      names.windows.assign(a.windows().begin(), a.windows().end());
-      changes.emplace_back(a.client_id(), std::move(names));
+      changes.emplace_back(a.client_id(), policy::FromProto(a));
     }
     if (handlers_.assignments) handlers_.assignments(changes);
   } else if (m.has_request()) {

@@ -69,6 +69,21 @@ absl::Status CallCore::Deny(const Caller& c, absl::string_view permission,
 
 grpc::Status CallCore::Run(const grpc::ServerContextBase& ctx, absl::string_view method,
                            absl::string_view permission, const Handler& fn) {
+  return Execute(ctx, method, permission, fn, nullptr);
+}
+
+grpc::Status CallCore::RunAudited(const grpc::ServerContextBase& ctx, absl::string_view method,
+                                  absl::string_view permission, const std::string& object_type,
+                                  const std::string& object_name, const Handler& fn) {
+  AuditEntry object;
+  object.object_type = object_type;
+  object.object_name = object_name;
+  return Execute(ctx, method, permission, fn, &object);
+}
+
+grpc::Status CallCore::Execute(const grpc::ServerContextBase& ctx, absl::string_view method,
+                               absl::string_view permission, const Handler& fn,
+                               const AuditEntry* object) {
   absl::StatusOr<PeerIdentity> peer = PeerFromContext(ctx);
   if (!peer.ok()) {
     AuditRefusal("(no certificate)", method, peer.status(), /*limited=*/true);
@@ -89,8 +104,10 @@ grpc::Status CallCore::Run(const grpc::ServerContextBase& ctx, absl::string_view
       return fn(call);
     });
   });
-  if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
-    AuditRefusal(peer->name, method, s, /*limited=*/false);
+  if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s) ||
+      (object != nullptr && !s.ok() && s.code() != absl::StatusCode::kUnavailable &&
+       s.code() != absl::StatusCode::kInternal)) {
+    AuditRefusal(peer->name, method, s, /*limited=*/false, object);
   } else if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument &&
              s.code() != absl::StatusCode::kNotFound &&
              s.code() != absl::StatusCode::kAlreadyExists &&
@@ -119,7 +136,7 @@ bool CallCore::TakeAuditBudget(const std::string& who) {
 }
 
 void CallCore::AuditRefusal(const std::string& who, absl::string_view method,
-                            const absl::Status& status, bool limited) {
+                            const absl::Status& status, bool limited, const AuditEntry* object) {
   const bool audit = !limited || TakeAuditBudget(who);
   LogInfo("provider.denied",
           {{"admin", who}, {"method", std::string(method)}, {"error", status}, {"audited", audit}});
@@ -128,7 +145,8 @@ void CallCore::AuditRefusal(const std::string& who, absl::string_view method,
     return conn.Transact([&](Transaction& tx) -> absl::Status {
       return WriteAudit(
           tx, site_,
-          AuditEntry{who, std::string(method), "", "", "denied", std::string(status.message())});
+          AuditEntry{who, std::string(method), object ? object->object_type : "",
+                     object ? object->object_name : "", "denied", std::string(status.message())});
     });
   });
   if (!a.ok()) LogWarning("provider.audit_failed", {{"error", a}});

@@ -112,6 +112,13 @@ class CallCore {
   // whole on a serialization failure, so `fn` must start its answer over).
   grpc::Status Run(const grpc::ServerContextBase& ctx, absl::string_view method,
                    absl::string_view permission, const Handler& fn);
+  // As Run, and every refusal (bad input, a failed precondition, a missing
+  // permission) is audited with the object it concerned: what was tried on
+  // devices (running scripts, approving them) leaves a trail even when it
+  // was refused.
+  grpc::Status RunAudited(const grpc::ServerContextBase& ctx, absl::string_view method,
+                          absl::string_view permission, const std::string& object_type,
+                          const std::string& object_name, const Handler& fn);
 
   // A PermissionDenied naming what `caller` lacks.
   static absl::Status Deny(const Caller& caller, absl::string_view permission,
@@ -123,9 +130,12 @@ class CallCore {
 
  private:
   absl::StatusOr<Caller> LoadCaller(Transaction& tx, const std::string& name);
+  // `object`: audit every refusal, naming it (RunAudited).
+  grpc::Status Execute(const grpc::ServerContextBase& ctx, absl::string_view method,
+                       absl::string_view permission, const Handler& fn, const AuditEntry* object);
   // `limited`: a caller that is not an administrator (see the header).
   void AuditRefusal(const std::string& who, absl::string_view method, const absl::Status& status,
-                    bool limited);
+                    bool limited, const AuditEntry* object = nullptr);
   bool TakeAuditBudget(const std::string& who);
 
   store::ConnectionPool& pool_;

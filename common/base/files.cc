@@ -92,4 +92,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
+std::string ReadFileOrEmpty(const std::string& path) {
+  auto data = ReadFile(path);
+  return data.ok() ? *data : std::string();
+}
+
 }  // namespace strata

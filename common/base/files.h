@@ -28,5 +28,7 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& dat
 
 // The whole file, or NotFound naming it when it cannot be opened.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+// The whole file, "" when it cannot be read (state not made yet).
+std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace strata

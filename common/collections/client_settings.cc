@@ -1,5 +1,7 @@
 #include "common/collections/client_settings.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 
@@ -16,11 +18,16 @@ struct AssignedKind {
   const char* name;
   const char* assignments;  // (device_id, column, site_code)
   const char* column;
+  // More of the join of a deployment `d` and a member `m` (a script run
+  // may name one device of its collection).
+  const char* also = "";
 };
 constexpr AssignedKind kKinds[] = {
     {"client_setting_deployments", "setting", "client_setting_assignments", "setting"},
     {"app_deployments", "name", "app_deployment_assignments", "deployment"},
     {"maintenance_windows", "name", "maintenance_window_assignments", "maintenance_window"},
+    {"script_runs", "id", "script_run_assignments", "run",
+     " AND (d.device_id IS NULL OR d.device_id = m.device_id)"},
 };
 
 // For every device of the site ($1), or (`some`) for the devices in $2.
@@ -36,15 +43,15 @@ absl::StatusOr<AssignStats> Resolve(store::Transaction& tx, bool some,
                              " AND NOT EXISTS (SELECT 1 FROM ", k.deployments,
                              " d JOIN collection_members m ON m.collection = d.collection WHERE "
                              "m.device_id = a.device_id AND d.",
-                             k.name, " = a.", col, ")"),
+                             k.name, " = a.", col, k.also, ")"),
                 params));
     ASSIGN_OR_RETURN(
         store::Result added,
         tx.Exec(absl::StrCat("INSERT INTO ", k.assignments, " (device_id, ", col,
                              ", site_code) SELECT DISTINCT m.device_id, d.", k.name, ", $1 FROM ",
                              k.deployments,
-                             " d JOIN collection_members m ON m.collection = d.collection WHERE "
-                             "m.site_code = $1",
+                             " d JOIN collection_members m ON m.collection = d.collection", k.also,
+                             " WHERE m.site_code = $1",
                              !some ? "" : " AND m.device_id = ANY($2::uuid[])",
                              " ON CONFLICT (device_id, ", col, ") DO NOTHING"),
                 params));
@@ -102,19 +109,20 @@ absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
   std::map<std::string, Assigned> out;
   if (device_ids.empty()) return out;
   ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("SELECT device_id::text, setting, false FROM client_setting_assignments "
-                           "WHERE device_id = ANY($1::uuid[]) UNION ALL SELECT device_id::text, "
-                           "deployment, true FROM app_deployment_assignments WHERE device_id = "
-                           "ANY($1::uuid[]) UNION ALL SELECT device_id::text, maintenance_window, "
-                           "null FROM maintenance_window_assignments WHERE device_id = "
-                           "ANY($1::uuid[]) ORDER BY 3, 1, 2",
+                   tx.Exec("SELECT d, n, k FROM (SELECT device_id::text AS d, setting AS n, 0 AS k "
+                           "FROM client_setting_assignments WHERE device_id = ANY($1::uuid[]) "
+                           "UNION ALL SELECT device_id::text, deployment, 1 FROM "
+                           "app_deployment_assignments WHERE device_id = ANY($1::uuid[]) UNION "
+                           "ALL SELECT device_id::text, maintenance_window, 2 FROM "
+                           "maintenance_window_assignments WHERE device_id = ANY($1::uuid[]) "
+                           "UNION ALL SELECT device_id::text, run::text, 3 FROM "
+                           "script_run_assignments WHERE device_id = ANY($1::uuid[])) x ORDER BY "
+                           "k, d, n COLLATE \"C\"",
                            {store::TextArrayLiteral(device_ids)}));
   for (size_t i = 0; i < r.size(); ++i) {
     Assigned& a = out[r.GetString(i, 0)];
-    (r.IsNull(i, 2)    ? a.windows
-     : r.GetBool(i, 2) ? a.deployments
-                       : a.settings)
-        .push_back(r.GetString(i, 1));
+    std::vector<std::string>* lists[] = {&a.settings, &a.deployments, &a.windows, &a.script_runs};
+    lists[std::clamp<int64_t>(r.GetInt(i, 2), 0, 3)]->push_back(r.GetString(i, 1));
   }
   return out;
 }
@@ -125,7 +133,8 @@ absl::StatusOr<std::string> DeploymentsVersion(store::Connection& conn) {
       conn.Exec("SELECT (SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM "
                 "client_setting_deployments) || '/' || (SELECT count(*) || ':' || "
                 "coalesce(sum(_hlc), 0) FROM app_deployments) || '/' || (SELECT "
-                "count(*) || ':' || coalesce(sum(_hlc), 0) FROM maintenance_windows)"));
+                "count(*) || ':' || coalesce(sum(_hlc), 0) FROM maintenance_windows) || '/' || "
+                "(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM script_runs)"));
   return r.GetString(0, 0);
 }
 

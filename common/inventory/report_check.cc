@@ -262,10 +262,23 @@ absl::Status CheckReport(const v1::ClientReport& report, const Limits& limits) {
         return Bad("deployment", "negative counts");
       return Checker::NonNegative("deployment.at_unix_ms", d.at_unix_ms());
     }
+    case v1::ClientReport::kScript: {
+      const auto& r = report.script();
+      if (!IsUuid(r.run())) return Bad("script.run", "not a run id");
+      // Output: 64 KiB the agent keeps, and a margin for its marks.
+      if (auto s = c.Text("script.output", r.output(), 66 * 1024); !s.ok()) return s;
+      if (auto s = c.Text("script.detail", r.detail(), 2048); !s.ok()) return s;
+      if (r.state() == v1::SCRIPT_RUN_STATE_UNSPECIFIED ||
+          !v1::ScriptRunStateKind_IsValid(r.state()))
+        return Bad("script.state", "not a known state");
+      if (auto s = Checker::NonNegative("script.started_unix_ms", r.started_unix_ms()); !s.ok())
+        return s;
+      return Checker::NonNegative("script.finished_unix_ms", r.finished_unix_ms());
+    }
     case v1::ClientReport::BODY_NOT_SET:
       break;
   }
-  return Bad("body", "a report needs inventory, heartbeat, state or deployment");
+  return Bad("body", "a report needs inventory, heartbeat, state, deployment or script");
 }
 
 }  // namespace strata::inventory

@@ -62,6 +62,11 @@ std::string Revisions(const v1::SiteBundle& bundle, const Assigned& assigned, Fn
     absl::StrAppend(&out, "w:", w.name(), "=", w.start(), w.utc() ? "Z" : "", "+",
                     w.duration_minutes(), "/", w.recurrence(), ";");
   });
+  // A run never changes: its id names it.
+  ForNamed(bundle.script_runs(), assigned.script_runs, [&](const v1::ScriptRunPolicy& r) {
+    each(r);
+    absl::StrAppend(&out, "r:", r.name(), ";");
+  });
   return out;
 }
 
@@ -74,9 +79,26 @@ struct AddTo {
   v1::PolicyResponse& out;
   void operator()(const v1::DeploymentPolicy& d) const { *out.add_deployments() = d; }
   void operator()(const v1::MaintenanceWindow& w) const { *out.add_windows() = w; }
+  void operator()(const v1::ScriptRunPolicy& r) const { *out.add_script_runs() = r; }
 };
 
 }  // namespace
+
+void ToProto(Assigned assigned, v1::ClientAssignment* out) {
+  for (auto& n : assigned.settings) out->add_settings(std::move(n));
+  for (auto& n : assigned.deployments) out->add_deployments(std::move(n));
+  for (auto& n : assigned.windows) out->add_windows(std::move(n));
+  for (auto& n : assigned.script_runs) out->add_script_runs(std::move(n));
+}
+
+Assigned FromProto(const v1::ClientAssignment& a) {
+  Assigned out;
+  out.settings.assign(a.settings().begin(), a.settings().end());
+  out.deployments.assign(a.deployments().begin(), a.deployments().end());
+  out.windows.assign(a.windows().begin(), a.windows().end());
+  out.script_runs.assign(a.script_runs().begin(), a.script_runs().end());
+  return out;
+}
 
 v1::PolicyResponse ClientPolicy(const v1::SiteBundle& bundle, const Assigned& assigned) {
   v1::PolicyResponse out;

@@ -27,15 +27,23 @@ struct Assigned {
   std::vector<std::string> settings;     // custom client settings
   std::vector<std::string> deployments;  // application deployments
   std::vector<std::string> windows;      // maintenance windows
-  bool empty() const { return settings.empty() && deployments.empty() && windows.empty(); }
+  std::vector<std::string> script_runs;  // script runs (ids)
+  bool empty() const {
+    return settings.empty() && deployments.empty() && windows.empty() && script_runs.empty();
+  }
   bool operator==(const Assigned& o) const {
-    return settings == o.settings && deployments == o.deployments && windows == o.windows;
+    return settings == o.settings && deployments == o.deployments && windows == o.windows &&
+           script_runs == o.script_runs;
   }
 };
 
-// A client's whole policy: its effective settings, and the deployments and
-// maintenance windows assigned to it that the bundle holds (its lists are
-// sorted by name), versioned by all three. Without deployments the version is
+// An assignment as it travels from the site to its MPs, and back.
+void ToProto(Assigned assigned, v1::ClientAssignment* out);
+Assigned FromProto(const v1::ClientAssignment& a);
+
+// A client's whole policy: its effective settings, and the deployments,
+// maintenance windows and script runs assigned to it that the bundle holds
+// (its lists are sorted by name), versioned by all of them. Without deployments the version is
 // PolicyVersion(settings).
 v1::PolicyResponse ClientPolicy(const v1::SiteBundle& bundle, const Assigned& assigned);
 // ClientPolicy(...).version(), without copying the deployments.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
 #include "common/deploy/application.h"
+#include "common/deploy/script.h"
 
 namespace strata::site {
 namespace {
@@ -220,6 +221,31 @@ struct DeviceState {
   bool has_ips = false;
 };
 
+// Of `rows` (by device and name), those whose name is assigned to the
+// device in `table` (by `column`).
+using Keyed = std::map<std::pair<std::string, std::string>, std::vector<std::string>>;
+absl::StatusOr<std::set<std::pair<std::string, std::string>>> AssignedKeys(store::Transaction& tx,
+                                                                           const Keyed& rows,
+                                                                           const char* table,
+                                                                           const char* column) {
+  std::set<std::pair<std::string, std::string>> out;
+  if (rows.empty()) return out;
+  std::vector<std::string> ids, names;
+  for (const auto& [key, row] : rows) {
+    ids.push_back(key.first);
+    names.push_back(key.second);
+  }
+  ASSIGN_OR_RETURN(
+      store::Result known,
+      tx.Exec(absl::StrCat("SELECT u.d::text, u.n FROM unnest($1::uuid[], $2::text[]) AS u(d, n) "
+                           "WHERE EXISTS (SELECT 1 FROM ",
+                           table, " a WHERE a.device_id = u.d AND a.", column, "::text = u.n)"),
+              {TextArrayLiteral(ids), TextArrayLiteral(names)}));
+  for (size_t i = 0; i < known.size(); ++i)
+    out.insert({known.GetString(i, 0), known.GetString(i, 1)});
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
@@ -250,7 +276,8 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
                  {"severity", "integer"},
                  {"text"},
                  {"created_at", "bigint", "to_timestamp(u.created_at / 1000.0)"}});
-  std::map<std::pair<std::string, std::string>, std::vector<std::string>> deployment_states;
+  Keyed deployment_states;
+  Keyed script_results;
   std::set<std::string> full_requested;
   for (const auto* r : reports) {
     auto it = devices.find(r->client_id());
@@ -319,6 +346,22 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
             Str(st.at_unix_ms() ? st.at_unix_ms() : at_ms)};
         break;
       }
+      case v1::ClientReport::kScript: {
+        const auto& sr = r->script();
+        auto ms = [](int64_t v) { return v > 0 ? Str(v) : std::string(); };
+        script_results[{r->client_id(), sr.run()}] = {r->client_id(),
+                                                      sr.run(),
+                                                      "",
+                                                      deploy::ScriptStateName(sr.state()),
+                                                      Str(sr.exit_code()),
+                                                      sr.output(),
+                                                      sr.truncated() ? "t" : "f",
+                                                      sr.detail(),
+                                                      ms(sr.started_unix_ms()),
+                                                      ms(sr.finished_unix_ms()),
+                                                      Str(at_ms)};
+        break;
+      }
       case v1::ClientReport::BODY_NOT_SET:
         break;
     }
@@ -372,28 +415,32 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
        {"bytes_total", "bigint"},
        {"attempt", "integer"},
        {"reported_at", "bigint", "to_timestamp(u.reported_at / 1000.0)"}});
-  if (!deployment_states.empty()) {
-    // Only deployments assigned to the device here: a client cannot make
-    // rows of names of its own choosing, nor count in a deployment that
-    // does not target it.
-    std::vector<std::string> ids, names;
-    for (const auto& [key, row] : deployment_states) {
-      ids.push_back(key.first);
-      names.push_back(key.second);
-    }
-    ASSIGN_OR_RETURN(store::Result known,
-                     tx.Exec("SELECT u.d::text, u.n FROM unnest($1::uuid[], $2::text[]) AS u(d, "
-                             "n) WHERE EXISTS (SELECT 1 FROM app_deployment_assignments a WHERE "
-                             "a.device_id = u.d AND a.deployment = u.n)",
-                             {TextArrayLiteral(ids), TextArrayLiteral(names)}));
-    std::set<std::pair<std::string, std::string>> assigned;
-    for (size_t i = 0; i < known.size(); ++i)
-      assigned.insert({known.GetString(i, 0), known.GetString(i, 1)});
-    for (auto& [key, row] : deployment_states) {
-      if (assigned.count(key)) deployments.Add(std::move(row));
-    }
-  }
+  // Only deployments assigned to the device here: a client cannot make
+  // rows of names of its own choosing, nor count in a deployment that does
+  // not target it.
+  ASSIGN_OR_RETURN(auto assigned,
+                   AssignedKeys(tx, deployment_states, "app_deployment_assignments", "deployment"));
+  for (auto& [key, row] : deployment_states)
+    if (assigned.count(key)) deployments.Add(std::move(row));
   RETURN_IF_ERROR(deployments.Upsert(tx, "deployment_states"));
+
+  RowSet scripts(
+      {{"device_id", "uuid", "", true},
+       {"run", "uuid", "", true},
+       {"site_code", "text", "(SELECT x.site_code FROM devices x WHERE x.id = u.device_id)"},
+       {"state"},
+       {"exit_code", "integer"},
+       {"output"},
+       {"truncated", "boolean"},
+       {"detail"},
+       {"started_at", "text", "to_timestamp(nullif(u.started_at, '')::bigint / 1000.0)"},
+       {"finished_at", "text", "to_timestamp(nullif(u.finished_at, '')::bigint / 1000.0)"},
+       {"reported_at", "bigint", "to_timestamp(u.reported_at / 1000.0)"}});
+  ASSIGN_OR_RETURN(auto assigned_runs,
+                   AssignedKeys(tx, script_results, "script_run_assignments", "run"));
+  for (auto& [key, row] : script_results)
+    if (assigned_runs.count(key)) scripts.Add(std::move(row));
+  RETURN_IF_ERROR(scripts.Upsert(tx, "script_results"));
 
   RowSet updates({{"id", "uuid", "", true},
                   {"last_report_seq", "bigint"},

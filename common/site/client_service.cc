@@ -15,6 +15,7 @@
 #include "common/base/status.h"
 #include "common/collections/app_deployments.h"
 #include "common/collections/client_settings.h"
+#include "common/collections/script_runs.h"
 #include "common/inventory/report_check.h"
 #include "common/net/pki.h"
 #include "common/net/tls.h"
@@ -208,9 +209,7 @@ class ClientService::Impl {
         for (auto& [id, names] : assigned) {
           auto* a = resp->add_assignments();
           a->set_client_id(id);
-          for (auto& n : names.settings) a->add_settings(std::move(n));
-          for (auto& n : names.deployments) a->add_deployments(std::move(n));
-          for (auto& n : names.windows) a->add_windows(std::move(n));
+          policy::ToProto(std::move(names), a);
         }
         return absl::OkStatus();
       });
@@ -378,6 +377,7 @@ class ClientService::Impl {
         b.Clear();
         RETURN_IF_ERROR(collections::LoadClientSettings(tx, &b));
         RETURN_IF_ERROR(collections::LoadDeploymentPolicies(tx, &b));
+        RETURN_IF_ERROR(collections::LoadScriptRuns(tx, &b));
         ASSIGN_OR_RETURN(store::Result bounds,
                          tx.Exec("SELECT name, value, group_name FROM boundaries ORDER BY name"));
         for (size_t i = 0; i < bounds.size(); ++i) {
@@ -478,18 +478,10 @@ class ClientService::Impl {
       bytes += id.size() + 8;
       auto it = assigned.find(id);
       if (it != assigned.end()) {
-        for (const auto& n : it->second.settings) {
-          a->add_settings(n);
-          bytes += n.size() + 4;
-        }
-        for (const auto& n : it->second.deployments) {
-          a->add_deployments(n);
-          bytes += n.size() + 4;
-        }
-        for (const auto& n : it->second.windows) {
-          a->add_windows(n);
-          bytes += n.size() + 4;
-        }
+        for (const auto* list : {&it->second.settings, &it->second.deployments, &it->second.windows,
+                                 &it->second.script_runs})
+          for (const auto& n : *list) bytes += n.size() + 4;
+        policy::ToProto(std::move(it->second), a);
       }
     }
     return messages;

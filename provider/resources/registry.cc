@@ -29,6 +29,8 @@ Resource ApplicationsResource();
 Resource DeploymentsResource();
 Resource MaintenanceWindowsResource();
 Resource RolloutsResource();
+Resource ScriptsResource();
+Resource ScriptRunsResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
@@ -52,6 +54,8 @@ const std::vector<Resource>& Resources() {
       DeploymentsResource(),
       MaintenanceWindowsResource(),
       RolloutsResource(),
+      ScriptsResource(),
+      ScriptRunsResource(),
   };
   return *resources;
 }

@@ -34,6 +34,10 @@ struct Command {
   std::string complete_names = {};
 };
 
+// `option` (--file: the whole definition) excludes every other "--" option
+// of `cmd`.
+void ExcludesOthers(CLI::App* cmd, CLI::Option* option);
+
 // The setup of a command on one object named by its first argument: calls
 // `method` with the name and hands the answer to `show`.
 template <typename Stub, typename Resp>

@@ -94,6 +94,12 @@ void Describe(const Options& o, const google::protobuf::Message& m,
   PrintTable({{"FIELD", "VALUE"}, fields}, o.output);
 }
 
+std::string ProgressBar(int64_t done, int64_t total) {
+  constexpr int kWidth = 30;
+  const int filled = total > 0 ? static_cast<int>(kWidth * std::min(done, total) / total) : 0;
+  return absl::StrCat("[", std::string(filled, '#'), std::string(kWidth - filled, '-'), "]");
+}
+
 std::string Bool(bool b) { return b ? "yes" : "no"; }
 
 std::string Duration(int64_t s) {

@@ -34,6 +34,9 @@ void Describe(const Options& o, const google::protobuf::Message& m,
 
 std::string Bool(bool b);
 
+// "[#########---------------------]": `done` of `total`, 30 wide.
+std::string ProgressBar(int64_t done, int64_t total);
+
 // Seconds as an admin reads them: 90s, 5m, 1h, 7d (exact units only).
 std::string Duration(int64_t s);
 // "300", "300s", "5m", "1h", "7d" -> seconds; -1 if not one of those.

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -34,6 +35,15 @@ std::vector<Command> ApplicationCommands();
 std::vector<Command> DeploymentCommands();
 std::vector<Command> MaintenanceWindowCommands();
 std::vector<Command> RolloutCommands();
+std::vector<Command> ScriptCommands();
+std::vector<Command> ScriptRunCommands();
+
+void ExcludesOthers(CLI::App* cmd, CLI::Option* option) {
+  for (auto* o : cmd->get_options()) {
+    if (o != option && o->get_name() != "--help" && absl::StartsWith(o->get_name(), "--"))
+      option->excludes(o);
+  }
+}
 
 namespace {
 
@@ -59,6 +69,8 @@ constexpr NounFn kNouns[] = {
     DeploymentCommands,
     MaintenanceWindowCommands,
     RolloutCommands,
+    ScriptCommands,
+    ScriptRunCommands,
 };
 
 // The verbs, in the order --help lists them.
@@ -79,7 +91,8 @@ constexpr Verb kVerbs[] = {
     {"validate", "Check content libraries against their hashes"},
     {"undeploy", "Take a deployment away from a collection"},
     {"set", "Create or change"},
-    {"approve", "Approve a client waiting for approval"},
+    {"approve", "Approve a client waiting for approval, or a script"},
+    {"run", "Run an approved script on devices"},
     {"block", "Block a client: refused at registration and at its management point"},
     {"unblock", "Unblock a blocked client"},
     {"revoke", "Revoke"},

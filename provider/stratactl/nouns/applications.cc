@@ -192,12 +192,7 @@ Action SaveApp(CLI::App* cmd, bool create) {
   cmd->add_option("name", *name, "The application's name")->required();
   flags->Declare(cmd);
   // --file carries everything: no other definition flag beside it.
-  auto* file = cmd->get_option("--file");
-  for (auto* o : cmd->get_options()) {
-    if (o != file && o->get_name() != "name" && o->get_name() != "--help" &&
-        absl::StartsWith(o->get_name(), "--"))
-      file->excludes(o);
-  }
+  ExcludesOthers(cmd, cmd->get_option("--file"));
   return [name, flags, create](Client& c) {
     v1::Application req, out;
     if (std::string err = flags->Build(*name, &req); !err.empty()) {

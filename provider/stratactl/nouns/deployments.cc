@@ -85,12 +85,6 @@ Action Deploy(CLI::App* cmd) {
   };
 }
 
-std::string Bar(int64_t done, int64_t total) {
-  constexpr int kWidth = 30;
-  const int filled = total > 0 ? static_cast<int>(kWidth * std::min(done, total) / total) : 0;
-  return absl::StrCat("[", std::string(filled, '#'), std::string(kWidth - filled, '-'), "]");
-}
-
 // "12/40 installed, 1 failed, 3 downloading, 24 unknown"
 std::string Progress(const v1::DeploymentStatus& s) {
   std::map<std::string, int64_t> n;
@@ -100,7 +94,7 @@ std::string Progress(const v1::DeploymentStatus& s) {
     if (state != "installed") parts.push_back(absl::StrCat(count, " ", state));
   }
   const int64_t total = std::max<int64_t>(s.targeted(), 1);
-  return absl::StrCat(Bar(n["installed"], total), " ", n["installed"], "/", s.targeted(),
+  return absl::StrCat(ProgressBar(n["installed"], total), " ", n["installed"], "/", s.targeted(),
                       " installed", parts.empty() ? "" : ", ", absl::StrJoin(parts, ", "));
 }
 
