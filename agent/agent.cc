@@ -21,6 +21,7 @@
 #include "agent/collectors.h"
 #include "agent/install_engine.h"
 #include "agent/inventory_delta.h"
+#include "agent/live_query_engine.h"
 #include "agent/nudge_loop.h"
 #include "agent/outbound_queue.h"
 #include "agent/script_engine.h"
@@ -77,6 +78,9 @@ class Agent::Impl {
     SetKnownVersion(policy_.version());
     engine_ = std::make_unique<InstallEngine>(EngineOptionsFor());
     scripts_ = std::make_unique<ScriptEngine>(ScriptEngineOptions{dir_, QueueReport()});
+    live_ = std::make_unique<LiveQueryEngine>(
+        LiveQueryEngineOptions{dir_, CollectorContextFor(),
+                               [this] { return ReadFileOrEmpty(dir_ + "/site"); }, QueueReport()});
     GivePolicyToEngines();
     LoadSchedule();
     // "address[ nudge_address]" per line, best first.
@@ -121,6 +125,7 @@ class Agent::Impl {
     RETURN_IF_ERROR(Cycle(/*all_due=*/true));
     engine_->RunPass();
     scripts_->RunPass();
+    live_->RunPass();
     return SendQueue();
   }
 
@@ -129,6 +134,7 @@ class Agent::Impl {
     std::thread nudge([this] { nudge_.Run(); });
     engine_->Start();
     scripts_->Start();
+    live_->Start();
     Backoff retry(std::chrono::seconds(5), std::chrono::seconds(300));
     bool started = false;
     while (!stopping()) {
@@ -168,6 +174,7 @@ class Agent::Impl {
     nudge.join();
     engine_->Stop();
     scripts_->Stop();
+    live_->Stop();
     return absl::OkStatus();
   }
 
@@ -302,21 +309,6 @@ class Agent::Impl {
     return std::exchange(*flag, false);
   }
 
-  std::vector<std::string> LocalAddresses() {
-    std::vector<std::string> ips;
-    CollectorContext ctx;
-    v1::InventoryReport inv;
-    for (const auto& c : Collectors()) {
-      if (std::string(c.name) == "network") (void)c.collect(ctx, &inv);
-    }
-    for (const auto& a : inv.hardware().adapters()) {
-      if (a.name() == "lo") continue;
-      for (const auto& ip : a.ipv4()) ips.push_back(ip.substr(0, ip.find('/')));
-      for (const auto& ip : a.ipv6()) ips.push_back(ip.substr(0, ip.find('/')));
-    }
-    return ips;
-  }
-
   // --- registration ------------------------------------------------------
 
   bool HasIdentity() {
@@ -362,6 +354,7 @@ class Agent::Impl {
       }
       RETURN_IF_ERROR(WriteFileDurably(dir_ + "/client.key", key));
       RETURN_IF_ERROR(WriteFileDurably(dir_ + "/client.pem", resp.certificate_pem(), 0644));
+      RETURN_IF_ERROR(WriteFileDurably(dir_ + "/site", resp.site_code(), 0644));
       fs::remove(dir_ + "/pending.key");
       fs::remove(dir_ + "/pending.csr");
       LogInfo("agent.registered",
@@ -481,6 +474,7 @@ class Agent::Impl {
     engine_->SetDeployments({policy_.deployments().begin(), policy_.deployments().end()},
                             {policy_.windows().begin(), policy_.windows().end()});
     scripts_->SetRuns({policy_.script_runs().begin(), policy_.script_runs().end()});
+    live_->SetQueries({policy_.live_queries().begin(), policy_.live_queries().end()});
   }
 
   // Queues a report durably and wakes the sender (sent at once).
@@ -669,6 +663,7 @@ class Agent::Impl {
   v1::PolicyResponse policy_;                // the agent's thread only
   std::unique_ptr<InstallEngine> engine_;    // made by Init
   std::unique_ptr<ScriptEngine> scripts_;    // made by Init
+  std::unique_ptr<LiveQueryEngine> live_;    // made by Init
   std::map<std::string, int64_t> last_run_;  // the agent's thread only
 
   absl::Mutex mps_file_mu_;  // before mu_

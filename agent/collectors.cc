@@ -354,4 +354,19 @@ v1::InventoryReport CollectInventory(const CollectorContext& ctx,
   return inv;
 }
 
+std::vector<std::string> LocalAddresses() {
+  std::vector<std::string> ips;
+  CollectorContext ctx;
+  v1::InventoryReport inv;
+  for (const auto& c : Collectors()) {
+    if (std::string(c.name) == "network") (void)c.collect(ctx, &inv);
+  }
+  for (const auto& a : inv.hardware().adapters()) {
+    if (a.name() == "lo") continue;
+    for (const auto& ip : a.ipv4()) ips.push_back(ip.substr(0, ip.find('/')));
+    for (const auto& ip : a.ipv6()) ips.push_back(ip.substr(0, ip.find('/')));
+  }
+  return ips;
+}
+
 }  // namespace strata::agent

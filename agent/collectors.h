@@ -35,6 +35,9 @@ const std::vector<Collector>& Collectors();
 // error in `errors` (the rest still reports).
 v1::InventoryReport CollectInventory(const CollectorContext& ctx, std::vector<std::string>* errors);
 
+// The machine's addresses but loopback's (for boundaries), without prefix.
+std::vector<std::string> LocalAddresses();
+
 // A field of /proc/mounts as it names a path: the kernel writes space, tab,
 // newline and backslash as \040, \011, \012 and \134.
 std::string UnescapeMountField(std::string_view field);

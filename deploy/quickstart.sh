@@ -22,7 +22,10 @@
 # a small package at the CAS, distributes it, shows its content status from
 # the CAS and agent 3 downloading it from S01's DP, verified; then makes an
 # application of that package at the CAS, deploys it to a collection of the
-# three agents and watches its status at the CAS as each installs it.
+# three agents and watches its status at the CAS as each installs it; then
+# writes a script, has a second administrator (bob) approve it, runs it on
+# the agents and watches their output arrive, and asks the agents a live
+# query (their listening sockets), rows printed as they answer.
 # Prints every link's health every 10 seconds.
 # Ctrl-C stops everything cleanly.
 #
@@ -73,7 +76,7 @@ pg_start "$work/pg"
 echo "== development PKI in $STRATA_PKI"
 deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
   issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS provider/P01 provider/P02 \
-  dp/P01.dp1 dp/P02.dp1 dp/S01.dp1 admin/alice >/dev/null
+  dp/P01.dp1 dp/P02.dp1 dp/S01.dp1 admin/alice admin/bob >/dev/null
 echo "== starting site servers (logs in $STRATA_RUN/*.log)"
 site_start CAS cas && echo "   CAS  central administration site"
 site_start P01 primary CAS && echo "   P01  primary site under CAS"
@@ -250,6 +253,25 @@ echo "\$ stratactl get deployment-status \"Hello to Quickstart agents\" --watch"
 timeout 120 $ctl get deployment-status "Hello to Quickstart agents" --watch 2>&1 | sed 's/^/   /' ||
   echo "   (not every agent has settled in 120 s; see $STRATA_RUN/agent-*.log)"
 echo "   agent 2 runs it: $("$STRATA_RUN/agent-2/apps/hello" 2>&1)"
+
+echo
+echo "== a script approved by another administrator and run on the agents; a live query of their sockets"
+bob="$STRATA_BUILD/provider/stratactl --server $(provider_address CAS) --ca $STRATA_PKI/ca.pem \
+  --cert $STRATA_PKI/admin-bob.pem --key $STRATA_PKI/admin-bob.key"
+echo "\$ stratactl set admin bob --role \"Script Approver\""
+$ctl set admin bob --role "Script Approver" | sed 's/^/   /'
+printf 'echo "up $(cut -d. -f1 /proc/uptime) s; hello, $who"\n' > "$work/uptime.sh"
+echo "\$ stratactl create script uptime --body uptime.sh --param 'who:string:required:regex=^[a-z]+\$'"
+$ctl create script uptime --body "$work/uptime.sh" --param 'who:string:required:regex=^[a-z]+$' |
+  sed 's/^/   /'
+echo "\$ stratactl approve script uptime   (as bob: an author may not approve their own script)"
+$bob approve script uptime --comment "read it" | sed 's/^/   /'
+echo "\$ stratactl run script uptime --collection \"Quickstart agents\" --param who=world --watch"
+timeout 60 $ctl run script uptime --collection "Quickstart agents" --param who=world --watch 2>&1 |
+  sed 's/^/   /' || echo "   (not every agent answered in 60 s; see $STRATA_RUN/agent-*.log)"
+echo "\$ stratactl query 'socket.protocol like \"tcp%\"' --select device.name,socket.port,socket.process --collection \"Quickstart agents\""
+$ctl query 'socket.protocol like "tcp%"' --select device.name,socket.port,socket.process \
+  --collection "Quickstart agents" --wait 20 2>&1 | sed 's/^/   /'
 
 show_health() {
   echo

@@ -21,6 +21,7 @@
 #include "mp/client_directory.h"
 #include "mp/nudge_server.h"
 #include "mp/open_files.h"
+#include "mp/presence.h"
 #include "mp/register_limit.h"
 #include "mp/site_client.h"
 #include "mp/site_uplink.h"
@@ -141,6 +142,9 @@ class MpServer::Impl {
     nudge_hooks.full_requested = [this](const std::string& id) {
       return directory_->HasFullRequest(id);
     };
+    nudge_hooks.presence = [this](const std::string& id, bool online) {
+      presence_.Set(id, online);
+    };
     nudge_hooks.report = [this](const std::string& id, const v1::ReportRequest& reports,
                                 std::function<void(absl::StatusOr<int64_t>)> done) {
       AgentService* service = agent_service_ready_.load();
@@ -255,6 +259,10 @@ class MpServer::Impl {
       directory_->RecheckSoon(ids);
     };
     h.clients_connected = [this] { return nudge_->held(); };
+    h.presence_pending = [this] { return presence_.Pending(); };
+    h.presence = [this](v1::MpStatus* status, bool full) {
+      presence_.Take(status, full, [this] { return nudge_->Ids(); });
+    };
     return h;
   }
 
@@ -290,6 +298,7 @@ class MpServer::Impl {
   v1::MpConfig config_;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<SiteClient> site_;
+  Presence presence_;  // told by nudge_, read by the uplink (outlives both)
   // Before the directory: its lookups may still answer a connection being
   // authorized while it stops.
   std::unique_ptr<NudgeServer> nudge_;

@@ -543,6 +543,7 @@ class NudgeServer::Impl {
       older = slot;
       slot = conn;
     }
+    if (hooks_.presence) hooks_.presence(conn->id, true);
     if (older) {
       // The older connection is usually half-open (the agent's network
       // changed); told goodbye, it is no longer the one nudges go to.
@@ -628,7 +629,9 @@ class NudgeServer::Impl {
     if (conn->id.empty()) return;
     absl::MutexLock lock(&mu_);
     auto it = held_.find(conn->id);
-    if (it != held_.end() && it->second == conn) held_.erase(it);
+    if (it == held_.end() || it->second != conn) return;
+    held_.erase(it);
+    if (hooks_.presence) hooks_.presence(conn->id, false);
   }
 
   void FreeConn(Conn* conn, bool erase = true) {

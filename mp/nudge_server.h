@@ -67,6 +67,8 @@ class NudgeServer {
     std::function<void(const std::string& id, const v1::ReportRequest& reports,
                        std::function<void(absl::StatusOr<int64_t>)> done)>
         report;
+    // Client `id` now holds a channel (true), or no longer does (false).
+    std::function<void(const std::string& id, bool online)> presence;
   };
   struct Counts {
     int64_t held = 0;          // welcomed, holding the channel

@@ -6,7 +6,7 @@
 namespace strata::mp {
 namespace {
 
-constexpr absl::Duration kStatusSoonest = absl::Seconds(5);
+constexpr absl::Duration kStatusSoonest = absl::Seconds(1);
 
 }  // namespace
 
@@ -104,16 +104,21 @@ absl::Status SiteUplink::RunStream() {
   absl::Status result;
   absl::Time last_status = absl::InfinitePast();
   int64_t last_clients = -1;
+  bool first_status = true;
   while (!stopping()) {
     // What the site records of this MP (stratactl get site-systems): every
-    // status interval, and sooner (at most every 5 s) when the number of
-    // clients it holds changed.
+    // status interval, and sooner (at most every second) when the clients
+    // it holds changed. The first of a stream carries every client held.
     const int64_t clients = handlers_.clients_connected ? handlers_.clients_connected() : 0;
+    const bool changed =
+        clients != last_clients || (handlers_.presence_pending && handlers_.presence_pending());
     const absl::Time now = absl::Now();
     if (now - last_status >= options_.status_every ||
-        (clients != last_clients && now - last_status >= kStatusSoonest)) {
+        (changed && now - last_status >= kStatusSoonest)) {
       v1::MpUp status;
       status.mutable_status()->set_clients_connected(clients);
+      if (handlers_.presence) handlers_.presence(status.mutable_status(), first_status);
+      first_status = false;
       if (!stream->Write(status)) break;
       last_status = now;
       last_clients = clients;

@@ -46,6 +46,10 @@ struct UplinkHandlers {
   std::function<void(const std::vector<std::string>& ids)> access_changed;
   // For the status: clients holding a stream.
   std::function<int64_t()> clients_connected;
+  // Whether presence changed, and into a status: the changes (or, `full`,
+  // every client held now).
+  std::function<bool()> presence_pending;
+  std::function<void(v1::MpStatus* status, bool full)> presence;
 };
 
 class SiteUplink {

@@ -144,12 +144,23 @@ class Simulator {
         return "error install: the fourth word is \"channel\" or \"grpc\"";
       return Install(arg > 0 ? arg : 60, words[2], how == "grpc");
     }
+    if (cmd == "answer") {
+      int bytes = 0;
+      if (words.size() < 4 || (words[2] != "script" && words[2] != "query") ||
+          !absl::SimpleAtoi(words[3], &bytes))
+        return "error answer: answer TIMEOUT_S script|query BYTES [channel|grpc]";
+      const std::string how = words.size() > 4 ? words[4] : "channel";
+      if (how != "channel" && how != "grpc")
+        return "error answer: the fifth word is \"channel\" or \"grpc\"";
+      return Answer(arg > 0 ? arg : 60, words[2], std::clamp(bytes, 1, 60000), how == "grpc");
+    }
     if (cmd == "status") return Status();
     return absl::StrCat(
         "error ", cmd,
         ": unknown command (register, channels [timeout_s], close_channels, full, "
         "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s] [channel|grpc], "
-        "install timeout_s deployment [channel|grpc], status, quit)");
+        "install timeout_s deployment [channel|grpc], answer timeout_s script|query bytes "
+        "[channel|grpc], status, quit)");
   }
 
  private:
@@ -399,7 +410,63 @@ class Simulator {
   // small reports), or ("grpc") in a Report call (`concurrency` at once),
   // until every held client has, or the timeout.
   std::string Install(int timeout_s, const std::string& deployment, bool over_grpc) {
-    if (!fleet_) return "error install: no channels (run channels first)";
+    return Respond(
+        "install", timeout_s, over_grpc,
+        [](const NudgeFleet::Times& t) { return t.deployments > 0; },
+        [&](SimClient& c, const NudgeFleet::Times&) {
+          v1::ReportRequest request;
+          *request.add_reports() =
+              c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLING);
+          *request.add_reports() =
+              c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLED);
+          return request;
+        });
+  }
+
+  // As Install, for the newest script run ("script": it succeeded, with
+  // `bytes` of output) or live query ("query": one row of `bytes`) each
+  // client's policy names: what an agent answers, with no time spent
+  // running or reading.
+  std::string Answer(int timeout_s, const std::string& kind, int bytes, bool over_grpc) {
+    const bool script = kind == "script";
+    return Respond(
+        kind, timeout_s, over_grpc,
+        [script](const NudgeFleet::Times& t) {
+          return !(script ? t.script_run : t.live_query).empty();
+        },
+        [&](SimClient& c, const NudgeFleet::Times& t) {
+          v1::ReportRequest request;
+          v1::ClientReport* r = request.add_reports();
+          *r = c.NextHeartbeat();  // its seq and time
+          const std::string text(static_cast<size_t>(std::max(bytes, 1)), 'x');
+          if (script) {
+            auto* s = r->mutable_script();
+            s->set_run(t.script_run);
+            s->set_state(v1::SCRIPT_RUN_STATE_SUCCEEDED);
+            s->set_output(text);
+            s->set_started_unix_ms(r->created_unix_ms());
+            s->set_finished_unix_ms(r->created_unix_ms());
+          } else {
+            auto* a = r->mutable_live_query();
+            a->set_query(t.live_query);
+            a->set_state(v1::LIVE_QUERY_STATE_ANSWERED);
+            auto* row = a->add_rows();
+            row->add_values(c.id());
+            row->add_values(text);
+          }
+          return request;
+        });
+  }
+
+  // Prints "awaiting"; then, as each held client's policy is `ready`, sends
+  // `make`'s reports for it: up its nudge channel, or ("grpc") in a Report
+  // call (`concurrency` at once), until every held client has, or the
+  // timeout.
+  std::string Respond(
+      const std::string& name, int timeout_s, bool over_grpc,
+      const std::function<bool(const NudgeFleet::Times&)>& ready,
+      const std::function<v1::ReportRequest(SimClient&, const NudgeFleet::Times&)>& make) {
+    if (!fleet_) return absl::StrCat("error ", name, ": no channels (run channels first)");
     const int held = fleet_->held();
     std::cout << "awaiting held=" << held << std::endl;
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
@@ -412,7 +479,7 @@ class Simulator {
     while (Clock::now() < deadline && begun < held) {
       const auto times = fleet_->times();
       for (size_t i = 0; i < times.size() && i < clients_.size(); ++i) {
-        if (started[i] || times[i].deployments == 0 || times[i].fetched_ms == 0) continue;
+        if (started[i] || times[i].fetched_ms == 0 || !ready(times[i])) continue;
         {
           std::unique_lock<std::mutex> lock(mu);
           cv.wait(lock, [&] { return in_flight < concurrency_; });
@@ -426,9 +493,7 @@ class Simulator {
           v1::ReportResponse response;
         };
         SimClient& c = *clients_[i];
-        v1::ReportRequest request;
-        *request.add_reports() = c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLING);
-        *request.add_reports() = c.NextDeploymentState(deployment, v1::DEPLOYMENT_STATE_INSTALLED);
+        v1::ReportRequest request = make(c, times[i]);
         const int64_t sent = WallClockMs();
         auto finished = [&, sent](bool good, const std::string& error) {
           std::lock_guard<std::mutex> lock(mu);
@@ -462,7 +527,7 @@ class Simulator {
     }
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return in_flight == 0; });
-    return absl::StrFormat("install reported=%d failed=%d held=%d first_ms=%d last_ms=%d%s", ok,
+    return absl::StrFormat("%s reported=%d failed=%d held=%d first_ms=%d last_ms=%d%s", name, ok,
                            failed, held, first_ms, last_ms,
                            first_error.empty() ? "" : " first_error=" + first_error);
   }
@@ -515,6 +580,9 @@ int main(int argc, char** argv) {
       "                        print \"awaiting\", then, as each client's policy names a\n"
       "                        deployment, report NAME installing and installed: up the\n"
       "                        nudge channel (as agents send small reports) or over gRPC\n"
+      "  answer t_s script|query BYTES [channel|grpc]\n"
+      "                        as install, for the newest script run (its output BYTES long)\n"
+      "                        or live query (one row of BYTES) each client's policy names\n"
       "  status                channels held, welcomes, resumed handshakes, why channels ended\n"
       "  quit\n");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

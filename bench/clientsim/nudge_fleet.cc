@@ -27,7 +27,9 @@ struct NudgeFleet::Member {
   bool dialing = false;
   bool held = false;
   std::atomic<int64_t> welcomed_ms{0}, policy_changed_ms{0}, fetched_ms{0};
-  std::atomic<int> deployments{0};        // in the policy held
+  std::atomic<int> deployments{0};  // in the policy held
+  absl::Mutex work_mu;              // the last script run and live query held
+  std::string script_run ABSL_GUARDED_BY(work_mu), live_query ABSL_GUARDED_BY(work_mu);
   std::function<void(bool)> report_done;  // reports sent on the channel, awaiting their ack
   ~Member() {
     conn.reset();
@@ -169,7 +171,7 @@ void NudgeFleet::Dial(Member& m) {
     if (n.kind() != v1::NOTIFICATION_KIND_POLICY_CHANGED) return;
     mp->policy_changed_ms = WallClockMs();
     if (n.has_policy() && !fetch_over_grpc_) {
-      mp->deployments = n.policy().deployments_size();
+      Hold(*mp, n.policy());
       mp->fetched_ms = mp->policy_changed_ms.load();  // nothing to fetch
       return;
     }
@@ -233,7 +235,7 @@ void NudgeFleet::Fetch(Member& m, int spread_ms) {
         &call->ctx, &call->request, &call->response, [call](grpc::Status s) {
           NudgeFleet* fleet = call->fleet;
           if (s.ok()) {
-            call->m->deployments = call->response.deployments_size();
+            Hold(*call->m, call->response);
             call->m->fetched_ms = WallClockMs();
           } else {
             ++fleet->fetch_failures_;
@@ -251,12 +253,26 @@ void NudgeFleet::Fetch(Member& m, int spread_ms) {
   event_base_once(base_, -1, EV_TIMEOUT, start, call, &t);
 }
 
+void NudgeFleet::Hold(Member& m, const v1::PolicyResponse& policy) {
+  m.deployments = policy.deployments_size();
+  absl::MutexLock lock(&m.work_mu);
+  if (policy.script_runs_size() > 0) m.script_run = policy.script_runs().rbegin()->name();
+  if (policy.live_queries_size() > 0) m.live_query = policy.live_queries().rbegin()->name();
+}
+
 std::vector<NudgeFleet::Times> NudgeFleet::times() {
   std::vector<Times> out;
   out.reserve(members_.size());
   for (auto& m : members_) {
-    out.push_back(Times{m->welcomed_ms.load(), m->policy_changed_ms.load(), m->fetched_ms.load(),
-                        m->deployments.load()});
+    Times t;
+    t.welcomed_ms = m->welcomed_ms.load();
+    t.policy_changed_ms = m->policy_changed_ms.load();
+    t.fetched_ms = m->fetched_ms.load();
+    t.deployments = m->deployments.load();
+    absl::MutexLock lock(&m->work_mu);
+    t.script_run = m->script_run;
+    t.live_query = m->live_query;
+    out.push_back(std::move(t));
   }
   return out;
 }

@@ -59,7 +59,8 @@ class NudgeFleet {
     int64_t welcomed_ms = 0;
     int64_t policy_changed_ms = 0;
     int64_t fetched_ms = 0;
-    int deployments = 0;  // application deployments in the policy held
+    int deployments = 0;                 // application deployments in the policy held
+    std::string script_run, live_query;  // the last of each in a policy held ("": none)
   };
   std::vector<Times> times();
   // Forgets the POLICY_CHANGED and fetch times (before a measurement).
@@ -76,6 +77,9 @@ class NudgeFleet {
   void Dial(Member& m);
   void Ended(Member& m, const absl::Status& why);
   void Fetch(Member& m, int spread_ms);
+  // What a policy held names (its deployments, the newest script run and
+  // live query).
+  static void Hold(Member& m, const v1::PolicyResponse& policy);
   void DialDue();
 
   const std::string address_;

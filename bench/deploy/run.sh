@@ -81,44 +81,8 @@ site_sql CAS "CREATE TABLE bench_installed (device_id uuid PRIMARY KEY, arrived_
   CREATE TRIGGER bench_installed AFTER INSERT OR UPDATE ON deployment_states FOR EACH ROW
     WHEN (NEW.state = 'installed') EXECUTE FUNCTION bench_installed();" >/dev/null
 
-# One simulator per MP, commands through a FIFO each (as bench/mp/run.sh).
-p01=$(( CLIENTS * 4 / 10 )); p02=$(( CLIENTS * 4 / 10 )); s01=$(( CLIENTS - p01 - p02 ))
-k=0; first=0
-for spec in "P01.mp1 $p01" "P02.mp1 $p02" "S01.mp1 $s01"; do
-  read -r mp n <<<"$spec"
-  mkfifo "$work/sim$k.in"
-  "$STRATA_BUILD/bench/clientsim/strata-clientsim" --mp "$(mp_address "$mp")" \
-    --ca "$STRATA_PKI/ca.pem" --token bench-token --clients "$n" --first "$first" \
-    --concurrency "$CONCURRENCY" < "$work/sim$k.in" > "$work/sim$k.out" 2> "$work/sim$k.log" &
-  sim_pids+=($!)
-  exec {fd}>"$work/sim$k.in"
-  sim_fds+=("$fd")
-  first=$(( first + n )); k=$(( k + 1 ))
-done
-sims=$k
-results() { grep -hv '^awaiting' "$work"/sim*.out | awk -v c="$1" '$1 == c' ; }
-sim_all() {  # CMD... -> runs it on every simulator, prints their result lines
-  local before
-  before=$(results "$1" | wc -l)
-  for fd in "${sim_fds[@]}"; do echo "$*" >&"$fd"; done
-  sim_results "$1" $(( before + sims ))
-}
-sim_results() {  # CMD COUNT -> waits for COUNT result lines of CMD, prints each simulator's last
-  local end
-  end=$(( $(date +%s) + 3600 ))
-  until [ "$(results "$1" | wc -l)" -ge "$2" ]; do
-    [ "$(date +%s)" -ge "$end" ] && { echo "simulators did not finish '$1'" >&2; exit 1; }
-    for pid in "${sim_pids[@]}"; do
-      kill -0 "$pid" 2>/dev/null || { echo "a simulator died:" >&2; tail -5 "$work"/sim*.log >&2; exit 1; }
-    done
-    sleep 0.2
-  done
-  for f in "$work"/sim*.out; do grep -v '^awaiting' "$f" | awk -v c="$1" '$1 == c' | tail -n 1; done
-}
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-sum() { field "$1" | awk '{ s += $1 } END { printf "%.15g\n", s }'; }
-calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
-now_ms() { date +%s%3N; }
+source bench/lib/fleet.sh
+start_fleet
 
 echo "$CLIENTS clients: $p01 at P01.mp1, $p02 at P02.mp1, $s01 at S01.mp1 (S01's belong to P01)"
 echo "phase 1: register"

@@ -28,6 +28,8 @@ constexpr AssignedKind kKinds[] = {
     {"maintenance_windows", "name", "maintenance_window_assignments", "maintenance_window"},
     {"script_runs", "id", "script_run_assignments", "run",
      " AND (d.device_id IS NULL OR d.device_id = m.device_id)"},
+    {"live_queries", "id", "live_query_assignments", "query",
+     " AND (d.device_id IS NULL OR d.device_id = m.device_id)"},
 };
 
 // For every device of the site ($1), or (`some`) for the devices in $2.
@@ -116,13 +118,15 @@ absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
                            "ALL SELECT device_id::text, maintenance_window, 2 FROM "
                            "maintenance_window_assignments WHERE device_id = ANY($1::uuid[]) "
                            "UNION ALL SELECT device_id::text, run::text, 3 FROM "
-                           "script_run_assignments WHERE device_id = ANY($1::uuid[])) x ORDER BY "
-                           "k, d, n COLLATE \"C\"",
+                           "script_run_assignments WHERE device_id = ANY($1::uuid[]) UNION ALL "
+                           "SELECT device_id::text, query::text, 4 FROM live_query_assignments "
+                           "WHERE device_id = ANY($1::uuid[])) x ORDER BY k, d, n COLLATE \"C\"",
                            {store::TextArrayLiteral(device_ids)}));
   for (size_t i = 0; i < r.size(); ++i) {
     Assigned& a = out[r.GetString(i, 0)];
-    std::vector<std::string>* lists[] = {&a.settings, &a.deployments, &a.windows, &a.script_runs};
-    lists[std::clamp<int64_t>(r.GetInt(i, 2), 0, 3)]->push_back(r.GetString(i, 1));
+    std::vector<std::string>* lists[] = {&a.settings, &a.deployments, &a.windows, &a.script_runs,
+                                         &a.live_queries};
+    lists[std::clamp<int64_t>(r.GetInt(i, 2), 0, 4)]->push_back(r.GetString(i, 1));
   }
   return out;
 }
@@ -134,7 +138,8 @@ absl::StatusOr<std::string> DeploymentsVersion(store::Connection& conn) {
                 "client_setting_deployments) || '/' || (SELECT count(*) || ':' || "
                 "coalesce(sum(_hlc), 0) FROM app_deployments) || '/' || (SELECT "
                 "count(*) || ':' || coalesce(sum(_hlc), 0) FROM maintenance_windows) || '/' || "
-                "(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM script_runs)"));
+                "(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM script_runs) || '/' || "
+                "(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM live_queries)"));
   return r.GetString(0, 0);
 }
 

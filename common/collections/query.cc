@@ -8,102 +8,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
+#include "common/collections/fields.h"
 #include "common/collections/match.h"
+#include "common/collections/query_ast.h"
 #include "common/inventory/report_check.h"
 
 namespace strata::collections {
 namespace {
 
-enum class Type { kText, kVersion, kNumber, kBool };
-
-const char* TypeName(Type t) {
-  switch (t) {
-    case Type::kText:
-      return "text";
-    case Type::kVersion:
-      return "version";
-    case Type::kNumber:
-      return "number";
-    case Type::kBool:
-      return "boolean";
-  }
-  return "?";
-}
-
-struct Attr {
-  const char* name;
-  const char* column;  // an expression over the class's alias, "%" standing for it
-  Type type;
-};
-
-struct Class {
-  const char* name;
-  const char* table;  // nullptr: the devices row itself (alias d)
-  std::vector<Attr> attrs;
-};
-
-const std::vector<Class>& Classes() {
-  static const auto* classes = new std::vector<Class>{
-      {"device",
-       nullptr,
-       {{"name", "%.name", Type::kText},
-        {"site", "%.site_code", Type::kText},
-        {"active", "%.active", Type::kBool}}},
-      {"os",
-       "device_os",
-       {{"name", "%.name", Type::kText},
-        {"version", "%.version", Type::kVersion},
-        {"pretty_name", "%.pretty_name", Type::kText},
-        {"kernel", "%.kernel", Type::kVersion},
-        {"architecture", "%.architecture", Type::kText},
-        {"hostname", "%.hostname", Type::kText},
-        {"id", "%.os_id", Type::kText},                 // os-release ID: "debian"
-        {"version_id", "%.version", Type::kVersion}}},  // os-release VERSION_ID (= version)
-      {"system",
-       "device_system",
-       {{"vendor", "%.vendor", Type::kText},
-        {"product", "%.product", Type::kText},
-        {"serial", "%.serial", Type::kText},
-        {"bios_vendor", "%.bios_vendor", Type::kText},
-        {"bios_version", "%.bios_version", Type::kVersion},
-        {"virtualization", "%.virtualization", Type::kText},
-        {"uptime_days", "(%.uptime_s / 86400.0)", Type::kNumber}}},
-      {"memory",
-       "device_memory",
-       {{"total_mb", "(%.total_kb / 1024)", Type::kNumber},
-        {"swap_mb", "(%.swap_kb / 1024)", Type::kNumber}}},
-      {"processor",
-       "device_processor",
-       {{"model", "%.model", Type::kText},
-        {"sockets", "%.sockets", Type::kNumber},
-        {"cores", "%.cores", Type::kNumber},
-        {"threads", "%.threads", Type::kNumber}}},
-      {"disk",
-       "device_disk",
-       {{"name", "%.name", Type::kText},
-        {"model", "%.model", Type::kText},
-        {"fs_type", "%.fs_type", Type::kText},
-        {"is_filesystem", "%.is_filesystem", Type::kBool},
-        {"size_gb", "(%.size_bytes / 1073741824.0)", Type::kNumber},
-        {"free_gb", "(%.free_bytes / 1073741824.0)", Type::kNumber}}},
-      {"network",
-       "device_network",
-       {{"name", "%.name", Type::kText},
-        {"mac", "%.mac", Type::kText},
-        {"speed_mbps", "%.speed_mbps", Type::kNumber}}},
-      {"software",
-       "device_software",
-       {{"name", "%.name", Type::kText},
-        {"version", "%.version", Type::kVersion},
-        {"architecture", "%.architecture", Type::kText},
-        {"source", "%.source", Type::kText}}},
-  };
-  return *classes;
-}
-
 // --- lexer ---------------------------------------------------------------
-
-enum class Tok { kIdent, kString, kNumber, kOp, kLParen, kRParen, kComma, kEnd };
 
 struct Token {
   Tok kind;
@@ -203,23 +116,6 @@ class Query {
 
 // --- parser --------------------------------------------------------------
 
-struct Value {
-  std::string text;
-  Tok kind;  // kString, kNumber, kIdent (true / false)
-  size_t pos;
-};
-
-struct Node {
-  enum Kind { kAnd, kOr, kNot, kCmp } kind;
-  std::vector<std::unique_ptr<Node>> kids;
-  // kCmp:
-  const Class* cls = nullptr;
-  const Attr* attr = nullptr;
-  std::string op;  // = != < <= > >= in like
-  std::vector<Value> values;
-};
-using NodePtr = std::unique_ptr<Node>;
-
 bool IsKeyword(const Token& t, std::string_view word) {
   return t.kind == Tok::kIdent && absl::AsciiStrToLower(t.text) == word;
 }
@@ -237,7 +133,9 @@ std::string Describe(const Token& t) {
 
 class Parser {
  public:
-  Parser(const Query& q, std::vector<Token> tokens) : q_(q), toks_(std::move(tokens)) {}
+  // `live`: the live classes may be asked (a live query on clients).
+  Parser(const Query& q, std::vector<Token> tokens, bool live)
+      : q_(q), toks_(std::move(tokens)), live_(live) {}
 
   absl::StatusOr<NodePtr> Parse() {
     auto n = Or(0);
@@ -389,6 +287,10 @@ class Parser {
     const std::string cls = name.substr(0, dot), attr = name.substr(dot + 1);
     for (const Class& c : Classes()) {
       if (cls != c.name) continue;
+      if (c.live && !live_)
+        return q_.Error(f.pos, absl::StrCat(c.name,
+                                            " is read live on clients: ask it with stratactl "
+                                            "query, not in a collection or a requirement"));
       for (const Attr& a : c.attrs) {
         if (attr == a.name) {
           n.cls = &c;
@@ -405,9 +307,10 @@ class Parser {
                                         "' (classes: ", ClassList(), ")"));
   }
 
-  static std::string ClassList() {
+  std::string ClassList() const {
     std::vector<std::string> names;
-    for (const Class& c : Classes()) names.push_back(c.name);
+    for (const Class& c : Classes())
+      if (live_ || !c.live) names.push_back(c.name);
     return absl::StrJoin(names, ", ");
   }
 
@@ -449,28 +352,8 @@ class Parser {
   size_t i_ = 0;
   int comparisons_ = 0;
   int values_ = 0;
+  bool live_;
 };
-
-// The children of an "and": its comparisons grouped by class (each group
-// holds for one row of its class), and the rest into `others`.
-using ClassGroups = std::vector<std::pair<const Class*, std::vector<const Node*>>>;
-ClassGroups SplitAnd(const Node& n, std::vector<const Node*>* others) {
-  ClassGroups groups;
-  for (const auto& k : n.kids) {
-    if (k->kind != Node::kCmp) {
-      others->push_back(k.get());
-      continue;
-    }
-    auto it = std::find_if(groups.begin(), groups.end(),
-                           [&](const auto& g) { return g.first == k->cls; });
-    if (it == groups.end()) {
-      groups.push_back({k->cls, {k.get()}});
-    } else {
-      it->second.push_back(k.get());
-    }
-  }
-  return groups;
-}
 
 // --- SQL -----------------------------------------------------------------
 
@@ -551,96 +434,9 @@ class Emitter {
   std::vector<std::string> params_;
 };
 
-// --- evaluation over a device's own facts -----------------------------------
+}  // namespace
 
-template <typename T>
-bool Ordered(const T& a, const std::string& op, const T& b) {
-  if (op == "=") return a == b;
-  if (op == "!=" || op == "<>") return a != b;
-  if (op == "<") return a < b;
-  if (op == "<=") return a <= b;
-  if (op == ">") return a > b;
-  if (op == ">=") return a >= b;
-  return false;
-}
-
-class Evaluator {
- public:
-  explicit Evaluator(const DeviceFacts& facts) : facts_(facts) {}
-
-  bool Eval(const Node& n) const {
-    switch (n.kind) {
-      case Node::kCmp:
-        return Group({&n});
-      case Node::kNot:
-        return !Eval(*n.kids[0]);
-      case Node::kOr:
-        for (const auto& k : n.kids)
-          if (Eval(*k)) return true;
-        return false;
-      case Node::kAnd: {
-        // As the SQL: comparisons on one class under this "and" share a row.
-        std::vector<const Node*> others;
-        for (const auto& g : SplitAnd(n, &others))
-          if (!Group(g.second)) return false;
-        for (const Node* k : others)
-          if (!Eval(*k)) return false;
-        return true;
-      }
-    }
-    return false;
-  }
-
- private:
-  bool Group(const std::vector<const Node*>& cmps) const {
-    auto it = facts_.find(cmps[0]->cls->name);
-    if (it == facts_.end()) return false;
-    for (const auto& row : it->second) {
-      bool all = true;
-      for (const Node* c : cmps) all = all && Holds(*c, row);
-      if (all) return true;
-    }
-    return false;
-  }
-
-  static bool Holds(const Node& c, const std::map<std::string, std::string>& row) {
-    auto f = row.find(c.attr->name);
-    if (f == row.end()) return false;  // SQL NULL: no comparison holds
-    const std::string& have = f->second;
-    if (c.op == "like") return Like(have, c.values[0].text);
-    if (c.op == "in") {
-      for (const auto& v : c.values)
-        if (Compare(c.attr->type, have, "=", v.text)) return true;
-      return false;
-    }
-    return Compare(c.attr->type, have, c.op, c.values[0].text);
-  }
-
-  static bool Compare(Type type, const std::string& have, const std::string& op,
-                      const std::string& want) {
-    switch (type) {
-      case Type::kNumber: {
-        double a = 0, b = 0;
-        if (!absl::SimpleAtod(have, &a) || !absl::SimpleAtod(want, &b)) return false;
-        return Ordered(a, op, b);
-      }
-      case Type::kBool:
-        return Ordered(absl::AsciiStrToLower(have) == "true", op,
-                       absl::AsciiStrToLower(want) == "true");
-      case Type::kVersion:
-        if (op != "=" && op != "!=" && op != "<>")
-          return Ordered(VersionKey(have), op, VersionKey(want));
-        return Ordered(have, op, want);
-      case Type::kText:
-        return Ordered(have, op, want);
-    }
-    return false;
-  }
-
-  const DeviceFacts& facts_;
-};
-
-absl::StatusOr<NodePtr> ParseQuery(std::string_view text) {
+absl::StatusOr<NodePtr> ParseQuery(std::string_view text, bool live) {
   if (text.size() > kMaxQueryBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("query: longer than ", kMaxQueryBytes, " bytes"));
@@ -652,11 +448,29 @@ absl::StatusOr<NodePtr> ParseQuery(std::string_view text) {
   std::vector<Token> tokens;
   RETURN_IF_ERROR(q.Lex(tokens));
   if (tokens.size() == 1) return absl::InvalidArgumentError("query: empty");
-  Parser parser(q, std::move(tokens));
+  Parser parser(q, std::move(tokens), live);
   return parser.Parse();
 }
 
-}  // namespace
+// The children of an "and": its comparisons grouped by class (each group
+// holds for one row of its class), and the rest into `others`.
+ClassGroups SplitAnd(const Node& n, std::vector<const Node*>* others) {
+  ClassGroups groups;
+  for (const auto& k : n.kids) {
+    if (k->kind != Node::kCmp) {
+      others->push_back(k.get());
+      continue;
+    }
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == k->cls; });
+    if (it == groups.end()) {
+      groups.push_back({k->cls, {k.get()}});
+    } else {
+      it->second.push_back(k.get());
+    }
+  }
+  return groups;
+}
 
 absl::StatusOr<CompiledQuery> CompileQuery(std::string_view text, int first_param) {
   ASSIGN_OR_RETURN(NodePtr root, ParseQuery(text));
@@ -671,17 +485,12 @@ int CompareVersions(std::string_view a, std::string_view b) {
   return VersionKey(a).compare(VersionKey(b));
 }
 
-absl::StatusOr<bool> EvaluateQuery(std::string_view text, const DeviceFacts& facts) {
-  ASSIGN_OR_RETURN(NodePtr root, ParseQuery(text));
-  return Evaluator(facts).Eval(*root);
-}
-
 const std::vector<FieldInfo>& Fields() {
   static const auto* fields = [] {
     auto* v = new std::vector<FieldInfo>;
     for (const Class& c : Classes()) {
       for (const Attr& a : c.attrs)
-        v->push_back({absl::StrCat(c.name, ".", a.name), TypeName(a.type)});
+        v->push_back({absl::StrCat(c.name, ".", a.name), TypeName(a.type), c.live});
     }
     return v;
   }();

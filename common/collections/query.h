@@ -32,6 +32,7 @@
 //   "query: character 8: unknown field os.nmae (os has: name, version, ...)"
 
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,14 +69,46 @@ using DeviceFacts = std::map<std::string, std::vector<FactRow>>;
 // (one row per class under "and", versions by numeric runs, like).
 absl::StatusOr<bool> EvaluateQuery(std::string_view text, const DeviceFacts& facts);
 
+// --- live queries ------------------------------------------------------
+//
+// A live query asks the language on each client, over its live state: the
+// inventory classes read now, and the live classes (process, socket, user,
+// service, file, os_update), with the columns to return ("select"). Live
+// classes are refused in collections and requirements (CompileQuery,
+// EvaluateQuery).
+
+inline constexpr int kMaxSelect = 16;
+
+struct LiveQuerySpec {
+  std::set<std::string> classes;        // every class it reads (query and select)
+  std::vector<std::string> file_paths;  // the paths file.path is compared with (= or in)
+  std::string multi;                    // the many-rowed class of select ("": one row per device)
+};
+
+// InvalidArgument naming what is wrong: the query (as CompileQuery says),
+// a select that is empty, over 16 columns or names an unknown field, fields
+// of two many-rowed classes, file without file.path = "..." (or in).
+absl::StatusOr<LiveQuerySpec> CheckLiveQuery(std::string_view text,
+                                             const std::vector<std::string>& select);
+
+// The rows of `select` where `text` holds over `facts`: none when the
+// device does not match; else one per row of the select's many-rowed class
+// for which the query holds with that row standing for its class (a
+// software row that is "openssl"), or one row. At most `max_rows`
+// (`*truncated` then).
+absl::StatusOr<std::vector<std::vector<std::string>>> SelectRows(
+    std::string_view text, const std::vector<std::string>& select, const DeviceFacts& facts,
+    size_t max_rows, bool* truncated);
+
 // Versions compared as the language compares them (numeric runs by value:
 // "3.0.9" < "3.0.11"): negative, 0 or positive.
 int CompareVersions(std::string_view a, std::string_view b);
 
 // One field of the language, for help texts and documentation.
 struct FieldInfo {
-  std::string name;  // "software.version"
-  std::string type;  // "text", "version", "number", "boolean"
+  std::string name;   // "software.version"
+  std::string type;   // "text", "version", "number", "boolean"
+  bool live = false;  // read on the client by a live query only
 };
 const std::vector<FieldInfo>& Fields();
 

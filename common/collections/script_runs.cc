@@ -31,4 +31,25 @@ absl::Status LoadScriptRuns(store::Transaction& tx, v1::SiteBundle* bundle) {
   return absl::OkStatus();
 }
 
+absl::Status LoadLiveQueries(store::Transaction& tx, v1::SiteBundle* bundle) {
+  ASSIGN_OR_RETURN(
+      store::Result qs,
+      tx.Exec(
+          "SELECT id::text, query, select_fields::text, max_rows, (extract(epoch "
+          "FROM expires_at) * 1000)::bigint, time_limit_ms FROM live_queries WHERE expires_at > "
+          "now() ORDER BY id::text COLLATE \"C\""));
+  for (size_t i = 0; i < qs.size(); ++i) {
+    v1::LiveQueryPolicy q;
+    q.set_name(qs.GetString(i, 0));
+    q.set_query(qs.GetString(i, 1));
+    for (auto& f : store::ParseTextArray(qs.GetString(i, 2))) q.add_select(std::move(f));
+    q.set_max_rows(static_cast<int32_t>(qs.GetInt(i, 3)));
+    q.set_max_bytes(kMaxLiveAnswerBytes);
+    q.set_time_limit_ms(static_cast<int32_t>(qs.GetInt(i, 5)));
+    q.set_expires_unix_ms(qs.GetInt(i, 4));
+    *bundle->add_live_queries() = std::move(q);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata::collections

@@ -275,10 +275,30 @@ absl::Status CheckReport(const v1::ClientReport& report, const Limits& limits) {
         return s;
       return Checker::NonNegative("script.finished_unix_ms", r.finished_unix_ms());
     }
+    case v1::ClientReport::kLiveQuery: {
+      const auto& a = report.live_query();
+      if (!IsUuid(a.query())) return Bad("live_query.query", "not a query id");
+      if (a.state() == v1::LIVE_QUERY_STATE_UNSPECIFIED ||
+          !v1::LiveQueryStateKind_IsValid(a.state()))
+        return Bad("live_query.state", "not a known state");
+      if (auto s = c.Text("live_query.detail", a.detail(), 2048); !s.ok()) return s;
+      if (auto s = c.Count("live_query.rows", a.rows_size(), 1000); !s.ok()) return s;
+      size_t bytes = 0;
+      for (const auto& row : a.rows()) {
+        if (auto s = c.Count("live_query.rows.values", row.values_size(), 16); !s.ok()) return s;
+        for (const auto& v : row.values()) {
+          if (auto s = c.Text("live_query.rows.values", v, 4096); !s.ok()) return s;
+          bytes += v.size();
+        }
+      }
+      if (bytes > 66 * 1024) return Bad("live_query.rows", "more than 64 KiB");
+      return Checker::NonNegative("live_query.elapsed_ms", a.elapsed_ms());
+    }
     case v1::ClientReport::BODY_NOT_SET:
       break;
   }
-  return Bad("body", "a report needs inventory, heartbeat, state, deployment or script");
+  return Bad("body",
+             "a report needs inventory, heartbeat, state, deployment, script or live query");
 }
 
 }  // namespace strata::inventory

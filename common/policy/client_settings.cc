@@ -67,6 +67,10 @@ std::string Revisions(const v1::SiteBundle& bundle, const Assigned& assigned, Fn
     each(r);
     absl::StrAppend(&out, "r:", r.name(), ";");
   });
+  ForNamed(bundle.live_queries(), assigned.live_queries, [&](const v1::LiveQueryPolicy& q) {
+    each(q);
+    absl::StrAppend(&out, "q:", q.name(), ";");
+  });
   return out;
 }
 
@@ -80,6 +84,7 @@ struct AddTo {
   void operator()(const v1::DeploymentPolicy& d) const { *out.add_deployments() = d; }
   void operator()(const v1::MaintenanceWindow& w) const { *out.add_windows() = w; }
   void operator()(const v1::ScriptRunPolicy& r) const { *out.add_script_runs() = r; }
+  void operator()(const v1::LiveQueryPolicy& q) const { *out.add_live_queries() = q; }
 };
 
 }  // namespace
@@ -89,6 +94,7 @@ void ToProto(Assigned assigned, v1::ClientAssignment* out) {
   for (auto& n : assigned.deployments) out->add_deployments(std::move(n));
   for (auto& n : assigned.windows) out->add_windows(std::move(n));
   for (auto& n : assigned.script_runs) out->add_script_runs(std::move(n));
+  for (auto& n : assigned.live_queries) out->add_live_queries(std::move(n));
 }
 
 Assigned FromProto(const v1::ClientAssignment& a) {
@@ -97,6 +103,7 @@ Assigned FromProto(const v1::ClientAssignment& a) {
   out.deployments.assign(a.deployments().begin(), a.deployments().end());
   out.windows.assign(a.windows().begin(), a.windows().end());
   out.script_runs.assign(a.script_runs().begin(), a.script_runs().end());
+  out.live_queries.assign(a.live_queries().begin(), a.live_queries().end());
   return out;
 }
 

@@ -3,8 +3,10 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/json.h"
 #include "common/base/status.h"
 #include "common/deploy/application.h"
 #include "common/deploy/script.h"
@@ -246,6 +248,63 @@ absl::StatusOr<std::set<std::pair<std::string, std::string>>> AssignedKeys(store
   return out;
 }
 
+std::string LiveStateName(v1::LiveQueryStateKind k) {
+  switch (k) {
+    case v1::LIVE_QUERY_STATE_ANSWERED:
+      return "answered";
+    case v1::LIVE_QUERY_STATE_TOO_COSTLY:
+      return "too_costly";
+    default:
+      return "failed";
+  }
+}
+
+// Live query answers of devices the query reached, each query's rows at
+// this site kept to kMaxLiveQueryRows (an answer past it keeps its state,
+// not its rows, and says so).
+absl::Status WriteLiveAnswers(store::Transaction& tx, Keyed& answers) {
+  // Keyed by (device, query); the rows' columns: query, device_id, ...
+  ASSIGN_OR_RETURN(auto assigned, AssignedKeys(tx, answers, "live_query_assignments", "query"));
+  std::map<std::string, int64_t> stored;
+  std::vector<std::string> queries;
+  for (const auto& [key, row] : answers) queries.push_back(key.second);
+  if (!queries.empty()) {
+    ASSIGN_OR_RETURN(store::Result r,
+                     tx.Exec("SELECT query::text, sum(row_count) FROM live_query_results WHERE "
+                             "query = ANY($1::uuid[]) GROUP BY 1",
+                             {TextArrayLiteral(queries)}));
+    for (size_t i = 0; i < r.size(); ++i) stored[r.GetString(i, 0)] = r.GetInt(i, 1);
+  }
+  RowSet live(
+      {{"query", "uuid", "", true},
+       {"device_id", "uuid", "", true},
+       {"site_code", "text", "(SELECT x.site_code FROM devices x WHERE x.id = u.device_id)"},
+       {"state"},
+       {"rows", "text", "u.rows::jsonb"},
+       {"row_count", "integer"},
+       {"truncated", "boolean"},
+       {"detail"},
+       {"elapsed_ms", "bigint"},
+       {"reported_at", "bigint", "to_timestamp(u.reported_at / 1000.0)"}});
+  for (auto& [key, row] : answers) {
+    if (!assigned.count(key)) continue;
+    int64_t n = 0;
+    absl::SimpleAtoi(row[5], &n);
+    int64_t& total = stored[key.second];
+    if (total + n > kMaxLiveQueryRows) {
+      row[4] = "[]";
+      row[5] = "0";
+      row[6] = "t";
+      row[7] = absl::StrCat("rows not kept: the query reached its ", kMaxLiveQueryRows,
+                            " rows at this site");
+    } else {
+      total += n;
+    }
+    live.Add(std::move(row));
+  }
+  return live.Upsert(tx, "live_query_results");
+}
+
 }  // namespace
 
 absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
@@ -278,6 +337,7 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
                  {"created_at", "bigint", "to_timestamp(u.created_at / 1000.0)"}});
   Keyed deployment_states;
   Keyed script_results;
+  Keyed live_answers;
   std::set<std::string> full_requested;
   for (const auto* r : reports) {
     auto it = devices.find(r->client_id());
@@ -362,6 +422,30 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
                                                       Str(at_ms)};
         break;
       }
+      case v1::ClientReport::kLiveQuery: {
+        const auto& a = r->live_query();
+        std::string json = "[";
+        for (const auto& row : a.rows()) {
+          json += json.size() > 1 ? ",[" : "[";
+          for (int k = 0; k < row.values_size(); ++k) {
+            if (k > 0) json += ",";
+            AppendJsonString(json, row.values(k));
+          }
+          json += "]";
+        }
+        json += "]";
+        live_answers[{r->client_id(), a.query()}] = {a.query(),
+                                                     r->client_id(),
+                                                     "",
+                                                     LiveStateName(a.state()),
+                                                     std::move(json),
+                                                     Str(a.rows_size()),
+                                                     a.truncated() ? "t" : "f",
+                                                     a.detail(),
+                                                     Str(a.elapsed_ms()),
+                                                     Str(at_ms)};
+        break;
+      }
       case v1::ClientReport::BODY_NOT_SET:
         break;
     }
@@ -441,6 +525,8 @@ absl::StatusOr<IngestResult> IngestReports(store::Transaction& tx,
   for (auto& [key, row] : script_results)
     if (assigned_runs.count(key)) scripts.Add(std::move(row));
   RETURN_IF_ERROR(scripts.Upsert(tx, "script_results"));
+
+  RETURN_IF_ERROR(WriteLiveAnswers(tx, live_answers));
 
   RowSet updates({{"id", "uuid", "", true},
                   {"last_report_seq", "bigint"},

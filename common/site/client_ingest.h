@@ -19,6 +19,9 @@
 
 namespace strata::site {
 
+// Rows of one live query's answers a site keeps.
+inline constexpr int64_t kMaxLiveQueryRows = 100000;
+
 struct IngestResult {
   int applied = 0;
   int duplicates = 0;

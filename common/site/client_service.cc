@@ -268,6 +268,14 @@ class ClientService::Impl {
                 "site_code = $1 AND role = 'mp' AND name = $2 AND last_seen_at <= $3",
                 {site_, mp.name, session.last_seen})
             .status();
+    // Its clients are offline with it (a newer stream says otherwise).
+    if (offline.ok())
+      offline = conn->Exec(
+                        "UPDATE client_presence SET online = false, changed_at = now() WHERE "
+                        "mp = $2 AND online AND NOT EXISTS (SELECT 1 FROM site_systems WHERE "
+                        "site_code = $1 AND role = 'mp' AND name = $2 AND state = 'online')",
+                        {site_, mp.name})
+                    .status();
     if (!offline.ok()) LogWarning("mp.state_not_recorded", {{"mp", mp.name}, {"error", offline}});
     LogInfo("mp.disconnected", {{"mp", mp.name}, {"reason", result}});
     return result;
@@ -292,6 +300,8 @@ class ClientService::Impl {
         // Recorded when it changed, else at most every kStatusRecordEvery
         // (each write replicates up to the CAS).
         const int64_t clients = std::max<int64_t>(up.status().clients_connected(), 0);
+        if (absl::Status p = RecordPresence(conn, session.name, up.status()); !p.ok())
+          LogWarning("mp.presence_not_recorded", {{"mp", session.name}, {"error", p}});
         if (clients != clients_recorded || absl::Now() - status_recorded > kStatusRecordEvery) {
           // A failure to record it is logged, not worth the MP's stream.
           auto seen = conn.Exec(
@@ -370,6 +380,37 @@ class ClientService::Impl {
     return absl::OkStatus();
   }
 
+  // Which of an MP's clients hold a channel (client_presence, site data:
+  // the CAS counts a live query's offline devices with it). Only devices
+  // known here; a full status marks the MP's others offline.
+  absl::Status RecordPresence(store::Connection& conn, const std::string& mp,
+                              const v1::MpStatus& st) {
+    if (!st.full() && st.online_size() == 0 && st.offline_size() == 0) return absl::OkStatus();
+    const std::string online = store::TextArrayLiteral({st.online().begin(), st.online().end()});
+    const std::string offline = store::TextArrayLiteral({st.offline().begin(), st.offline().end()});
+    return conn.Transact([&](store::Transaction& tx) -> absl::Status {
+      if (st.full()) {
+        RETURN_IF_ERROR(tx.Exec("UPDATE client_presence SET online = false, changed_at = now() "
+                                "WHERE mp = $1 AND online AND NOT (device_id = ANY($2::uuid[]))",
+                                {mp, online})
+                            .status());
+      }
+      RETURN_IF_ERROR(tx.Exec("UPDATE client_presence SET online = false, changed_at = now() "
+                              "WHERE mp = $1 AND online AND device_id = ANY($2::uuid[])",
+                              {mp, offline})
+                          .status());
+      return tx
+          .Exec(
+              "INSERT INTO client_presence (device_id, site_code, mp, online) SELECT d.id, $1, "
+              "$2, true FROM devices d WHERE d.id = ANY($3::uuid[]) ORDER BY d.id ON CONFLICT "
+              "(device_id) DO UPDATE SET online = true, mp = EXCLUDED.mp, site_code = "
+              "EXCLUDED.site_code, changed_at = now() WHERE NOT client_presence.online OR "
+              "client_presence.mp <> EXCLUDED.mp",
+              {site_, mp, online})
+          .status();
+    });
+  }
+
   absl::StatusOr<v1::SiteBundle> BuildBundle() {
     v1::SiteBundle b;
     absl::Status s = pool_.With([&](store::Connection& conn) {
@@ -378,6 +419,7 @@ class ClientService::Impl {
         RETURN_IF_ERROR(collections::LoadClientSettings(tx, &b));
         RETURN_IF_ERROR(collections::LoadDeploymentPolicies(tx, &b));
         RETURN_IF_ERROR(collections::LoadScriptRuns(tx, &b));
+        RETURN_IF_ERROR(collections::LoadLiveQueries(tx, &b));
         ASSIGN_OR_RETURN(store::Result bounds,
                          tx.Exec("SELECT name, value, group_name FROM boundaries ORDER BY name"));
         for (size_t i = 0; i < bounds.size(); ++i) {

@@ -23,6 +23,7 @@ void Run(const SiteJobContext& ctx) {
         // Every minute: states of deployments deleted (their counts go with
         // them; a deployment made again under the name starts from none).
         if (pass % 30 == 0) RETURN_IF_ERROR(ForgetDeletedDeployments(tx).status());
+        if (pass % 30 == 0) RETURN_IF_ERROR(ForgetOldWork(tx).status());
         return absl::OkStatus();
       });
     });
@@ -107,6 +108,26 @@ absl::StatusOr<int64_t> ForgetDeletedDeployments(store::Transaction& tx) {
                            "app_deployments d WHERE d.name = s.deployment)"));
   if (r.affected_rows() > 0) LogInfo("deployments.states_forgotten", {{"rows", r.affected_rows()}});
   return r.affected_rows();
+}
+
+absl::StatusOr<int64_t> ForgetOldWork(store::Transaction& tx) {
+  // The site that made a query or run deletes it (one writer); every site
+  // drops the answers of those gone (site data: the deletions go up).
+  int64_t n = 0;
+  for (const char* sql :
+       {"DELETE FROM live_queries WHERE _origin = repl_site_code() AND expires_at < now() - "
+        "interval '1 day'",
+        "DELETE FROM script_runs WHERE _origin = repl_site_code() AND expires_at < now() - "
+        "interval '30 days'",
+        "DELETE FROM live_query_results r WHERE NOT EXISTS (SELECT 1 FROM live_queries q WHERE "
+        "q.id = r.query)",
+        "DELETE FROM script_results r WHERE NOT EXISTS (SELECT 1 FROM script_runs x WHERE x.id = "
+        "r.run)"}) {
+    ASSIGN_OR_RETURN(store::Result r, tx.Exec(sql));
+    n += r.affected_rows();
+  }
+  if (n > 0) LogInfo("work.forgotten", {{"rows", n}});
+  return n;
 }
 
 SiteJob RolloutJob() { return {"rollouts", Run}; }

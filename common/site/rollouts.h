@@ -5,7 +5,8 @@
 // running rollout's current phase is judged from deployment_state_counts:
 // more than its failure limit failed -> halted, with the reason; its success
 // rate reached -> the next phase's deployment is made (or the rollout is
-// completed). A job of the CAS and of primaries (a primary at the top).
+// completed). A job of every site server (only the top one makes rollouts;
+// every one keeps its states and results tidy).
 
 #include "absl/status/statusor.h"
 #include "common/site/site_profile.h"
@@ -20,7 +21,12 @@ absl::StatusOr<int> AdvanceRollouts(store::Transaction& tx);
 // follow by trigger); how many.
 absl::StatusOr<int64_t> ForgetDeletedDeployments(store::Transaction& tx);
 
-// Runs AdvanceRollouts every 2 s, ForgetDeletedDeployments every minute.
+// Live queries a day past their expiry and script runs 30 days past theirs
+// (those this site made), and the answers and results of those gone (at
+// every site); how many rows.
+absl::StatusOr<int64_t> ForgetOldWork(store::Transaction& tx);
+// Runs AdvanceRollouts every 2 s, ForgetDeletedDeployments and
+// ForgetOldWork every minute.
 SiteJob RolloutJob();
 
 }  // namespace strata::site

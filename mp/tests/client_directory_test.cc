@@ -10,6 +10,13 @@
 #include "mp/tests/fake_site.h"
 
 namespace strata::mp {
+
+// An assignment of custom client settings only.
+policy::Assigned SettingsOnly(std::vector<std::string> settings) {
+  policy::Assigned a;
+  a.settings = std::move(settings);
+  return a;
+}
 namespace {
 
 // The policy version a client is served ("" while not confirmed).
@@ -137,7 +144,7 @@ TEST_CASE("a push made while a lookup is under way stands over the lookup's olde
   std::promise<absl::Status> answered;
   dir.Check(kA, [&](absl::Status s) { answered.set_value(s); });
   REQUIRE(site.AwaitHeldLookup());
-  dir.ApplyPushed({{kA, {{"fast"}, {}, {}, {}}}});  // the site's newer word
+  dir.ApplyPushed({{kA, SettingsOnly({"fast"})}});  // the site's newer word
   site.Release();
   REQUIRE(answered.get_future().get().ok());
   CHECK(dir.AssignedTo(kA).settings == std::vector<std::string>{"fast"});
@@ -160,7 +167,7 @@ TEST_CASE("a bundle change tells only the clients whose own policy changed") {
   CHECK(rec.Told() == std::vector<std::string>{kA});
   CHECK(VersionOf(dir, kA) != VersionOf(dir, kB));
   // A pushed assignment that changes B's policy tells B.
-  dir.ApplyPushed({{kB, {{"fast"}, {}, {}, {}}}});
+  dir.ApplyPushed({{kB, SettingsOnly({"fast"})}});
   CHECK(rec.Told() == std::vector<std::string>{kB});
   CHECK(VersionOf(dir, kA) == VersionOf(dir, kB));
   dir.Stop();

@@ -358,4 +358,22 @@ Resource CollectionsResource() {
           }};
 }
 
+absl::StatusOr<Target> ResolveTarget(Call& call, const std::string& collection,
+                                     const std::string& device) {
+  if (collection.empty() == device.empty())
+    return absl::InvalidArgumentError("give one of --collection or --device");
+  Target t;
+  if (!device.empty()) {
+    // ResolveDevice refuses a device outside the caller's collections.
+    ASSIGN_OR_RETURN(t.device_id, ResolveDevice(call.tx, call.caller, device));
+    t.collection = "All Systems";
+    return t;
+  }
+  v1::Collection coll;
+  RETURN_IF_ERROR(ReadCollection(call, collection, &coll));
+  RETURN_IF_ERROR(RequireContained(call.tx, call.caller, collection));
+  t.collection = collection;
+  return t;
+}
+
 }  // namespace strata::provider

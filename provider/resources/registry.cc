@@ -31,6 +31,7 @@ Resource MaintenanceWindowsResource();
 Resource RolloutsResource();
 Resource ScriptsResource();
 Resource ScriptRunsResource();
+Resource LiveQueriesResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
@@ -56,6 +57,7 @@ const std::vector<Resource>& Resources() {
       RolloutsResource(),
       ScriptsResource(),
       ScriptRunsResource(),
+      LiveQueriesResource(),
   };
   return *resources;
 }

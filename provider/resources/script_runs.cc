@@ -66,7 +66,7 @@ absl::Status ReadRun(Call& call, const std::string& id, v1::ScriptRun* out) {
   return FillRun(r, 0, out);
 }
 
-std::string Target(const v1::ScriptRun& run) {
+std::string TargetText(const v1::ScriptRun& run) {
   return run.device_id().empty()
              ? absl::StrCat("collection \"", run.collection(), "\"")
              : absl::StrCat("device ", run.device_name(), " (", run.device_id(), ")");
@@ -78,9 +78,6 @@ class ScriptRunServiceImpl final : public v1::ScriptRunService::Service {
 
   grpc::Status RunScript(grpc::ServerContext* ctx, const v1::RunScriptRequest* req,
                          v1::ScriptRun* out) override {
-    const std::string target = req->device().empty()
-                                   ? absl::StrCat("collection \"", req->collection(), "\"")
-                                   : absl::StrCat("device \"", req->device(), "\"");
     return core_.RunAudited(
         *ctx, __func__, kRun.name, "script", req->script(), [&](Call& call) -> absl::Status {
           Transaction& tx = call.tx;
@@ -95,19 +92,7 @@ class ScriptRunServiceImpl final : public v1::ScriptRunService::Service {
             return absl::FailedPreconditionError(absl::StrCat(
                 "script \"", s.name(), "\" changed since its approval (approved ",
                 s.approved_sha256(), ", now ", s.sha256(), "): it must be approved again"));
-          if (req->collection().empty() == req->device().empty())
-            return absl::InvalidArgumentError("give one of --collection or --device");
-          std::string collection = req->collection(), device_id;
-          if (!req->device().empty()) {
-            // A device of the caller's collections (ResolveDevice refuses
-            // one outside them), reached through All Systems.
-            ASSIGN_OR_RETURN(device_id, ResolveDevice(tx, call.caller, req->device()));
-            collection = "All Systems";
-          } else {
-            v1::Collection coll;
-            RETURN_IF_ERROR(ReadCollection(call, collection, &coll));
-            RETURN_IF_ERROR(RequireContained(tx, call.caller, collection));
-          }
+          ASSIGN_OR_RETURN(Target target, ResolveTarget(call, req->collection(), req->device()));
           ASSIGN_OR_RETURN(auto args, deploy::ResolveArguments(s.parameters(), req->arguments()));
           const int64_t expires =
               req->expires_in_seconds() == 0 ? kDefaultExpirySeconds : req->expires_in_seconds();
@@ -122,7 +107,7 @@ class ScriptRunServiceImpl final : public v1::ScriptRunService::Service {
                       "SELECT gen_random_uuid(), name, interpreter, body, approved_sha256, $2, "
                       "timeout_seconds, run_as, $3, nullif($4, '')::uuid, $5, now() + $6 * "
                       "interval '1 second' FROM scripts WHERE name = $1 RETURNING id::text",
-                      {s.name(), deploy::ArgumentsJson(stored), collection, device_id,
+                      {s.name(), deploy::ArgumentsJson(stored), target.collection, target.device_id,
                        call.caller.name, absl::StrCat(expires)}));
           const std::string id = made.GetString(0, 0);
           RETURN_IF_ERROR(ReadRun(call, id, out));
@@ -130,10 +115,11 @@ class ScriptRunServiceImpl final : public v1::ScriptRunService::Service {
           for (const auto& a : stored) shown.push_back(absl::StrCat(a.name(), "=", a.value()));
           return call.Audit(
               "run", "script", s.name(),
-              Truncated(absl::StrCat("run ", id, " of body sha256 ", s.approved_sha256(), " on ",
-                                     Target(*out), " (", out->targeted(), " devices), expires in ",
-                                     expires, " s; arguments [", absl::StrJoin(shown, ", "), "]"),
-                        4096));
+              Truncated(
+                  absl::StrCat("run ", id, " of body sha256 ", s.approved_sha256(), " on ",
+                               TargetText(*out), " (", out->targeted(), " devices), expires in ",
+                               expires, " s; arguments [", absl::StrJoin(shown, ", "), "]"),
+                  4096));
         });
   }
 

@@ -23,16 +23,16 @@ std::string CsvField(const std::string& s) {
 
 }  // namespace
 
+std::string CsvLine(const std::vector<std::string>& cells) {
+  std::vector<std::string> r;
+  for (const auto& x : cells) r.push_back(CsvField(x));
+  return absl::StrJoin(r, ",");
+}
+
 void PrintTable(const Table& t, const std::string& format) {
   if (format == "csv") {
-    std::vector<std::string> h;
-    for (const auto& x : t.headers) h.push_back(CsvField(x));
-    std::cout << absl::StrJoin(h, ",") << "\n";
-    for (const auto& row : t.rows) {
-      std::vector<std::string> r;
-      for (const auto& x : row) r.push_back(CsvField(x));
-      std::cout << absl::StrJoin(r, ",") << "\n";
-    }
+    std::cout << CsvLine(t.headers) << "\n";
+    for (const auto& row : t.rows) std::cout << CsvLine(row) << "\n";
     return;
   }
   std::vector<size_t> width(t.headers.size());

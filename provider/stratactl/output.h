@@ -16,6 +16,9 @@ struct Table {
   std::vector<std::vector<std::string>> rows;
 };
 
+// One CSV line (fields quoted where they need it), without its newline.
+std::string CsvLine(const std::vector<std::string>& cells);
+
 // As a table, or CSV ("csv").
 void PrintTable(const Table& t, const std::string& format);
 void PrintJson(const google::protobuf::Message& m);

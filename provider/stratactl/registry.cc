@@ -37,6 +37,7 @@ std::vector<Command> MaintenanceWindowCommands();
 std::vector<Command> RolloutCommands();
 std::vector<Command> ScriptCommands();
 std::vector<Command> ScriptRunCommands();
+std::vector<Command> LiveQueryCommands();
 
 void ExcludesOthers(CLI::App* cmd, CLI::Option* option) {
   for (auto* o : cmd->get_options()) {
@@ -71,6 +72,7 @@ constexpr NounFn kNouns[] = {
     RolloutCommands,
     ScriptCommands,
     ScriptRunCommands,
+    LiveQueryCommands,
 };
 
 // The verbs, in the order --help lists them.
@@ -93,6 +95,7 @@ constexpr Verb kVerbs[] = {
     {"set", "Create or change"},
     {"approve", "Approve a client waiting for approval, or a script"},
     {"run", "Run an approved script on devices"},
+    {"query", "Ask devices a question now (a live query): rows as they arrive"},
     {"block", "Block a client: refused at registration and at its management point"},
     {"unblock", "Unblock a blocked client"},
     {"revoke", "Revoke"},

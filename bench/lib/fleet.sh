@@ -1,0 +1,48 @@
+# Sourced by bench/deploy/run.sh and bench/live/run.sh: CLIENTS simulated
+# agents (bench/clientsim) in one simulator per MP — 40 % at P01.mp1, 40 % at
+# P02.mp1, 20 % at S01.mp1 — commands through a FIFO each (as
+# bench/mp/run.sh), and the helpers that drive them. Needs work,
+# STRATA_BUILD, STRATA_PKI, CLIENTS, CONCURRENCY, the sim_pids and sim_fds
+# arrays (the caller's cleanup closes and stops them) and mp_address
+# (deploy/hierarchy.sh); the enrollment token is bench-token.
+
+start_fleet() {
+  p01=$(( CLIENTS * 4 / 10 )); p02=$(( CLIENTS * 4 / 10 )); s01=$(( CLIENTS - p01 - p02 ))
+  local k=0 first=0 spec mp n fd
+  for spec in "P01.mp1 $p01" "P02.mp1 $p02" "S01.mp1 $s01"; do
+    read -r mp n <<<"$spec"
+    mkfifo "$work/sim$k.in"
+    "$STRATA_BUILD/bench/clientsim/strata-clientsim" --mp "$(mp_address "$mp")" \
+      --ca "$STRATA_PKI/ca.pem" --token bench-token --clients "$n" --first "$first" \
+      --concurrency "$CONCURRENCY" < "$work/sim$k.in" > "$work/sim$k.out" 2> "$work/sim$k.log" &
+    sim_pids+=($!)
+    exec {fd}>"$work/sim$k.in"
+    sim_fds+=("$fd")
+    first=$(( first + n )); k=$(( k + 1 ))
+  done
+  sims=$k
+}
+results() { grep -hv '^awaiting' "$work"/sim*.out | awk -v c="$1" '$1 == c' ; }
+sim_all() {  # CMD... -> runs it on every simulator, prints their result lines
+  local before
+  before=$(results "$1" | wc -l)
+  for fd in "${sim_fds[@]}"; do echo "$*" >&"$fd"; done
+  sim_results "$1" $(( before + sims ))
+}
+sim_results() {  # CMD COUNT -> waits for COUNT result lines of CMD, prints each simulator's last
+  local end
+  end=$(( $(date +%s) + 3600 ))
+  until [ "$(results "$1" | wc -l)" -ge "$2" ]; do
+    [ "$(date +%s)" -ge "$end" ] && { echo "simulators did not finish '$1'" >&2; exit 1; }
+    for pid in "${sim_pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "a simulator died:" >&2; tail -5 "$work"/sim*.log >&2; exit 1; }
+    done
+    sleep 0.2
+  done
+  for f in "$work"/sim*.out; do grep -v '^awaiting' "$f" | awk -v c="$1" '$1 == c' | tail -n 1; done
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+sum() { field "$1" | awk '{ s += $1 } END { printf "%.15g\n", s }'; }
+calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
+now_ms() { date +%s%3N; }
+
