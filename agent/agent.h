@@ -9,6 +9,7 @@
 // pass through to its own folder; nobody else lists it, and its files are
 // the agent's own, content in cache/ aside, which is no secret):
 //   client_id, client.key, client.pem   identity (key 0600)
+//   site                                the site it registered with (device.site)
 //   policy.pb                           last policy (settings + version)
 //   inventory.pb                        the inventory last queued (delta base)
 //   seq                                 last report sequence used
@@ -21,6 +22,10 @@
 //   runs/<id>/                          a deployment's job: content/, output.log, exit
 //   reboot_pending                      deployments whose install wants a reboot
 //   requests/<id>                       strata-agent install NAME, until the engine takes it
+//   scripts/<run>.pb, scripts/<run>/    a script run's record, its folder while it runs
+//                                       (script_engine.h)
+//   live/<query>.done, live/work/       live queries answered; the commands they run
+//                                       (live_query_engine.h)
 
 #include <memory>
 #include <string>

@@ -274,7 +274,25 @@ TEST_CASE(
                                   "script that talks a lot\"; done\nsleep 600\n"));
     REQUIRE(h.Ctl({"create", "script", "noisy", "--body", noisy, "--timeout", "3"}, nullptr, "bob")
                 .exit_code == 0);
-    REQUIRE(h.Ctl({"approve", "script", "noisy"}, nullptr, "carol").exit_code == 0);
+    // Self-approval, once the hierarchy allows it (and a setting that is
+    // not one, or a value not of its type, refused).
+    CHECK(h.Ctl({"approve", "script", "noisy"}, nullptr, "bob").exit_code == 3);
+    CtlRun set = h.Ctl({"set", "hierarchy-setting", "script.allow_self_approval", "yes"});
+    CHECK(absl::StrContains(set.err, "true or false"));
+    set = h.Ctl({"set", "hierarchy-setting", "script.allow_self_aproval", "true"});
+    CHECK(absl::StrContains(set.err, "no hierarchy setting"));
+    REQUIRE(h.Ctl({"set", "hierarchy-setting", "script.allow_self_approval", "true"}).exit_code ==
+            0);
+    REQUIRE(Eventually(h.cas->db(),
+                       "SELECT value FROM global_settings WHERE name = "
+                       "'script.allow_self_approval'",
+                       "true", seconds(10)));
+    CtlRun self = h.Ctl({"approve", "script", "noisy"}, nullptr, "bob");
+    INFO(self.out << self.err);
+    REQUIRE(self.exit_code == 0);
+    CHECK(
+        absl::StrContains(h.Ctl({"get", "hierarchy-settings"}).out, "script.allow_self_approval"));
+    REQUIRE(h.Ctl({"reset", "hierarchy-setting", "script.allow_self_approval"}).exit_code == 0);
     CtlRun r = h.Ctl({"run", "script", "noisy", "--device", "target-p02", "--watch"});
     INFO(r.out << r.err);
     CHECK(r.exit_code == 1);  // watched to its end: it failed

@@ -154,13 +154,18 @@ class Simulator {
         return "error answer: the fifth word is \"channel\" or \"grpc\"";
       return Answer(arg > 0 ? arg : 60, words[2], std::clamp(bytes, 1, 60000), how == "grpc");
     }
+    if (cmd == "concurrency") {
+      if (arg < 1) return "error concurrency: concurrency N (at least 1)";
+      concurrency_ = arg;
+      return absl::StrCat("concurrency n=", concurrency_);
+    }
     if (cmd == "status") return Status();
     return absl::StrCat(
         "error ", cmd,
         ": unknown command (register, channels [timeout_s], close_channels, full, "
         "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s] [channel|grpc], "
         "install timeout_s deployment [channel|grpc], answer timeout_s script|query bytes "
-        "[channel|grpc], status, quit)");
+        "[channel|grpc], concurrency n, status, quit)");
   }
 
  private:
@@ -546,7 +551,8 @@ class Simulator {
   }
 
   const std::string address_, token_;
-  const int n_, first_, concurrency_;
+  const int n_, first_;
+  int concurrency_;  // calls (or reports on channels) in flight; the "concurrency" command sets it
   const PackageUniverse universe_;
   std::mt19937_64 rng_;  // the command thread's
   std::string ca_pem_;
@@ -583,6 +589,7 @@ int main(int argc, char** argv) {
       "  answer t_s script|query BYTES [channel|grpc]\n"
       "                        as install, for the newest script run (its output BYTES long)\n"
       "                        or live query (one row of BYTES) each client's policy names\n"
+      "  concurrency N         calls or channel reports in flight from now on (--concurrency)\n"
       "  status                channels held, welcomes, resumed handshakes, why channels ended\n"
       "  quit\n");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

@@ -31,6 +31,7 @@ REPORTS=${REPORTS:-channel}
 deploy/build.sh build
 source deploy/pg.sh
 source deploy/hierarchy.sh
+source bench/lib/fleet.sh
 
 ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d /tmp/stdep-XXXXXX)
@@ -69,7 +70,7 @@ ctl() {
     --cert "$STRATA_PKI/admin-bench.pem" --key "$STRATA_PKI/admin-bench.key" --timeout 120 "$@"
 }
 for s in P01 P02 S01; do
-  wait_until 120 test "$(site_sql $s "SELECT count(*) FROM enrollment_tokens")" = 1
+  wait_until 120 sql_is $s "SELECT count(*) FROM enrollment_tokens" 1
 done
 
 # Arrival of each device's "installed" row at the CAS, in the applying transaction.
@@ -81,7 +82,6 @@ site_sql CAS "CREATE TABLE bench_installed (device_id uuid PRIMARY KEY, arrived_
   CREATE TRIGGER bench_installed AFTER INSERT OR UPDATE ON deployment_states FOR EACH ROW
     WHEN (NEW.state = 'installed') EXECUTE FUNCTION bench_installed();" >/dev/null
 
-source bench/lib/fleet.sh
 start_fleet
 
 echo "$CLIENTS clients: $p01 at P01.mp1, $p02 at P02.mp1, $s01 at S01.mp1 (S01's belong to P01)"
@@ -93,14 +93,14 @@ out=$(sim_all channels 600); echo "$out"
 held=$(echo "$out" | sum held)
 [ "$held" = "$CLIENTS" ] || { echo "only $held channels held" >&2; exit 1; }
 echo "phase 3: every client a member of All Systems at the CAS"
-wait_until 600 test "$(site_sql CAS "SELECT count(*) FROM collection_members WHERE collection = 'All Systems'")" = "$CLIENTS" ||
+wait_until 600 sql_is CAS "SELECT count(*) FROM collection_members WHERE collection = 'All Systems'" "$CLIENTS" ||
   { echo "All Systems has $(site_sql CAS "SELECT count(*) FROM collection_members WHERE collection = 'All Systems'") members at the CAS" >&2; exit 1; }
 ctl create application BenchApp --install "true" --description "deployment benchmark" >/dev/null
 
 echo "phase 4: deploy at the CAS; simulated agents report as their policy names it"
 for fd in "${sim_fds[@]}"; do echo "install 300 bench $REPORTS" >&"$fd"; done
 # Every simulator waiting (it prints "awaiting" first) before the clock starts.
-wait_until 60 test "$(grep -h '^awaiting' "$work"/sim*.out | wc -l)" -ge "$sims"
+wait_until 60 awaiting_at_least "$sims"
 t0=$(now_ms)
 ctl deploy application BenchApp --collection "All Systems" --name bench
 visible_ms=0

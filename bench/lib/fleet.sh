@@ -6,6 +6,11 @@
 # arrays (the caller's cleanup closes and stops them) and mp_address
 # (deploy/hierarchy.sh); the enrollment token is bench-token.
 
+# Conditions for wait_until (evaluated on every look, not once):
+sql_is() { [ "$(site_sql "$1" "$2")" = "$3" ]; }                  # SITE SQL VALUE
+awaiting() { { grep -h '^awaiting' "$work"/sim*.out 2>/dev/null || true; } | wc -l; }
+awaiting_at_least() { [ "$(awaiting)" -ge "$1" ]; }               # N simulators waiting
+
 start_fleet() {
   p01=$(( CLIENTS * 4 / 10 )); p02=$(( CLIENTS * 4 / 10 )); s01=$(( CLIENTS - p01 - p02 ))
   local k=0 first=0 spec mp n fd

@@ -210,28 +210,39 @@ class LiveQueryServiceImpl final : public v1::LiveQueryService::Service {
     int64_t members = 0;  // of the target, as the site knows them
     while (true) {
       v1::LiveQueryUpdate update;
+      std::vector<std::string> newly;
       grpc::Status st = core_.Run(*ctx, __func__, kRead.name, [&](Call& call) -> absl::Status {
         update.Clear();
+        newly.clear();
         v1::LiveQuery q;
         RETURN_IF_ERROR(ReadQuery(call, req->id(), &q));
         if (first) *update.mutable_columns() = q.select();
         members = q.targeted();
         RETURN_IF_ERROR(Counts(call, req->id(), update.mutable_counts()));
         // Answers that arrived since the last look (by device: answers
-        // replicate in from several sites in any order).
-        store::Params params{req->id()};
+        // replicate in from several sites in any order): their ids first
+        // (the primary key's index), then the new ones in full.
+        ASSIGN_OR_RETURN(Result ids,
+                         call.tx.Exec("SELECT device_id::text FROM live_query_results WHERE "
+                                      "query = $1::uuid",
+                                      {req->id()}));
+        std::vector<std::string> arrived;
+        for (size_t i = 0; i < ids.size(); ++i)
+          if (!sent.count(ids.GetString(i, 0))) arrived.push_back(ids.GetString(i, 0));
+        if (arrived.empty()) return absl::OkStatus();
+        store::Params params{req->id(), store::TextArrayLiteral(arrived)};
         ASSIGN_OR_RETURN(
             Result answered,
             call.tx.Exec(absl::StrCat("SELECT r.device_id::text, v.name, r.site_code, r.state, "
                                       "r.detail, r.row_count, r.truncated, r.elapsed_ms FROM "
                                       "live_query_results r JOIN devices v ON v.id = "
-                                      "r.device_id WHERE r.query = $1::uuid AND ",
+                                      "r.device_id WHERE r.query = $1::uuid AND r.device_id = "
+                                      "ANY($2::uuid[]) AND ",
                                       VisibleDevice(call.caller, "v", params)),
                          params));
         std::vector<std::string> fresh;
         for (size_t i = 0; i < answered.size(); ++i) {
           const std::string device = answered.GetString(i, 0);
-          if (sent.count(device)) continue;
           fresh.push_back(device);
           if (answered.GetString(i, 3) != "answered" || answered.GetBool(i, 6)) {
             auto* d = update.add_problems();
@@ -245,13 +256,15 @@ class LiveQueryServiceImpl final : public v1::LiveQueryService::Service {
             d->set_elapsed_ms(answered.GetInt(i, 7));
           }
         }
+        // The caller's devices go out; others are not looked at again (once
+        // the transaction is through: a retried one starts over).
+        newly = arrived;
         if (fresh.empty()) return absl::OkStatus();
         bool cut = false;
-        RETURN_IF_ERROR(Rows(call, req->id(), fresh, kMaxResultRows, update.mutable_rows(), &cut));
-        for (auto& d : fresh) sent.insert(std::move(d));
-        return absl::OkStatus();
+        return Rows(call, req->id(), fresh, kMaxResultRows, update.mutable_rows(), &cut);
       });
       if (!st.ok()) return st;
+      sent.insert(newly.begin(), newly.end());
       const auto& c = update.counts();
       const bool over = absl::Now() >= until;
       // Done once every member of the target is accounted for (the query

@@ -32,6 +32,7 @@ Resource RolloutsResource();
 Resource ScriptsResource();
 Resource ScriptRunsResource();
 Resource LiveQueriesResource();
+Resource HierarchySettingsResource();
 
 const std::vector<Resource>& Resources() {
   static const auto* resources = new std::vector<Resource>{
@@ -58,6 +59,7 @@ const std::vector<Resource>& Resources() {
       ScriptsResource(),
       ScriptRunsResource(),
       LiveQueriesResource(),
+      HierarchySettingsResource(),
   };
   return *resources;
 }

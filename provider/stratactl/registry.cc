@@ -38,6 +38,7 @@ std::vector<Command> RolloutCommands();
 std::vector<Command> ScriptCommands();
 std::vector<Command> ScriptRunCommands();
 std::vector<Command> LiveQueryCommands();
+std::vector<Command> HierarchySettingCommands();
 
 void ExcludesOthers(CLI::App* cmd, CLI::Option* option) {
   for (auto* o : cmd->get_options()) {
@@ -73,6 +74,7 @@ constexpr NounFn kNouns[] = {
     ScriptCommands,
     ScriptRunCommands,
     LiveQueryCommands,
+    HierarchySettingCommands,
 };
 
 // The verbs, in the order --help lists them.
@@ -96,6 +98,7 @@ constexpr Verb kVerbs[] = {
     {"approve", "Approve a client waiting for approval, or a script"},
     {"run", "Run an approved script on devices"},
     {"query", "Ask devices a question now (a live query): rows as they arrive"},
+    {"reset", "Put back to its default"},
     {"block", "Block a client: refused at registration and at its management point"},
     {"unblock", "Unblock a blocked client"},
     {"revoke", "Revoke"},
