@@ -268,7 +268,7 @@ echo "\$ stratactl approve script uptime   (as bob: an author may not approve th
 $bob approve script uptime --comment "read it" | sed 's/^/   /'
 echo "\$ stratactl run script uptime --collection \"Quickstart agents\" --param who=world --watch"
 timeout 60 $ctl run script uptime --collection "Quickstart agents" --param who=world --watch 2>&1 |
-  sed 's/^/   /' || echo "   (not every agent answered in 60 s; see $STRATA_RUN/agent-*.log)"
+  sed 's/^/   /' || echo "   (not every agent succeeded within 60 s; see $STRATA_RUN/agent-*.log)"
 echo "\$ stratactl query 'socket.protocol like \"tcp%\"' --select device.name,socket.port,socket.process --collection \"Quickstart agents\""
 $ctl query 'socket.protocol like "tcp%"' --select device.name,socket.port,socket.process \
   --collection "Quickstart agents" --wait 20 2>&1 | sed 's/^/   /'
