@@ -1,7 +1,8 @@
 #pragma once
 
-// Running an install's program (the install engine's runner; scripts and
-// runbooks are to reuse it): /bin/sh -c COMMAND in a working folder, as
+// Running a job (the install engine's programs, the script engine's
+// scripts, the live queries' commands; runbooks are to reuse it too):
+// /bin/sh -c COMMAND in a working folder, as
 // root or a named user, in a session of its own (its process group is the
 // whole job), stdout and stderr into a file that stays bounded, killed with
 // every process of its group when its time is up.

@@ -1,10 +1,52 @@
-# Sourced by bench/deploy/run.sh and bench/live/run.sh: CLIENTS simulated
+# Sourced by bench/deploy/run.sh and bench/live/run.sh: the hierarchy they
+# measure (start_hierarchy, stop_bench, ctl), and CLIENTS simulated
 # agents (bench/clientsim) in one simulator per MP — 40 % at P01.mp1, 40 % at
 # P02.mp1, 20 % at S01.mp1 — commands through a FIFO each (as
 # bench/mp/run.sh), and the helpers that drive them. Needs work,
 # STRATA_BUILD, STRATA_PKI, CLIENTS, CONCURRENCY, the sim_pids and sim_fds
 # arrays (the caller's cleanup closes and stops them) and mp_address
 # (deploy/hierarchy.sh); the enrollment token is bench-token.
+
+# The benchmark hierarchy on a throwaway PostgreSQL with durable commits:
+# CAS <- P01 <- S01, CAS <- P02, an MP at each of P01, P02 and S01 (no
+# registration rate limit), a provider at the CAS with the administrator
+# "bench" (ctl below), and the enrollment token bench-token at every site.
+start_hierarchy() {
+  printf 'register_per_source_per_minute: -1\nregister_per_minute: -1\n' > "$work/mp.conf"
+  export STRATA_MP_FLAGS="--config $work/mp.conf"
+  pg_start "$work/pg" durable
+  echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
+  deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
+    issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS admin/bench >/dev/null
+  site_start CAS cas
+  site_start P01 primary CAS
+  site_start P02 primary CAS
+  site_start S01 secondary P01
+  local mp s
+  for mp in P01.mp1 P02.mp1 S01.mp1; do mp_start $mp; done
+  provider_start CAS bench
+  add_enrollment_token CAS bench-token
+  for s in P01 P02 S01; do
+    wait_until 120 sql_is $s "SELECT count(*) FROM enrollment_tokens" 1
+  done
+}
+
+# Stops the simulators and the hierarchy (for the caller's EXIT trap).
+stop_bench() {
+  local fd pid mp s
+  for fd in "${sim_fds[@]:-}"; do [ -n "$fd" ] && eval "exec $fd>&-"; done
+  for pid in "${sim_pids[@]:-}"; do [ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; done
+  for mp in P01.mp1 P02.mp1 S01.mp1; do mp_stop $mp; done
+  provider_stop CAS
+  for s in S01 P01 P02 CAS; do site_stop $s; done
+  pg_stop "$work/pg"
+}
+
+# stratactl as the administrator "bench", at the CAS's provider.
+ctl() {
+  "$STRATA_BUILD/provider/stratactl" --server "$(provider_address CAS)" --ca "$STRATA_PKI/ca.pem" \
+    --cert "$STRATA_PKI/admin-bench.pem" --key "$STRATA_PKI/admin-bench.key" --timeout 120 "$@"
+}
 
 # Conditions for wait_until (evaluated on every look, not once):
 sql_is() { [ "$(site_sql "$1" "$2")" = "$3" ]; }                  # SITE SQL VALUE

@@ -49,36 +49,12 @@ query_pid=
 cleanup() {
   set +e
   [ -n "$query_pid" ] && kill "$query_pid" 2>/dev/null
-  for fd in "${sim_fds[@]:-}"; do [ -n "$fd" ] && eval "exec $fd>&-"; done
-  for pid in "${sim_pids[@]:-}"; do [ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; done
-  for mp in P01.mp1 P02.mp1 S01.mp1; do mp_stop $mp; done
-  provider_stop CAS
-  for s in S01 P01 P02 CAS; do site_stop $s; done
-  pg_stop "$work/pg"
+  stop_bench
   [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$STRATA_RUN"/*.log "$work"/sim*.out "$work"/sim*.log "$work"/query.* "$KEEP_LOGS"/ 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
-printf 'register_per_source_per_minute: -1\nregister_per_minute: -1\n' > "$work/mp.conf"
-export STRATA_MP_FLAGS="--config $work/mp.conf"
-pg_start "$work/pg" durable
-echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
-deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
-  issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS admin/bench >/dev/null
-site_start CAS cas
-site_start P01 primary CAS
-site_start P02 primary CAS
-site_start S01 secondary P01
-for mp in P01.mp1 P02.mp1 S01.mp1; do mp_start $mp; done
-provider_start CAS bench
-add_enrollment_token CAS bench-token
-ctl() {
-  "$STRATA_BUILD/provider/stratactl" --server "$(provider_address CAS)" --ca "$STRATA_PKI/ca.pem" \
-    --cert "$STRATA_PKI/admin-bench.pem" --key "$STRATA_PKI/admin-bench.key" --timeout 120 "$@"
-}
-for s in P01 P02 S01; do
-  wait_until 120 sql_is $s "SELECT count(*) FROM enrollment_tokens" 1
-done
+start_hierarchy
 
 # Arrival of each device's answer at the CAS, in the applying transaction.
 site_sql CAS "CREATE TABLE bench_arrived (kind text, device_id uuid, arrived_ms bigint,
