@@ -80,6 +80,18 @@ percentiles() {  # KIND T0 -> "p50_s p99_s all_s arrived"
            coalesce((SELECT round(ms / 1000.0, 2)::text FROM a WHERE n = $CLIENTS), 'never'),
            (SELECT count(*) FROM a)" | tr '|' ' '
 }
+# Where the time went, by the site that took the answer in: p99 of the
+# agents' reports, of the answers' ingest there (the row's _hlc, stamped
+# in the ingesting transaction) and of their arrival at the CAS, from t0.
+breakdown() {  # KIND TABLE T0
+  site_sql CAS "SELECT r._origin || ': reported ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY
+        extract(epoch FROM r.reported_at) * 1000 - $3)::numeric / 1000, 2)
+      || ' s, ingested ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY (r._hlc >> 16) - $3)::numeric / 1000, 2)
+      || ' s, at the CAS ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY a.arrived_ms - $3)::numeric / 1000, 2)
+      || ' s (p99 of ' || count(*) || ')'
+    FROM $2 r JOIN bench_arrived a ON a.kind = '$1' AND a.device_id = r.device_id
+    GROUP BY r._origin ORDER BY 1" | sed 's/^/  /'
+}
 wait_arrived() {  # KIND TIMEOUT_S
   local end=$(( $(date +%s) + $2 ))
   until [ "$(site_sql CAS "SELECT count(*) FROM bench_arrived WHERE kind = '$1'")" -ge "$CLIENTS" ]; do
@@ -117,6 +129,7 @@ query_pid=
 wait_arrived query 120
 out=$(sim_results query "$sims"); echo "$out"
 read -r q50 q99 qall qn <<<"$(percentiles query "$t0")"
+breakdown query live_query_results "$t0"
 rows=$(( $(wc -l < "$work/query.out") - 1 ))
 echo "stratactl query: $rows rows printed as they arrived, exit after $(calc "$cmd_ms / 1000") s: $(tail -n 1 "$work/query.err")"
 
@@ -133,6 +146,7 @@ ctl run script bench-script --collection "All Systems" > "$work/run.out"
 wait_arrived script 120
 out=$(sim_results script "$sims"); echo "$out"
 read -r s50 s99 sall sn <<<"$(percentiles script "$t0")"
+breakdown script script_results "$t0"
 ctl get script-run "$(sed -n 's/^script run \([0-9a-f-]*\):.*/\1/p' "$work/run.out")" --max-devices 1 | sed -n 2p
 
 answered=$(( qn < sn ? qn : sn ))
