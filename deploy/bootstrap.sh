@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libpqxx-dev libabsl-dev libssl-dev libfmt-dev catch2 libcli11-dev libevent-dev
+  libpqxx-dev libpq-dev libabsl-dev libssl-dev libfmt-dev catch2 libcli11-dev libevent-dev
   libcurl4-openssl-dev nginx libre2-dev
   postgresql-15 postgresql-client-15 openssl procps bc clang-format time tzdata
 )

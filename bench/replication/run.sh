@@ -8,11 +8,22 @@
 #     CAS and reach P01, the secondary restarts; time from its link to P01
 #     coming up to the last change applied (catchup_changes_per_s), and from
 #     the process start (catchup_with_restart_per_s, also printed).
+#     Also (1b) RATE transactions/s of 10 changes each (10,000 changes/s).
 #  3. Baseline: PostgreSQL's own COPY of the same rows into a plain table of
 #     the same shape on the same server.
+#  4. Baseline: PostgreSQL's native logical replication on three more
+#     throwaway clusters A -> B -> C (durable, subscriptions with
+#     synchronous_commit = on, the same table, load and arrival trigger):
+#     latency at both loads, and catch-up from enabling C's subscription.
 # Last line: bench replication: p50_ms=… p99_ms=… catchup_changes_per_s=…
 #            copy_rows_per_s=… catchup_vs_copy=… catchup_with_restart_per_s=…
-# (catchup_vs_copy = catchup_changes_per_s / copy_rows_per_s)
+#            native_p50_ms=… native_p99_ms=… ratio_p99_vs_native=…
+#            native_catchup_per_s=… catchup_vs_native=… p99_ms_10k=…
+#            native_p99_ms_10k=… tps=… native_tps=… tps_10k=… native_tps_10k=…
+#            (the rates each system's writers reached of the RATE asked)
+# (catchup_vs_copy = catchup_changes_per_s / copy_rows_per_s; targets of
+# issue 15: p99 <= 3x native and < 10 ms, catch-up >= 1.5x native and
+# >= 0.4 of COPY, p99_ms_10k < 50)
 # Env: RATE (1000), DURATION (30), CATCHUP (100000).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +41,7 @@ export STRATA_BUILD=$root/build STRATA_RUN=$work/run STRATA_PKI=$work/pki
 mkdir -p "$STRATA_RUN"
 cleanup() {
   for s in S01 P01 CAS; do site_stop $s; done
+  for n in c b a; do pg_stop "$work/native-$n"; done
   pg_stop "$work/pg"
   [ -n "${KEEP_LOGS:-}" ] && cp "$STRATA_RUN"/*.log "$KEEP_LOGS"/ 2>/dev/null
   rm -rf "$work"
@@ -48,24 +60,50 @@ wait_until 60 linked || { echo "S01 never linked" >&2; exit 1; }
 # Arrival times at the secondary, recorded in the applying transaction.
 site_sql S01 "CREATE TABLE bench_arrival (name text PRIMARY KEY, written_at timestamptz, arrived_at timestamptz);
 CREATE FUNCTION bench_record() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
-  IF NEW.name LIKE 'lat-%' THEN INSERT INTO bench_arrival VALUES (NEW.name, NEW.value::timestamptz, clock_timestamp()); END IF;
+  IF NEW.name LIKE 'lat%' THEN INSERT INTO bench_arrival VALUES (NEW.name, NEW.value::timestamptz, clock_timestamp()); END IF;
   RETURN NULL; END \$\$;
 CREATE TRIGGER bench_record AFTER INSERT ON global_settings FOR EACH ROW EXECUTE FUNCTION bench_record();" >/dev/null
 site_sql CAS "CREATE SEQUENCE bench_seq" >/dev/null
-cat > "$work/write.sql" <<'SQL'
-INSERT INTO global_settings (name, value) VALUES ('lat-' || nextval('bench_seq'), clock_timestamp()::text);
+
+# pgbench at the top of a chain: RATE transactions/s of ROWS rows each for
+# DURATION s, named PREFIX-<n> (the arrival trigger records 'lat%' names).
+# ARGS: PREFIX ROWS DB-CONNINFO
+write_load() {
+  cat > "$work/write-$1.sql" <<SQL
+INSERT INTO global_settings (name, value)
+  SELECT '$1-' || nextval('bench_seq'), clock_timestamp()::text FROM generate_series(1, $2);
 SQL
-echo "phase 1: $RATE changes/s for ${DURATION}s at the CAS"
-pgbench -n -d strata_cas -f "$work/write.sql" -R "$RATE" -T "$DURATION" -c 4 -j 2 > "$work/pgbench.log" 2>&1 ||
-  { cat "$work/pgbench.log" >&2; exit 1; }
-grep -E "^(tps|number of transactions actually processed|rate limit schedule lag)" "$work/pgbench.log" || true
-written=$(site_sql CAS "SELECT count(*) FROM global_settings WHERE name LIKE 'lat-%'")
-all_arrived() { [ "$(site_sql S01 "SELECT count(*) FROM bench_arrival")" = "$written" ]; }
-wait_until 120 all_arrived || { echo "only $(site_sql S01 'SELECT count(*) FROM bench_arrival') of $written arrived" >&2; exit 1; }
-read -r p50 p99 pmax <<<"$(site_sql S01 "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1)
-  FROM (SELECT extract(epoch FROM arrived_at - written_at) * 1000 AS ms FROM bench_arrival) x" | tr '|' ' ')"
-echo "latency over two hops: changes=$written p50_ms=$p50 p99_ms=$p99 max_ms=$pmax"
+  pgbench -n -d "$3" -f "$work/write-$1.sql" -R "$RATE" -T "$DURATION" -c 16 -j 2 > "$work/pgbench-$1.log" 2>&1 ||
+    { cat "$work/pgbench-$1.log" >&2; return 1; }
+  grep -E "^(tps|number of transactions actually processed)" "$work/pgbench-$1.log" || true
+}
+# p50 p99 max (ms) of the arrivals named PREFIX-%, from SQL runner RUN.
+arrival_percentiles() {  # RUN PREFIX
+  "$1" "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+    round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1)
+    FROM (SELECT extract(epoch FROM arrived_at - written_at) * 1000 AS ms FROM bench_arrival
+          WHERE name LIKE '$2-%') x" | tr '|' ' '
+}
+s01_sql() { site_sql S01 "$1"; }
+strata_latency() {  # PREFIX ROWS -> p50 p99 max on stdout; progress on stderr
+  write_load "$1" "$2" strata_cas >&2
+  local written
+  written=$(site_sql CAS "SELECT count(*) FROM global_settings WHERE name LIKE '$1-%'")
+  arrived_all() { [ "$(site_sql S01 "SELECT count(*) FROM bench_arrival WHERE name LIKE '$1-%'")" = "$2" ]; }
+  wait_until 120 arrived_all "$1" "$written" || { echo "only $(site_sql S01 "SELECT count(*) FROM bench_arrival WHERE name LIKE '$1-%'") of $written arrived" >&2; return 1; }
+  echo "  $written changes written" >&2
+  arrival_percentiles s01_sql "$1"
+}
+
+echo "phase 1: $RATE transactions/s of 1 change for ${DURATION}s at the CAS"
+read -r p50 p99 pmax <<<"$(strata_latency lat 1)"
+tps_of() { sed -n 's/^tps = \([0-9]*\).*/\1/p' "$work/pgbench-$1.log"; }  # PREFIX -> the rate reached
+tps=$(tps_of lat)
+echo "latency over two hops: p50_ms=$p50 p99_ms=$p99 max_ms=$pmax (at $tps transactions/s)"
+echo "phase 1b: $RATE transactions/s of 10 changes for ${DURATION}s at the CAS"
+read -r p50_10k p99_10k pmax_10k <<<"$(strata_latency lat10 10)"
+tps_10k=$(tps_of lat10)
+echo "latency over two hops at 10,000 changes/s: p50_ms=$p50_10k p99_ms=$p99_10k max_ms=$pmax_10k (at $tps_10k transactions/s of 10)"
 
 echo "phase 2: catch-up of $CATCHUP changes"
 site_stop S01
@@ -111,5 +149,74 @@ echo "copy runs (ms): ${copy_runs[*]}"
 copy_rate=$(echo "$CATCHUP / ($copy_ms / 1000)" | bc -l)
 ratio=$(echo "$catchup_rate / $copy_rate" | bc -l)
 echo "copy: rows=$CATCHUP median_ms=$copy_ms"
-printf 'bench replication: p50_ms=%s p99_ms=%s catchup_changes_per_s=%.0f copy_rows_per_s=%.0f catchup_vs_copy=%.3f catchup_with_restart_per_s=%.0f\n' \
-  "$p50" "$p99" "$catchup_rate" "$copy_rate" "$ratio" "$with_restart_rate"
+echo "phase 4: the same workload on PostgreSQL's own logical replication, A -> B -> C"
+# Three throwaway clusters like the one above (durable, wal_level=logical),
+# the same table shape, subscriptions with synchronous_commit = on, and the
+# same arrival trigger at C (ENABLE ALWAYS: apply workers run as replicas).
+main_env=("$PGHOST" "$PGPORT")
+declare -A native
+for n in a b c; do
+  pg_start "$work/native-$n" durable
+  native[$n]="host=$PGHOST port=$PGPORT user=postgres"
+  psql -X -q -d "${native[$n]} dbname=postgres" -c "CREATE DATABASE bench" >/dev/null
+  psql -X -q -d "${native[$n]} dbname=bench" -c "CREATE TABLE global_settings (
+      name text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 256), value text NOT NULL,
+      updated_at timestamptz NOT NULL DEFAULT now(), _hlc bigint NOT NULL DEFAULT 0,
+      _origin text NOT NULL DEFAULT '');
+    CREATE PUBLICATION bench FOR TABLE global_settings;" >/dev/null
+done
+export PGHOST=${main_env[0]} PGPORT=${main_env[1]}
+nsql() { psql -X -q -tA -d "${native[$1]} dbname=bench" -c "$2"; }
+nsql a "CREATE SEQUENCE bench_seq" >/dev/null
+nsql b "CREATE SUBSCRIPTION bench CONNECTION '${native[a]} dbname=bench' PUBLICATION bench WITH (synchronous_commit = on)" >/dev/null
+nsql c "CREATE SUBSCRIPTION bench CONNECTION '${native[b]} dbname=bench' PUBLICATION bench WITH (synchronous_commit = on)" >/dev/null
+# (Apply workers run with an empty search_path: the trigger names its schema.)
+nsql c "CREATE TABLE bench_arrival (name text PRIMARY KEY, written_at timestamptz, arrived_at timestamptz);
+CREATE FUNCTION bench_record() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+  IF NEW.name LIKE 'lat%' THEN INSERT INTO public.bench_arrival VALUES (NEW.name, NEW.value::timestamptz, clock_timestamp()); END IF;
+  RETURN NULL; END \$\$;
+CREATE TRIGGER bench_record AFTER INSERT ON global_settings FOR EACH ROW EXECUTE FUNCTION bench_record();
+ALTER TABLE global_settings ENABLE ALWAYS TRIGGER bench_record;" >/dev/null
+subscribed() { [ "$(nsql "$1" "SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL")" -ge 1 ]; }
+wait_until 60 subscribed b && wait_until 60 subscribed c || { echo "native subscriptions never started" >&2; exit 1; }
+c_sql() { nsql c "$1"; }
+native_latency() {  # PREFIX ROWS -> p50 p99 max
+  write_load "$1" "$2" "${native[a]} dbname=bench" >&2
+  local written
+  written=$(nsql a "SELECT count(*) FROM global_settings WHERE name LIKE '$1-%'")
+  n_arrived_all() { [ "$(nsql c "SELECT count(*) FROM bench_arrival WHERE name LIKE '$1-%'")" = "$2" ]; }
+  wait_until 120 n_arrived_all "$1" "$written" || { echo "native: only $(nsql c "SELECT count(*) FROM bench_arrival WHERE name LIKE '$1-%'") of $written arrived" >&2; return 1; }
+  arrival_percentiles c_sql "$1"
+}
+read -r n_p50 n_p99 n_pmax <<<"$(native_latency lat 1)"
+n_tps=$(tps_of lat)
+echo "native latency over two hops: p50_ms=$n_p50 p99_ms=$n_p99 max_ms=$n_pmax (at $n_tps transactions/s)"
+read -r n_p50_10k n_p99_10k n_pmax_10k <<<"$(native_latency lat10 10)"
+n_tps_10k=$(tps_of lat10)
+echo "native latency over two hops at 10,000 changes/s: p50_ms=$n_p50_10k p99_ms=$n_p99_10k max_ms=$n_pmax_10k (at $n_tps_10k transactions/s of 10)"
+# Catch-up: C's subscription disabled while the same CATCHUP rows are
+# written at A and reach B; from enabling it to the last row at C.
+nsql c "ALTER SUBSCRIPTION bench DISABLE" >/dev/null
+for (( start = 1; start <= CATCHUP; start += batch )); do
+  end=$(( start + batch - 1 )); (( end > CATCHUP )) && end=$CATCHUP
+  nsql a "INSERT INTO global_settings (name, value) SELECT 'catch-' || g, md5(g::text) FROM generate_series($start, $end) g" >/dev/null
+done
+n_at_b() { [ "$(nsql b "SELECT count(*) FROM global_settings WHERE name LIKE 'catch-%'")" = "$CATCHUP" ]; }
+wait_until 300 n_at_b || { echo "native: B did not receive the changes" >&2; exit 1; }
+n_t0=$(date +%s.%N)
+nsql c "ALTER SUBSCRIPTION bench ENABLE" >/dev/null
+n_last() { [ "$(nsql c "SELECT count(*) FROM global_settings WHERE name = 'catch-$CATCHUP'")" = "1" ]; }
+POLL_S=0.01 wait_until 600 n_last || { echo "native: C did not catch up" >&2; exit 1; }
+n_t1=$(date +%s.%N)
+n_arrived=$(nsql c "SELECT count(*) FROM global_settings WHERE name LIKE 'catch-%'")
+[ "$n_arrived" = "$CATCHUP" ] || { echo "native: C has $n_arrived of $CATCHUP after the last arrived" >&2; exit 1; }
+n_catchup_rate=$(echo "$CATCHUP / ($n_t1 - $n_t0)" | bc -l)
+printf 'native catch-up: changes=%d drain_s=%.3f (subscription enabled to last change)\n' "$CATCHUP" "$(echo "$n_t1 - $n_t0" | bc -l)"
+
+ratio_p99=$(echo "$p99 / $n_p99" | bc -l)
+catchup_vs_native=$(echo "$catchup_rate / $n_catchup_rate" | bc -l)
+printf 'targets: p99 <= 3x native and < 10 ms (%.2fx, %s ms); catch-up >= 1.5x native (%.2fx) and >= 0.4 of COPY (%.3f); p99 at 10,000 changes/s < 50 ms (%s ms)\n' \
+  "$ratio_p99" "$p99" "$catchup_vs_native" "$ratio" "$p99_10k"
+printf 'bench replication: p50_ms=%s p99_ms=%s catchup_changes_per_s=%.0f copy_rows_per_s=%.0f catchup_vs_copy=%.3f catchup_with_restart_per_s=%.0f native_p50_ms=%s native_p99_ms=%s ratio_p99_vs_native=%.2f native_catchup_per_s=%.0f catchup_vs_native=%.2f p99_ms_10k=%s native_p99_ms_10k=%s tps=%s native_tps=%s tps_10k=%s native_tps_10k=%s\n' \
+  "$p50" "$p99" "$catchup_rate" "$copy_rate" "$ratio" "$with_restart_rate" "$n_p50" "$n_p99" "$ratio_p99" \
+  "$n_catchup_rate" "$catchup_vs_native" "$p99_10k" "$n_p99_10k" "$tps" "$n_tps" "$tps_10k" "$n_tps_10k"
