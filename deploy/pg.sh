@@ -2,7 +2,8 @@
 # stop a throwaway PostgreSQL 15 server in a directory of its own.
 #   pg_start DIR [durable]   -> exports PGHOST (socket dir), PGPORT, PGUSER, STRATA_PG
 #   pg_stop DIR
-# The server runs with wal_level = logical (logical decoding: the WAL stream).
+# The server runs with wal_level = logical: site servers read their changes
+# from the WAL (logical decoding), and refuse to start without it.
 # Runs the server as the postgres user when invoked as root (PostgreSQL
 # refuses to run as root). The socket lives in a short path under /tmp.
 
@@ -28,7 +29,7 @@ pg_start() {
   _pg_as "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-instructions >"$dir/initdb.log" 2>&1 || {
     cat "$dir/initdb.log" >&2; return 1; }
   local port=$(( 20000 + RANDOM % 20000 ))
-  # wal_level=logical: reading changes from the WAL (common/store/wal_stream.h).
+  # wal_level=logical: site servers read changes from the WAL (one slot per link).
   local opts="-c listen_addresses='' -c unix_socket_directories='$sock' -p $port -c max_connections=300 -c shared_buffers=256MB"
   opts="$opts -c wal_level=logical -c max_replication_slots=64 -c max_wal_senders=64"
   if [ "$mode" = "durable" ]; then

@@ -53,6 +53,7 @@ chmod 755 "$pgdir"
 trap 'pg_stop "$pgdir"' EXIT
 pg_start "$pgdir"
 export STRATA_TEST_PG="$STRATA_PG"
+export STRATA_TEST_PGDATA="$pgdir/data"  # for a test that restarts the server
 
 cd "$build"
 ctest --output-on-failure --timeout 900 "${ctest_args[@]}"

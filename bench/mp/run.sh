@@ -37,7 +37,9 @@
 #   rss_per_client_kb=… projected_rss_mb_25000=… vs_target_1024=… notify_fanout_ms=…
 #   policy_on_channel_ms=… refetch_all_ms=… refetch_vs_channel=… idle_cpu_pct=… channels_dropped=… rss_mb=… policy_rps=… report_rps=…
 #   inventory_rows_per_s=… copy_rows_per_s=… ingest_vs_copy=… cas_visible_p99_ms=…
-#   cas_log_per_inventory_change=…
+# (Until issue 15 it also printed cas_log_per_inventory_change, the rows the
+# CAS wrote again to its trigger log: changes are read from the WAL now and
+# nothing is written twice.)
 # Env: CLIENTS (25000), HOLD_S (300), KEEPALIVE_S (120), POLICY_S (20),
 #      CONCURRENCY (64 per simulator), KEEP_LOGS (a directory for the logs).
 # The MP needs one file descriptor per held channel plus those of gRPC calls
@@ -237,8 +239,6 @@ fanout grpc 1700
 refetch_all_ms=$got_all
 cpu_report
 
-log_seq() { site_sql "$1" "SELECT last_value FROM repl_log_id_seq"; }
-cas_log0=$(log_seq CAS); p01_log0=$(log_seq P01)
 echo "phase 5: one full inventory per client"
 out=$(sim_all full); echo "$out"
 rows=$(echo "$out" | sum rows)
@@ -293,11 +293,6 @@ read -r n_vis p50 p99 pmax <<<"$(site_sql CAS "SELECT count(*), round(percentile
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)), max(ms)
   FROM (SELECT a.arrived_ms - s.sent_ms AS ms FROM bench_sent s JOIN bench_arrival a USING (device_id, inventory_seq)) x" | tr '|' ' ')"
 echo "deltas at the CAS: count=$n_vis p50_ms=$p50 p99_ms=$p99 max_ms=$pmax"
-# Rows written to each change log during intake (phases 5-8): P01 captures
-# each inventory change once; the CAS logs what it must pass on to others.
-p01_log=$(( $(log_seq P01) - p01_log0 )); cas_log=$(( $(log_seq CAS) - cas_log0 ))
-cas_log_per_row=$(calc "$cas_log / $p01_log")
-echo "change log rows during intake: p01=$p01_log cas=$cas_log cas_log_per_inventory_change=$cas_log_per_row"
 
 cpu_report
 out=$(sim_all status); echo "$out"
@@ -305,9 +300,9 @@ held_end=$(echo "$out" | sum channels_held)
 rss_kb=$(mp_kb VmHWM)
 rss_mb=$(( rss_kb / 1024 ))
 echo "MP: peak rss_mb=$rss_mb now_mb=$(( $(mp_kb VmRSS) / 1024 )) threads=$(ls /proc/$mp_pid/task | wc -l) channels held at the end=$held_end"
-printf 'bench mp: clients=%d channel_clients=%d rss_idle_mb=%d rss_held_mb=%d rss_per_client_kb=%.1f projected_rss_mb_25000=%.0f vs_target_1024=%.2f notify_fanout_ms=%d policy_on_channel_ms=%d refetch_all_ms=%d refetch_vs_channel=%.1f idle_cpu_pct=%.1f channels_dropped=%d rss_mb=%d policy_rps=%.0f report_rps=%.0f inventory_rows_per_s=%.0f copy_rows_per_s=%.0f ingest_vs_copy=%.2f cas_visible_p99_ms=%d cas_log_per_inventory_change=%.3f\n' \
+printf 'bench mp: clients=%d channel_clients=%d rss_idle_mb=%d rss_held_mb=%d rss_per_client_kb=%.1f projected_rss_mb_25000=%.0f vs_target_1024=%.2f notify_fanout_ms=%d policy_on_channel_ms=%d refetch_all_ms=%d refetch_vs_channel=%.1f idle_cpu_pct=%.1f channels_dropped=%d rss_mb=%d policy_rps=%.0f report_rps=%.0f inventory_rows_per_s=%.0f copy_rows_per_s=%.0f ingest_vs_copy=%.2f cas_visible_p99_ms=%d\n' \
   "$clients" "$held" "$(( rss_idle_kb / 1024 ))" "$(( rss_held_kb / 1024 ))" "$per_client_kb" \
   "$projected_mb" "$(calc "$projected_mb / 1024")" "$notify_fanout_ms" "$policy_on_channel_ms" \
   "$refetch_all_ms" "$(calc "$refetch_all_ms / ($policy_on_channel_ms > 0 ? $policy_on_channel_ms : 1)")" "$idle_cpu_pct" "$dropped" \
   "$rss_mb" "$policy_rps" "$report_rps" "$ingest_rps" "$copy_rps" \
-  "$(calc "$ingest_rps / $copy_rps")" "$p99" "$cas_log_per_row"
+  "$(calc "$ingest_rps / $copy_rps")" "$p99"

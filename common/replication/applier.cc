@@ -46,7 +46,7 @@ void BuildStatements(TableInfo& t,
   const std::string col_list = absl::StrJoin(cols, ", ");
   std::vector<std::string> i_cols;
   for (const auto& c : cols) i_cols.push_back("i." + c);
-  auto upsert = [&](bool check_tombstones, bool returning) {
+  auto upsert = [&](bool check_tombstones) {
     return absl::StrCat(
         "INSERT INTO ", table, " AS cur (", col_list, ") SELECT ", absl::StrJoin(i_cols, ", "),
         " FROM json_populate_recordset(NULL::", table, ", $1::json) i ",
@@ -57,13 +57,10 @@ void BuildStatements(TableInfo& t,
             : std::string(),
         "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ",
         absl::StrJoin(sets, ", "),
-        " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin)",
-        returning ? absl::StrCat(" RETURNING ", KeyExpr(t.key_columns, "cur")) : "");
+        " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin)");
   };
-  t.upsert_sql = upsert(true, true);
-  t.upsert_no_tombstones_sql = upsert(false, true);
-  t.upsert_quiet_sql = upsert(true, false);
-  t.upsert_quiet_no_tombstones_sql = upsert(false, false);
+  t.upsert_sql = upsert(true);
+  t.upsert_no_tombstones_sql = upsert(false);
   t.delete_sql = absl::StrCat(
       "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(key text, hlc bigint, origin "
       "text)), tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
@@ -74,44 +71,20 @@ void BuildStatements(TableInfo& t,
       table, " cur USING i WHERE ", absl::StrJoin(key_match, " AND "),
       " AND (cur._hlc, cur._origin) < (i.hlc, i.origin) RETURNING i.key) "
       "SELECT key FROM tomb UNION SELECT key FROM del");
-  t.stale_delete_sql =
-      absl::StrCat("DELETE FROM ", table,
-                   " cur WHERE (cur._origin = ANY($1::text[])) = $2::boolean AND NOT "
-                   "EXISTS (SELECT 1 FROM repl_snap_keys s WHERE s.tbl = ",
-                   lit, " AND s.key = ", KeyExpr(t.key_columns, "cur"), ") RETURNING ",
-                   KeyExpr(t.key_columns, "cur"), ", cur._hlc + 1, cur._origin");
-}
-
-// Appends applied changes to this site's log so they travel on.
-absl::Status Forward(store::Transaction& tx, const ApplyPolicy& policy,
-                     const std::vector<const v1::Change*>& applied, const TableInfo& table) {
-  if (!policy.Logs(table.scope) || applied.empty()) return absl::OkStatus();
-  RETURN_IF_ERROR(tx.Exec("SELECT repl_notify_once()").status());
-  std::string json = "[";
-  for (size_t i = 0; i < applied.size(); ++i) {
-    const v1::Change& c = *applied[i];
-    if (i) json.push_back(',');
-    json.append("{\"o\":");
-    json.append(c.op() == v1::CHANGE_OP_DELETE ? "\"D\"" : "\"U\"");
-    json.append(",\"k\":");
-    AppendJsonString(json, c.key());
-    json.append(",\"r\":");
-    json.append(c.op() == v1::CHANGE_OP_DELETE ? "null" : c.row_json());
-    absl::StrAppend(&json, ",\"h\":", c.hlc(), ",\"q\":", c.origin_seq(), ",\"g\":");
-    AppendJsonString(json, c.origin_site());
-    json.push_back('}');
-  }
-  json.push_back(']');
-  // Rows are stored as received: what was applied was checked to carry its
-  // change's clock and origin.
-  return tx
-      .Exec(
-          "INSERT INTO repl_log (tbl, scope, op, key, row_data, hlc, origin, origin_seq, "
-          "received_from) SELECT $2, $3, x.o, x.k, x.r, x.h, x.g, x.q, $4 "
-          "FROM json_to_recordset($1::json) AS x(o \"char\", k text, r json, h bigint, "
-          "q bigint, g text)",
-          {json, table.name, table.scope, policy.peer})
-      .status();
+  // Rows the snapshot did not hold are deleted with a tombstone (the clock
+  // just above theirs), which carries the delete on to this site's peers.
+  t.stale_delete_sql = absl::StrCat(
+      "WITH gone AS (DELETE FROM ", table,
+      " cur WHERE (cur._origin = ANY($1::text[])) = $2::boolean AND NOT EXISTS (SELECT 1 FROM "
+      "repl_snap_keys s WHERE s.tbl = ",
+      lit, " AND s.key = ", KeyExpr(t.key_columns, "cur"), ") RETURNING ",
+      KeyExpr(t.key_columns, "cur"),
+      " AS key, cur._hlc + 1 AS hlc, cur._origin AS origin), "
+      "tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
+      lit,
+      ", key, hlc, origin FROM gone ON CONFLICT (tbl, key) DO UPDATE SET hlc = EXCLUDED.hlc, "
+      "origin = EXCLUDED.origin, deleted_at = now() WHERE (tb.hlc, tb.origin) < (EXCLUDED.hlc, "
+      "EXCLUDED.origin)) SELECT key FROM gone");
 }
 
 // What a change must look like whoever sent it.
@@ -357,7 +330,7 @@ absl::Status BeginApply(store::Transaction& tx) {
 
 absl::StatusOr<PreparedBatch> PrepareChanges(
     const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-    int max_changes, const std::vector<std::string>& log_scopes) {
+    int max_changes) {
   PreparedBatch batch;
   batch.received = changes.size();
   if (changes.size() > max_changes) {
@@ -366,11 +339,7 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
   }
   for (const v1::Change& c : changes) {
     const TableInfo* table = catalog.Find(c.table());
-    // Keys of tables whose applied rows are logged come back from the
-    // database (RETURNING); the others are checked here.
-    const bool check_keys = table != nullptr && std::find(log_scopes.begin(), log_scopes.end(),
-                                                          table->scope) == log_scopes.end();
-    absl::Status s = ValidateShape(c, table, check_keys);
+    absl::Status s = ValidateShape(c, table, /*check_keys=*/true);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
   }
   // Runs of consecutive changes to one table with one operation, each
@@ -437,31 +406,23 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
       auto any =
           tx.Exec("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)", {table.name});
       if (!any.ok()) return AsRejection(any.status());
-      const bool tombstones = any->GetBool(0, 0);
-      // Only rows that are logged need to be known one by one; stamps were
-      // checked against the changes in PrepareChanges.
-      if (policy.Logs(table.scope)) {
-        sql = tombstones ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
-      } else {
-        sql = tombstones ? &table.upsert_quiet_sql : &table.upsert_quiet_no_tombstones_sql;
-      }
+      sql = any->GetBool(0, 0) ? &table.upsert_sql : &table.upsert_no_tombstones_sql;
     }
     auto result = tx.Exec(*sql, {run.payload});
     if (!result.ok()) return AsRejection(result.status());
-    std::vector<const v1::Change*> applied;
-    if (!run.is_delete && !policy.Logs(table.scope)) {
+    if (!run.is_delete) {
+      // Rows were checked against their changes' keys and stamps in
+      // PrepareChanges.
       stats.applied += static_cast<int64_t>(result->affected_rows());
     }
-    // What was applied must be what the changes said: each returned key is
-    // the key of a change (a row cannot be filed under another key).
+    // A delete returns the keys it applied: each must be a change's.
     for (size_t i = 0; i < result->size(); ++i) {
-      auto it = run.by_key.find(result->Get(i, 0));
-      if (it == run.by_key.end()) {
+      if (run.by_key.find(result->Get(i, 0)) == run.by_key.end()) {
         return absl::InvalidArgumentError(absl::StrCat("batch rejected: a row of ", table.name,
                                                        " does not match its change's key ",
                                                        std::string(result->Get(i, 0))));
       }
-      applied.push_back(it->second);
+      ++stats.applied;
     }
     if (snapshot_keys) {
       std::string keys = "[";
@@ -476,8 +437,6 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
           {table.name, keys});
       if (!r.ok()) return AsRejection(r.status());
     }
-    RETURN_IF_ERROR(Forward(tx, policy, applied, table));
-    stats.applied += static_cast<int64_t>(applied.size());
   }
   return stats;
 }
@@ -485,8 +444,7 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
 absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys) {
-  ASSIGN_OR_RETURN(PreparedBatch batch,
-                   PrepareChanges(catalog, changes, policy.max_changes, policy.log_scopes));
+  ASSIGN_OR_RETURN(PreparedBatch batch, PrepareChanges(catalog, changes, policy.max_changes));
   return ApplyPrepared(tx, policy, batch, snapshot_keys);
 }
 
@@ -518,18 +476,6 @@ absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& ca
     ASSIGN_OR_RETURN(store::Result gone,
                      tx.Exec(table->stale_delete_sql, {store::TextArrayLiteral(origins),
                                                        origins_exclude ? "false" : "true"}));
-    google::protobuf::RepeatedPtrField<v1::Change> deletes;
-    for (size_t i = 0; i < gone.size(); ++i) {
-      v1::Change* c = deletes.Add();
-      c->set_table(name);
-      c->set_op(v1::CHANGE_OP_DELETE);
-      c->set_key(gone.GetString(i, 0));
-      c->set_hlc(gone.GetInt(i, 1));
-      c->set_origin_site(gone.GetString(i, 2));
-    }
-    std::vector<const v1::Change*> applied;
-    for (const auto& c : deletes) applied.push_back(&c);
-    RETURN_IF_ERROR(Forward(tx, policy, applied, *table));
     deleted += gone.size();
   }
   return deleted;

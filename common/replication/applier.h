@@ -2,9 +2,10 @@
 
 // Applying a peer's changes to this site's database: last writer wins by
 // (hlc, origin site), deletes remembered as tombstones, batch and watermark
-// in the caller's one transaction (contract items 2 and 8). Applied changes
-// are appended to this site's own log (with their origin kept) when other
-// peers need them: that is how changes cross several hops (item 5).
+// in the caller's one transaction (contract items 2 and 8). The caller's
+// connection carries the peer's replication origin (OriginName): what is
+// applied reaches the WAL marked so, and this site's readers send it on to
+// its other peers but never back (item 5).
 //
 // Everything a peer sends is validated: unknown tables, scopes the peer may
 // not send, origins it may not speak for, malformed rows and oversized
@@ -32,14 +33,11 @@ struct TableInfo {
   std::string name;
   std::string scope;
   std::vector<std::string> key_columns;
-  // $1: [row, ...]. Variants: with or without the tombstone probe, and with
-  // RETURNING the applied keys (rows that are logged) or without.
+  // $1: [row, ...], with or without the tombstone probe.
   std::string upsert_sql;
   std::string upsert_no_tombstones_sql;
-  std::string upsert_quiet_sql;
-  std::string upsert_quiet_no_tombstones_sql;
   std::string delete_sql;        // $1: [{"key", "hlc", "origin"}] -> applied keys
-  std::string stale_delete_sql;  // snapshot end: $1 origins, $2 in/out -> key, hlc, origin
+  std::string stale_delete_sql;  // snapshot end: $1 origins, $2 in/out -> deleted keys
 };
 
 class Catalog {
@@ -56,14 +54,7 @@ struct ApplyPolicy {
   std::string peer;                          // the sender
   std::vector<std::string> allowed_scopes;   // scopes the peer may send us
   std::vector<std::string> allowed_origins;  // empty: any origin
-  // Applied changes of these scopes go to our log for other peers
-  // (routing.h: LoggedScopes).
-  std::vector<std::string> log_scopes;
-  int max_changes = 10000;  // per batch
-
-  bool Logs(const std::string& scope) const {
-    return std::find(log_scopes.begin(), log_scopes.end(), scope) != log_scopes.end();
-  }
+  int max_changes = 10000;                   // per batch
 };
 
 struct ApplyStats {
@@ -92,20 +83,18 @@ struct PreparedBatch {
 
 // The part of applying that needs neither a transaction nor the peer's
 // policy, so a reader thread can do it while the previous batch applies.
-// `max_changes` bounds the batch. Rows of tables whose scope is not in
-// `log_scopes` must spell their change's key in their key columns (rows
-// that are logged are checked by the database, which returns the keys it
-// applied). Key columns must have one JSON spelling (text, uuid, integers,
-// numeric, timestamps, booleans; not floats).
+// `max_changes` bounds the batch. Rows must spell their change's key in
+// their key columns; key columns must have one JSON spelling (text, uuid,
+// integers, numeric, timestamps, booleans; not floats).
 absl::StatusOr<PreparedBatch> PrepareChanges(
     const Catalog& catalog, const google::protobuf::RepeatedPtrField<v1::Change>& changes,
-    int max_changes, const std::vector<std::string>& log_scopes);
+    int max_changes);
 // Checks the batch against `policy` (scopes, origins) and applies it in
 // order. With `snapshot_keys`, also records the keys for FinishSnapshot.
 absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPolicy& policy,
                                          const PreparedBatch& batch, bool snapshot_keys);
 
-// PrepareChanges (with the policy's log_scopes) + ApplyPrepared.
+// PrepareChanges + ApplyPrepared.
 absl::StatusOr<ApplyStats> ApplyChanges(
     store::Transaction& tx, const Catalog& catalog, const ApplyPolicy& policy,
     const google::protobuf::RepeatedPtrField<v1::Change>& changes, bool snapshot_keys);
@@ -113,7 +102,7 @@ absl::StatusOr<ApplyStats> ApplyChanges(
 // Snapshot support: StartSnapshot before the first chunk; FinishSnapshot
 // deletes the rows of `tables` the snapshot speaks for (by origin: in
 // `origins`, or with `origins_exclude` not in them) that it did not contain,
-// and forwards those deletes. Tables must be ones the peer may send
+// leaving tombstones (which carry the deletes on). Tables must be ones the peer may send
 // (policy.allowed_scopes), else InvalidArgument and nothing is deleted.
 absl::Status StartSnapshot(store::Transaction& tx);
 absl::StatusOr<int64_t> FinishSnapshot(store::Transaction& tx, const Catalog& catalog,

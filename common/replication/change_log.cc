@@ -27,57 +27,6 @@ constexpr char kChangeColumns[] =
 
 }  // namespace
 
-absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
-                                 const PeerFilter& filter, int max_changes, int64_t max_bytes) {
-  LogBatch batch;
-  batch.end = after;
-  // The horizon is a function the planner cannot estimate; left alone it may
-  // sort the whole backlog for every batch. The (xid, id) index gives the
-  // order: walk it.
-  RETURN_IF_ERROR(tx.Exec("SELECT set_config('enable_sort', 'off', true), "
-                          "set_config('enable_bitmapscan', 'off', true)")
-                      .status());
-  // One statement, one snapshot: the horizon and the rows agree. Rows the
-  // filter skips are passed over by the cursor like the others.
-  ASSIGN_OR_RETURN(
-      store::Result r,
-      tx.Exec(
-          absl::StrCat(
-              "SELECT h.horizon, l.xid::text::bigint, l.id, ", kChangeColumns,
-              ", extract(epoch FROM l.logged_at) * 1000 "
-              "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h "
-              "LEFT JOIN LATERAL (SELECT * FROM repl_log l WHERE (l.xid, l.id) > "
-              "($1::bigint::text::xid8, $2::bigint) AND l.xid < h.horizon::text::xid8 "
-              "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4 "
-              "ORDER BY l.xid, l.id LIMIT ",
-              max_changes + 1, ") l ON true"),
-          {std::to_string(after.xid), std::to_string(after.log_id),
-           store::TextArrayLiteral(filter.scopes), filter.peer}));
-  const int64_t horizon = r.GetInt(0, 0);
-  if (r.size() == 1 && r.IsNull(0, 1)) {
-    // Nothing for this peer below the horizon: everything below it is seen.
-    if (after < Position{horizon - 1, kWholeTransaction}) {
-      batch.end = Position{horizon - 1, kWholeTransaction};
-    }
-    return batch;
-  }
-  const size_t n = std::min<size_t>(r.size(), max_changes);
-  batch.oldest_unix_ms = static_cast<int64_t>(std::stod(r.GetString(0, 10)));
-  int64_t bytes = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (i > 0 && bytes >= max_bytes) break;
-    batch.changes.push_back(ChangeFromRow(r, i, 3));
-    batch.positions.push_back(Position{r.GetInt(i, 1), r.GetInt(i, 2)});
-    bytes += static_cast<int64_t>(batch.changes.back().ByteSizeLong());
-  }
-  if (batch.changes.size() < r.size()) {
-    batch.end = batch.positions.back();  // more to read after the last change taken
-  } else {
-    batch.end = Position{horizon - 1, kWholeTransaction};
-  }
-  return batch;
-}
-
 absl::StatusOr<LogHead> ReadLogHead(store::Transaction& tx) {
   ASSIGN_OR_RETURN(
       store::Result r,
@@ -88,21 +37,10 @@ absl::StatusOr<LogHead> ReadLogHead(store::Transaction& tx) {
   return LogHead{r.GetInt(0, 0), r.GetInt(0, 1), r.GetInt(0, 2), r.GetString(0, 3)};
 }
 
-bool NeedsSnapshot(const LogHead& head, const std::string& peer_epoch, const Position& applied) {
-  if (peer_epoch.empty() || peer_epoch != head.epoch) return true;
-  // Every row after `applied` must still be in the log.
-  return applied < Position{head.pruned_through - 1, kWholeTransaction};
-}
-
 absl::StatusOr<SnapshotInfo> ReadSnapshot(
     store::Transaction& tx, const PeerFilter& filter, int chunk_rows,
     const std::function<absl::Status(std::vector<v1::Change>&&)>& sink) {
   SnapshotInfo info;
-  // In REPEATABLE READ the horizon is the transaction snapshot's xmin: rows
-  // of transactions committed after it but visible here will be sent again
-  // from the log, which is harmless (applying a version twice changes nothing).
-  ASSIGN_OR_RETURN(LogHead head, ReadLogHead(tx));
-  info.end = Position{head.horizon - 1, kWholeTransaction};
   ASSIGN_OR_RETURN(store::Result tables,
                    tx.Exec("SELECT tbl, key_columns FROM repl_scope WHERE scope = ANY($1::text[]) "
                            "ORDER BY tbl",
@@ -133,21 +71,6 @@ absl::StatusOr<SnapshotInfo> ReadSnapshot(
     RETURN_IF_ERROR(tx.Exec(absl::StrCat("CLOSE ", cursor)).status());
   }
   return info;
-}
-
-absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
-                               const PeerFilter& filter) {
-  ASSIGN_OR_RETURN(
-      store::Result r,
-      tx.Exec("SELECT count(*), extract(epoch FROM clock_timestamp() - min(l.logged_at)) "
-              "FROM repl_log l WHERE (l.xid, l.id) > ($1::bigint::text::xid8, $2::bigint) "
-              "AND l.scope = ANY($3::text[]) AND l.received_from IS DISTINCT FROM $4",
-              {std::to_string(acked.xid), std::to_string(acked.log_id),
-               store::TextArrayLiteral(filter.scopes), filter.peer}));
-  Lag lag;
-  lag.changes = r.GetInt(0, 0);
-  if (!r.IsNull(0, 1)) lag.seconds = std::stod(r.GetString(0, 1));
-  return lag;
 }
 
 absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_seconds,

@@ -1,9 +1,10 @@
 #pragma once
 
-// Reading this site's change log (repl_log, see
-// migrations/0001_replication.sql) for one peer: batches of finished
-// transactions' changes,
-// consistent snapshots for re-initialization, lag, and pruning.
+// What a link reads of this site's database besides the WAL
+// (wal_reader.h): consistent snapshots for re-initialization, the log's
+// identity (its epoch), lag, pruning, the hierarchy below a site. The
+// trigger-based change log (repl_log) is no longer written (migration 0004);
+// pruning empties what it held.
 
 #include <cstdint>
 #include <limits>
@@ -19,9 +20,10 @@ namespace strata::replication {
 
 inline constexpr int64_t kWholeTransaction = std::numeric_limits<int64_t>::max();
 
-// A position in a change log: every row with (xid, id) up to and including
-// (xid, log_id) has been seen. (X, kWholeTransaction) covers all of
-// transaction X and below; transactions are only read once finished.
+// A position in a site's changes, as the link protocol carries it
+// (Watermark's xid and log_id fields): since the WAL capture, xid holds a
+// transaction's commit position (an LSN) and log_id the changes of it seen
+// (wal_reader.h: WalPosition); (C, kWholeTransaction) covers all of it.
 struct Position {
   int64_t xid = 0;
   int64_t log_id = kWholeTransaction;
@@ -43,55 +45,34 @@ struct PeerFilter {
   bool origins_exclude = false;
 };
 
-struct LogBatch {
-  std::vector<v1::Change> changes;
-  std::vector<Position> positions;  // of each change, for cutting a batch short
-  Position end;                     // where the next read starts
-  int64_t oldest_unix_ms = 0;       // when the oldest change was logged (0: none)
-};
-
-// Reads the changes after `after` that pass `filter`, at most `max_changes`
-// and about `max_bytes` (at least one change), from finished transactions only. `end` moves past
-// filtered-out rows and, when everything was read, up to the finished-transaction horizon.
-absl::StatusOr<LogBatch> ReadLog(store::Transaction& tx, const Position& after,
-                                 const PeerFilter& filter, int max_changes,
-                                 int64_t max_bytes = INT64_MAX);
-
 struct LogHead {
   int64_t horizon = 0;         // transactions below this xid have finished
-  int64_t pruned_through = 0;  // log rows of transactions below this xid may be gone
-  int64_t last_id = 0;         // newest log row
-  std::string epoch;
+  int64_t pruned_through = 0;  // old log rows of transactions below this xid may be gone
+  int64_t last_id = 0;         // newest row of the old trigger log
+  std::string epoch;           // names this database's changes (see Watermark)
 };
 absl::StatusOr<LogHead> ReadLogHead(store::Transaction& tx);
 
-// Whether a peer that has applied up to `applied` (in `epoch`) can resume from
-// the log, or must be re-initialized from a snapshot.
-bool NeedsSnapshot(const LogHead& head, const std::string& peer_epoch, const Position& applied);
-
-// A consistent snapshot of the rows a peer takes. Must run in a
-// REPEATABLE READ transaction: the position and the rows come from one
-// snapshot. Rows are handed to `sink` in chunks of `chunk_rows`.
+// The rows a peer takes, read in the caller's REPEATABLE READ transaction
+// (which imported the snapshot of the peer's new slot, WalReader::
+// Reinitialize). Rows are handed to `sink` in chunks of `chunk_rows`.
 struct SnapshotInfo {
   std::vector<std::string> tables;
-  Position end;
 };
 absl::StatusOr<SnapshotInfo> ReadSnapshot(
     store::Transaction& tx, const PeerFilter& filter, int chunk_rows,
     const std::function<absl::Status(std::vector<v1::Change>&&)>& sink);
 
+// A link's lag: changes the peer has not acknowledged, and the age of the
+// oldest (wal_reader.h: PeekLag).
 struct Lag {
   int64_t changes = 0;
   double seconds = 0;
 };
-// Changes after `acked` that the peer takes, and the age of the oldest.
-absl::StatusOr<Lag> ComputeLag(store::Transaction& tx, const Position& acked,
-                               const PeerFilter& filter);
 
-// Removes log rows every peer in `peers` has acknowledged (a peer with no
-// acknowledgement holds nothing back: it will need a snapshot anyway), rows
-// older than `retention_seconds`, and tombstones past retention. Returns the
-// new pruned_through.
+// Removes rows of the old trigger log every peer in `peers` has
+// acknowledged or older than `retention_seconds`, and tombstones past
+// retention. Returns the new pruned_through.
 absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_seconds,
                                  const std::vector<std::string>& peers);
 

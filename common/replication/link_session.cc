@@ -8,6 +8,7 @@
 #include "common/base/hlc.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "common/replication/wal_reader.h"
 
 namespace strata::replication {
 namespace {
@@ -86,9 +87,7 @@ v1::ReplicationConfig WithDefaults(const v1::ReplicationConfig& in) {
 LinkSession::LinkSession(const SiteContext& site, LinkPeer peer, LinkStream& stream)
     : site_(site), peer_(std::move(peer)), stream_(stream) {}
 
-LinkSession::~LinkSession() {
-  if (notifier_id_ >= 0) site_.notifier->Unsubscribe(notifier_id_);
-}
+LinkSession::~LinkSession() = default;
 
 void LinkSession::Stop() { Stop(true); }
 
@@ -119,11 +118,6 @@ void LinkSession::Fail(const absl::Status& status, bool cancel_stream) {
   Stop(cancel_stream);
 }
 
-void LinkSession::Wake() {
-  absl::MutexLock lock(&mu_);
-  dirty_ = true;
-}
-
 PeerFilter LinkSession::Filter() const {
   PeerFilter f;
   f.peer = peer_.code;
@@ -142,6 +136,7 @@ absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
   RETURN_IF_ERROR(recv_conn_->Transact([&](store::Transaction& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Catalog catalog, Catalog::Load(tx));
     catalog_ = std::make_unique<Catalog>(std::move(catalog));
+    ASSIGN_OR_RETURN(types_, TypeMap::Load(tx));
     ASSIGN_OR_RETURN(LogHead head, ReadLogHead(tx));
     my_epoch_ = head.epoch;
     ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
@@ -154,6 +149,16 @@ absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
                      Subtree(tx, peer_.is_parent ? site_.site_code : peer_.code));
     return absl::OkStatus();
   }));
+  // What this connection applies carries the peer's replication origin:
+  // this site's readers send it on to other peers, never back to this one.
+  const std::string origin = OriginName(site_.site_code, peer_.code);
+  RETURN_IF_ERROR(recv_conn_
+                      ->Exec("SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT "
+                             "1 FROM pg_replication_origin WHERE roname = $1)",
+                             {origin})
+                      .status());
+  RETURN_IF_ERROR(
+      recv_conn_->Exec("SELECT pg_replication_origin_session_setup($1)", {origin}).status());
   if (!stream_.Write(hello)) return absl::UnavailableError("link closed before the hello was sent");
   v1::LinkMessage reply;
   if (!stream_.Read(&reply)) return absl::UnavailableError("link closed before the peer's hello");
@@ -176,6 +181,7 @@ absl::Status LinkSession::Run() {
   if (!hs.ok()) {
     // No thread reads the stream yet: the caller ends the call with `hs`.
     site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.last_error = hs.ToString(); });
+    LogWarning("link.handshake_failed", {{"peer", peer_.code}, {"error", hs}});
     return hs;
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
@@ -186,7 +192,6 @@ absl::Status LinkSession::Run() {
     c.last_error.clear();
   });
   LogInfo("link.up", {{"peer", peer_.code}, {"peer_role", peer_.is_parent ? "parent" : "child"}});
-  notifier_id_ = site_.notifier->Subscribe([this] { Wake(); });
   std::thread reader([this] { ReceiveLoop(); });
   std::thread applier([this] { ApplyLoop(); });
   absl::Status send = SendLoop(peer_hello);
@@ -201,8 +206,6 @@ absl::Status LinkSession::Run() {
   Stop(!reader_done);
   reader.join();
   applier.join();
-  site_.notifier->Unsubscribe(notifier_id_);
-  notifier_id_ = -1;
   absl::Status result;
   {
     absl::MutexLock lock(&mu_);
@@ -242,50 +245,61 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
     if (!stream_.Write(m)) return absl::UnavailableError("link closed during a snapshot");
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(send_conn_->Transact(
-      [&](store::Transaction& tx) -> absl::Status {
-        rows = 0;
-        RETURN_IF_ERROR(send({}, true));
-        info = ReadSnapshot(tx, filter, chunk, [&](std::vector<v1::Change>&& c) {
-          rows += static_cast<int64_t>(c.size());
-          return send(std::move(c), false);
-        });
-        return info.status();
+  // The peer's slot is made anew; its exported snapshot is what the peer
+  // gets now, and the slot's stream everything after it.
+  WalPosition end;
+  RETURN_IF_ERROR(reader_->Reinitialize(
+      [&](const std::string& snapshot) {
+        return send_conn_->Transact(
+            [&](store::Transaction& tx) -> absl::Status {
+              rows = 0;
+              RETURN_IF_ERROR(
+                  tx.Exec(absl::StrCat("SET TRANSACTION SNAPSHOT ", store::QuoteLiteral(snapshot)))
+                      .status());
+              RETURN_IF_ERROR(send({}, true));
+              info = ReadSnapshot(tx, filter, chunk, [&](std::vector<v1::Change>&& c) {
+                rows += static_cast<int64_t>(c.size());
+                return send(std::move(c), false);
+              });
+              return info.status();
+            },
+            store::Isolation::kRepeatableRead, 1);
       },
-      store::Isolation::kRepeatableRead, 1));
-  v1::LinkMessage end;
-  auto* b = end.mutable_batch();
+      &end));
+  *position = Position{end.commit, end.index};
+  v1::LinkMessage m;
+  auto* b = m.mutable_batch();
   b->set_snapshot_end(true);
   for (const auto& t : info->tables) b->add_snapshot_tables(t);
-  *b->mutable_end() = ToWatermark(my_epoch_, info->end);
-  if (!stream_.Write(end)) return absl::UnavailableError("link closed during a snapshot");
-  *position = info->end;
+  *b->mutable_end() = ToWatermark(my_epoch_, *position);
+  if (!stream_.Write(m)) return absl::UnavailableError("link closed during a snapshot");
   {
     absl::MutexLock lock(&mu_);
-    in_flight_.push_back(info->end);
+    in_flight_.push_back(InFlight{*position, rows, WallClockMs()});
+    CountInFlight();
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
     c.snapshots_sent++;
     c.changes_sent += rows;
   });
-  LogInfo("link.snapshot_sent", {{"peer", peer_.code}, {"rows", rows}, {"horizon", info->end.xid}});
+  LogInfo("link.snapshot_sent", {{"peer", peer_.code}, {"rows", rows}, {"at", end.commit}});
   return absl::OkStatus();
 }
 
 absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   Position position = FromWatermark(peer_hello.applied());
+  ASSIGN_OR_RETURN(reader_,
+                   WalReader::Open(site_.conninfo, site_.site_code, Filter(), *catalog_, types_));
   {
-    absl::StatusOr<LogHead> head;
+    absl::StatusOr<SlotState> slot;
     RETURN_IF_ERROR(send_conn_->Transact([&](store::Transaction& tx) {
-      head = ReadLogHead(tx);
-      return head.status();
+      slot = ReadSlot(tx, SlotName(site_.site_code, peer_.code));
+      return slot.status();
     }));
-    if (NeedsSnapshot(*head, peer_hello.applied().epoch(), position)) {
-      LogInfo("link.reinitialize", {{"peer", peer_.code},
-                                    {"reason", peer_hello.applied().epoch().empty() ? "new peer"
-                                               : peer_hello.applied().epoch() != head->epoch
-                                                   ? "peer knows another log epoch"
-                                                   : "peer is behind the retained log"}});
+    const char* reason = SnapshotReason(*slot, peer_hello.applied().epoch(), my_epoch_,
+                                        WalPosition{position.xid, position.log_id});
+    if (reason != nullptr) {
+      LogInfo("link.reinitialize", {{"peer", peer_.code}, {"reason", reason}});
       RETURN_IF_ERROR(SendSnapshot(&position));
     } else {
       site_.registry->Update(peer_.code, [&](LinkCounters& c) {
@@ -294,53 +308,60 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
       });
     }
   }
-  const PeerFilter filter = Filter();
+  RETURN_IF_ERROR(reader_->Start(WalPosition{position.xid, position.log_id}));
   const int max_changes = site_.settings.batch_max_changes();
   // A quarter of the message limit leaves room for framing and one large row.
   const int64_t max_bytes = site_.settings.max_message_bytes() / 4;
   const size_t window = static_cast<size_t>(site_.settings.max_batches_in_flight());
   auto last_sent = std::chrono::steady_clock::now();
   while (true) {
+    std::optional<Position> confirm;
+    bool window_full = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || (dirty_ && in_flight_.size() < window);
+        return stopping_ || in_flight_.size() < window;
       };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
       if (stopping_) return absl::OkStatus();
-      if (in_flight_.size() >= window) continue;
-      dirty_ = false;
+      confirm.swap(to_confirm_);
+      window_full = in_flight_.size() >= window;
     }
-    absl::StatusOr<LogBatch> batch;
+    if (window_full) {
+      if (confirm) RETURN_IF_ERROR(reader_->Confirm(WalPosition{confirm->xid, confirm->log_id}));
+      RETURN_IF_ERROR(reader_->KeepAlive());  // not reading: still alive
+      continue;
+    }
+    if (confirm) RETURN_IF_ERROR(reader_->Confirm(WalPosition{confirm->xid, confirm->log_id}));
     const auto read_started = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(send_conn_->Transact([&](store::Transaction& tx) {
-      batch = ReadLog(tx, position, filter, max_changes, max_bytes);
-      return batch.status();
-    }));
+    ASSIGN_OR_RETURN(WalBatch batch,
+                     reader_->Read(max_changes, max_bytes, absl::Milliseconds(200)));
+    const Position end{batch.end.commit, batch.end.index};
     const int64_t read_us = std::chrono::duration_cast<std::chrono::microseconds>(
                                 std::chrono::steady_clock::now() - read_started)
                                 .count();
-    if (batch->end == position) continue;  // nothing new; wait for a notification
-    if (batch->changes.empty()) {
-      // Only the horizon moved (other transactions, or changes the peer sent
-      // us). Read on from there; tell the peer at most once a second, so its
-      // watermark stays fresh without acks feeding more empty batches.
-      position = batch->end;
+    if (end == position) continue;  // nothing new
+    if (batch.changes.empty()) {
+      // Only the position moved (other scopes, the peer's own changes). Tell
+      // the peer at most once a second, so its watermark (and the slot)
+      // stays fresh without acks feeding more empty batches.
+      position = end;
       if (std::chrono::steady_clock::now() - last_sent < std::chrono::seconds(1)) continue;
     }
     v1::LinkMessage m;
     auto* b = m.mutable_batch();
-    for (auto& c : batch->changes) *b->add_changes() = std::move(c);
-    *b->mutable_end() = ToWatermark(my_epoch_, batch->end);
-    b->set_oldest_change_unix_ms(batch->oldest_unix_ms);
+    for (auto& c : batch.changes) *b->add_changes() = std::move(c);
+    *b->mutable_end() = ToWatermark(my_epoch_, end);
+    b->set_oldest_change_unix_ms(batch.oldest_unix_ms);
     last_sent = std::chrono::steady_clock::now();
     {
       absl::MutexLock lock(&mu_);
-      in_flight_.push_back(batch->end);
-      dirty_ = true;  // there may be more right behind it
+      in_flight_.push_back(
+          InFlight{end, static_cast<int64_t>(batch.changes.size()), batch.oldest_unix_ms});
+      CountInFlight();
     }
     if (!stream_.Write(m)) return absl::OkStatus();  // the receiver sees why
-    position = batch->end;
+    position = end;
     site_.registry->Update(peer_.code,
                            [&](LinkCounters& c) { c.changes_sent += b->changes_size(); });
     LogDebug("link.batch_sent",
@@ -348,12 +369,22 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   }
 }
 
-bool LinkSession::ApplierIdleOrStopping() const {
-  return stopping_ || (apply_queue_.empty() && !applying_);
+void LinkSession::CountInFlight() {
+  int64_t changes = 0;
+  int64_t oldest = 0;
+  for (const InFlight& f : in_flight_) {
+    changes += f.changes;
+    if (f.oldest_unix_ms > 0 && (oldest == 0 || f.oldest_unix_ms < oldest))
+      oldest = f.oldest_unix_ms;
+  }
+  site_.registry->Update(peer_.code, [&](LinkCounters& c) {
+    c.unacked_changes = changes;
+    c.oldest_unacked_unix_ms = oldest;
+  });
 }
 
-std::vector<std::string> LinkSession::LogScopes() const {
-  return LoggedScopes(SitePlace{site_.site_type, site_.has_parent}, peer_.is_parent);
+bool LinkSession::ApplierIdleOrStopping() const {
+  return stopping_ || (apply_queue_.empty() && !applying_);
 }
 
 int LinkSession::MaxChanges() const { return std::max(site_.settings.batch_max_changes(), 10000); }
@@ -366,7 +397,6 @@ absl::StatusOr<ApplyPolicy> LinkSession::PolicyFor(store::Transaction& tx) {
   if (!peer_.is_parent) {
     ASSIGN_OR_RETURN(policy.allowed_origins, Subtree(tx, peer_.code));
   }
-  policy.log_scopes = LogScopes();
   return policy;
 }
 
@@ -481,7 +511,9 @@ absl::Status LinkSession::HandleAck(const v1::Ack& ack) {
   const Position acked = FromWatermark(ack.applied());
   {
     absl::MutexLock lock(&mu_);
-    while (!in_flight_.empty() && in_flight_.front() <= acked) in_flight_.pop_front();
+    while (!in_flight_.empty() && in_flight_.front().end <= acked) in_flight_.pop_front();
+    CountInFlight();
+    to_confirm_ = acked;  // the sender moves the slot (it owns the reader)
   }
   site_.registry->Update(peer_.code, [&](LinkCounters& c) {
     c.acked = acked;
@@ -505,7 +537,7 @@ void LinkSession::ReceiveLoop() {
       auto queued = std::make_unique<QueuedBatch>();
       queued->batch = std::move(*m.mutable_batch());
       absl::StatusOr<PreparedBatch> prepared =
-          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges(), LogScopes());
+          PrepareChanges(*catalog_, queued->batch.changes(), MaxChanges());
       if (!prepared.ok()) {
         s = prepared.status();
         continue;  // leaves the loop: s is not OK

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@
 #include "common/replication/applier.h"
 #include "common/replication/change_log.h"
 #include "common/replication/routing.h"
+#include "common/replication/wal_reader.h"
+#include "common/replication/wal_rows.h"
 #include "strata/v1/config.pb.h"
 #include "strata/v1/site_link.pb.h"
 
@@ -62,6 +65,9 @@ struct LinkCounters {
   int64_t snapshots_applied = 0;
   Position acked;  // how far the peer acknowledged our log
   bool acked_known = false;
+  // Sent, not yet acknowledged: the lag of a connected link.
+  int64_t unacked_changes = 0;
+  int64_t oldest_unacked_unix_ms = 0;
 };
 
 class LinkRegistry {
@@ -126,8 +132,6 @@ class LinkSession {
   void ApplyLoop();
   absl::Status ApplyBatch(const QueuedBatch& queued);
   int MaxChanges() const;
-  // Scopes of applied changes this site logs for its other peers.
-  std::vector<std::string> LogScopes() const;
   absl::Status ApplySnapshot(const v1::LinkMessage& first);
   absl::Status HandleAck(const v1::Ack& ack);
   absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);
@@ -137,7 +141,6 @@ class LinkSession {
   // of a bare cancellation.
   void Fail(const absl::Status& status, bool cancel_stream);
   void Stop(bool cancel_stream);
-  void Wake();
   bool ApplierIdleOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SiteContext& site_;
@@ -150,13 +153,22 @@ class LinkSession {
   std::string my_epoch_;
   std::string peer_epoch_;
   std::vector<std::string> snapshot_origins_;  // for the snapshot we send
-  int notifier_id_ = -1;
+  TypeMap types_;
+  std::unique_ptr<WalReader> reader_;  // the sending thread's
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool dirty_ ABSL_GUARDED_BY(mu_) = true;  // the log may have grown
-  // Batch ends not yet acknowledged.
-  std::deque<Position> in_flight_ ABSL_GUARDED_BY(mu_);
+  // The newest acknowledgement, for the sender to confirm on the slot.
+  std::optional<Position> to_confirm_ ABSL_GUARDED_BY(mu_);
+  // Batches not yet acknowledged: their ends, changes and oldest commit.
+  struct InFlight {
+    Position end;
+    int64_t changes = 0;
+    int64_t oldest_unix_ms = 0;
+  };
+  std::deque<InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  // The registry's unacknowledged changes and age, from in_flight_.
+  void CountInFlight() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);  // the first error
   std::deque<std::unique_ptr<QueuedBatch>> apply_queue_ ABSL_GUARDED_BY(mu_);
   bool applying_ ABSL_GUARDED_BY(mu_) = false;     // the applier holds recv_conn_

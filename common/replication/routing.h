@@ -1,8 +1,7 @@
 #pragma once
 
 // Replication routing in one place: which scopes each peer takes from this
-// site, and which changes applied from one peer this site must write to its
-// own change log so that its other peers get them.
+// site, and which scopes a site accepts from each peer.
 //
 // Scopes (a table's `repl_enable(table, scope)`):
 //   global        definitions authored at the CAS or a primary; the CAS and
@@ -18,21 +17,11 @@
 //   a child primary         global, global_proxy
 //   a child secondary       global_proxy, site_proxy
 //
-// A change applied from a peer is logged when another of this site's peers
-// takes its scope from this site (MustLog). Peers are known from the site's
-// place in the hierarchy, not from who is attached at the moment: a change
-// applied while a child attaches must reach it by the log or its snapshot.
-//
-//   site                applied from   global  global_proxy  site  site_proxy
-//   CAS                 a primary      log     log           -     -
-//   primary under a CAS its CAS        -       log           n/a   n/a
-//   primary under a CAS a secondary    log     log           log   log
-//   standalone primary  a secondary    -       log           -     log
-//   secondary           its primary    n/a     -             n/a   -
-//   (n/a: that peer may not send that scope to this site)
-//
-// Snapshots read tables, not the log, so routing does not change what a
-// re-initialized peer receives.
+// Forwarding needs no rule of its own: what a site applies from a peer is
+// in its WAL with that peer's replication origin, and its reader for each
+// other peer sends whatever is in the scopes that peer takes (ScopesFor),
+// never the peer's own changes back (wal_reader.h). A change therefore
+// crosses as many hops as its scope allows.
 
 #include <string>
 #include <string_view>
@@ -63,12 +52,5 @@ std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
 
 // Scopes a peer may send this site: what this site takes from it.
 std::vector<std::string> ScopesFrom(const SitePlace& site, bool peer_is_parent);
-
-// Whether a change of `scope`, applied from the parent (`from_parent`) or
-// from a child, must go to this site's log for another peer.
-bool MustLog(const SitePlace& site, bool from_parent, std::string_view scope);
-
-// The scopes MustLog() holds for, in ScopesFor() order.
-std::vector<std::string> LoggedScopes(const SitePlace& site, bool from_parent);
 
 }  // namespace strata::replication

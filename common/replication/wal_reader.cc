@@ -25,11 +25,11 @@ std::string StampText(const store::WalRelation& rel, const store::WalTuple& tupl
 
 }  // namespace
 
-std::string SlotName(const std::string& peer) {
-  return absl::StrCat("strata_", absl::AsciiStrToLower(peer));
+std::string SlotName(const std::string& site, const std::string& peer) {
+  return absl::AsciiStrToLower(absl::StrCat("strata_", site, "_to_", peer));
 }
-std::string OriginName(const std::string& peer) {
-  return absl::StrCat("strata_", absl::AsciiStrToLower(peer));
+std::string OriginName(const std::string& site, const std::string& peer) {
+  return absl::AsciiStrToLower(absl::StrCat("strata_", site, "_from_", peer));
 }
 std::string PublicationName(const std::string& scope) { return absl::StrCat("strata_", scope); }
 
@@ -50,18 +50,78 @@ absl::StatusOr<SlotState> ReadSlot(store::Transaction& tx, const std::string& sl
   return s;
 }
 
-WalReader::WalReader(PeerFilter filter, const Catalog& catalog, TypeMap types)
+const char* SnapshotReason(const SlotState& slot, const std::string& peer_epoch,
+                           const std::string& my_epoch, const WalPosition& applied) {
+  if (peer_epoch.empty()) return "new peer";
+  if (peer_epoch != my_epoch) return "peer knows another log epoch";
+  if (!slot.exists) return "no slot for the peer";
+  if (slot.lost) return "the peer's slot lost its WAL";
+  // The slot resends from its confirmed commit on; anything before it that
+  // the peer has not applied is gone.
+  if (applied.ResumeLsn() < slot.confirmed) return "peer is behind its slot";
+  return nullptr;
+}
+
+absl::StatusOr<Lag> PeekLag(store::Transaction& tx, const std::string& site,
+                            const PeerFilter& filter, int max_messages) {
+  std::vector<std::string> publications = {kTombstonePublication};
+  for (const auto& scope : filter.scopes) publications.push_back(PublicationName(scope));
+  std::string names;
+  for (const auto& p : publications) absl::StrAppend(&names, names.empty() ? "" : ",", p);
+  // pgoutput messages: 'B' begin (its commit time at byte 9), 'O' origin
+  // (the peer's own changes are not sent back), 'I' / 'U' changes.
+  ASSIGN_OR_RETURN(
+      store::Result r,
+      tx.Exec(
+          "WITH m AS (SELECT xid, data FROM pg_logical_slot_peek_binary_changes($1, NULL, "
+          "$2::int, 'proto_version', '1', 'publication_names', $3)), "
+          "own AS (SELECT DISTINCT xid FROM m WHERE get_byte(data, 0) = 79 AND "
+          "position(convert_to($4, 'UTF8') IN data) > 0), "
+          "c AS (SELECT xid FROM m WHERE get_byte(data, 0) IN (73, 85) AND xid NOT IN "
+          "(SELECT xid FROM own)) "
+          "SELECT (SELECT count(*) FROM c), (SELECT extract(epoch FROM clock_timestamp()) - "
+          "(min(('x' || encode(substring(data FROM 10 FOR 8), 'hex'))::bit(64)::bigint) / "
+          "1e6 + 946684800) FROM m WHERE get_byte(data, 0) = 66 AND xid IN (SELECT xid FROM c))",
+          {SlotName(site, filter.peer), std::to_string(max_messages), names,
+           OriginName(site, filter.peer)}));
+  Lag lag;
+  lag.changes = r.GetInt(0, 0);
+  if (!r.IsNull(0, 1)) lag.seconds = std::max(0.0, std::stod(r.GetString(0, 1)));
+  return lag;
+}
+
+absl::StatusOr<int64_t> DropLapsedSlots(store::Transaction& tx, const std::string& site,
+                                        int64_t retention_seconds,
+                                        const std::vector<std::string>& peers) {
+  std::vector<std::string> slots;
+  for (const auto& p : peers) slots.push_back(SlotName(site, p));
+  ASSIGN_OR_RETURN(
+      store::Result r,
+      tx.Exec(
+          "SELECT count(pg_drop_replication_slot(s.slot_name)) FROM pg_replication_slots s "
+          "LEFT JOIN repl_outbound o ON $1 || lower(o.peer) = s.slot_name "
+          "WHERE s.database = current_database() AND NOT s.active AND "
+          "starts_with(s.slot_name, $1) AND (NOT s.slot_name = ANY($2::text[]) OR "
+          "coalesce(o.updated_at, '-infinity') < now() - make_interval(secs => $3))",
+          {SlotName(site, ""), store::TextArrayLiteral(slots), std::to_string(retention_seconds)}));
+  return r.GetInt(0, 0);
+}
+
+WalReader::WalReader(const std::string& site, PeerFilter filter, const Catalog& catalog,
+                     TypeMap types)
     : filter_(std::move(filter)),
       catalog_(catalog),
       types_(std::move(types)),
-      skip_origin_(OriginName(filter_.peer)) {}
+      slot_(SlotName(site, filter_.peer)),
+      skip_origin_(OriginName(site, filter_.peer)) {}
 
 WalReader::~WalReader() = default;
 
 absl::StatusOr<std::unique_ptr<WalReader>> WalReader::Open(const std::string& conninfo,
+                                                           const std::string& site,
                                                            const PeerFilter& filter,
                                                            const Catalog& catalog, TypeMap types) {
-  std::unique_ptr<WalReader> r(new WalReader(filter, catalog, std::move(types)));
+  std::unique_ptr<WalReader> r(new WalReader(site, filter, catalog, std::move(types)));
   r->conninfo_ = conninfo;
   ASSIGN_OR_RETURN(r->stream_, store::WalStream::Open(conninfo));
   ASSIGN_OR_RETURN(r->conn_, store::Connection::Open(conninfo));
@@ -70,7 +130,7 @@ absl::StatusOr<std::unique_ptr<WalReader>> WalReader::Open(const std::string& co
 
 absl::Status WalReader::Reinitialize(
     const std::function<absl::Status(const std::string&)>& read_snapshot, WalPosition* end) {
-  const std::string slot = SlotName(filter_.peer);
+  const std::string& slot = slot_;
   // A slot in use by an earlier session of this link (not yet gone) cannot
   // be dropped: pg_drop_replication_slot waits for it.
   RETURN_IF_ERROR(conn_
@@ -82,8 +142,9 @@ absl::Status WalReader::Reinitialize(
   ASSIGN_OR_RETURN(store::CreatedSlot created, stream_->CreateSlot(slot, true));
   RETURN_IF_ERROR(read_snapshot(created.snapshot));
   // The snapshot holds every transaction committed before the consistent
-  // point; a commit starting exactly there comes again (harmless).
-  *end = WalPosition{static_cast<int64_t>(created.consistent_point) - 1, kWholeTransaction};
+  // point: the stream starts with a commit there (none of it seen yet), and
+  // the slot's confirmed position is that point.
+  *end = WalPosition{static_cast<int64_t>(created.consistent_point), 0};
   return absl::OkStatus();
 }
 
@@ -96,17 +157,18 @@ absl::Status WalReader::Start(const WalPosition& after) {
   // The server sends the transactions whose commit starts at or after the
   // start: a transaction cut short comes again whole (what was applied of
   // it is skipped by position), a finished one does not.
-  const int64_t from = after.index == kWholeTransaction ? after.commit + 1 : after.commit;
-  return stream_->Start(SlotName(filter_.peer), static_cast<store::Lsn>(std::max<int64_t>(from, 0)),
-                        publications);
+  const int64_t from = after.ResumeLsn();
+  return stream_->Start(slot_, static_cast<store::Lsn>(std::max<int64_t>(from, 0)), publications);
 }
 
 absl::Status WalReader::Confirm(const WalPosition& acked) {
-  // Restarting at a commit's position sends that transaction again: the
-  // reader skips what was applied.
+  // A transaction acknowledged in part comes again after a reconnection:
+  // the reader skips what was applied.
   if (acked.commit <= 0) return absl::OkStatus();
-  return stream_->Confirm(static_cast<store::Lsn>(acked.commit));
+  return stream_->Confirm(static_cast<store::Lsn>(acked.ResumeLsn()));
 }
+
+absl::Status WalReader::KeepAlive() { return stream_->KeepAlive(); }
 
 absl::StatusOr<std::optional<std::string>> WalReader::CurrentRow(const TableInfo& table,
                                                                  const store::WalEvent& e,

@@ -10,9 +10,9 @@
 //
 // Positions: a transaction is named by where its commit record starts (the
 // order of commits); (commit, n) is its n-th change and (commit,
-// kWholeTransaction) all of it. The slot's confirmed position is the commit
-// of the last acknowledged position: that transaction is sent again after a
-// reconnection and its already-applied changes skipped by position.
+// kWholeTransaction) all of it. The slot's confirmed position is the last
+// acknowledged position's ResumeLsn(): a transaction acknowledged in part is
+// sent again after a reconnection and its applied changes skipped.
 //
 // A WalReader is used by one thread at a time.
 
@@ -34,10 +34,12 @@
 
 namespace strata::replication {
 
-// "strata_p01": the slot this site streams to peer P01.
-std::string SlotName(const std::string& peer);
-// "strata_p01": the replication origin of changes applied from peer P01.
-std::string OriginName(const std::string& peer);
+// Slots and replication origins are the database cluster's, not one
+// database's: their names hold the site's code too.
+// "strata_cas_to_p01": the slot site CAS streams to peer P01.
+std::string SlotName(const std::string& site, const std::string& peer);
+// "strata_p01_from_cas": the replication origin of changes P01 applied from CAS.
+std::string OriginName(const std::string& site, const std::string& peer);
 // "strata_global": the publication of a scope's tables.
 std::string PublicationName(const std::string& scope);
 inline constexpr char kTombstonePublication[] = "strata_tombstones";
@@ -52,6 +54,10 @@ struct WalPosition {
     return a.commit == b.commit && a.index == b.index;
   }
   friend bool operator<=(const WalPosition& a, const WalPosition& b) { return !(b < a); }
+  // Where the slot's stream must start for the changes after this position:
+  // a transaction cut short comes again whole (what was applied of it is
+  // skipped by index), a finished one does not.
+  int64_t ResumeLsn() const { return index == kWholeTransaction ? commit + 1 : commit; }
 };
 
 struct WalBatch {
@@ -69,11 +75,35 @@ struct SlotState {
 };
 absl::StatusOr<SlotState> ReadSlot(store::Transaction& tx, const std::string& slot);
 
+// Why a peer that applied this site's changes up to `applied` (in log
+// epoch `peer_epoch`) must be re-initialized from a snapshot rather than
+// resume from its slot; nullptr when it can resume.
+const char* SnapshotReason(const SlotState& slot, const std::string& peer_epoch,
+                           const std::string& my_epoch, const WalPosition& applied);
+
+// What a peer's slot holds for it while no session streams it: changes
+// (inserts and updates of its scopes' tables and tombstones, counted up to
+// `max_messages` messages decoded), and the age of the oldest. Unavailable
+// while a session streams the slot (its own counts are the lag then).
+absl::StatusOr<Lag> PeekLag(store::Transaction& tx, const std::string& site,
+                            const PeerFilter& filter, int max_messages = 100000);
+
+// Drops the slots of `site` that no session uses whose peer is not in
+// `peers` (no longer in the hierarchy) or has acknowledged nothing for
+// `retention_seconds` (repl_outbound): their WAL is not kept forever, and
+// such a peer is re-initialized from a snapshot when it comes back.
+// Returns how many went.
+absl::StatusOr<int64_t> DropLapsedSlots(store::Transaction& tx, const std::string& site,
+                                        int64_t retention_seconds,
+                                        const std::vector<std::string>& peers);
+
 class WalReader {
  public:
-  // `filter.peer` names the slot and the origin to leave out; `filter.scopes`
-  // the publications. `conninfo` must allow replication connections.
+  // `site` is this site, `filter.peer` the peer: they name the slot and the
+  // origin to leave out; `filter.scopes` the publications. `conninfo` must
+  // allow replication connections.
   static absl::StatusOr<std::unique_ptr<WalReader>> Open(const std::string& conninfo,
+                                                         const std::string& site,
                                                          const PeerFilter& filter,
                                                          const Catalog& catalog, TypeMap types);
   ~WalReader();
@@ -96,11 +126,16 @@ class WalReader {
   absl::StatusOr<WalBatch> Read(int max_changes, int64_t max_bytes, absl::Duration wait);
 
   // The peer applied everything up to `acked`: the slot may let go of the
-  // WAL before that transaction.
+  // WAL before acked.ResumeLsn().
   absl::Status Confirm(const WalPosition& acked);
 
+  // Tells the server the reader is alive while it does not read (a sender
+  // waiting for acknowledgements), at most every few seconds: a walsender
+  // ends a stream that says nothing for wal_sender_timeout.
+  absl::Status KeepAlive();
+
  private:
-  WalReader(PeerFilter filter, const Catalog& catalog, TypeMap types);
+  WalReader(const std::string& site, PeerFilter filter, const Catalog& catalog, TypeMap types);
   // Appends the change an insert or update of `e` makes, if the peer takes it.
   absl::Status AddChange(const store::WalEvent& e, WalBatch& batch, int64_t* bytes);
   // The current row of `table` with `key`, if it still has the version
@@ -112,6 +147,7 @@ class WalReader {
   const PeerFilter filter_;
   const Catalog& catalog_;
   const TypeMap types_;
+  const std::string slot_;
   const std::string skip_origin_;
   std::string conninfo_;
   std::unique_ptr<store::WalStream> stream_;

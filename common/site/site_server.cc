@@ -7,6 +7,7 @@
 #include <mutex>  // std::call_once
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +25,7 @@
 #include "common/replication/change_log.h"
 #include "common/replication/link_session.h"
 #include "common/replication/migrations.h"
+#include "common/replication/wal_reader.h"
 #include "common/site/client_service.h"
 #include "common/site/content.h"
 #include "common/site/topology.h"
@@ -126,6 +128,15 @@ absl::Status ValidateSiteConfig(v1::SiteType type, const v1::SiteServerConfig& c
 }
 
 absl::Status PrepareDatabase(store::Connection& conn, const std::string& site_code) {
+  // Replication reads this site's changes from the WAL (logical decoding).
+  ASSIGN_OR_RETURN(store::Result level, conn.Exec("SHOW wal_level"));
+  if (level.GetString(0, 0) != "logical") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the site database's server runs with wal_level = ", level.GetString(0, 0),
+                     "; site servers read their changes from the WAL: set wal_level = logical (and "
+                     "max_replication_slots, max_wal_senders of at least the site's links + 2) in "
+                     "postgresql.conf and restart PostgreSQL"));
+  }
   RETURN_IF_ERROR(replication::ApplyReplicationMigrations(conn));
   RETURN_IF_ERROR(store::ApplyMigrations(conn, "site", kSiteMigrations, kSiteMigrationsCount));
   ASSIGN_OR_RETURN(store::Result r,
@@ -199,6 +210,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
              {"parent", config_.parent_address().empty() ? "-" : config_.parent_address()},
              {"version", kVersion}});
     threads_.emplace_back([this] { ListenLoop(); });
+    threads_.emplace_back([this] { WalWakeLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
     content_->Start();
     for (const SiteJob& job : profile_.jobs) {
@@ -407,6 +419,37 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     }
   }
 
+  // Turns every commit to a replicated table (local writes and applied
+  // changes alike) into a wake-up of the client service: the WAL, read from
+  // a temporary slot that goes with its connection.
+  void WalWakeLoop() {
+    const std::string slot =
+        absl::AsciiStrToLower(absl::StrCat("strata_", config_.site_code(), "_wake"));
+    while (!stopping()) {
+      absl::Status s = [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(auto stream, store::WalStream::Open(config_.database()));
+        ASSIGN_OR_RETURN(store::CreatedSlot created, stream->CreateSlot(slot, false, true));
+        std::vector<std::string> publications = {replication::kTombstonePublication};
+        for (const char* scope : {replication::kScopeGlobal, replication::kScopeGlobalProxy,
+                                  replication::kScopeSite, replication::kScopeSiteProxy}) {
+          publications.push_back(replication::PublicationName(scope));
+        }
+        RETURN_IF_ERROR(stream->Start(slot, created.consistent_point, publications));
+        notifier_.Notify();  // whatever happened before, look again
+        while (!stopping()) {
+          ASSIGN_OR_RETURN(std::optional<store::WalMessage> m,
+                           stream->Next(absl::Milliseconds(500)));
+          if (!m || m->data.empty() || m->data[0] != 'C') continue;  // commits only
+          notifier_.Notify();
+          RETURN_IF_ERROR(stream->Confirm(m->start));  // nothing to keep
+        }
+        return absl::OkStatus();
+      }();
+      if (!s.ok() && !stopping()) LogWarning("site.wal_wake_failed", {{"error", s}});
+      SleepUnlessStopping(std::chrono::seconds(1));
+    }
+  }
+
   void PruneLoop() {
     const auto period =
         std::chrono::seconds(std::clamp<int64_t>(ctx_.settings.retention_seconds() / 4, 1, 60));
@@ -422,7 +465,12 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         std::string parent = ParentCode();
         if (!parent.empty()) codes.push_back(parent);
         pruned = replication::PruneLog(tx, ctx_.settings.retention_seconds(), codes);
-        return pruned.status();
+        RETURN_IF_ERROR(pruned.status());
+        ASSIGN_OR_RETURN(int64_t dropped,
+                         replication::DropLapsedSlots(tx, config_.site_code(),
+                                                      ctx_.settings.retention_seconds(), codes));
+        if (dropped > 0) LogInfo("site.slots_dropped", {{"slots", dropped}});
+        return absl::OkStatus();
       });
       if (!s.ok()) LogWarning("site.prune_failed", {{"error", s}});
     }
@@ -551,15 +599,27 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         l->set_changes_applied(c.changes_applied);
         l->set_snapshots_sent(c.snapshots_sent);
         l->set_snapshots_applied(c.snapshots_applied);
-        Position from =
-            c.acked_known ? c.acked : (acked.count(peer) ? acked[peer] : Position{0, 0});
         replication::PeerFilter filter;
         filter.peer = peer;
         filter.scopes = replication::ScopesFor(c.peer_is_parent, c.peer_type);
-        if (!(c.peer_is_parent && peer == "parent")) {  // a parent not yet reached: no code
-          ASSIGN_OR_RETURN(replication::Lag lag, replication::ComputeLag(tx, from, filter));
-          l->set_lag_changes(lag.changes);
-          l->set_lag_seconds(lag.seconds);
+        if (c.connected) {
+          // What the session sent and the peer has not acknowledged.
+          l->set_lag_changes(c.unacked_changes);
+          if (c.oldest_unacked_unix_ms > 0) {
+            l->set_lag_seconds(std::max<int64_t>(0, now - c.oldest_unacked_unix_ms) / 1000.0);
+          }
+        } else if (!(c.peer_is_parent && peer == "parent")) {  // a parent not yet reached: no code
+          // What the peer's slot holds for it (none yet: it will get a snapshot).
+          ASSIGN_OR_RETURN(
+              replication::SlotState slot,
+              replication::ReadSlot(tx, replication::SlotName(config_.site_code(), peer)));
+          if (slot.exists && !slot.lost) {
+            auto lag = replication::PeekLag(tx, config_.site_code(), filter);
+            if (lag.ok()) {
+              l->set_lag_changes(lag->changes);
+              l->set_lag_seconds(lag->seconds);
+            }
+          }
         }
         v1::LinkState state;
         if (c.connected) {

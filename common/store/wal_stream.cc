@@ -17,8 +17,9 @@ namespace {
 
 // PostgreSQL's timestamps count microseconds from 2000-01-01.
 constexpr int64_t kPostgresEpochUnixUs = 946684800LL * 1000000;
-// How often the stream reports its position when nothing else asks.
-constexpr absl::Duration kStatusEvery = absl::Seconds(10);
+// How often the stream reports its position when nothing else asks (well
+// within wal_sender_timeout, 60 s by default).
+constexpr absl::Duration kStatusEvery = absl::Seconds(5);
 
 int64_t NowPostgresUs() { return absl::ToUnixMicros(absl::Now()) - kPostgresEpochUnixUs; }
 
@@ -170,13 +171,14 @@ absl::StatusOr<std::unique_ptr<WalStream>> WalStream::Open(const std::string& co
   return std::unique_ptr<WalStream>(new WalStream(std::move(impl)));
 }
 
-absl::StatusOr<CreatedSlot> WalStream::CreateSlot(const std::string& slot, bool export_snapshot) {
+absl::StatusOr<CreatedSlot> WalStream::CreateSlot(const std::string& slot, bool export_snapshot,
+                                                  bool temporary) {
   ASSIGN_OR_RETURN(
       PGresult * res,
-      impl_->Command(
-          absl::StrCat("CREATE_REPLICATION_SLOT ", QuoteIdent(slot), " LOGICAL pgoutput ",
-                       export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT"),
-          PGRES_TUPLES_OK));
+      impl_->Command(absl::StrCat("CREATE_REPLICATION_SLOT ", QuoteIdent(slot),
+                                  temporary ? " TEMPORARY" : "", " LOGICAL pgoutput ",
+                                  export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT"),
+                     PGRES_TUPLES_OK));
   CreatedSlot out;
   absl::StatusOr<Lsn> point = ParseLsn(PQgetvalue(res, 0, 1));
   if (!PQgetisnull(res, 0, 2)) out.snapshot = PQgetvalue(res, 0, 2);
@@ -220,6 +222,12 @@ absl::Status WalStream::Confirm(Lsn flushed) {
   if (!impl_->streaming) return absl::FailedPreconditionError("the stream has not started");
   if (flushed <= confirmed_) return absl::OkStatus();
   confirmed_ = flushed;
+  return SendStatus(false);
+}
+
+absl::Status WalStream::KeepAlive() {
+  if (!impl_->streaming) return absl::FailedPreconditionError("the stream has not started");
+  if (absl::Now() - last_status_ < kStatusEvery) return absl::OkStatus();
   return SendStatus(false);
 }
 

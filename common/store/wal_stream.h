@@ -53,8 +53,10 @@ class WalStream {
   // the snapshot of its consistent point can be imported by another
   // connection (SET TRANSACTION SNAPSHOT) until the next command on this
   // one: reading it and then streaming from the consistent point misses
-  // nothing and repeats nothing. AlreadyExists if the slot exists.
-  absl::StatusOr<CreatedSlot> CreateSlot(const std::string& slot, bool export_snapshot);
+  // nothing and repeats nothing. A `temporary` slot goes with the
+  // connection. AlreadyExists if the slot exists.
+  absl::StatusOr<CreatedSlot> CreateSlot(const std::string& slot, bool export_snapshot,
+                                         bool temporary = false);
 
   // Starts streaming `slot` from `from` (0: where the slot was confirmed)
   // with the changes of `publications`. The connection is then in streaming
@@ -69,6 +71,10 @@ class WalStream {
   // Tells the server everything up to `flushed` is durably applied: the
   // slot's confirmed position moves there and WAL before it may go.
   absl::Status Confirm(Lsn flushed);
+
+  // Reports the confirmed position again if nothing was said for a few
+  // seconds (a walsender ends a silent stream after wal_sender_timeout).
+  absl::Status KeepAlive();
 
   // The server's WAL end from its last message (0 before any).
   Lsn server_wal_end() const { return server_wal_end_; }

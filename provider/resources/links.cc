@@ -8,6 +8,7 @@
 #include "common/base/config.h"
 #include "common/base/status.h"
 #include "common/replication/change_log.h"
+#include "common/replication/wal_reader.h"
 #include "provider/input.h"
 #include "provider/resource.h"
 #include "strata/v1/admin/links.grpc.pb.h"
@@ -104,19 +105,28 @@ class LinkServiceImpl final : public v1::LinkService::Service {
       } else {
         add("ok", absl::StrCat("last applied from ", req->peer(), " ", in.GetInt(0, 0), " s ago"));
       }
-      // As the link itself decides (NeedsSnapshot): can the peer resume from
-      // what is left of this site's log?
+      // As the link itself decides (SnapshotReason): can the peer resume
+      // from its slot?
       ASSIGN_OR_RETURN(
           Result acked,
           tx.Exec("SELECT xid, log_id FROM repl_outbound WHERE peer = $1", {req->peer()}));
+      ASSIGN_OR_RETURN(replication::SlotState slot,
+                       replication::ReadSlot(tx, replication::SlotName(site_, req->peer())));
       if (!acked.empty()) {
         ASSIGN_OR_RETURN(replication::LogHead head, replication::ReadLogHead(tx));
-        replication::Position position{acked.GetInt(0, 0), acked.GetInt(0, 1)};
-        if (replication::NeedsSnapshot(head, head.epoch, position)) {
+        const char* reason = replication::SnapshotReason(
+            slot, head.epoch, head.epoch,
+            replication::WalPosition{acked.GetInt(0, 0), acked.GetInt(0, 1)});
+        if (reason != nullptr) {
           add("warning", absl::StrCat(req->peer(),
-                                      " is behind this site's retained change log: it is "
-                                      "re-initialized from a snapshot when it reconnects"));
+                                      " is re-initialized from a snapshot when it "
+                                      "reconnects (",
+                                      reason, ")"));
         }
+      }
+      if (slot.exists) {
+        add("ok", absl::StrCat("this site keeps ", slot.wal_bytes / 1024, " KiB of WAL that ",
+                               req->peer(), " has not acknowledged"));
       }
       if (out->findings_size() > 0 && link->state() == v1::LINK_STATE_ACTIVE && degraded.empty()) {
         add("ok", "active: connected, changes flowing");

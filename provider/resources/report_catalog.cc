@@ -143,14 +143,16 @@ const std::vector<ReportSpec>& BuiltinReports() {
              scopes, " GROUP BY d.name, d.application, d.collection ORDER BY d.name");
        }},
       {"replication-health",
-       "This site's replication with each peer, from its database: changes not yet "
-       "acknowledged, and when each side last moved",
+       "This site's replication with each peer, from its database: WAL kept for the peer "
+       "and not yet acknowledged, and when each side last moved",
        {},
        "link.read",
        [](const ReportCaller&, const auto&, store::Params&) {
          return absl::StrCat(
-             "SELECT coalesce(o.peer, i.peer) AS peer, (SELECT count(*) FROM repl_log l WHERE "
-             "l.id > o.log_id) AS unacknowledged_changes, ",
+             "SELECT coalesce(o.peer, i.peer) AS peer, (SELECT (pg_current_wal_lsn() - "
+             "s.confirmed_flush_lsn)::bigint FROM pg_replication_slots s, repl_identity r WHERE "
+             "s.database = current_database() AND s.slot_name = lower('strata_' || r.site_code "
+             "|| '_to_' || coalesce(o.peer, i.peer))) AS unacknowledged_wal_bytes, ",
              Ts("o.updated_at"), " AS peer_acknowledged_at, ", Ts("i.updated_at"),
              " AS applied_from_peer_at FROM repl_outbound o FULL JOIN repl_inbound i ON i.peer "
              "= o.peer ORDER BY 1");

@@ -1,6 +1,6 @@
-// Replication routing (routing.h): which peers take which scopes, and which
-// applied changes a site must log for its other peers. One check per cell
-// of the table in routing.h.
+// Replication routing (routing.h): which peers take which scopes, and what
+// a site accepts from each. (What a site forwards follows from the same
+// scopes and the changes' replication origins: capture_test.cc.)
 
 #include <catch2/catch.hpp>
 
@@ -15,7 +15,6 @@ using v1::SITE_TYPE_SECONDARY;
 
 const SitePlace kCas{SITE_TYPE_CAS, false};
 const SitePlace kPrimary{SITE_TYPE_PRIMARY, true};
-const SitePlace kStandalonePrimary{SITE_TYPE_PRIMARY, false};
 const SitePlace kSecondary{SITE_TYPE_SECONDARY, true};
 
 constexpr bool kFromParent = true;
@@ -41,50 +40,6 @@ TEST_CASE("a site accepts from its parent what the parent sends it, from a child
   CHECK(ScopesFrom(kPrimary, kFromParent) == Scopes{"global", "global_proxy"});
   CHECK(ScopesFrom(kPrimary, kFromChild) == Scopes{"global", "global_proxy", "site", "site_proxy"});
   CHECK(ScopesFrom(kSecondary, kFromParent) == Scopes{"global_proxy", "site_proxy"});
-}
-
-TEST_CASE("the CAS logs global data from one primary for the others, never site data") {
-  CHECK(MustLog(kCas, kFromChild, "global"));
-  CHECK(MustLog(kCas, kFromChild, "global_proxy"));
-  CHECK_FALSE(MustLog(kCas, kFromChild, "site"));
-  CHECK_FALSE(MustLog(kCas, kFromChild, "site_proxy"));
-  CHECK(LoggedScopes(kCas, kFromChild) == Scopes{"global", "global_proxy"});
-}
-
-TEST_CASE("a primary logs from its CAS only what its secondaries take") {
-  CHECK_FALSE(MustLog(kPrimary, kFromParent, "global"));
-  CHECK(MustLog(kPrimary, kFromParent, "global_proxy"));
-  // The CAS sends neither site scope down; had it, only site_proxy would go on.
-  CHECK_FALSE(MustLog(kPrimary, kFromParent, "site"));
-  CHECK(MustLog(kPrimary, kFromParent, "site_proxy"));
-  CHECK(LoggedScopes(kPrimary, kFromParent) == Scopes{"global_proxy"});
-}
-
-TEST_CASE(
-    "a primary under a CAS logs everything a secondary sends: for the CAS and the other "
-    "secondaries") {
-  CHECK(MustLog(kPrimary, kFromChild, "global"));
-  CHECK(MustLog(kPrimary, kFromChild, "global_proxy"));
-  CHECK(MustLog(kPrimary, kFromChild, "site"));
-  CHECK(MustLog(kPrimary, kFromChild, "site_proxy"));
-  CHECK(LoggedScopes(kPrimary, kFromChild) ==
-        Scopes{"global", "global_proxy", "site", "site_proxy"});
-}
-
-TEST_CASE("a standalone primary logs from a secondary only what its other secondaries take") {
-  CHECK_FALSE(MustLog(kStandalonePrimary, kFromChild, "global"));
-  CHECK(MustLog(kStandalonePrimary, kFromChild, "global_proxy"));
-  CHECK_FALSE(MustLog(kStandalonePrimary, kFromChild, "site"));
-  CHECK(MustLog(kStandalonePrimary, kFromChild, "site_proxy"));
-  CHECK(LoggedScopes(kStandalonePrimary, kFromChild) == Scopes{"global_proxy", "site_proxy"});
-}
-
-TEST_CASE("a secondary logs nothing it applies: it has no other peer") {
-  for (const char* scope : {"global", "global_proxy", "site", "site_proxy"}) {
-    INFO(scope);
-    CHECK_FALSE(MustLog(kSecondary, kFromParent, scope));
-  }
-  CHECK(LoggedScopes(kSecondary, kFromParent).empty());
 }
 
 }  // namespace strata::replication

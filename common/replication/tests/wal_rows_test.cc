@@ -14,7 +14,6 @@ using strata::testing::TestDatabase;
 
 TEST_CASE("rows and keys read from the WAL are spelled as to_json and the change log spell them") {
   TestDatabase db("walrows");
-  strata::testing::SlotsDropper slots{db};
   db.Exec("CREATE DOMAIN small_count AS int CHECK (VALUE >= 0)");
   db.Exec(
       "CREATE TABLE t (id uuid, n bigint, at timestamptz, name text, flag boolean, "

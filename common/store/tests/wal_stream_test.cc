@@ -31,7 +31,6 @@ TEST_CASE("WAL positions read and print as PostgreSQL spells them") {
 
 TEST_CASE("a slot streams committed changes in commit order, with their origin and keys") {
   TestDatabase db("wal");
-  strata::testing::SlotsDropper slots{db};
   db.Exec("CREATE TABLE t (id int PRIMARY KEY, name text, note text)");
   db.Exec("CREATE PUBLICATION pub FOR TABLE t");
   auto stream = WalStream::Open(db.conninfo());
@@ -114,7 +113,6 @@ TEST_CASE("a slot streams committed changes in commit order, with their origin a
 
 TEST_CASE("a confirmed position is where the slot resumes") {
   TestDatabase db("wal");
-  strata::testing::SlotsDropper slots{db};
   db.Exec("CREATE TABLE t (id int PRIMARY KEY)");
   db.Exec("CREATE PUBLICATION pub FOR TABLE t");
   Lsn after_first = 0;
@@ -156,7 +154,6 @@ TEST_CASE("a confirmed position is where the slot resumes") {
 
 TEST_CASE("an exported snapshot and the stream after it together hold every change once") {
   TestDatabase db("wal");
-  strata::testing::SlotsDropper slots{db};
   db.Exec("CREATE TABLE t (id int PRIMARY KEY)");
   db.Exec("CREATE PUBLICATION pub FOR TABLE t");
   db.Exec("INSERT INTO t SELECT generate_series(1, 5)");
@@ -194,7 +191,6 @@ TEST_CASE("an exported snapshot and the stream after it together hold every chan
 
 TEST_CASE("an update leaving a large value alone marks it unchanged, not empty") {
   TestDatabase db("wal");
-  strata::testing::SlotsDropper slots{db};
   db.Exec("CREATE TABLE t (id int PRIMARY KEY, big text, n int)");
   db.Exec("ALTER TABLE t ALTER COLUMN big SET STORAGE EXTERNAL");  // stored out of line
   db.Exec("CREATE PUBLICATION pub FOR TABLE t");
