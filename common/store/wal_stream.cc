@@ -288,6 +288,15 @@ absl::StatusOr<std::optional<WalMessage>> WalStream::Next(absl::Duration timeout
   while (true) {
     ASSIGN_OR_RETURN(std::optional<WalMessage> m, Poll());
     if (m.has_value()) return m;
+    // What the socket already holds, without waiting: a reader draining a
+    // backlog gets whole batches, not what one read happened to bring.
+    if (PQconsumeInput(impl_->conn) == 0) {
+      impl_->streaming = false;
+      return absl::UnavailableError(
+          absl::StrCat("replication connection lost: ", ConnError(impl_->conn)));
+    }
+    ASSIGN_OR_RETURN(m, Poll());
+    if (m.has_value()) return m;
     if (absl::Now() - last_status_ >= kStatusEvery) RETURN_IF_ERROR(SendStatus(false));
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return std::nullopt;
