@@ -206,6 +206,11 @@ absl::Status LinkSession::Run() {
   Stop(!reader_done);
   reader.join();
   applier.join();
+  // The receiving connection holds the peer's replication origin, the
+  // reader the peer's slot: let go of both now, so that a session replacing
+  // this one can take them at once.
+  reader_.reset();
+  recv_conn_.reset();
   absl::Status result;
   {
     absl::MutexLock lock(&mu_);
