@@ -2,8 +2,10 @@
 
 // One replication link between two site servers, run over one bidirectional
 // gRPC stream. The same session runs on both ends (child dials, parent
-// accepts): each side sends its log to the other from the peer's watermark
-// and applies what it receives, acknowledging each batch once it committed.
+// accepts): each side sends its changes to the other from the peer's
+// watermark, read from the peer's logical slot (wal_reader.h), and applies
+// what it receives on a connection carrying the peer's replication origin,
+// acknowledging each batch once it committed.
 //
 // Threading: Run() is called on one thread (the gRPC handler or the child's
 // link thread), which sends. It starts a reader thread (reads the stream,
@@ -35,8 +37,9 @@
 
 namespace strata::replication {
 
-// Wakes every listening session when this site's log grows (fed by LISTEN
-// strata_repl and by local applies). Thread-safe.
+// Wakes whoever subscribed (the client service) when this site's replicated
+// data changed: fed by the site's WAL wake loop, LISTEN strata_repl and
+// local applies. Thread-safe.
 class ChangeNotifier {
  public:
   using Callback = std::function<void()>;
