@@ -293,6 +293,10 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
 
 absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   Position position = FromWatermark(peer_hello.applied());
+  // In contact: the prune loop keeps this peer's slot (DropLapsedSlots).
+  RETURN_IF_ERROR(
+      send_conn_->Exec("UPDATE repl_outbound SET updated_at = now() WHERE peer = $1", {peer_.code})
+          .status());
   ASSIGN_OR_RETURN(reader_,
                    WalReader::Open(site_.conninfo, site_.site_code, Filter(), *catalog_, types_));
   {

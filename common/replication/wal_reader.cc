@@ -102,7 +102,7 @@ absl::StatusOr<int64_t> DropLapsedSlots(store::Transaction& tx, const std::strin
           "LEFT JOIN repl_outbound o ON $1 || lower(o.peer) = s.slot_name "
           "WHERE s.database = current_database() AND NOT s.active AND "
           "starts_with(s.slot_name, $1) AND (NOT s.slot_name = ANY($2::text[]) OR "
-          "coalesce(o.updated_at, '-infinity') < now() - make_interval(secs => $3))",
+          "o.updated_at < now() - make_interval(secs => $3))",
           {SlotName(site, ""), store::TextArrayLiteral(slots), std::to_string(retention_seconds)}));
   return r.GetInt(0, 0);
 }

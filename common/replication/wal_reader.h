@@ -89,9 +89,12 @@ absl::StatusOr<Lag> PeekLag(store::Transaction& tx, const std::string& site,
                             const PeerFilter& filter, int max_messages = 100000);
 
 // Drops the slots of `site` that no session uses whose peer is not in
-// `peers` (no longer in the hierarchy) or has acknowledged nothing for
-// `retention_seconds` (repl_outbound): their WAL is not kept forever, and
-// such a peer is re-initialized from a snapshot when it comes back.
+// `peers` (no longer in the hierarchy) or has not been in contact for
+// `retention_seconds` (repl_outbound.updated_at: its acknowledgements, and
+// the start of each session, so a slot being filled by a long snapshot is
+// not taken away): their WAL is not kept forever, and such a peer is
+// re-initialized from a snapshot when it comes back. A peer that never
+// acknowledged anything keeps its slot (bounded by max_slot_wal_keep_size).
 // Returns how many went.
 absl::StatusOr<int64_t> DropLapsedSlots(store::Transaction& tx, const std::string& site,
                                         int64_t retention_seconds,
