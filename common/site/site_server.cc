@@ -570,7 +570,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     return conn->Transact([&](store::Transaction& tx) -> absl::Status {
       ASSIGN_OR_RETURN(replication::LogHead head, replication::ReadLogHead(tx));
       out->set_log_epoch(head.epoch);
-      out->set_log_last_id(head.last_id);
+      ASSIGN_OR_RETURN(store::Result wal,
+                       tx.Exec("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"));
+      out->set_log_last_id(wal.GetInt(0, 0));
       // Every registered child is listed, connected or not.
       ASSIGN_OR_RETURN(store::Result children,
                        tx.Exec("SELECT code, type FROM sites WHERE parent = $1 ORDER BY code",
@@ -682,10 +684,10 @@ absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1:
 }
 
 std::string FormatStatus(const v1::SiteStatus& s) {
-  std::string out = absl::StrFormat("site %s (%s)  parent %s  version %s  log rows up to %d\n",
-                                    s.site_code(), SiteTypeLongName(s.site_type()),
-                                    s.parent_site_code().empty() ? "-" : s.parent_site_code(),
-                                    s.version(), s.log_last_id());
+  std::string out = absl::StrFormat(
+      "site %s (%s)  parent %s  version %s  WAL at %s\n", s.site_code(),
+      SiteTypeLongName(s.site_type()), s.parent_site_code().empty() ? "-" : s.parent_site_code(),
+      s.version(), store::LsnToString(static_cast<store::Lsn>(s.log_last_id())));
   out += absl::StrFormat("%-6s %-7s %-9s %-9s %11s %9s %12s  %s\n", "PEER", "ROLE", "STATE",
                          "CONNECTED", "LAG_CHANGES", "LAG_S", "LAST_CONTACT", "LAST_ERROR");
   const int64_t now = WallClockMs();
