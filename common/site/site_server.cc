@@ -583,12 +583,6 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
         c.peer_type = SiteTypeFromName(children.Get(i, 1));
         c.peer_is_parent = false;
       }
-      ASSIGN_OR_RETURN(store::Result outbound,
-                       tx.Exec("SELECT peer, xid, log_id FROM repl_outbound"));
-      std::map<std::string, Position> acked;
-      for (size_t i = 0; i < outbound.size(); ++i) {
-        acked[outbound.GetString(i, 0)] = Position{outbound.GetInt(i, 1), outbound.GetInt(i, 2)};
-      }
       const int64_t now = WallClockMs();
       for (auto& [peer, c] : by_peer) {
         v1::LinkStatus* l = out->add_links();
@@ -616,11 +610,17 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
               replication::SlotState slot,
               replication::ReadSlot(tx, replication::SlotName(config_.site_code(), peer)));
           if (slot.exists && !slot.lost) {
+            // A session may take the slot meanwhile (the peek then fails):
+            // the rest of the status must not go with it.
+            RETURN_IF_ERROR(tx.Exec("SAVEPOINT peek").status());
             auto lag = replication::PeekLag(tx, config_.site_code(), filter);
             if (lag.ok()) {
               l->set_lag_changes(lag->changes);
               l->set_lag_seconds(lag->seconds);
             }
+            RETURN_IF_ERROR(
+                tx.Exec(lag.ok() ? "RELEASE SAVEPOINT peek" : "ROLLBACK TO SAVEPOINT peek")
+                    .status());
           }
         }
         v1::LinkState state;
