@@ -1,6 +1,9 @@
 # Sourced by deploy/quickstart.sh and bench scripts: run site servers of a
 # local hierarchy as background processes, each with its own database.
 # Needs deploy/pg.sh's server started (STRATA_PG, PGHOST, PGPORT) and:
+# (a site's database lives on the server PGHOST/PGPORT name when the site
+# first starts; it is remembered in $STRATA_RUN/<code>.pg, so sites may each
+# have a server of their own, as real sites do)
 #   STRATA_BUILD  build directory with the binaries
 #   STRATA_RUN    run directory (configs, sockets, logs); short path
 #   STRATA_PKI    PKI directory made by deploy/pki.sh
@@ -9,7 +12,9 @@
 site_start() {
   local code=$1 type=$2 parent=${3:-} lower
   lower=$(echo "$code" | tr 'A-Z' 'a-z')
-  local db="strata_$lower"
+  local db="strata_$lower" PGHOST=$PGHOST PGPORT=$PGPORT
+  [ -f "$STRATA_RUN/$lower.pg" ] && read -r PGHOST PGPORT < "$STRATA_RUN/$lower.pg"
+  echo "$PGHOST $PGPORT" > "$STRATA_RUN/$lower.pg"
   psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
     psql -X -q -d postgres -c "CREATE DATABASE $db" >/dev/null
   local conf="$STRATA_RUN/$lower.conf"
@@ -124,8 +129,9 @@ dp_address() { tr -d '\n' < "$STRATA_RUN/$(echo "$1" | tr 'A-Z.' 'a-z-').addr"; 
 # provider-CODE.pem in the PKI. BOOTSTRAP_ADMIN (a certificate CN) becomes a
 # Full Administrator if the hierarchy has none yet.
 provider_start() {
-  local code=$1 admin=${2:-} lower
+  local code=$1 admin=${2:-} lower PGHOST=$PGHOST PGPORT=$PGPORT
   lower=$(echo "$code" | tr 'A-Z' 'a-z')
+  [ -f "$STRATA_RUN/$lower.pg" ] && read -r PGHOST PGPORT < "$STRATA_RUN/$lower.pg"
   rm -f "$STRATA_RUN/$lower-provider.addr"
   "$STRATA_BUILD/provider/strata-provider" --database "host=$PGHOST port=$PGPORT user=postgres dbname=strata_$lower" \
     --listen "unix:$STRATA_RUN/$lower-provider.sock" --address_file "$STRATA_RUN/$lower-provider.addr" \
@@ -160,8 +166,9 @@ site_status() {
 
 # site_sql CODE SQL   -> runs SQL on the site's database, unaligned output
 site_sql() {
-  local lower
+  local lower PGHOST=$PGHOST PGPORT=$PGPORT
   lower=$(echo "$1" | tr 'A-Z' 'a-z')
+  [ -f "$STRATA_RUN/$lower.pg" ] && read -r PGHOST PGPORT < "$STRATA_RUN/$lower.pg"
   psql -X -q -d "strata_$lower" -tAc "$2"
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Replication benchmark (issue 2): CAS -> P01 -> S01 on a throwaway
-# PostgreSQL with durable commits (fsync, synchronous_commit on).
+# Replication benchmark (issue 2): CAS -> P01 -> S01, each site on a
+# throwaway PostgreSQL server of its own (as real sites, and as the native
+# baseline's three clusters) with durable commits (fsync, synchronous_commit
+# on).
 #  1. Latency: global changes written at the CAS at a steady rate (pgbench,
 #     one change per transaction) for DURATION seconds; each change's arrival
 #     at the secondary (two hops) is recorded there by a trigger.
@@ -10,7 +12,7 @@
 #     the process start (catchup_with_restart_per_s, also printed).
 #     Also (1b) RATE transactions/s of 10 changes each (10,000 changes/s).
 #  3. Baseline: PostgreSQL's own COPY of the same rows into a plain table of
-#     the same shape on the same server.
+#     the same shape on S01's server.
 #  4. Baseline: PostgreSQL's native logical replication on three more
 #     throwaway clusters A -> B -> C (durable, subscriptions with
 #     synchronous_commit = on, the same table, load and arrival trigger):
@@ -42,17 +44,18 @@ mkdir -p "$STRATA_RUN"
 cleanup() {
   for s in S01 P01 CAS; do site_stop $s; done
   for n in c b a; do pg_stop "$work/native-$n"; done
-  pg_stop "$work/pg"
+  for s in s01 p01 cas; do pg_stop "$work/pg-$s"; done
   [ -n "${KEEP_LOGS:-}" ] && cp "$STRATA_RUN"/*.log "$KEEP_LOGS"/ 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
-pg_start "$work/pg" durable
-echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
 deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/S01 >/dev/null
-
+pg_start "$work/pg-cas" durable
+echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
 site_start CAS cas
+pg_start "$work/pg-p01" durable
 site_start P01 primary CAS
+pg_start "$work/pg-s01" durable  # the COPY baseline runs on this one too
 site_start S01 secondary P01
 linked() { site_status S01 secondary | grep -Eq '^P01 +parent +active +yes'; }
 wait_until 60 linked || { echo "S01 never linked" >&2; exit 1; }
@@ -86,7 +89,9 @@ arrival_percentiles() {  # RUN PREFIX
 }
 s01_sql() { site_sql S01 "$1"; }
 strata_latency() {  # PREFIX ROWS -> p50 p99 max on stdout; progress on stderr
-  write_load "$1" "$2" strata_cas >&2
+  local cas_pg
+  read -r cas_pg <<<"$(cat "$STRATA_RUN/cas.pg")"
+  write_load "$1" "$2" "host=${cas_pg% *} port=${cas_pg#* } user=postgres dbname=strata_cas" >&2
   local written
   written=$(site_sql CAS "SELECT count(*) FROM global_settings WHERE name LIKE '$1-%'")
   arrived_all() { [ "$(site_sql S01 "SELECT count(*) FROM bench_arrival WHERE name LIKE '$1-%'")" = "$2" ]; }
