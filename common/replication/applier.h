@@ -62,7 +62,8 @@ struct ApplyStats {
   int64_t applied = 0;
 };
 
-// Marks the transaction as an apply: capture triggers step aside.
+// Marks the transaction as an apply: the stamping and tombstone triggers
+// step aside (a link's receiving connection sets the same for its session).
 absl::Status BeginApply(store::Transaction& tx);
 
 // A batch made ready for the database without it: every change's shape
@@ -118,6 +119,11 @@ struct Inbound {
 };
 absl::StatusOr<std::optional<Inbound>> LockInbound(store::Transaction& tx, const std::string& peer);
 absl::Status StoreInbound(store::Transaction& tx, const std::string& peer, const Inbound& inbound);
+// Moves `peer`'s watermark forward to `inbound` (same epoch, later position)
+// and locks it; false (nothing changed) when there is no watermark, its
+// epoch differs, or it is at or past `inbound` already.
+absl::StatusOr<bool> AdvanceInbound(store::Transaction& tx, const std::string& peer,
+                                    const Inbound& inbound);
 
 // The stamps a row carries: its top-level "_hlc" and "_origin".
 struct RowStamps {

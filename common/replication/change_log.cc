@@ -106,10 +106,10 @@ absl::StatusOr<int64_t> PruneLog(store::Transaction& tx, int64_t retention_secon
 
 absl::StatusOr<std::vector<std::string>> Subtree(store::Transaction& tx, const std::string& code) {
   ASSIGN_OR_RETURN(store::Result r,
-                   tx.Exec("WITH RECURSIVE t(code) AS (SELECT $1::text UNION "
-                           "SELECT s.code FROM sites s JOIN t ON s.parent = t.code) "
-                           "SELECT code FROM t",
-                           {code}));
+                   tx.ExecCached("WITH RECURSIVE t(code) AS (SELECT $1::text UNION "
+                                 "SELECT s.code FROM sites s JOIN t ON s.parent = t.code) "
+                                 "SELECT code FROM t",
+                                 {code}));
   std::vector<std::string> out;
   for (size_t i = 0; i < r.size(); ++i) out.push_back(r.GetString(i, 0));
   return out;

@@ -157,8 +157,15 @@ absl::Status LinkSession::Handshake(v1::LinkHello* peer_hello) {
                              "1 FROM pg_replication_origin WHERE roname = $1)",
                              {origin})
                       .status());
-  RETURN_IF_ERROR(
-      recv_conn_->Exec("SELECT pg_replication_origin_session_setup($1)", {origin}).status());
+  // Everything it writes is an apply (BeginApply, for the whole session).
+  RETURN_IF_ERROR(recv_conn_
+                      ->Exec("SELECT pg_replication_origin_session_setup($1), "
+                             "set_config('strata.applying', 'on', false)",
+                             {origin})
+                      .status());
+  // Acknowledgements are recorded for the status views only (the slot holds
+  // the peer's real position): no flush to wait for.
+  RETURN_IF_ERROR(ack_conn_->Exec("SET synchronous_commit = off").status());
   if (!stream_.Write(hello)) return absl::UnavailableError("link closed before the hello was sent");
   v1::LinkMessage reply;
   if (!stream_.Read(&reply)) return absl::UnavailableError("link closed before the peer's hello");
@@ -206,6 +213,12 @@ absl::Status LinkSession::Run() {
   Stop(!reader_done);
   reader.join();
   applier.join();
+  // The last contact (and acknowledgement): the peer's slot is kept for
+  // the retention window from now.
+  if (ack_conn_) {
+    absl::Status s = unrecorded_ack_ ? RecordAck(*unrecorded_ack_) : MarkContact(*ack_conn_);
+    if (!s.ok()) LogWarning("link.contact_not_recorded", {{"peer", peer_.code}, {"error", s}});
+  }
   // The receiving connection holds the peer's replication origin, the
   // reader the peer's slot: let go of both now, so that a session replacing
   // this one can take them at once.
@@ -294,9 +307,7 @@ absl::Status LinkSession::SendSnapshot(Position* position) {
 absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   Position position = FromWatermark(peer_hello.applied());
   // In contact: the prune loop keeps this peer's slot (DropLapsedSlots).
-  RETURN_IF_ERROR(
-      send_conn_->Exec("UPDATE repl_outbound SET updated_at = now() WHERE peer = $1", {peer_.code})
-          .status());
+  RETURN_IF_ERROR(MarkContact(*send_conn_));
   ASSIGN_OR_RETURN(reader_,
                    WalReader::Open(site_.conninfo, site_.site_code, Filter(), *catalog_, types_));
   {
@@ -323,18 +334,27 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   const int64_t max_bytes = site_.settings.max_message_bytes() / 4;
   const size_t window = static_cast<size_t>(site_.settings.max_batches_in_flight());
   auto last_sent = std::chrono::steady_clock::now();
+  // Caught up (the last batch took all there was), the next batch waits
+  // until the peer applied the one in flight, and then takes everything
+  // that came meanwhile: one batch per round trip, as a group commit,
+  // instead of one per few transactions, each costing both sites a
+  // transaction and the link's threads their hand-offs. Behind (the last
+  // batch was full), up to `window` batches are in flight, so reading and
+  // preparing overlap applying.
+  bool behind = true;
   while (true) {
     std::optional<Position> confirm;
     bool window_full = false;
     {
       absl::MutexLock lock(&mu_);
+      const size_t limit = behind ? window : 1;
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || in_flight_.size() < window;
+        return stopping_ || in_flight_.size() < limit;
       };
       mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
       if (stopping_) return absl::OkStatus();
       confirm.swap(to_confirm_);
-      window_full = in_flight_.size() >= window;
+      window_full = in_flight_.size() >= limit;
     }
     if (window_full) {
       if (confirm) RETURN_IF_ERROR(reader_->Confirm(WalPosition{confirm->xid, confirm->log_id}));
@@ -349,6 +369,7 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
     const int64_t read_us = std::chrono::duration_cast<std::chrono::microseconds>(
                                 std::chrono::steady_clock::now() - read_started)
                                 .count();
+    behind = batch.full;
     if (end == position) continue;  // nothing new
     if (batch.changes.empty()) {
       // Only the position moved (other scopes, the peer's own changes). Tell
@@ -422,21 +443,24 @@ absl::Status LinkSession::ApplyBatch(const QueuedBatch& queued) {
   RETURN_IF_ERROR(recv_conn_->Transact([&](store::Transaction& tx) -> absl::Status {
     applied = 0;
     duplicate = false;
-    RETURN_IF_ERROR(BeginApply(tx));
-    ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
-    if (!inbound || inbound->epoch != peer_epoch_) {
-      return absl::FailedPreconditionError(
-          "batch rejected: the peer's log is new here and must start with a snapshot");
-    }
-    const Position end = FromWatermark(batch.end());
-    if (end <= inbound->position) {
+    // The watermark first: one statement moves it and locks it (a replaced
+    // session's applier waits), or finds the batch applied already.
+    ASSIGN_OR_RETURN(
+        bool advanced,
+        AdvanceInbound(tx, peer_.code, Inbound{peer_epoch_, FromWatermark(batch.end())}));
+    if (!advanced) {
+      ASSIGN_OR_RETURN(std::optional<Inbound> inbound, LockInbound(tx, peer_.code));
+      if (!inbound || inbound->epoch != peer_epoch_) {
+        return absl::FailedPreconditionError(
+            "batch rejected: the peer's log is new here and must start with a snapshot");
+      }
       duplicate = true;  // redelivery: already applied
       return absl::OkStatus();
     }
     ASSIGN_OR_RETURN(ApplyPolicy policy, PolicyFor(tx));
     ASSIGN_OR_RETURN(ApplyStats stats, ApplyPrepared(tx, policy, queued.prepared, false));
     applied = stats.applied;
-    return StoreInbound(tx, peer_.code, Inbound{peer_epoch_, end});
+    return absl::OkStatus();
   }));
   site_.registry->Update(peer_.code, [&](LinkCounters& c) { c.changes_applied += applied; });
   if (applied > 0) site_.notifier->Notify();
@@ -457,7 +481,6 @@ absl::Status LinkSession::ApplySnapshot(const v1::LinkMessage& first) {
   v1::ChangeBatch last;
   absl::Status s = recv_conn_->Transact(
       [&](store::Transaction& tx) -> absl::Status {
-        RETURN_IF_ERROR(BeginApply(tx));
         RETURN_IF_ERROR(StartSnapshot(tx));
         // Serializes with any other apply for this peer (a replaced session).
         RETURN_IF_ERROR(LockInbound(tx, peer_.code).status());
@@ -528,6 +551,29 @@ absl::Status LinkSession::HandleAck(const v1::Ack& ack) {
     c.acked = acked;
     c.acked_known = true;
   });
+  // repl_outbound shows the position (and that the peer is in contact) at
+  // most a second late: a write per batch would cost the sending site a
+  // commit per batch.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - ack_recorded_at_ < std::chrono::seconds(1)) {
+    unrecorded_ack_ = acked;
+    return absl::OkStatus();
+  }
+  ack_recorded_at_ = now;
+  unrecorded_ack_.reset();
+  return RecordAck(acked);
+}
+
+absl::Status LinkSession::MarkContact(store::Connection& conn) {
+  return conn
+      .Exec(
+          "INSERT INTO repl_outbound (peer) VALUES ($1) ON CONFLICT (peer) DO UPDATE SET "
+          "updated_at = now()",
+          {peer_.code})
+      .status();
+}
+
+absl::Status LinkSession::RecordAck(const Position& acked) {
   return ack_conn_
       ->Exec(
           "INSERT INTO repl_outbound (peer, xid, log_id) VALUES ($1, $2, $3) ON CONFLICT "

@@ -16,6 +16,7 @@
 // thread.
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -137,6 +138,9 @@ class LinkSession {
   int MaxChanges() const;
   absl::Status ApplySnapshot(const v1::LinkMessage& first);
   absl::Status HandleAck(const v1::Ack& ack);
+  absl::Status RecordAck(const Position& acked);
+  // repl_outbound: the peer is in contact now.
+  absl::Status MarkContact(store::Connection& conn);
   absl::StatusOr<ApplyPolicy> PolicyFor(store::Transaction& tx);
   PeerFilter Filter() const;
   // Records the first error and stops. `cancel_stream` is false when the
@@ -158,6 +162,10 @@ class LinkSession {
   std::vector<std::string> snapshot_origins_;  // for the snapshot we send
   TypeMap types_;
   std::unique_ptr<WalReader> reader_;  // the sending thread's
+  // The reader thread's: when repl_outbound last got an acknowledgement,
+  // and the newest one it has not got yet (written when the session ends).
+  std::chrono::steady_clock::time_point ack_recorded_at_;
+  std::optional<Position> unrecorded_ack_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -239,6 +239,7 @@ absl::StatusOr<WalBatch> WalReader::Read(int max_changes, int64_t max_bytes, abs
   batch.end = position_;
   int64_t bytes = 0;
   absl::Duration next_wait = wait;
+  batch.full = true;  // unless the stream runs dry first
   while (static_cast<int>(batch.changes.size()) < max_changes &&
          (batch.changes.empty() || bytes < max_bytes)) {
     ASSIGN_OR_RETURN(std::optional<store::WalMessage> m, stream_->Next(next_wait));
@@ -254,6 +255,7 @@ absl::StatusOr<WalBatch> WalReader::Read(int max_changes, int64_t max_bytes, abs
         if (position_ < idle) position_ = idle;
         batch.end = position_;
       }
+      batch.full = false;
       break;
     }
     next_wait = absl::ZeroDuration();

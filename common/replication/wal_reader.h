@@ -64,6 +64,7 @@ struct WalBatch {
   std::vector<v1::Change> changes;
   WalPosition end;             // where the next read starts
   int64_t oldest_unix_ms = 0;  // commit time of the oldest change (0: none)
+  bool full = false;           // stopped at a limit, not for want of changes
 };
 
 // The state of a peer's slot.
@@ -90,11 +91,11 @@ absl::StatusOr<Lag> PeekLag(store::Transaction& tx, const std::string& site,
 
 // Drops the slots of `site` that no session uses whose peer is not in
 // `peers` (no longer in the hierarchy) or has not been in contact for
-// `retention_seconds` (repl_outbound.updated_at: its acknowledgements, and
-// the start of each session, so a slot being filled by a long snapshot is
-// not taken away): their WAL is not kept forever, and such a peer is
-// re-initialized from a snapshot when it comes back. A peer that never
-// acknowledged anything keeps its slot (bounded by max_slot_wal_keep_size).
+// `retention_seconds` (repl_outbound.updated_at: the start and end of each
+// session and its acknowledgements, so a slot being filled by a long
+// snapshot is not taken away): their WAL is not kept forever, and such a
+// peer is re-initialized from a snapshot when it comes back. A slot with no
+// contact recorded at all (none is made without a session) is kept.
 // Returns how many went.
 absl::StatusOr<int64_t> DropLapsedSlots(store::Transaction& tx, const std::string& site,
                                         int64_t retention_seconds,

@@ -109,7 +109,8 @@ class LinkServiceImpl final : public v1::LinkService::Service {
       // from its slot?
       ASSIGN_OR_RETURN(
           Result acked,
-          tx.Exec("SELECT xid, log_id FROM repl_outbound WHERE peer = $1", {req->peer()}));
+          tx.Exec("SELECT xid, log_id FROM repl_outbound WHERE peer = $1 AND xid IS NOT NULL",
+                  {req->peer()}));
       ASSIGN_OR_RETURN(replication::SlotState slot,
                        replication::ReadSlot(tx, replication::SlotName(site_, req->peer())));
       if (!acked.empty()) {

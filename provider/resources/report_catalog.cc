@@ -144,7 +144,8 @@ const std::vector<ReportSpec>& BuiltinReports() {
        }},
       {"replication-health",
        "This site's replication with each peer, from its database: WAL kept for the peer "
-       "and not yet acknowledged, and when each side last moved",
+       "and not yet acknowledged, when the peer was last in contact and when this site last "
+       "applied its changes",
        {},
        "link.read",
        [](const ReportCaller&, const auto&, store::Params&) {
@@ -153,7 +154,7 @@ const std::vector<ReportSpec>& BuiltinReports() {
              "s.confirmed_flush_lsn)::bigint FROM pg_replication_slots s, repl_identity r WHERE "
              "s.database = current_database() AND s.slot_name = lower('strata_' || r.site_code "
              "|| '_to_' || coalesce(o.peer, i.peer))) AS unacknowledged_wal_bytes, ",
-             Ts("o.updated_at"), " AS peer_acknowledged_at, ", Ts("i.updated_at"),
+             Ts("o.updated_at"), " AS peer_in_contact_at, ", Ts("i.updated_at"),
              " AS applied_from_peer_at FROM repl_outbound o FULL JOIN repl_inbound i ON i.peer "
              "= o.peer ORDER BY 1");
        }},

@@ -457,11 +457,16 @@ TEST_CASE("slots of peers gone or silent past retention are dropped; pruning emp
     auto p01 = cap.NewReader(Down("P01"), &pos);
     auto p02 = cap.NewReader(Down("P02"), &pos);
     auto p03 = cap.NewReader(Down("P03"), &pos);
+    auto p04 = cap.NewReader(Down("P04"), &pos);
+    auto p05 = cap.NewReader(Down("P05"), &pos);
   }
   // P01 acknowledged just now, P02 two hours ago; P03 is no longer a peer.
+  // P04 and P05 linked and acknowledged nothing (their position is NULL):
+  // P04's session ended just now, P05's two hours ago.
   cap.db.Exec(
       "INSERT INTO repl_outbound (peer, xid, log_id, updated_at) VALUES ('P01', 0, 0, now()), "
-      "('P02', 0, 0, now() - interval '2 hours')");
+      "('P02', 0, 0, now() - interval '2 hours'), ('P04', NULL, NULL, now()), "
+      "('P05', NULL, NULL, now() - interval '2 hours')");
   // What the trigger log held before an upgrade goes past retention.
   cap.db.Exec(
       "INSERT INTO repl_log (tbl, scope, op, key, hlc, origin, logged_at) VALUES "
@@ -469,14 +474,16 @@ TEST_CASE("slots of peers gone or silent past retention are dropped; pruning emp
   auto conn = cap.db.Connect();
   absl::StatusOr<int64_t> dropped;
   REQUIRE(conn->Transact([&](store::Transaction& tx) -> absl::Status {
-                RETURN_IF_ERROR(replication::PruneLog(tx, 3600, {"P01", "P02"}).status());
-                dropped = replication::DropLapsedSlots(tx, "CAS", 3600, {"P01", "P02"});
+                const std::vector<std::string> peers = {"P01", "P02", "P04", "P05"};
+                RETURN_IF_ERROR(replication::PruneLog(tx, 3600, peers).status());
+                dropped = replication::DropLapsedSlots(tx, "CAS", 3600, peers);
                 return dropped.status();
               })
               .ok());
-  REQUIRE(*dropped == 2);
-  REQUIRE(cap.db.Scalar("SELECT string_agg(slot_name, ',') FROM pg_replication_slots WHERE "
-                        "database = current_database()") == "strata_cas_to_p01");
+  REQUIRE(*dropped == 3);
+  REQUIRE(cap.db.Scalar("SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM "
+                        "pg_replication_slots WHERE database = current_database()") ==
+          "strata_cas_to_p01,strata_cas_to_p04");
   REQUIRE(cap.db.ScalarInt("SELECT count(*) FROM repl_log") == 0);
 }
 
