@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/status.h"
 
 namespace strata::replication {
@@ -31,7 +32,11 @@ std::string SlotName(const std::string& site, const std::string& peer) {
 std::string OriginName(const std::string& site, const std::string& peer) {
   return absl::AsciiStrToLower(absl::StrCat("strata_", site, "_from_", peer));
 }
-std::string PublicationName(const std::string& scope) { return absl::StrCat("strata_", scope); }
+std::vector<std::string> Publications(const std::vector<std::string>& scopes) {
+  std::vector<std::string> out = {kTombstonePublication};
+  for (const auto& scope : scopes) out.push_back(absl::StrCat("strata_", scope));
+  return out;
+}
 
 absl::StatusOr<SlotState> ReadSlot(store::Transaction& tx, const std::string& slot) {
   ASSIGN_OR_RETURN(
@@ -64,10 +69,7 @@ const char* SnapshotReason(const SlotState& slot, const std::string& peer_epoch,
 
 absl::StatusOr<Lag> PeekLag(store::Transaction& tx, const std::string& site,
                             const PeerFilter& filter, int max_messages) {
-  std::vector<std::string> publications = {kTombstonePublication};
-  for (const auto& scope : filter.scopes) publications.push_back(PublicationName(scope));
-  std::string names;
-  for (const auto& p : publications) absl::StrAppend(&names, names.empty() ? "" : ",", p);
+  const std::string names = absl::StrJoin(Publications(filter.scopes), ",");
   // pgoutput messages: 'B' begin (its commit time at byte 9), 'O' origin
   // (the peer's own changes are not sent back), 'I' / 'U' changes.
   ASSIGN_OR_RETURN(
@@ -149,16 +151,14 @@ absl::Status WalReader::Reinitialize(
 }
 
 absl::Status WalReader::Start(const WalPosition& after) {
-  std::vector<std::string> publications;
-  for (const auto& scope : filter_.scopes) publications.push_back(PublicationName(scope));
-  publications.push_back(kTombstonePublication);
   after_ = after;
   position_ = after;
   // The server sends the transactions whose commit starts at or after the
   // start: a transaction cut short comes again whole (what was applied of
   // it is skipped by position), a finished one does not.
   const int64_t from = after.ResumeLsn();
-  return stream_->Start(slot_, static_cast<store::Lsn>(std::max<int64_t>(from, 0)), publications);
+  return stream_->Start(slot_, static_cast<store::Lsn>(std::max<int64_t>(from, 0)),
+                        Publications(filter_.scopes));
 }
 
 absl::Status WalReader::Confirm(const WalPosition& acked) {

@@ -2,7 +2,7 @@
 
 // This site's changes for one peer, read from the write-ahead log: the
 // peer's logical slot (SlotName), the publications of the scopes the peer
-// takes (PublicationName; deletes travel as the tombstones repl_tombstone
+// takes (Publications; deletes travel as the tombstones repl_tombstone
 // records, in kTombstonePublication), without the transactions this site
 // applied from that peer (they carry its replication origin, OriginName).
 // Rows and keys are spelled as the trigger-based log spelled them
@@ -40,8 +40,9 @@ namespace strata::replication {
 std::string SlotName(const std::string& site, const std::string& peer);
 // "strata_p01_from_cas": the replication origin of changes P01 applied from CAS.
 std::string OriginName(const std::string& site, const std::string& peer);
-// "strata_global": the publication of a scope's tables.
-std::string PublicationName(const std::string& scope);
+// The publications a reader of `scopes` streams: each scope's tables'
+// ("strata_global", ...) and the tombstones' (deletes), kTombstonePublication.
+std::vector<std::string> Publications(const std::vector<std::string>& scopes);
 inline constexpr char kTombstonePublication[] = "strata_tombstones";
 
 struct WalPosition {

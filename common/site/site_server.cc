@@ -429,12 +429,10 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       absl::Status s = [&]() -> absl::Status {
         ASSIGN_OR_RETURN(auto stream, store::WalStream::Open(config_.database()));
         ASSIGN_OR_RETURN(store::CreatedSlot created, stream->CreateSlot(slot, false, true));
-        std::vector<std::string> publications = {replication::kTombstonePublication};
-        for (const char* scope : {replication::kScopeGlobal, replication::kScopeGlobalProxy,
-                                  replication::kScopeSite, replication::kScopeSiteProxy}) {
-          publications.push_back(replication::PublicationName(scope));
-        }
-        RETURN_IF_ERROR(stream->Start(slot, created.consistent_point, publications));
+        RETURN_IF_ERROR(stream->Start(
+            slot, created.consistent_point,
+            replication::Publications({replication::kScopeGlobal, replication::kScopeGlobalProxy,
+                                       replication::kScopeSite, replication::kScopeSiteProxy})));
         notifier_.Notify();  // whatever happened before, look again
         while (!stopping()) {
           ASSIGN_OR_RETURN(std::optional<store::WalMessage> m,
