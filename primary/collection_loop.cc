@@ -1,6 +1,7 @@
 #include "primary/collection_loop.h"
 
 #include <chrono>
+#include <vector>
 
 #include "common/base/log.h"
 #include "common/base/status.h"
@@ -11,18 +12,23 @@
 namespace strata::primary {
 namespace {
 
-// Which custom client settings reach which device, after membership
-// changed: everything when deployments changed (or on the full schedule),
-// else the devices whose membership changed.
+// Which deployments reach which device, after membership changed: for
+// every device the kinds whose deployments changed (all of them on the
+// full schedule), and the devices whose membership changed.
 absl::Status AssignClientSettings(store::Connection& conn, const std::string& site, bool full,
-                                  std::string* seen) {
-  ASSIGN_OR_RETURN(std::string version, collections::DeploymentsVersion(conn));
-  const bool all = full || version != *seen;
+                                  std::vector<std::string>* seen) {
+  ASSIGN_OR_RETURN(std::vector<std::string> versions, collections::DeploymentVersions(conn));
+  collections::DeploymentKinds whole;
+  int kinds = 0;
+  for (size_t i = 0; i < whole.size(); ++i) {
+    whole[i] = full || seen->size() != versions.size() || (*seen)[i] != versions[i];
+    kinds += whole[i] ? 1 : 0;
+  }
   ASSIGN_OR_RETURN(collections::AssignStats stats,
-                   collections::AssignClientSettings(conn, site, all));
-  *seen = version;
+                   collections::AssignClientSettings(conn, site, whole));
+  *seen = std::move(versions);
   if (stats.added > 0 || stats.removed > 0) {
-    LogInfo("client_settings.assigned", {{"all", all},
+    LogInfo("client_settings.assigned", {{"whole_kinds", kinds},
                                          {"devices", stats.devices},
                                          {"added", stats.added},
                                          {"removed", stats.removed}});
@@ -40,8 +46,8 @@ void Run(const site::SiteJobContext& ctx) {
   while (!ctx.stopping()) {
     auto conn = store::Connection::Open(config.database());
     absl::Status s = conn.ok() ? (*conn)->Listen("strata_collections") : conn.status();
-    std::string seen;              // definitions version last evaluated (this connection)
-    std::string seen_deployments;  // client setting deployments last resolved
+    std::string seen;  // definitions version last evaluated (this connection)
+    std::vector<std::string> seen_deployments;  // deployment versions last resolved
     while (s.ok() && !ctx.stopping()) {
       const bool full = std::chrono::steady_clock::now() >= next_full;
       auto version = evaluator.DefinitionsVersion(**conn);

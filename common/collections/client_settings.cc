@@ -1,8 +1,10 @@
 #include "common/collections/client_settings.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/status.h"
 
 namespace strata::collections {
@@ -32,11 +34,16 @@ constexpr AssignedKind kKinds[] = {
      " AND (d.device_id IS NULL OR d.device_id = m.device_id)"},
 };
 
-// For every device of the site ($1), or (`some`) for the devices in $2.
-absl::StatusOr<AssignStats> Resolve(store::Transaction& tx, bool some,
-                                    const store::Params& params) {
+static_assert(std::size(kKinds) == kDeploymentKinds);
+
+// For every device of the site ($1), or (`some`) for the devices in $2;
+// the kinds in `kinds` (kinds[i] for kKinds[i]).
+absl::StatusOr<AssignStats> Resolve(store::Transaction& tx, bool some, const store::Params& params,
+                                    const DeploymentKinds& kinds) {
   AssignStats stats;
-  for (const AssignedKind& k : kKinds) {
+  for (size_t i = 0; i < std::size(kKinds); ++i) {
+    if (!kinds[i]) continue;
+    const AssignedKind& k = kKinds[i];
     const std::string col = k.column;
     ASSIGN_OR_RETURN(
         store::Result removed,
@@ -131,27 +138,36 @@ absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
   return out;
 }
 
-absl::StatusOr<std::string> DeploymentsVersion(store::Connection& conn) {
-  ASSIGN_OR_RETURN(
-      store::Result r,
-      conn.Exec("SELECT (SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM "
-                "client_setting_deployments) || '/' || (SELECT count(*) || ':' || "
-                "coalesce(sum(_hlc), 0) FROM app_deployments) || '/' || (SELECT "
-                "count(*) || ':' || coalesce(sum(_hlc), 0) FROM maintenance_windows) || '/' || "
-                "(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM script_runs) || '/' || "
-                "(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM live_queries)"));
-  return r.GetString(0, 0);
+absl::StatusOr<std::vector<std::string>> DeploymentVersions(store::Connection& conn) {
+  std::vector<std::string> parts;
+  for (const AssignedKind& k : kKinds) {
+    parts.push_back(absl::StrCat("(SELECT count(*) || ':' || coalesce(sum(_hlc), 0) FROM ",
+                                 k.deployments, ")"));
+  }
+  ASSIGN_OR_RETURN(store::Result r, conn.Exec(absl::StrCat("SELECT ", absl::StrJoin(parts, ", "))));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < std::size(kKinds); ++i) out.push_back(r.GetString(0, static_cast<int>(i)));
+  return out;
 }
 
 absl::StatusOr<AssignStats> AssignClientSettings(store::Connection& conn, const std::string& site,
                                                  bool all) {
+  DeploymentKinds whole;
+  whole.fill(all);
+  return AssignClientSettings(conn, site, whole);
+}
+
+absl::StatusOr<AssignStats> AssignClientSettings(store::Connection& conn, const std::string& site,
+                                                 const DeploymentKinds& whole) {
   AssignStats total;
-  if (all) {
+  if (std::find(whole.begin(), whole.end(), true) != whole.end()) {
     RETURN_IF_ERROR(conn.Transact([&](store::Transaction& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(total, Resolve(tx, false, {site}));
+      ASSIGN_OR_RETURN(total, Resolve(tx, false, {site}, whole));
       return absl::OkStatus();
     }));
   }
+  DeploymentKinds every;
+  every.fill(true);
   // The queue, also after a whole pass (what it holds is resolved already,
   // and resolving again writes nothing).
   while (true) {
@@ -165,7 +181,7 @@ absl::StatusOr<AssignStats> AssignClientSettings(store::Connection& conn, const 
       std::vector<std::string> ids;
       for (size_t i = 0; i < q.size(); ++i) ids.push_back(q.GetString(i, 0));
       const std::string arr = store::TextArrayLiteral(ids);
-      ASSIGN_OR_RETURN(step, Resolve(tx, true, {site, arr}));
+      ASSIGN_OR_RETURN(step, Resolve(tx, true, {site, arr}, every));
       step.devices = static_cast<int64_t>(ids.size());
       return tx.Exec("DELETE FROM client_setting_dirty WHERE device_id = ANY($1::uuid[])", {arr})
           .status();

@@ -7,6 +7,7 @@
 // same mechanism, which application deployments reach them, into
 // app_deployment_assignments).
 
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,8 +34,15 @@ using policy::Assigned;
 absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
     store::Transaction& tx, const std::vector<std::string>& device_ids);
 
-// A value that changes whenever a deployment changes, here or by replication.
-absl::StatusOr<std::string> DeploymentsVersion(store::Connection& conn);
+// The kinds of deployment resolved per device from its collections: custom
+// client settings, applications, maintenance windows, script runs, live
+// queries (in this order); one flag per kind.
+inline constexpr size_t kDeploymentKinds = 5;
+using DeploymentKinds = std::array<bool, kDeploymentKinds>;
+
+// One value per kind (same order), changing whenever a deployment of that
+// kind changes, here or by replication.
+absl::StatusOr<std::vector<std::string>> DeploymentVersions(store::Connection& conn);
 
 struct AssignStats {
   int64_t added = 0;
@@ -49,5 +57,10 @@ struct AssignStats {
 // transactions of at most 5,000 queued devices.
 absl::StatusOr<AssignStats> AssignClientSettings(store::Connection& conn, const std::string& site,
                                                  bool all);
+// The same, resolving every device only for the kinds in `whole` (those
+// whose deployments changed: a new script run or live query does not make
+// a site resolve its applications and settings again); the queue for all.
+absl::StatusOr<AssignStats> AssignClientSettings(store::Connection& conn, const std::string& site,
+                                                 const DeploymentKinds& whole);
 
 }  // namespace strata::collections

@@ -133,6 +133,32 @@ TEST_CASE("custom settings reach the members of their collections, merged by pri
     CHECK(Effective(db, kCharlie).policy_poll_seconds() == 60);
     CHECK(db.ScalarInt("SELECT count(*) FROM client_setting_dirty") == 0);
   }
+  SECTION("only the kinds whose deployments changed are resolved for every device") {
+    auto conn = db.Connect();
+    auto before = strata::collections::DeploymentVersions(*conn);
+    REQUIRE(before.ok());
+    db.Exec(
+        "INSERT INTO client_setting_deployments (setting, collection) VALUES ('fast', 'All "
+        "Systems')");
+    auto after = strata::collections::DeploymentVersions(*conn);
+    REQUIRE(after.ok());
+    REQUIRE(after->size() == strata::collections::kDeploymentKinds);
+    CHECK((*after)[0] != (*before)[0]);  // custom client settings
+    for (size_t i = 1; i < after->size(); ++i) CHECK((*after)[i] == (*before)[i]);
+    // A pass for live queries only (as after a new query) leaves settings be.
+    strata::collections::DeploymentKinds live_queries{};
+    live_queries[4] = true;
+    auto step = AssignClientSettings(*conn, "P01", live_queries);
+    REQUIRE(step.ok());
+    CHECK(step->added == 0);
+    CHECK(Assigned(db, kCharlie) == "slow");
+    strata::collections::DeploymentKinds settings{};
+    settings[0] = true;
+    step = AssignClientSettings(*conn, "P01", settings);
+    REQUIRE(step.ok());
+    CHECK(step->added == 1);
+    CHECK(Assigned(db, kCharlie) == "fast,slow");
+  }
   SECTION("a deployment taken away is taken from every device; a priority change reorders") {
     db.Exec("DELETE FROM client_setting_deployments WHERE setting = 'fast'");
     auto step = Pass(db, true);
