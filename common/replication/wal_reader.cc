@@ -242,7 +242,11 @@ absl::StatusOr<WalBatch> WalReader::Read(int max_changes, int64_t max_bytes, abs
   batch.full = true;  // unless the stream runs dry first
   while (static_cast<int>(batch.changes.size()) < max_changes &&
          (batch.changes.empty() || bytes < max_bytes)) {
-    ASSIGN_OR_RETURN(std::optional<store::WalMessage> m, stream_->Next(next_wait));
+    // (Not ASSIGN_OR_RETURN: GCC 12 with the sanitizers then warns that the
+    // moved-from optional's string may be used uninitialized.)
+    absl::StatusOr<std::optional<store::WalMessage>> next = stream_->Next(next_wait);
+    if (!next.ok()) return next.status();
+    const std::optional<store::WalMessage>& m = *next;
     if (!m) {
       if (in_transaction_ && next_wait < kInTransactionWait) {
         next_wait = kInTransactionWait;  // the rest of it is on its way
