@@ -3,8 +3,6 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
-#include <cstring>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -141,7 +139,9 @@ struct WalStream::Impl {
   absl::StatusOr<PGresult*> Command(const std::string& sql, ExecStatusType expect) {
     PGresult* res = PQexec(conn, sql.c_str());
     if (PQresultStatus(res) == expect) return res;
-    const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+    // Copied before PQclear frees the result they point into.
+    const char* field = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+    const std::string state = field != nullptr ? field : "XX000";
     std::string msg = res != nullptr && *PQresultErrorMessage(res) != '\0'
                           ? PQresultErrorMessage(res)
                           : ConnError(conn);
@@ -149,8 +149,8 @@ struct WalStream::Impl {
     if (PQstatus(conn) != CONNECTION_OK) {
       return absl::UnavailableError(absl::StrCat("replication connection lost: ", msg));
     }
-    if (state != nullptr && std::strcmp(state, "42710") == 0) return absl::AlreadyExistsError(msg);
-    return StatusFromSqlState(state != nullptr ? state : "XX000", msg);
+    if (state == "42710") return absl::AlreadyExistsError(msg);
+    return StatusFromSqlState(state, msg);
   }
 };
 
