@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Deployment benchmark (issue 13): CAS <- P01 <- S01, CAS <- P02, an MP at
-# each of P01, P02 and S01, on a throwaway PostgreSQL with durable commits,
-# and CLIENTS (10,000) simulated agents (bench/clientsim: real protocol over
-# mutual TLS), 40 % at P01's MP, 40 % at P02's, 20 % at S01's, each holding
-# its nudge channel. An application is made and deployed *required* to All
-# Systems at the CAS (stratactl against the CAS's provider); each simulated
+# each of P01, P02 and S01, each site on a throwaway PostgreSQL server of
+# its own with durable commits, and CLIENTS (10,000) simulated agents
+# (bench/clientsim: real protocol over mutual TLS), 40 % at P01's MP, 40 %
+# at P02's, 20 % at S01's, each holding its nudge channel. An application
+# is made and deployed *required* to All Systems at the CAS (stratactl
+# against the CAS's provider); each simulated
 # agent, when its policy names the deployment, reports it installing then
 # installed (an install that takes no time: what is measured is the
 # system's path — replication down, assignment at the primaries, policy to

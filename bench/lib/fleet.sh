@@ -7,20 +7,24 @@
 # arrays (the caller's cleanup closes and stops them) and mp_address
 # (deploy/hierarchy.sh); the enrollment token is bench-token.
 
-# The benchmark hierarchy on a throwaway PostgreSQL with durable commits:
-# CAS <- P01 <- S01, CAS <- P02, an MP at each of P01, P02 and S01 (no
+# The benchmark hierarchy, each site on a throwaway PostgreSQL server of its
+# own (as real sites; deploy/hierarchy.sh remembers which) with durable
+# commits: CAS <- P01 <- S01, CAS <- P02, an MP at each of P01, P02 and S01 (no
 # registration rate limit), a provider at the CAS with the administrator
 # "bench" (ctl below), and the enrollment token bench-token at every site.
 start_hierarchy() {
   printf 'register_per_source_per_minute: -1\nregister_per_minute: -1\n' > "$work/mp.conf"
   export STRATA_MP_FLAGS="--config $work/mp.conf"
-  pg_start "$work/pg" durable
-  echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
   deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 site/P02 site/S01 issuing/P01 issuing/P02 \
     issuing/S01 mp/P01.mp1 mp/P02.mp1 mp/S01.mp1 provider/CAS admin/bench >/dev/null
+  pg_start "$work/pg-cas" durable
+  echo "postgres (one server per site): fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
   site_start CAS cas
+  pg_start "$work/pg-p01" durable
   site_start P01 primary CAS
+  pg_start "$work/pg-p02" durable
   site_start P02 primary CAS
+  pg_start "$work/pg-s01" durable
   site_start S01 secondary P01
   local mp s
   for mp in P01.mp1 P02.mp1 S01.mp1; do mp_start $mp; done
@@ -39,7 +43,7 @@ stop_bench() {
   for mp in P01.mp1 P02.mp1 S01.mp1; do mp_stop $mp; done
   provider_stop CAS
   for s in S01 P01 P02 CAS; do site_stop $s; done
-  pg_stop "$work/pg"
+  for s in s01 p02 p01 cas; do pg_stop "$work/pg-$s"; done
 }
 
 # stratactl as the administrator "bench", at the CAS's provider.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Live query and script benchmark (issue 16): CAS <- P01 <- S01, CAS <- P02,
-# an MP at each of P01, P02 and S01, on a throwaway PostgreSQL with durable
-# commits, and CLIENTS (10,000) simulated agents (bench/clientsim: the real
-# protocol over mutual TLS), 40 % at P01's MP, 40 % at P02's, 20 % at S01's,
-# each holding its nudge channel.
+# an MP at each of P01, P02 and S01, each site on a throwaway PostgreSQL
+# server of its own with durable commits, and CLIENTS (10,000) simulated
+# agents (bench/clientsim: the real protocol over mutual TLS), 40 % at
+# P01's MP, 40 % at P02's, 20 % at S01's, each holding its nudge channel.
 #   query   `stratactl query` at the CAS on All Systems, one row per client
 #           (~200 bytes): each simulated agent answers as soon as its policy
 #           names the query (no time spent reading: what is measured is the
