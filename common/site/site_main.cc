@@ -14,6 +14,7 @@
 #include "common/base/log.h"
 #include "common/base/signals.h"
 #include "common/site/site_server.h"
+#include "common/site/site_status.h"
 #include "common/site/topology.h"
 
 ABSL_FLAG(std::string, config, "",

@@ -10,7 +10,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "common/base/backoff.h"
 #include "common/base/config.h"
@@ -28,6 +27,7 @@
 #include "common/replication/wal_reader.h"
 #include "common/site/client_service.h"
 #include "common/site/content.h"
+#include "common/site/site_status.h"
 #include "common/site/topology.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -562,79 +562,13 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     out->set_parent_site_code(ParentCode());
     out->set_version(kVersion);
     ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
-    std::vector<LinkCounters> links = registry_.Snapshot();
-    std::map<std::string, LinkCounters> by_peer;
-    for (auto& c : links) by_peer[c.peer] = c;
     return conn->Transact([&](store::Transaction& tx) -> absl::Status {
       ASSIGN_OR_RETURN(replication::LogHead head, replication::ReadLogHead(tx));
       out->set_log_epoch(head.epoch);
       ASSIGN_OR_RETURN(store::Result wal,
                        tx.Exec("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"));
       out->set_log_last_id(wal.GetInt(0, 0));
-      // Every registered child is listed, connected or not.
-      ASSIGN_OR_RETURN(store::Result children,
-                       tx.Exec("SELECT code, type FROM sites WHERE parent = $1 ORDER BY code",
-                               {config_.site_code()}));
-      for (size_t i = 0; i < children.size(); ++i) {
-        LinkCounters& c = by_peer[children.GetString(i, 0)];
-        c.peer = children.GetString(i, 0);
-        c.peer_type = SiteTypeFromName(children.Get(i, 1));
-        c.peer_is_parent = false;
-      }
-      const int64_t now = WallClockMs();
-      for (auto& [peer, c] : by_peer) {
-        v1::LinkStatus* l = out->add_links();
-        l->set_peer_site_code(peer);
-        l->set_role(c.peer_is_parent ? "parent" : "child");
-        l->set_connected(c.connected);
-        l->set_last_error(c.last_error);
-        l->set_last_contact_unix_ms(c.last_contact_unix_ms);
-        l->set_changes_sent(c.changes_sent);
-        l->set_changes_applied(c.changes_applied);
-        l->set_snapshots_sent(c.snapshots_sent);
-        l->set_snapshots_applied(c.snapshots_applied);
-        replication::PeerFilter filter;
-        filter.peer = peer;
-        filter.scopes = replication::ScopesFor(c.peer_is_parent, c.peer_type);
-        if (c.connected) {
-          // What the session sent and the peer has not acknowledged.
-          l->set_lag_changes(c.unacked_changes);
-          if (c.oldest_unacked_unix_ms > 0) {
-            l->set_lag_seconds(std::max<int64_t>(0, now - c.oldest_unacked_unix_ms) / 1000.0);
-          }
-        } else if (!(c.peer_is_parent && peer == "parent")) {  // a parent not yet reached: no code
-          // What the peer's slot holds for it (none yet: it will get a snapshot).
-          ASSIGN_OR_RETURN(
-              replication::SlotState slot,
-              replication::ReadSlot(tx, replication::SlotName(config_.site_code(), peer)));
-          if (slot.exists && !slot.lost) {
-            // A session may take the slot meanwhile (the peek then fails):
-            // the rest of the status must not go with it.
-            RETURN_IF_ERROR(tx.Exec("SAVEPOINT peek").status());
-            auto lag = replication::PeekLag(tx, config_.site_code(), filter);
-            if (lag.ok()) {
-              l->set_lag_changes(lag->changes);
-              l->set_lag_seconds(lag->seconds);
-            }
-            RETURN_IF_ERROR(
-                tx.Exec(lag.ok() ? "RELEASE SAVEPOINT peek" : "ROLLBACK TO SAVEPOINT peek")
-                    .status());
-          }
-        }
-        v1::LinkState state;
-        if (c.connected) {
-          state = l->lag_seconds() > ctx_.settings.degraded_lag_seconds() ? v1::LINK_STATE_DEGRADED
-                                                                          : v1::LINK_STATE_ACTIVE;
-        } else {
-          int64_t down_since = c.disconnected_since_unix_ms;
-          state = (down_since == 0 ||
-                   now - down_since > ctx_.settings.failed_after_seconds() * int64_t{1000})
-                      ? v1::LINK_STATE_FAILED
-                      : v1::LINK_STATE_DEGRADED;
-        }
-        l->set_state(state);
-      }
-      return absl::OkStatus();
+      return AddLinkStatuses(tx, config_.site_code(), registry_.Snapshot(), ctx_.settings, out);
     });
   }
 
@@ -670,38 +604,5 @@ absl::Status SiteServer::Start() { return impl_->Start(); }
 absl::Status SiteServer::Wait() { return impl_->Wait(); }
 void SiteServer::Shutdown() { impl_->Shutdown(); }
 const std::string& SiteServer::bound_address() const { return impl_->bound_address(); }
-
-absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1::TlsConfig& tls) {
-  ASSIGN_OR_RETURN(auto channel, MakeChannel(address, tls));
-  auto stub = v1::SiteLink::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  v1::SiteStatus status;
-  RETURN_IF_ERROR(FromGrpcStatus(stub->GetStatus(&ctx, v1::GetStatusRequest(), &status)));
-  return status;
-}
-
-std::string FormatStatus(const v1::SiteStatus& s) {
-  std::string out = absl::StrFormat(
-      "site %s (%s)  parent %s  version %s  WAL at %s\n", s.site_code(),
-      SiteTypeLongName(s.site_type()), s.parent_site_code().empty() ? "-" : s.parent_site_code(),
-      s.version(), store::LsnToString(static_cast<store::Lsn>(s.log_last_id())));
-  out += absl::StrFormat("%-6s %-7s %-9s %-9s %11s %9s %12s  %s\n", "PEER", "ROLE", "STATE",
-                         "CONNECTED", "LAG_CHANGES", "LAG_S", "LAST_CONTACT", "LAST_ERROR");
-  const int64_t now = WallClockMs();
-  for (const auto& l : s.links()) {
-    std::string state = l.state() == v1::LINK_STATE_ACTIVE     ? "active"
-                        : l.state() == v1::LINK_STATE_DEGRADED ? "degraded"
-                                                               : "failed";
-    std::string contact =
-        l.last_contact_unix_ms() == 0
-            ? "never"
-            : absl::StrFormat("%.1fs ago", (now - l.last_contact_unix_ms()) / 1000.0);
-    out += absl::StrFormat("%-6s %-7s %-9s %-9s %11d %9.1f %12s  %s\n", l.peer_site_code(),
-                           l.role(), state, l.connected() ? "yes" : "no", l.lag_changes(),
-                           l.lag_seconds(), contact, l.last_error().empty() ? "-" : l.last_error());
-  }
-  return out;
-}
 
 }  // namespace strata::site

@@ -46,9 +46,4 @@ class SiteServer final : public Daemon {
   std::unique_ptr<Impl> impl_;
 };
 
-// Asks the site server at `address` for its status (GetStatus over mutual TLS).
-absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1::TlsConfig& tls);
-// Human-readable table of a status.
-std::string FormatStatus(const v1::SiteStatus& status);
-
 }  // namespace strata::site
