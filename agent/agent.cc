@@ -24,6 +24,7 @@
 #include "agent/live_query_engine.h"
 #include "agent/nudge_loop.h"
 #include "agent/outbound_queue.h"
+#include "agent/runbook_worker.h"
 #include "agent/script_engine.h"
 #include "common/base/backoff.h"
 #include "common/base/files.h"
@@ -81,6 +82,8 @@ class Agent::Impl {
     live_ = std::make_unique<LiveQueryEngine>(
         LiveQueryEngineOptions{dir_, CollectorContextFor(),
                                [this] { return ReadFileOrEmpty(dir_ + "/site"); }, QueueReport()});
+    runbooks_ = std::make_unique<RunbookWorker>(RunbookWorkerOptions{
+        dir_, [this](const v1::RunbookWorkRequest& req) { return RunbookExchange(req); }});
     GivePolicyToEngines();
     LoadSchedule();
     // "address[ nudge_address]" per line, best first.
@@ -135,6 +138,7 @@ class Agent::Impl {
     engine_->Start();
     scripts_->Start();
     live_->Start();
+    runbooks_->Start();
     Backoff retry(std::chrono::seconds(5), std::chrono::seconds(300));
     bool started = false;
     while (!stopping()) {
@@ -175,6 +179,7 @@ class Agent::Impl {
     engine_->Stop();
     scripts_->Stop();
     live_->Stop();
+    runbooks_->Stop();
     return absl::OkStatus();
   }
 
@@ -475,6 +480,20 @@ class Agent::Impl {
                             {policy_.windows().begin(), policy_.windows().end()});
     scripts_->SetRuns({policy_.script_runs().begin(), policy_.script_runs().end()});
     live_->SetQueries({policy_.live_queries().begin(), policy_.live_queries().end()});
+    runbooks_->SetGroups(
+        {policy_.runbook_worker_groups().begin(), policy_.runbook_worker_groups().end()});
+  }
+
+  // A runbook worker's exchange with the first MP that answers.
+  absl::StatusOr<v1::RunbookWorkResponse> RunbookExchange(const v1::RunbookWorkRequest& req) {
+    v1::RunbookWorkResponse out;
+    RETURN_IF_ERROR(OnSomeMp([&](v1::ManagementPoint::Stub& stub, const std::string&) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      out.Clear();
+      return FromGrpcStatus(stub.RunbookWork(&ctx, req, &out));
+    }));
+    return out;
   }
 
   // Queues a report durably and wakes the sender (sent at once).
@@ -634,6 +653,9 @@ class Agent::Impl {
         case v1::NOTIFICATION_KIND_RUN_NOW:
           inventory_now_ = true;
           break;
+        case v1::NOTIFICATION_KIND_WORK_WAITING:
+          runbooks_->Wake();  // jobs for this runbook worker
+          return;
         default:
           policy_now_ = true;
       }
@@ -664,6 +686,7 @@ class Agent::Impl {
   std::unique_ptr<InstallEngine> engine_;    // made by Init
   std::unique_ptr<ScriptEngine> scripts_;    // made by Init
   std::unique_ptr<LiveQueryEngine> live_;    // made by Init
+  std::unique_ptr<RunbookWorker> runbooks_;  // made by Init
   std::map<std::string, int64_t> last_run_;  // the agent's thread only
 
   absl::Mutex mps_file_mu_;  // before mu_

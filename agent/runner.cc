@@ -32,6 +32,16 @@ constexpr absl::Duration kPoll = absl::Milliseconds(100);
 
 // Runs the command, then writes its exit code (a killed job writes none).
 constexpr char kWrapper[] = "/bin/sh -c \"$1\"; rc=$?; echo $rc > \"$2\"; exit $rc";
+// The same with a lease ($3): the command in the background, a watchdog
+// beside it (immune to the TERM it sends its own group) that ends the whole
+// group once the time in the lease file has passed.
+constexpr char kLeasedWrapper[] =
+    "/bin/sh -c \"$1\" & c=$!; "
+    "(trap '' TERM; while sleep 1; do u=$(cat \"$3\" 2>/dev/null); "
+    "[ \"$(date +%s)\" -lt \"${u:-0}\" ] 2>/dev/null && continue; "
+    "echo \"[strata: lease ended: the job is stopped]\" >&2; kill -TERM 0; sleep 5; kill -KILL 0; "
+    "done) & d=$!; "
+    "wait $c; rc=$?; kill -KILL $d 2>/dev/null; echo $rc > \"$2\"; exit $rc";
 
 struct Account {
   uid_t uid = 0;
@@ -218,10 +228,17 @@ absl::StatusOr<RunResult> Run(const RunSpec& spec, const std::function<void(cons
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string sh = "/bin/sh", c = "-c", wrapper = kWrapper, name = "strata-job";
-  std::string command = spec.command, exit_path = spec.exit_path;
-  char* argv[] = {sh.data(),      c.data(),         wrapper.data(), name.data(),
-                  command.data(), exit_path.data(), nullptr};
+  std::string sh = "/bin/sh", c = "-c", name = "strata-job";
+  std::string wrapper = spec.lease_path.empty() ? kWrapper : kLeasedWrapper;
+  std::string command = spec.command, exit_path = spec.exit_path, lease = spec.lease_path;
+  char* argv[] = {sh.data(),
+                  c.data(),
+                  wrapper.data(),
+                  name.data(),
+                  command.data(),
+                  exit_path.data(),
+                  spec.lease_path.empty() ? nullptr : lease.data(),
+                  nullptr};
   const std::string dir = spec.dir;
   // Without close_range (kernels before 5.9), every descriptor up to the
   // limit is closed one by one.

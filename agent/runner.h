@@ -40,6 +40,13 @@ struct RunSpec {
   std::string return_code_path;
   absl::Duration timeout = absl::Minutes(120);
   std::vector<std::string> env;  // "NAME=value", added to a minimal environment
+  // A lease (runbook jobs): a file holding a Unix time in seconds. A
+  // watchdog in the job's own process group kills the group (TERM, then
+  // KILL 5 s later) once that time has passed, checking every second: a job
+  // stops when its lease does, whether or not the agent still runs. The
+  // agent moves the time on as the site renews the lease, or to 0 to stop
+  // the job now.
+  std::string lease_path;
 };
 
 // A job started (what the engine journals before it waits).

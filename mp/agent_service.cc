@@ -160,6 +160,17 @@ grpc::ServerUnaryReactor* AgentService::GetContent(grpc::CallbackServerContext* 
       });
 }
 
+grpc::ServerUnaryReactor* AgentService::RunbookWork(grpc::CallbackServerContext* context,
+                                                    const v1::RunbookWorkRequest* request,
+                                                    v1::RunbookWorkResponse* response) {
+  return WithClient(
+      context, [this, request, response](grpc::ServerUnaryReactor* r, const std::string& id) {
+        auto req = std::make_shared<v1::RunbookWorkRequest>(*request);
+        req->set_client_id(id);
+        site_.RunbookWork(req.get(), response, [r, req](grpc::Status s) { r->Finish(s); });
+      });
+}
+
 grpc::ServerUnaryReactor* AgentService::GetPolicy(grpc::CallbackServerContext* context,
                                                   const v1::PolicyRequest* request,
                                                   v1::PolicyResponse* response) {

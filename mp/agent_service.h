@@ -41,6 +41,11 @@ class AgentService final : public v1::ManagementPoint::CallbackService {
   grpc::ServerUnaryReactor* GetContent(grpc::CallbackServerContext* context,
                                        const v1::ContentRequest* request,
                                        v1::ContentLocation* response) override;
+  // Forwarded to the site with the caller's id (the site takes states only
+  // from the worker holding a job).
+  grpc::ServerUnaryReactor* RunbookWork(grpc::CallbackServerContext* context,
+                                        const v1::RunbookWorkRequest* request,
+                                        v1::RunbookWorkResponse* response) override;
 
   // What agents are told this MP is, and where its nudge channel listens.
   void set_addresses(const std::string& public_address, const std::string& nudge_address);

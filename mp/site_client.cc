@@ -81,6 +81,16 @@ class GrpcSiteClient final : public SiteClient {
                                        });
   }
 
+  void RunbookWork(const v1::RunbookWorkRequest* req, v1::RunbookWorkResponse* resp,
+                   std::function<void(grpc::Status)> done) override {
+    auto* ctx = new grpc::ClientContext;
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stub_->async()->RunbookWork(ctx, req, resp, [ctx, done = std::move(done)](grpc::Status s) {
+      delete ctx;
+      done(std::move(s));
+    });
+  }
+
  private:
   std::unique_ptr<v1::SiteClients::Stub> stub_;
 };

@@ -52,6 +52,10 @@ class SiteClient {
   virtual void GetContentManifest(const v1::ContentManifestRequest* req,
                                   v1::ContentManifestResponse* resp,
                                   std::function<void(grpc::Status)> done) = 0;
+  // A runbook worker's exchange (req->client_id() set); `done` runs on
+  // another thread.
+  virtual void RunbookWork(const v1::RunbookWorkRequest* req, v1::RunbookWorkResponse* resp,
+                           std::function<void(grpc::Status)> done) = 0;
 };
 
 // The real one, over `channel` (mutual TLS to the site server).

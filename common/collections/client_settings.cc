@@ -32,6 +32,7 @@ constexpr AssignedKind kKinds[] = {
      " AND (d.device_id IS NULL OR d.device_id = m.device_id)"},
     {"live_queries", "id", "live_query_assignments", "query",
      " AND (d.device_id IS NULL OR d.device_id = m.device_id)"},
+    {"runbook_worker_groups", "name", "runbook_worker_assignments", "worker_group"},
 };
 
 static_assert(std::size(kKinds) == kDeploymentKinds);
@@ -127,13 +128,15 @@ absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
                            "UNION ALL SELECT device_id::text, run::text, 3 FROM "
                            "script_run_assignments WHERE device_id = ANY($1::uuid[]) UNION ALL "
                            "SELECT device_id::text, query::text, 4 FROM live_query_assignments "
-                           "WHERE device_id = ANY($1::uuid[])) x ORDER BY k, d, n COLLATE \"C\"",
+                           "WHERE device_id = ANY($1::uuid[]) UNION ALL SELECT device_id::text, "
+                           "worker_group, 5 FROM runbook_worker_assignments WHERE device_id = "
+                           "ANY($1::uuid[])) x ORDER BY k, d, n COLLATE \"C\"",
                            {store::TextArrayLiteral(device_ids)}));
   for (size_t i = 0; i < r.size(); ++i) {
     Assigned& a = out[r.GetString(i, 0)];
-    std::vector<std::string>* lists[] = {&a.settings, &a.deployments, &a.windows, &a.script_runs,
-                                         &a.live_queries};
-    lists[std::clamp<int64_t>(r.GetInt(i, 2), 0, 4)]->push_back(r.GetString(i, 1));
+    std::vector<std::string>* lists[] = {&a.settings,    &a.deployments,  &a.windows,
+                                         &a.script_runs, &a.live_queries, &a.runbook_worker_groups};
+    lists[std::clamp<int64_t>(r.GetInt(i, 2), 0, 5)]->push_back(r.GetString(i, 1));
   }
   return out;
 }

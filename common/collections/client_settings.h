@@ -36,8 +36,8 @@ absl::StatusOr<std::map<std::string, Assigned>> LoadAssignments(
 
 // The kinds of deployment resolved per device from its collections: custom
 // client settings, applications, maintenance windows, script runs, live
-// queries (in this order); one flag per kind.
-inline constexpr size_t kDeploymentKinds = 5;
+// queries, runbook worker groups (in this order); one flag per kind.
+inline constexpr size_t kDeploymentKinds = 6;
 using DeploymentKinds = std::array<bool, kDeploymentKinds>;
 
 // One value per kind (same order), changing whenever a deployment of that

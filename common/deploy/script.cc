@@ -118,38 +118,47 @@ absl::Status FromJson(const std::string& json, Field* out, Field* (List::*mutabl
 
 }  // namespace
 
-absl::Status CheckScript(v1::Script& s) {
-  if (s.interpreter().empty()) s.set_interpreter("bash");
-  if (InterpreterPath(s.interpreter()).empty())
-    return Bad("interpreter", absl::StrCat("\"", s.interpreter(), "\": bash, sh or python3"));
-  if (s.body().empty() || s.body().size() > kMaxScriptBodyBytes)
-    return Bad("body", absl::StrCat(s.body().size(), " bytes: 1 byte to ",
-                                    kMaxScriptBodyBytes / 1024, " KiB"));
-  if (!inventory::IsCleanText(s.body()))
+absl::Status CheckCode(std::string* interpreter, const std::string& body, std::string* run_as,
+                       google::protobuf::RepeatedPtrField<v1::ScriptParameter>* parameters) {
+  if (interpreter->empty()) *interpreter = "bash";
+  if (InterpreterPath(*interpreter).empty())
+    return Bad("interpreter", absl::StrCat("\"", *interpreter, "\": bash, sh or python3"));
+  if (body.empty() || body.size() > kMaxScriptBodyBytes)
+    return Bad("body",
+               absl::StrCat(body.size(), " bytes: 1 byte to ", kMaxScriptBodyBytes / 1024, " KiB"));
+  if (!inventory::IsCleanText(body))
     return Bad("body", "not text (it holds a NUL or bytes that are not UTF-8)");
-  if (s.description().size() > 4096 || !inventory::IsCleanText(s.description()))
-    return Bad("description", "at most 4 KiB of text");
-  if (s.timeout_seconds() == 0) s.set_timeout_seconds(kDefaultScriptTimeoutSeconds);
-  if (s.timeout_seconds() < 1 || s.timeout_seconds() > kMaxScriptTimeoutSeconds)
-    return Bad("timeout_seconds",
-               absl::StrCat(s.timeout_seconds(), ": 1 to ", kMaxScriptTimeoutSeconds, " (24 h)"));
-  if (s.run_as() == "root") s.clear_run_as();
-  if (!s.run_as().empty()) {
-    const std::string& u = s.run_as();
+  if (*run_as == "root") run_as->clear();
+  if (!run_as->empty()) {
+    const std::string& u = *run_as;
     bool ok = u.size() <= 32 && u[0] != '-';
     for (char c : u)
       ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '_' || c == '-' || c == '.');
     if (!ok) return Bad("run_as", absl::StrCat("\"", u, "\" is not a user name"));
   }
-  if (s.parameters_size() > kMaxScriptParameters)
-    return Bad("parameters", absl::StrCat(s.parameters_size(), ": at most ", kMaxScriptParameters));
+  if (parameters->size() > kMaxScriptParameters)
+    return Bad("parameters", absl::StrCat(parameters->size(), ": at most ", kMaxScriptParameters));
   std::set<std::string> names;
-  for (auto& p : *s.mutable_parameters()) {
+  for (auto& p : *parameters) {
     if (auto st = CheckParameter(p); !st.ok()) return st;
     if (!names.insert(p.name()).second)
       return Bad("parameters", absl::StrCat("\"", p.name(), "\" is declared twice"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckScript(v1::Script& s) {
+  if (auto st =
+          CheckCode(s.mutable_interpreter(), s.body(), s.mutable_run_as(), s.mutable_parameters());
+      !st.ok())
+    return st;
+  if (s.description().size() > 4096 || !inventory::IsCleanText(s.description()))
+    return Bad("description", "at most 4 KiB of text");
+  if (s.timeout_seconds() == 0) s.set_timeout_seconds(kDefaultScriptTimeoutSeconds);
+  if (s.timeout_seconds() < 1 || s.timeout_seconds() > kMaxScriptTimeoutSeconds)
+    return Bad("timeout_seconds",
+               absl::StrCat(s.timeout_seconds(), ": 1 to ", kMaxScriptTimeoutSeconds, " (24 h)"));
   return absl::OkStatus();
 }
 

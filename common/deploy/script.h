@@ -28,6 +28,11 @@ inline constexpr int kMaxValueLength = 4096;
 // [a-z0-9_] starting with a letter".
 absl::Status CheckScript(v1::Script& script);
 
+// What scripts and runbooks share: the interpreter (default bash), the
+// body, the user to run as ("root" made ""), the parameters' declarations.
+absl::Status CheckCode(std::string* interpreter, const std::string& body, std::string* run_as,
+                       google::protobuf::RepeatedPtrField<v1::ScriptParameter>* parameters);
+
 // The value of every parameter of `params` for a run given `args` (by
 // name; a missing one takes its default, or is refused when required): in
 // the parameters' order. InvalidArgument naming the parameter and the rule

@@ -71,6 +71,8 @@ std::string Revisions(const v1::SiteBundle& bundle, const Assigned& assigned, Fn
     each(q);
     absl::StrAppend(&out, "q:", q.name(), ";");
   });
+  // A group is its name to the worker (the site holds its limits).
+  for (const auto& g : assigned.runbook_worker_groups) absl::StrAppend(&out, "g:", g, ";");
   return out;
 }
 
@@ -95,6 +97,7 @@ void ToProto(Assigned assigned, v1::ClientAssignment* out) {
   for (auto& n : assigned.windows) out->add_windows(std::move(n));
   for (auto& n : assigned.script_runs) out->add_script_runs(std::move(n));
   for (auto& n : assigned.live_queries) out->add_live_queries(std::move(n));
+  for (auto& n : assigned.runbook_worker_groups) out->add_runbook_worker_groups(std::move(n));
 }
 
 Assigned FromProto(const v1::ClientAssignment& a) {
@@ -104,6 +107,8 @@ Assigned FromProto(const v1::ClientAssignment& a) {
   out.windows.assign(a.windows().begin(), a.windows().end());
   out.script_runs.assign(a.script_runs().begin(), a.script_runs().end());
   out.live_queries.assign(a.live_queries().begin(), a.live_queries().end());
+  out.runbook_worker_groups.assign(a.runbook_worker_groups().begin(),
+                                   a.runbook_worker_groups().end());
   return out;
 }
 
@@ -111,6 +116,7 @@ v1::PolicyResponse ClientPolicy(const v1::SiteBundle& bundle, const Assigned& as
   v1::PolicyResponse out;
   *out.mutable_settings() = EffectiveSettings(bundle, assigned.settings);
   const std::string revisions = Revisions(bundle, assigned, AddTo{out});
+  for (const auto& g : assigned.runbook_worker_groups) out.add_runbook_worker_groups(g);
   out.set_version(Combined(PolicyVersion(out.settings()), revisions));
   return out;
 }

@@ -24,18 +24,20 @@ std::string PolicyVersion(const v1::ClientSettings& settings);
 
 // What reaches one client through its collections (sorted names).
 struct Assigned {
-  std::vector<std::string> settings;      // custom client settings
-  std::vector<std::string> deployments;   // application deployments
-  std::vector<std::string> windows;       // maintenance windows
-  std::vector<std::string> script_runs;   // script runs (ids)
-  std::vector<std::string> live_queries;  // live queries (ids)
+  std::vector<std::string> settings;               // custom client settings
+  std::vector<std::string> deployments;            // application deployments
+  std::vector<std::string> windows;                // maintenance windows
+  std::vector<std::string> script_runs;            // script runs (ids)
+  std::vector<std::string> live_queries;           // live queries (ids)
+  std::vector<std::string> runbook_worker_groups;  // groups it is a runbook worker of
   bool empty() const {
     return settings.empty() && deployments.empty() && windows.empty() && script_runs.empty() &&
-           live_queries.empty();
+           live_queries.empty() && runbook_worker_groups.empty();
   }
   bool operator==(const Assigned& o) const {
     return settings == o.settings && deployments == o.deployments && windows == o.windows &&
-           script_runs == o.script_runs && live_queries == o.live_queries;
+           script_runs == o.script_runs && live_queries == o.live_queries &&
+           runbook_worker_groups == o.runbook_worker_groups;
   }
 };
 
@@ -45,8 +47,8 @@ Assigned FromProto(const v1::ClientAssignment& a);
 
 // A client's whole policy: its effective settings, and the deployments,
 // maintenance windows, script runs and live queries assigned to it that the bundle holds
-// (its lists are sorted by name), versioned by all of them. Without deployments the version is
-// PolicyVersion(settings).
+// and the runbook worker groups it is a worker of (its lists are sorted by name), versioned by all
+// of them. Without deployments the version is PolicyVersion(settings).
 v1::PolicyResponse ClientPolicy(const v1::SiteBundle& bundle, const Assigned& assigned);
 // ClientPolicy(...).version(), without copying the deployments.
 std::string ClientPolicyVersion(const v1::SiteBundle& bundle, const Assigned& assigned);

@@ -22,6 +22,7 @@
 #include "common/policy/client_settings.h"
 #include "common/site/client_ingest.h"
 #include "common/site/client_registration.h"
+#include "common/site/runbook_dispatch.h"
 #include "common/store/database.h"
 #include "common/store/pool.h"
 
@@ -75,6 +76,9 @@ class ClientService::Impl {
     }
     threads_.emplace_back([this] { BundleLoop(); });
     threads_.emplace_back([this] { ChangesLoop(); });
+    runbooks_ =
+        std::make_unique<RunbookDispatcher>(options_.config.database(), site_, options_.notifier);
+    runbooks_->Start();
     return absl::OkStatus();
   }
 
@@ -90,6 +94,7 @@ class ClientService::Impl {
       wake_stop_ = true;
     }
     if (options_.notifier && subscription_ >= 0) options_.notifier->Unsubscribe(subscription_);
+    if (runbooks_) runbooks_->Stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
   }
@@ -179,6 +184,17 @@ class ClientService::Impl {
                                  {key.package, std::to_string(key.version)}));
       for (size_t i = 0; i < at.size(); ++i) resp->add_installed_at(at.GetString(i, 0));
       return absl::OkStatus();
+    });
+  }
+
+  // A runbook worker's exchange, from the MP it reaches (runbook_dispatch.h).
+  absl::Status RunbookWork(const grpc::ServerContext& context, const v1::RunbookWorkRequest& req,
+                           v1::RunbookWorkResponse* resp) {
+    RETURN_IF_ERROR(CheckMp(context).status());
+    if (!inventory::IsUuid(req.client_id()))
+      return absl::InvalidArgumentError("client_id: not a UUID");
+    return pool_.With([&](store::Connection& conn) {
+      return site::RunbookWork(conn, site_, req.client_id(), req, resp);
     });
   }
 
@@ -516,6 +532,7 @@ class ClientService::Impl {
           DrainToMps("client_setting_changed", "client_settings.changed", AssignmentMessages);
       if (sent.ok())
         sent = DrainToMps("client_access_changed", "client_access.changed", AccessMessages);
+      if (sent.ok()) sent = DrainToMps("runbook_wake", "runbooks.work_waiting", WakeMessages);
       absl::MutexLock lock(&wake_mu_);
       if (!sent.ok()) {
         changes_dirty_ = true;  // look again, in a second
@@ -546,11 +563,23 @@ class ClientService::Impl {
       bytes += id.size() + 8;
       auto it = assigned.find(id);
       if (it != assigned.end()) {
-        for (const auto* list : {&it->second.settings, &it->second.deployments, &it->second.windows,
-                                 &it->second.script_runs, &it->second.live_queries})
+        for (const auto* list :
+             {&it->second.settings, &it->second.deployments, &it->second.windows,
+              &it->second.script_runs, &it->second.live_queries, &it->second.runbook_worker_groups})
           for (const auto& n : *list) bytes += n.size() + 4;
         policy::ToProto(std::move(it->second), a);
       }
+    }
+    return messages;
+  }
+
+  // Runbook workers with work waiting (runbook_dispatch.h): nudged.
+  static absl::StatusOr<std::vector<v1::MpDown>> WakeMessages(store::Transaction&,
+                                                              const std::vector<std::string>& ids) {
+    std::vector<v1::MpDown> messages(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      messages[i].mutable_request()->set_client_id(ids[i]);
+      messages[i].mutable_request()->set_kind(v1::NOTIFICATION_KIND_WORK_WAITING);
     }
     return messages;
   }
@@ -604,6 +633,7 @@ class ClientService::Impl {
   const std::string site_;
   store::ConnectionPool pool_;
   std::unique_ptr<IssuingCa> ca_;
+  std::unique_ptr<RunbookDispatcher> runbooks_;
   int subscription_ = -1;
   std::vector<std::thread> threads_;
 
@@ -645,6 +675,12 @@ grpc::Status ClientService::GetContentManifest(grpc::ServerContext* context,
                                                const v1::ContentManifestRequest* request,
                                                v1::ContentManifestResponse* response) {
   return ToGrpcStatus(impl_->ContentManifest(*context, *request, response));
+}
+
+grpc::Status ClientService::RunbookWork(grpc::ServerContext* context,
+                                        const v1::RunbookWorkRequest* request,
+                                        v1::RunbookWorkResponse* response) {
+  return ToGrpcStatus(impl_->RunbookWork(*context, *request, response));
 }
 
 grpc::Status ClientService::Connect(grpc::ServerContext* context,

@@ -9,7 +9,8 @@
 // Client data is applied by IngestReports and acknowledged once committed.
 // Each MP is recorded in site_systems (version, online or offline, clients
 // it holds), and told at once of clients an administrator approved or
-// blocked (client_decisions).
+// blocked (client_decisions). Runbook workers' exchanges are served here
+// and their jobs dispatched by a RunbookDispatcher (runbook_dispatch.h).
 
 #include <functional>
 #include <memory>
@@ -49,6 +50,8 @@ class ClientService final : public v1::SiteClients::Service {
   grpc::Status GetContentManifest(grpc::ServerContext* context,
                                   const v1::ContentManifestRequest* request,
                                   v1::ContentManifestResponse* response) override;
+  grpc::Status RunbookWork(grpc::ServerContext* context, const v1::RunbookWorkRequest* request,
+                           v1::RunbookWorkResponse* response) override;
 
  private:
   class Impl;

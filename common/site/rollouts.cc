@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "common/site/runbook_dispatch.h"
 #include "common/store/pool.h"
 
 namespace strata::site {
@@ -126,6 +127,8 @@ absl::StatusOr<int64_t> ForgetOldWork(store::Transaction& tx) {
     ASSIGN_OR_RETURN(store::Result r, tx.Exec(sql));
     n += r.affected_rows();
   }
+  ASSIGN_OR_RETURN(int64_t jobs, PruneRunbookJobs(tx));
+  n += jobs;
   if (n > 0) LogInfo("work.forgotten", {{"rows", n}});
   return n;
 }

@@ -22,8 +22,9 @@ absl::StatusOr<int> AdvanceRollouts(store::Transaction& tx);
 absl::StatusOr<int64_t> ForgetDeletedDeployments(store::Transaction& tx);
 
 // Live queries a day past their expiry and script runs 30 days past theirs
-// (those this site made), and the answers and results of those gone (at
-// every site); how many rows.
+// (those this site made), runbook jobs past their retention
+// (PruneRunbookJobs), and the answers and results of those gone (at every
+// site); how many rows.
 absl::StatusOr<int64_t> ForgetOldWork(store::Transaction& tx);
 // Runs AdvanceRollouts every 2 s, ForgetDeletedDeployments and
 // ForgetOldWork every minute.

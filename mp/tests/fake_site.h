@@ -133,6 +133,10 @@ class FakeSite final : public SiteClient {
                           std::function<void(grpc::Status)> done) override {
     done(grpc::Status(grpc::StatusCode::NOT_FOUND, "the fake site holds no content"));
   }
+  void RunbookWork(const v1::RunbookWorkRequest*, v1::RunbookWorkResponse*,
+                   std::function<void(grpc::Status)> done) override {
+    done(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the fake site dispatches no runbooks"));
+  }
   std::unique_ptr<SiteStream> Connect() override {
     auto s = std::make_unique<FakeStream>();
     absl::MutexLock lock(&mu_);

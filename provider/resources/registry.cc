@@ -32,6 +32,9 @@ Resource RolloutsResource();
 Resource ScriptsResource();
 Resource ScriptRunsResource();
 Resource LiveQueriesResource();
+Resource RunbooksResource();
+Resource RunbookWorkerGroupsResource();
+Resource RunbookJobsResource();
 Resource HierarchySettingsResource();
 
 const std::vector<Resource>& Resources() {
@@ -59,6 +62,9 @@ const std::vector<Resource>& Resources() {
       ScriptsResource(),
       ScriptRunsResource(),
       LiveQueriesResource(),
+      RunbooksResource(),
+      RunbookWorkerGroupsResource(),
+      RunbookJobsResource(),
       HierarchySettingsResource(),
   };
   return *resources;

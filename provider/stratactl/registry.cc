@@ -38,6 +38,9 @@ std::vector<Command> RolloutCommands();
 std::vector<Command> ScriptCommands();
 std::vector<Command> ScriptRunCommands();
 std::vector<Command> LiveQueryCommands();
+std::vector<Command> RunbookCommands();
+std::vector<Command> RunbookWorkerGroupCommands();
+std::vector<Command> RunbookJobCommands();
 std::vector<Command> HierarchySettingCommands();
 
 void ExcludesOthers(CLI::App* cmd, CLI::Option* option) {
@@ -74,6 +77,9 @@ constexpr NounFn kNouns[] = {
     ScriptCommands,
     ScriptRunCommands,
     LiveQueryCommands,
+    RunbookCommands,
+    RunbookWorkerGroupCommands,
+    RunbookJobCommands,
     HierarchySettingCommands,
 };
 
@@ -98,6 +104,9 @@ constexpr Verb kVerbs[] = {
     {"approve", "Approve a client waiting for approval, or a script"},
     {"run", "Run an approved script on devices"},
     {"query", "Ask devices a question now (a live query): rows as they arrive"},
+    {"publish", "Publish a runbook's draft, or an earlier version again"},
+    {"start", "Start a runbook job on a worker group"},
+    {"stop", "Stop a runbook job"},
     {"reset", "Put back to its default"},
     {"block", "Block a client: refused at registration and at its management point"},
     {"unblock", "Unblock a blocked client"},

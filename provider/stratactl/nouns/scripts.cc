@@ -13,11 +13,11 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
 #include "provider/stratactl/command.h"
+#include "provider/stratactl/nouns/scripts.h"
 #include "provider/stratactl/output.h"
 #include "strata/v1/admin/scripts.grpc.pb.h"
 
 namespace strata::ctl {
-namespace {
 
 bool ReadWhole(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
@@ -69,6 +69,18 @@ std::string ParseParam(const std::string& spec, v1::ScriptParameter* p) {
   }
   return "";
 }
+
+std::string ParameterRules(const v1::ScriptParameter& p) {
+  std::vector<std::string> rules{p.type()};
+  if (p.required()) rules.push_back("required");
+  if (!p.default_value().empty()) rules.push_back("default " + p.default_value());
+  if (!p.regex().empty()) rules.push_back("matching " + p.regex());
+  if (p.allowed_size() > 0) rules.push_back("one of " + absl::StrJoin(p.allowed(), "|"));
+  if (p.min() != 0 || p.max() != 0) rules.push_back(absl::StrCat(p.min(), "..", p.max()));
+  return absl::StrJoin(rules, ", ");
+}
+
+namespace {
 
 struct ScriptFlags {
   std::string file, body_file, interpreter, description, run_as;
@@ -189,15 +201,8 @@ void DescribeScript(const Options& o, const v1::Script& s) {
                                                {"author", s.author()},
                                                {"updated", s.updated_at()},
                                                {"scopes", absl::StrJoin(s.scopes(), ", ")}};
-  for (const auto& p : s.parameters()) {
-    std::vector<std::string> rules{p.type()};
-    if (p.required()) rules.push_back("required");
-    if (!p.default_value().empty()) rules.push_back("default " + p.default_value());
-    if (!p.regex().empty()) rules.push_back("matching " + p.regex());
-    if (p.allowed_size() > 0) rules.push_back("one of " + absl::StrJoin(p.allowed(), "|"));
-    if (p.min() != 0 || p.max() != 0) rules.push_back(absl::StrCat(p.min(), "..", p.max()));
-    fields.push_back({"parameter " + p.name(), absl::StrJoin(rules, ", ")});
-  }
+  for (const auto& p : s.parameters())
+    fields.push_back({"parameter " + p.name(), ParameterRules(p)});
   fields.push_back({"body", s.body()});
   Describe(o, s, fields);
 }

@@ -1,0 +1,479 @@
+#include "common/site/runbook_dispatch.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/base/status.h"
+#include "common/deploy/runbook.h"
+#include "common/deploy/script.h"
+#include "common/replication/link_session.h"
+
+namespace strata::site {
+namespace {
+
+using store::Result;
+using store::Transaction;
+
+constexpr int64_t kDefaultLeaseSeconds = 60;
+constexpr int kIntakeBatch = 5000;
+constexpr int kDefaultRetentionDays = 30;
+
+// A run this site holds for a job named in a worker's request.
+struct Held {
+  int attempt = 0;
+  std::string state, device;
+  bool stop_requested = false;
+  int64_t lease_seconds = kDefaultLeaseSeconds;
+};
+
+// Orders for the jobs in `ids` (their current attempt).
+absl::Status AddOrders(Transaction& tx, const std::vector<std::string>& ids,
+                       v1::RunbookWorkResponse* resp) {
+  if (ids.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(
+      Result r, tx.Exec("SELECT j.id::text, r.attempt, j.runbook, j.version, j.interpreter, "
+                        "j.body, j.sha256, j.arguments, j.timeout_seconds, j.run_as, "
+                        "j.worker_group FROM runbook_jobs j JOIN runbook_job_runs r ON r.job_id = "
+                        "j.id WHERE j.id = ANY($1::uuid[]) ORDER BY r.queued_at, j.id",
+                        {store::TextArrayLiteral(ids)}));
+  for (size_t i = 0; i < r.size(); ++i) {
+    v1::RunbookJobOrder* o = resp->add_start();
+    o->set_job(r.GetString(i, 0));
+    o->set_attempt(static_cast<int32_t>(r.GetInt(i, 1)));
+    o->set_runbook(r.GetString(i, 2));
+    o->set_version(static_cast<int32_t>(r.GetInt(i, 3)));
+    o->set_interpreter(r.GetString(i, 4));
+    o->set_body(r.GetString(i, 5));
+    o->set_sha256(r.GetString(i, 6));
+    RETURN_IF_ERROR(deploy::ParseArguments(r.GetString(i, 7), o->mutable_arguments()));
+    o->set_timeout_seconds(r.GetInt(i, 8));
+    o->set_run_as(r.GetString(i, 9));
+    o->set_worker_group(r.GetString(i, 10));
+  }
+  return absl::OkStatus();
+}
+
+// The state a worker's progress records, and whether it is final.
+std::string StateText(v1::RunbookJobStateKind k) { return deploy::RunbookJobStateName(k); }
+
+std::string MsTime(int64_t unix_ms) { return unix_ms > 0 ? absl::StrCat(unix_ms) : std::string(); }
+
+// Takes up to `n` queued jobs of `group` for `device`: the oldest of each
+// runbook in turn (fair across runbooks), under the group's lock.
+absl::StatusOr<std::vector<std::string>> Claim(Transaction& tx, const std::string& group,
+                                               const std::string& device, const std::string& worker,
+                                               int n, int64_t lease_seconds) {
+  std::vector<std::string> got;
+  if (n <= 0) return got;
+  ASSIGN_OR_RETURN(
+      Result picked,
+      tx.ExecCached(
+          "SELECT x.job_id::text FROM (SELECT DISTINCT runbook FROM runbook_job_runs WHERE "
+          "state = 'queued' AND worker_group = $1) rb CROSS JOIN LATERAL (SELECT job_id, "
+          "queued_at, row_number() OVER (ORDER BY queued_at, job_id) AS rn FROM runbook_job_runs "
+          "q WHERE q.state = 'queued' AND q.worker_group = $1 AND q.runbook = rb.runbook ORDER "
+          "BY queued_at, job_id LIMIT $2) x ORDER BY x.rn, x.queued_at, x.job_id LIMIT $2",
+          {group, absl::StrCat(n)}));
+  if (picked.empty()) return got;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < picked.size(); ++i) ids.push_back(picked.GetString(i, 0));
+  ASSIGN_OR_RETURN(
+      Result taken,
+      tx.ExecCached(
+          "WITH t AS (UPDATE runbook_job_runs SET state = 'dispatched', attempt = attempt + 1, "
+          "device_id = $2::uuid, worker_name = $3, dispatched_at = now(), started_at = NULL, "
+          "lease_expires_at = now() + $4 * interval '1 second' WHERE job_id = ANY($1::uuid[]) "
+          "AND state = 'queued' RETURNING job_id, attempt, site_code) INSERT INTO "
+          "runbook_job_attempts (job_id, attempt, site_code, device_id, worker_name, "
+          "dispatched_at) SELECT job_id, attempt, site_code, $2::uuid, $3, now() FROM t RETURNING "
+          "job_id::text",
+          {store::TextArrayLiteral(ids), device, worker, absl::StrCat(lease_seconds)}));
+  for (size_t i = 0; i < taken.size(); ++i) got.push_back(taken.GetString(i, 0));
+  return got;
+}
+
+}  // namespace
+
+absl::Status RunbookWork(store::Connection& conn, const std::string& site,
+                         const std::string& device, const v1::RunbookWorkRequest& req,
+                         v1::RunbookWorkResponse* resp) {
+  RETURN_IF_ERROR(deploy::CheckWorkRequest(req));
+  std::vector<std::string> ids;
+  for (const auto& j : req.jobs()) ids.push_back(j.job());
+  return conn.Transact([&](Transaction& tx) -> absl::Status {
+    resp->Clear();  // a retried transaction starts over
+    ASSIGN_OR_RETURN(Result name,
+                     tx.ExecCached("SELECT name FROM devices WHERE id = $1::uuid", {device}));
+    const std::string worker = name.empty() ? device : name.GetString(0, 0);
+    // The groups it works for here.
+    ASSIGN_OR_RETURN(
+        Result groups,
+        tx.ExecCached("SELECT g.name, g.lease_seconds, g.max_jobs_per_worker, g.max_jobs FROM "
+                      "runbook_worker_assignments a JOIN runbook_worker_groups g ON g.name = "
+                      "a.worker_group WHERE a.device_id = $1::uuid AND g.site_code = $2 ORDER "
+                      "BY g.name",
+                      {device, site}));
+    int64_t lease_seconds = 0;
+    for (size_t i = 0; i < groups.size(); ++i)
+      lease_seconds =
+          lease_seconds == 0 ? groups.GetInt(i, 1) : std::min(lease_seconds, groups.GetInt(i, 1));
+
+    // The runs it names, locked; and the attempts it was given of them.
+    std::map<std::string, Held> held;
+    std::set<std::pair<std::string, int>> attempts;
+    if (!ids.empty()) {
+      ASSIGN_OR_RETURN(
+          Result r,
+          tx.ExecCached("SELECT r.job_id::text, r.attempt, r.state, coalesce(r.device_id::text, "
+                        "''), j.stop_requested_at IS NOT NULL, coalesce(g.lease_seconds, 60) FROM "
+                        "runbook_job_runs r JOIN runbook_jobs j ON j.id = r.job_id LEFT JOIN "
+                        "runbook_worker_groups g ON g.name = r.worker_group WHERE r.job_id = "
+                        "ANY($1::uuid[]) AND r.site_code = $2 ORDER BY r.job_id FOR UPDATE OF r",
+                        {store::TextArrayLiteral(ids), site}));
+      for (size_t i = 0; i < r.size(); ++i) {
+        Held& h = held[r.GetString(i, 0)];
+        h.attempt = static_cast<int>(r.GetInt(i, 1));
+        h.state = r.GetString(i, 2);
+        h.device = r.GetString(i, 3);
+        h.stop_requested = r.GetBool(i, 4);
+        h.lease_seconds = r.GetInt(i, 5);
+      }
+      ASSIGN_OR_RETURN(Result a, tx.ExecCached("SELECT job_id::text, attempt FROM "
+                                               "runbook_job_attempts WHERE device_id = $1::uuid "
+                                               "AND job_id = ANY($2::uuid[])",
+                                               {device, store::TextArrayLiteral(ids)}));
+      for (size_t i = 0; i < a.size(); ++i)
+        attempts.insert({a.GetString(i, 0), static_cast<int>(a.GetInt(i, 1))});
+    }
+
+    // Output of attempts it was given (a lost attempt's too: what it wrote
+    // before it was cut off is kept).
+    std::vector<std::string> o_job, o_attempt, o_stream, o_offset, o_text;
+    for (const auto& p : req.jobs()) {
+      if (!attempts.count({p.job(), p.attempt()})) continue;
+      for (const auto& c : p.output()) {
+        o_job.push_back(p.job());
+        o_attempt.push_back(absl::StrCat(p.attempt()));
+        o_stream.push_back(c.stream());
+        o_offset.push_back(absl::StrCat(c.offset()));
+        o_text.push_back(c.text());
+      }
+    }
+    if (!o_job.empty()) {
+      RETURN_IF_ERROR(
+          tx.ExecCached("INSERT INTO runbook_job_output (job_id, attempt, stream, byte_offset, "
+                        "site_code, text, at) SELECT j, a, s, o, $6, t, now() FROM "
+                        "unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::text[]) AS "
+                        "x(j, a, s, o, t) ON CONFLICT DO NOTHING",
+                        {store::TextArrayLiteral(o_job), store::TextArrayLiteral(o_attempt),
+                         store::TextArrayLiteral(o_stream), store::TextArrayLiteral(o_offset),
+                         store::TextArrayLiteral(o_text), site})
+              .status());
+    }
+
+    // States: taken only from the worker holding the attempt.
+    std::set<std::string> named;
+    for (const auto& p : req.jobs()) {
+      named.insert(p.job());
+      auto it = held.find(p.job());
+      const bool mine = it != held.end() && it->second.device == device &&
+                        it->second.attempt == p.attempt() &&
+                        (it->second.state == "dispatched" || it->second.state == "running");
+      if (deploy::IsFinal(p.state())) {
+        if (mine) {
+          const std::string state = StateText(p.state());
+          RETURN_IF_ERROR(
+              tx.ExecCached(
+                    "UPDATE runbook_job_runs SET state = $2, started_at = coalesce(started_at, "
+                    "to_timestamp(nullif($3, '')::bigint / 1000.0), now()), ended_at = "
+                    "coalesce(to_timestamp(nullif($4, '')::bigint / 1000.0), now()), exit_code "
+                    "= $5, detail = $6, lease_expires_at = NULL WHERE job_id = $1::uuid",
+                    {p.job(), state, MsTime(p.started_unix_ms()), MsTime(p.finished_unix_ms()),
+                     absl::StrCat(p.exit_code()), p.detail()})
+                  .status());
+          RETURN_IF_ERROR(
+              tx.ExecCached("UPDATE runbook_job_attempts SET outcome = $3, started_at = "
+                            "coalesce(started_at, to_timestamp(nullif($4, '')::bigint / 1000.0), "
+                            "now()), ended_at = now(), detail = $5 WHERE job_id = $1::uuid AND "
+                            "attempt = $2",
+                            {p.job(), absl::StrCat(p.attempt()), state, MsTime(p.started_unix_ms()),
+                             p.detail()})
+                  .status());
+        }
+        // Recorded now or before, or not its to record: it may forget it.
+        resp->add_accepted(p.job());
+        continue;
+      }
+      if (!mine) {
+        resp->add_stop(p.job());  // failed over, failed, or never its
+        continue;
+      }
+      RETURN_IF_ERROR(
+          tx.ExecCached(
+                "UPDATE runbook_job_runs SET state = 'running', started_at = "
+                "coalesce(started_at, to_timestamp(nullif($2, '')::bigint / 1000.0), "
+                "now()), lease_expires_at = now() + $3 * interval '1 second' WHERE "
+                "job_id = $1::uuid",
+                {p.job(), MsTime(p.started_unix_ms()), absl::StrCat(it->second.lease_seconds)})
+              .status());
+      if (it->second.state == "dispatched") {
+        RETURN_IF_ERROR(
+            tx.ExecCached("UPDATE runbook_job_attempts SET started_at = coalesce(started_at, "
+                          "to_timestamp(nullif($3, '')::bigint / 1000.0), now()) WHERE job_id "
+                          "= $1::uuid AND attempt = $2",
+                          {p.job(), absl::StrCat(p.attempt()), MsTime(p.started_unix_ms())})
+                .status());
+      }
+      if (it->second.stop_requested) resp->add_stop(p.job());
+      if (lease_seconds == 0 || it->second.lease_seconds < lease_seconds)
+        lease_seconds = it->second.lease_seconds;
+    }
+
+    // Dispatched to it and not acknowledged (the answer was lost): again.
+    ASSIGN_OR_RETURN(
+        Result pending,
+        tx.ExecCached("SELECT job_id::text FROM runbook_job_runs WHERE device_id = $1::uuid AND "
+                      "state = 'dispatched' AND site_code = $2 AND NOT (job_id = "
+                      "ANY($3::uuid[])) ORDER BY job_id FOR UPDATE",
+                      {device, site, store::TextArrayLiteral(ids)}));
+    std::vector<std::string> orders;
+    for (size_t i = 0; i < pending.size(); ++i) orders.push_back(pending.GetString(i, 0));
+    if (!orders.empty()) {
+      // Its lease runs from now: the worker learns of it now.
+      RETURN_IF_ERROR(tx.ExecCached("UPDATE runbook_job_runs r SET lease_expires_at = now() + "
+                                    "coalesce((SELECT g.lease_seconds FROM runbook_worker_groups "
+                                    "g WHERE g.name = r.worker_group), 60) * interval '1 second' "
+                                    "WHERE job_id = ANY($1::uuid[])",
+                                    {store::TextArrayLiteral(orders)})
+                          .status());
+    }
+
+    // New work, group by group, within the limits.
+    int free = req.free_slots() - static_cast<int>(orders.size());
+    for (size_t i = 0; i < groups.size() && free > 0; ++i) {
+      const std::string group = groups.GetString(i, 0);
+      const int64_t per_worker = groups.GetInt(i, 2), max_jobs = groups.GetInt(i, 3);
+      RETURN_IF_ERROR(tx.ExecCached("SELECT pg_advisory_xact_lock(hashtext('strata.runbook:' || "
+                                    "$1))",
+                                    {group})
+                          .status());
+      ASSIGN_OR_RETURN(
+          Result busy,
+          tx.ExecCached("SELECT count(*) FILTER (WHERE device_id = $2::uuid), count(*) FROM "
+                        "runbook_job_runs WHERE worker_group = $1 AND state IN ('dispatched', "
+                        "'running')",
+                        {group, device}));
+      int64_t n = std::min<int64_t>(free, per_worker - busy.GetInt(0, 0));
+      if (max_jobs > 0) n = std::min<int64_t>(n, max_jobs - busy.GetInt(0, 1));
+      ASSIGN_OR_RETURN(std::vector<std::string> got,
+                       Claim(tx, group, device, worker, static_cast<int>(n), groups.GetInt(i, 1)));
+      free -= static_cast<int>(got.size());
+      orders.insert(orders.end(), got.begin(), got.end());
+    }
+    RETURN_IF_ERROR(AddOrders(tx, orders, resp));
+    resp->set_lease_ms((lease_seconds > 0 ? lease_seconds : kDefaultLeaseSeconds) * 1000);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const std::string& site) {
+  DispatchStats stats;
+  RETURN_IF_ERROR(conn.Transact([&](Transaction& tx) -> absl::Status {
+    stats = DispatchStats();
+    // Arrived jobs and stop requests.
+    ASSIGN_OR_RETURN(
+        Result taken,
+        tx.Exec("DELETE FROM runbook_intake WHERE job_id IN (SELECT job_id FROM runbook_intake "
+                "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING job_id::text",
+                {absl::StrCat(kIntakeBatch)}));
+    if (!taken.empty()) {
+      std::vector<std::string> ids;
+      for (size_t i = 0; i < taken.size(); ++i) ids.push_back(taken.GetString(i, 0));
+      const std::string arr = store::TextArrayLiteral(ids);
+      ASSIGN_OR_RETURN(
+          Result added,
+          tx.Exec("INSERT INTO runbook_job_runs (job_id, site_code, worker_group, runbook, state, "
+                  "queued_at, ended_at, detail) SELECT j.id, $2, j.worker_group, j.runbook, CASE "
+                  "WHEN j.stop_requested_at IS NULL THEN 'queued' ELSE 'stopped' END, now(), "
+                  "CASE WHEN j.stop_requested_at IS NOT NULL THEN now() END, CASE WHEN "
+                  "j.stop_requested_at IS NOT NULL THEN 'stopped by ' || j.stop_requested_by || "
+                  "' before it started' ELSE '' END FROM runbook_jobs j WHERE j.id = "
+                  "ANY($1::uuid[]) AND j.site_code = $2 ON CONFLICT (job_id) DO NOTHING "
+                  "RETURNING worker_group",
+                  {arr, site}));
+      stats.taken_in = static_cast<int64_t>(added.size());
+      ASSIGN_OR_RETURN(
+          Result stopped,
+          tx.Exec("UPDATE runbook_job_runs r SET state = 'stopped', ended_at = now(), detail = "
+                  "'stopped by ' || j.stop_requested_by || ' before it started' FROM runbook_jobs "
+                  "j WHERE j.id = r.job_id AND r.job_id = ANY($1::uuid[]) AND r.state = 'queued' "
+                  "AND j.stop_requested_at IS NOT NULL",
+                  {arr}));
+      stats.stopped = static_cast<int64_t>(stopped.affected_rows());
+      // Workers of groups with new work, and those holding a job to stop.
+      ASSIGN_OR_RETURN(
+          Result woken,
+          tx.Exec("INSERT INTO runbook_wake (device_id) SELECT a.device_id FROM "
+                  "runbook_worker_assignments a WHERE a.worker_group IN (SELECT worker_group FROM "
+                  "runbook_job_runs WHERE job_id = ANY($1::uuid[]) AND state = 'queued') UNION "
+                  "SELECT device_id FROM runbook_job_runs WHERE job_id = ANY($1::uuid[]) AND "
+                  "state IN ('dispatched', 'running') ON CONFLICT DO NOTHING",
+                  {arr}));
+      stats.workers_woken += static_cast<int64_t>(woken.affected_rows());
+    }
+
+    // Lapsed leases.
+    ASSIGN_OR_RETURN(
+        Result lapsed,
+        tx.Exec("SELECT r.job_id::text, r.attempt, r.worker_name, j.on_worker_lost, "
+                "j.max_attempts, r.lease_expires_at::text, j.stop_requested_at IS NOT NULL, "
+                "r.worker_group FROM runbook_job_runs r JOIN runbook_jobs j ON j.id = r.job_id "
+                "WHERE r.site_code = $1 AND r.state IN ('dispatched', 'running') AND "
+                "r.lease_expires_at < now() - $2 * interval '1 second' FOR UPDATE OF r SKIP "
+                "LOCKED",
+                {site, absl::StrCat(absl::ToInt64Seconds(kLeaseGrace))}));
+    std::set<std::string> requeued_groups;
+    for (size_t i = 0; i < lapsed.size(); ++i) {
+      const std::string job = lapsed.GetString(i, 0);
+      const int64_t attempt = lapsed.GetInt(i, 1);
+      const std::string lost = absl::StrCat(
+          "attempt ", attempt, " on ", lapsed.GetString(i, 2),
+          ": the worker stopped renewing its lease (it died, or was cut off from site ", site,
+          "); the lease ended at ", lapsed.GetString(i, 5));
+      RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_attempts SET outcome = 'lost', ended_at = "
+                              "now(), detail = $3 WHERE job_id = $1::uuid AND attempt = $2",
+                              {job, absl::StrCat(attempt), lost})
+                          .status());
+      const bool stop = lapsed.GetBool(i, 6);
+      const bool retry =
+          !stop && lapsed.GetString(i, 3) == "retry" && attempt < lapsed.GetInt(i, 4);
+      if (retry) {
+        RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_runs SET state = 'queued', device_id = "
+                                "NULL, worker_name = '', lease_expires_at = NULL, started_at = "
+                                "NULL, detail = $2 WHERE job_id = $1::uuid",
+                                {job, absl::StrCat(lost, "; failed over")})
+                            .status());
+        requeued_groups.insert(lapsed.GetString(i, 7));
+        ++stats.failed_over;
+      } else {
+        const std::string why =
+            stop ? absl::StrCat(lost, "; it was asked to stop")
+            : lapsed.GetString(i, 3) == "retry"
+                ? absl::StrCat(lost, "; no attempt left (max_attempts ", lapsed.GetInt(i, 4), ")")
+                : absl::StrCat(lost, "; the runbook says on_worker_lost = fail");
+        RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_runs SET state = $3, lease_expires_at = "
+                                "NULL, ended_at = now(), detail = $2 WHERE job_id = $1::uuid",
+                                {job, why, stop ? "stopped" : "failed"})
+                            .status());
+        ++stats.failed;
+      }
+    }
+    if (!requeued_groups.empty()) {
+      std::vector<std::string> g(requeued_groups.begin(), requeued_groups.end());
+      ASSIGN_OR_RETURN(Result woken,
+                       tx.Exec("INSERT INTO runbook_wake (device_id) SELECT device_id FROM "
+                               "runbook_worker_assignments WHERE worker_group = ANY($1::text[]) "
+                               "ON CONFLICT DO NOTHING",
+                               {store::TextArrayLiteral(g)}));
+      stats.workers_woken += static_cast<int64_t>(woken.affected_rows());
+    }
+    return absl::OkStatus();
+  }));
+  return stats;
+}
+
+absl::StatusOr<int64_t> PruneRunbookJobs(store::Transaction& tx) {
+  ASSIGN_OR_RETURN(
+      Result days,
+      tx.Exec("SELECT value FROM global_settings WHERE name = 'runbook.job_retention_days'"));
+  int64_t keep = kDefaultRetentionDays;
+  if (!days.empty()) {
+    int64_t d = 0;
+    if (absl::SimpleAtoi(days.GetString(0, 0), &d) && d >= 1) keep = d;
+  }
+  // Jobs this site made (one writer), old enough, unless still under way
+  // at this site's view; then what any site holds of jobs gone (site data:
+  // the deletions go up).
+  ASSIGN_OR_RETURN(
+      Result jobs,
+      tx.Exec("DELETE FROM runbook_jobs j WHERE j._origin = repl_site_code() AND j.created_at < "
+              "now() - $1::interval AND NOT EXISTS (SELECT 1 FROM runbook_job_runs r WHERE "
+              "r.job_id = j.id AND r.state IN ('queued', 'dispatched', 'running'))",
+              {absl::StrCat(keep, " days")}));
+  int64_t n = static_cast<int64_t>(jobs.affected_rows());
+  for (const char* table : {"runbook_job_runs", "runbook_job_attempts", "runbook_job_output"}) {
+    ASSIGN_OR_RETURN(Result r, tx.Exec(absl::StrCat("DELETE FROM ", table,
+                                                    " x WHERE NOT EXISTS (SELECT 1 FROM "
+                                                    "runbook_jobs j WHERE j.id = x.job_id)")));
+    n += static_cast<int64_t>(r.affected_rows());
+  }
+  return n;
+}
+
+RunbookDispatcher::RunbookDispatcher(std::string conninfo, std::string site,
+                                     replication::ChangeNotifier* notifier)
+    : conninfo_(std::move(conninfo)), site_(std::move(site)), notifier_(notifier) {}
+
+RunbookDispatcher::~RunbookDispatcher() { Stop(); }
+
+void RunbookDispatcher::Start() {
+  if (notifier_ != nullptr) {
+    subscription_ = notifier_->Subscribe([this] {
+      absl::MutexLock lock(&mu_);
+      dirty_ = true;
+    });
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void RunbookDispatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (notifier_ != nullptr && subscription_ >= 0) {
+    notifier_->Unsubscribe(subscription_);
+    subscription_ = -1;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void RunbookDispatcher::Loop() {
+  store::ConnectionPtr conn;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || dirty_; };
+      mu_.AwaitWithTimeout(absl::Condition(&woken), absl::Seconds(1));
+      if (stop_) return;
+      dirty_ = false;
+    }
+    if (conn == nullptr) {
+      auto opened = store::Connection::Open(conninfo_);
+      if (!opened.ok()) {
+        LogWarning("runbooks.dispatch_failed", {{"error", opened.status()}});
+        continue;
+      }
+      conn = std::move(*opened);
+    }
+    auto stats = DispatchRunbooks(*conn, site_);
+    if (!stats.ok()) {
+      LogWarning("runbooks.dispatch_failed", {{"error", stats.status()}});
+      if (absl::IsUnavailable(stats.status())) conn.reset();
+      continue;
+    }
+    if (stats->taken_in + stats->stopped + stats->failed_over + stats->failed > 0)
+      LogInfo("runbooks.dispatched", {{"taken_in", stats->taken_in},
+                                      {"stopped", stats->stopped},
+                                      {"failed_over", stats->failed_over},
+                                      {"failed", stats->failed},
+                                      {"workers_woken", stats->workers_woken}});
+  }
+}
+
+}  // namespace strata::site

@@ -1,0 +1,327 @@
+// Runbooks end to end: real site servers, MPs and agents as runbook workers
+// (over mutual TLS), admins with their own certificates and roles, jobs
+// started and read at the CAS with stratactl.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "strata/v1/admin/runbook_jobs.pb.h"
+#include "tests/fixture/client_fixture.h"
+#include "tests/fixture/content_fixture.h"
+
+using namespace strata;
+using namespace strata::testing;
+using std::chrono::seconds;
+
+namespace {
+
+// The job as `get job ID -o json` at the CAS shows it (streams of `attempt`,
+// 0: the current one).
+v1::RunbookJob Job(ContentHierarchy& h, const std::string& id, int attempt = 0) {
+  std::vector<std::string> args{"get", "job", id, "-o", "json"};
+  CtlRun r = h.Ctl(args);
+  v1::RunbookJob j;
+  if (r.exit_code == 0) (void)google::protobuf::util::JsonStringToMessage(r.out, &j);
+  if (attempt > 0) {
+    // stratactl reads the current attempt; an earlier one is read directly.
+    j.clear_streams();
+    for (const char* stream : {"output", "error", "verbose"}) {
+      auto* s = j.add_streams();
+      s->set_stream(stream);
+      s->set_text(h.cas->db().Scalar(
+          "SELECT coalesce(string_agg(text, '' ORDER BY byte_offset), '') FROM "
+          "runbook_job_output WHERE job_id = $1::uuid AND attempt = $2 AND stream = $3",
+          {id, absl::StrCat(attempt), stream}));
+    }
+  }
+  return j;
+}
+
+std::string Stream(const v1::RunbookJob& j, const std::string& name) {
+  for (const auto& s : j.streams())
+    if (s.stream() == name) return s.text();
+  return "";
+}
+
+v1::RunbookJob WaitState(ContentHierarchy& h, const std::string& id, const std::string& state,
+                         seconds timeout = seconds(90)) {
+  v1::RunbookJob j;
+  WaitFor(
+      [&] {
+        j = Job(h, id);
+        return j.state() == state;
+      },
+      timeout);
+  return j;
+}
+
+// The job id `start runbook` printed ("job <id> queued").
+std::string JobId(const CtlRun& r) {
+  const std::string& text = r.out.find("job ") != std::string::npos ? r.out : r.err;
+  const size_t at = text.find("job ");
+  return at == std::string::npos ? "" : text.substr(at + 4, 36);
+}
+
+int64_t Denied(SiteProcess& cas, const std::string& admin, const std::string& method,
+               const std::string& text) {
+  return cas.db().ScalarInt(
+      "SELECT count(*) FROM audit_log WHERE outcome = 'denied' AND admin = $1 AND action = $2 "
+      "AND strpos(summary, $3) > 0",
+      {admin, method, text});
+}
+
+struct Workers {
+  std::map<std::string, std::unique_ptr<MpProcess>> mps;
+  std::map<std::string, std::unique_ptr<AgentDaemon>> daemons;
+  void Start(ContentHierarchy& h, const std::string& name, const std::string& site) {
+    daemons[name] = std::make_unique<AgentDaemon>(
+        h.dir, name, mps[site]->address(),
+        std::vector<std::string>{"--token=" + std::string(kToken), "--hardware_id=hw-" + name});
+  }
+};
+
+// A group of `collection`'s members at `site`, and the collection of the
+// devices named `names` (a query).
+void MakeGroup(ContentHierarchy& h, const std::string& group, const std::string& site,
+               const std::string& query, int members) {
+  const std::string coll = "Workers " + group;
+  REQUIRE(h.Ctl({"create", "collection", coll, "--query", query}).exit_code == 0);
+  REQUIRE(Eventually(
+      h.cas->db(),
+      absl::StrCat("SELECT count(*) FROM collection_members WHERE collection = '", coll, "'"),
+      absl::StrCat(members), seconds(60)));
+  CtlRun r = h.Ctl(
+      {"create", "worker-group", group, "--site", site, "--collection", coll, "--lease", "10s"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a runbook published at the CAS runs on worker groups at a primary and a secondary, its "
+    "streams and end reach the CAS, a draft never runs, and refusals change nothing",
+    "[runbooks]") {
+  ContentHierarchy h;
+  Workers w;
+  w.mps = StartMps(h);
+  for (auto [name, site] : {std::pair{"w-p01", "P01"}, {"w-s01", "S01"}, {"other-p01", "P01"}})
+    w.Start(h, name, site);
+  for (const auto& [name, d] : w.daemons)
+    REQUIRE(d->WaitForLog("agent.nudge_connected") != std::string::npos);
+  MakeGroup(h, "p01", "P01", "device.name = \"w-p01\"", 1);
+  MakeGroup(h, "s01", "S01", "device.name = \"w-s01\"", 1);
+  // bob writes runbooks, carol publishes and runs them, dave reads only.
+  REQUIRE(h.Ctl({"set", "admin", "bob", "--role", "Runbook Author"}).exit_code == 0);
+  REQUIRE(h.Ctl({"set", "admin", "carol", "--role", "Runbook Operator"}).exit_code == 0);
+  REQUIRE(h.Ctl({"set", "admin", "dave", "--role", "Read-only Analyst"}).exit_code == 0);
+
+  const std::string body = h.dir.path() + "/hello.sh";
+  WriteFile(body,
+            "echo \"hello $who from $STRATA_RUNBOOK\"\necho 'to stderr' >&2\n"
+            "echo 'a verbose line' >> \"$STRATA_VERBOSE_FILE\"\n");
+  CtlRun made = h.Ctl({"create", "runbook", "hello", "--body", body, "--param",
+                       "who:string:required", "--param", "times:int:min=1:max=5", "--tag", "demo"},
+                      nullptr, "bob");
+  INFO(made.out << made.err);
+  REQUIRE(made.exit_code == 0);
+
+  {  // a draft never runs; nor does a runbook for someone without runbook.run, or with a
+     // parameter of the wrong type; the author may not publish: refused, audited, nothing made
+    CtlRun r = h.Ctl({"start", "runbook", "hello", "--group", "p01", "--param", "who=x"}, nullptr,
+                     "carol");
+    CHECK(r.exit_code != 0);
+    CHECK(absl::StrContains(r.err, "has no published version"));
+    CHECK(Denied(*h.cas, "carol", "StartRunbook", "has no published version") == 1);
+    r = h.Ctl({"publish", "runbook", "hello"}, nullptr, "bob");
+    CHECK(r.exit_code == 3);
+    CHECK(Denied(*h.cas, "bob", "PublishRunbook", "runbook.publish") == 1);
+    REQUIRE(h.Ctl({"publish", "runbook", "hello"}, nullptr, "carol").exit_code == 0);
+    r = h.Ctl({"start", "runbook", "hello", "--group", "p01", "--param", "who=x"}, nullptr, "dave");
+    CHECK(r.exit_code == 3);
+    CHECK(Denied(*h.cas, "dave", "StartRunbook", "runbook.run") == 1);
+    r = h.Ctl({"start", "runbook", "hello", "--group", "p01", "--param", "who=x", "--param",
+               "times=many"},
+              nullptr, "carol");
+    CHECK(r.exit_code == 1);
+    CHECK(absl::StrContains(r.err, "\"many\" is not an integer"));
+    CHECK(Denied(*h.cas, "carol", "StartRunbook", "is not an integer") == 1);
+    r = h.Ctl({"start", "runbook", "hello", "--group", "nowhere", "--param", "who=x"}, nullptr,
+              "carol");
+    CHECK(r.exit_code == 4);
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs") == 0);
+  }
+
+  // --- a job on each group, one watched to its end -------------------------
+  CtlRun watched =
+      h.Ctl({"start", "runbook", "hello", "--group", "p01", "--param", "who=world", "--watch"},
+            nullptr, "carol");
+  INFO(watched.out << watched.err);
+  CHECK(watched.exit_code == 0);
+  CHECK(absl::StrContains(watched.out, "hello world from hello\n"));
+  CHECK(absl::StrContains(watched.err, "to stderr"));
+  CHECK(absl::StrContains(watched.err, "completed"));
+  CtlRun s01 = h.Ctl({"start", "runbook", "hello", "--group", "s01", "--param", "who=remote"},
+                     nullptr, "carol");
+  REQUIRE(s01.exit_code == 0);
+  const std::string s01_job = JobId(s01);
+  REQUIRE(s01_job.size() == 36);
+  {
+    v1::RunbookJob j = WaitState(h, s01_job, "completed");
+    INFO(j.DebugString());
+    CHECK(j.site() == "S01");
+    CHECK(j.worker() == "w-s01");
+    CHECK(j.attempt() == 1);
+    CHECK(j.exit_code() == 0);
+    CHECK(Stream(j, "output") == "hello remote from hello\n");
+    CHECK(Stream(j, "error") == "to stderr\n");
+    CHECK(Stream(j, "verbose") == "a verbose line\n");
+    REQUIRE(j.attempts_size() == 1);
+    CHECK(j.attempts(0).outcome() == "completed");
+    CHECK(j.attempts(0).worker() == "w-s01");
+    CHECK(j.queue_to_start_ms() > 0);
+    // Audited with the body's hash and the group.
+    const std::string sha =
+        h.cas->db().Scalar("SELECT sha256 FROM runbook_versions WHERE runbook = 'hello'");
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE admin = 'carol' AND "
+                                "action = 'start' AND outcome = 'ok' AND strpos(summary, $1) > 0 "
+                                "AND strpos(summary, 'worker group \"s01\"') > 0",
+                                {sha}) == 1);
+  }
+
+  {  // an edit is a draft: jobs keep running the published version until it is published;
+     // a rollback runs the earlier one again
+    const std::string v2 = h.dir.path() + "/hello2.sh";
+    WriteFile(v2, "echo \"v2 says hi to $who\"\n");
+    REQUIRE(h.Ctl({"update", "runbook", "hello", "--body", v2, "--param", "who:string:required",
+                   "--param", "times:int:min=1:max=5"},
+                  nullptr, "bob")
+                .exit_code == 0);
+    auto run = [&](const std::string& who) {
+      CtlRun r = h.Ctl({"start", "runbook", "hello", "--group", "p01", "--param", "who=" + who},
+                       nullptr, "carol");
+      REQUIRE(r.exit_code == 0);
+      v1::RunbookJob j = WaitState(h, JobId(r), "completed");
+      INFO(j.DebugString());
+      return std::make_pair(j.version(), Stream(j, "output"));
+    };
+    CHECK(run("a") == std::make_pair(1, std::string("hello a from hello\n")));
+    REQUIRE(h.Ctl({"publish", "runbook", "hello"}, nullptr, "carol").exit_code == 0);
+    CHECK(run("b") == std::make_pair(2, std::string("v2 says hi to b\n")));
+    REQUIRE(h.Ctl({"publish", "runbook", "hello", "--version", "1"}, nullptr, "carol").exit_code ==
+            0);
+    CHECK(run("c") == std::make_pair(1, std::string("hello c from hello\n")));
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE action = 'rollback' AND "
+                                "object_name = 'hello' AND outcome = 'ok'") == 1);
+  }
+  // Never on a device outside the groups; jobs ran where their group is.
+  CHECK(w.daemons["other-p01"]->LogText().find("agent.runbook_job_started") == std::string::npos);
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_job_runs WHERE state = 'completed'") ==
+        5);
+  CHECK(h.cas->db().ScalarInt("SELECT count(DISTINCT site_code) FROM runbook_job_runs") == 2);
+}
+
+TEST_CASE(
+    "a worker killed mid-job: its lease lapses, the job fails over to another worker and never "
+    "runs on two at once, its output up to the kill is kept; a stopped job is killed",
+    "[runbooks]") {
+  ContentHierarchy h;
+  Workers w;
+  w.mps = StartMps(h);
+  for (const char* name : {"wa", "wb"}) w.Start(h, name, "P01");
+  for (const auto& [name, d] : w.daemons)
+    REQUIRE(d->WaitForLog("agent.nudge_connected") != std::string::npos);
+  MakeGroup(h, "pair", "P01", "device.name = \"wa\" or device.name = \"wb\"", 2);
+
+  // Each tick is marked with the attempt and the time: the attempts' marks
+  // must not interleave.
+  const std::string marks = h.dir.path() + "/marks";
+  const std::string body = h.dir.path() + "/long.sh";
+  WriteFile(body, absl::StrCat("for i in $(seq 1 $ticks); do\n  echo \"tick $i\"\n"
+                               "  echo \"$STRATA_JOB_ATTEMPT $(date +%s%N)\" >> ",
+                               marks, "\n  sleep 1\ndone\n"));
+  REQUIRE(h.Ctl({"create", "runbook", "long", "--body", body, "--param", "ticks:int:required"})
+              .exit_code == 0);
+  REQUIRE(h.Ctl({"publish", "runbook", "long"}).exit_code == 0);
+  CtlRun r = h.Ctl({"start", "runbook", "long", "--group", "pair", "--param", "ticks=15"});
+  REQUIRE(r.exit_code == 0);
+  const std::string job = JobId(r);
+  // Running, and some output at the CAS: then its worker dies.
+  v1::RunbookJob j;
+  REQUIRE(WaitFor(
+      [&] {
+        j = Job(h, job);
+        return j.state() == "running" && absl::StrContains(Stream(j, "output"), "tick 3");
+      },
+      seconds(60)));
+  const std::string first = j.worker();
+  REQUIRE((first == "wa" || first == "wb"));
+  const std::string second = first == "wa" ? "wb" : "wa";
+  REQUIRE(w.daemons[first]->Kill() == 128 + SIGKILL);
+
+  j = WaitState(h, job, "completed", seconds(120));
+  INFO(j.DebugString());
+  CHECK(j.attempt() == 2);
+  CHECK(j.worker() == second);
+  REQUIRE(j.attempts_size() == 2);
+  CHECK(j.attempts(0).worker() == first);
+  CHECK(j.attempts(0).outcome() == "lost");
+  CHECK(absl::StrContains(j.attempts(0).detail(), "stopped renewing its lease"));
+  CHECK(j.attempts(1).outcome() == "completed");
+  CHECK(absl::StrContains(Stream(j, "output"), "tick 15\n"));
+  // What the lost attempt wrote before its worker died is kept.
+  CHECK(absl::StrContains(Stream(Job(h, job, 1), "output"), "tick 3\n"));
+  {  // the first attempt's job was stopped by its lease before the second began
+    std::ifstream in(marks);
+    std::string line;
+    int64_t last_first = 0, first_second = INT64_MAX, n_first = 0, n_second = 0;
+    while (std::getline(in, line)) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      int64_t at = 0;
+      if (f.size() != 2 || !absl::SimpleAtoi(f[1], &at)) continue;
+      if (f[0] == "1") {
+        last_first = std::max(last_first, at);
+        ++n_first;
+      } else {
+        first_second = std::min(first_second, at);
+        ++n_second;
+      }
+    }
+    CHECK(n_second == 15);
+    CHECK(n_first >= 3);
+    CHECK(n_first < 15);
+    CHECK(last_first < first_second);
+  }
+
+  {  // stopped while running: killed by its worker, recorded as stopped
+    CtlRun s = h.Ctl({"start", "runbook", "long", "--group", "pair", "--param", "ticks=60"});
+    REQUIRE(s.exit_code == 0);
+    const std::string id = JobId(s);
+    REQUIRE(WaitFor(
+        [&] {
+          j = Job(h, id);
+          return absl::StrContains(Stream(j, "output"), "tick 2");
+        },
+        seconds(60)));
+    CtlRun stop = h.Ctl({"stop", "job", id});
+    INFO(stop.out << stop.err);
+    REQUIRE(stop.exit_code == 0);
+    j = WaitState(h, id, "stopped", seconds(60));
+    CHECK(j.worker() == second);
+    CHECK(absl::StrContains(j.detail(), "stopped"));
+    CHECK_FALSE(absl::StrContains(Stream(j, "output"), "tick 30"));
+    CHECK(h.Ctl({"stop", "job", id}).exit_code != 0);  // ended: refused
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE action = 'stop' AND "
+                                "object_name = $1 AND outcome = 'ok'",
+                                {id}) == 1);
+  }
+}
