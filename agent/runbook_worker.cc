@@ -168,11 +168,13 @@ void RunbookWorker::Loop() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
       const bool working = !groups_.empty() || !held_.empty();
-      wait = !working                         ? absl::InfiniteDuration()
-             : !held_.empty()                 ? options_.busy_poll
-             : failing > absl::ZeroDuration() ? failing
-                                              : options_.idle_poll;
-      if (failing > absl::ZeroDuration() && failing < wait) wait = failing;
+      // Failing, it backs off (to 2 s while it holds jobs: their leases
+      // are renewed soon after the site is back).
+      wait = !working ? absl::InfiniteDuration()
+             : failing > absl::ZeroDuration()
+                 ? (held_.empty() ? failing : std::min(failing, absl::Seconds(2)))
+             : !held_.empty() ? options_.busy_poll
+                              : options_.idle_poll;
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || wake_; };
       mu_.AwaitWithTimeout(absl::Condition(&woken), wait);
       if (stopping_) return;

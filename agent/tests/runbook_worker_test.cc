@@ -1,0 +1,266 @@
+// The runbook worker on the real machine: real processes, files and
+// watchdogs; the site is a fake exchange (the end-to-end path, with the
+// site's dispatcher and the hierarchy, is tests/runbook_test.cc).
+
+#include "agent/runbook_worker.h"
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/content/hash.h"
+#include "common/deploy/runbook.h"
+
+using namespace strata;
+using namespace strata::agent;
+
+namespace {
+
+struct Dir {
+  std::string path;
+  Dir() {
+    char t[] = "/tmp/st-runbooks-XXXXXX";
+    path = ::mkdtemp(t);
+  }
+  ~Dir() { std::filesystem::remove_all(path); }
+};
+
+int Lines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
+v1::RunbookJobOrder Order(const std::string& job, const std::string& body) {
+  v1::RunbookJobOrder o;
+  o.set_job(job);
+  o.set_attempt(1);
+  o.set_runbook("test");
+  o.set_version(1);
+  o.set_interpreter("sh");
+  o.set_body(body);
+  o.set_sha256(content::Sha256::Of(body));
+  o.set_timeout_seconds(120);
+  return o;
+}
+
+// The site as the worker sees it: orders handed out until the job ended,
+// streams assembled by offset, ends accepted.
+struct FakeSite {
+  absl::Mutex mu;
+  std::vector<v1::RunbookJobOrder> orders;
+  std::set<std::string> stop;
+  std::map<std::string, v1::RunbookJobProgress> ended;
+  std::map<std::string, std::map<int64_t, std::string>> pieces;  // job/stream -> offset -> text
+  bool fail = false;
+  int64_t lease_ms = 30000;
+  int exchanges = 0;
+
+  absl::StatusOr<v1::RunbookWorkResponse> Exchange(const v1::RunbookWorkRequest& req) {
+    absl::MutexLock lock(&mu);
+    if (fail) return absl::UnavailableError("the site is away");
+    ++exchanges;
+    v1::RunbookWorkResponse resp;
+    for (const auto& p : req.jobs()) {
+      for (const auto& c : p.output()) pieces[p.job() + "/" + c.stream()][c.offset()] = c.text();
+      if (deploy::IsFinal(p.state())) {
+        ended[p.job()] = p;
+        resp.add_accepted(p.job());
+      } else if (stop.count(p.job())) {
+        resp.add_stop(p.job());
+      }
+    }
+    for (const auto& o : orders)
+      if (!ended.count(o.job())) *resp.add_start() = o;  // until it ended: a retry never reruns
+    resp.set_lease_ms(lease_ms);
+    return resp;
+  }
+
+  // The stream as the site would show it: pieces in order, each byte once.
+  std::string Stream(const std::string& job, const std::string& stream) {
+    absl::MutexLock lock(&mu);
+    std::string out;
+    for (const auto& [off, text] : pieces[job + "/" + stream])
+      if (off + static_cast<int64_t>(text.size()) > static_cast<int64_t>(out.size()))
+        out.append(text.substr(out.size() - std::min<size_t>(out.size(), off)));
+    return out;
+  }
+
+  bool Ended(const std::string& job, v1::RunbookJobProgress* out = nullptr) {
+    absl::MutexLock lock(&mu);
+    auto it = ended.find(job);
+    if (it == ended.end()) return false;
+    if (out) *out = it->second;
+    return true;
+  }
+};
+
+RunbookWorkerOptions Options(const Dir& dir, FakeSite& site) {
+  RunbookWorkerOptions o;
+  o.state_dir = dir.path;
+  o.exchange = [&site](const v1::RunbookWorkRequest& r) { return site.Exchange(r); };
+  o.busy_poll = absl::Milliseconds(200);
+  o.idle_poll = absl::Milliseconds(500);
+  return o;
+}
+
+bool WaitEnded(FakeSite& site, const std::string& job, v1::RunbookJobProgress* out,
+               absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  while (absl::Now() < until) {
+    if (site.Ended(job, out)) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
+// Waits up to 20 s for `fn`.
+bool Soon(const std::function<bool()>& fn) {
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < until) {
+    if (fn()) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
+constexpr char kJob[] = "00000000-0000-0000-0000-0000000000f1";
+
+}  // namespace
+
+TEST_CASE(
+    "a job ordered runs once, however often the order comes; its streams go up in pieces, "
+    "each byte once, and its end with them; its record goes once the site accepted it",
+    "[runbooks]") {
+  Dir dir;
+  FakeSite site;
+  const std::string marks = dir.path + "/marks";
+  site.orders.push_back(Order(kJob, absl::StrCat("echo ran >> ", marks,
+                                                 "\nfor i in 1 2 3; do echo \"out $i\"; sleep 0.3; "
+                                                 "done\necho err >&2\necho verb >> "
+                                                 "\"$STRATA_VERBOSE_FILE\"\nexit 3\n")));
+  RunbookWorker worker(Options(dir, site));
+  worker.SetGroups({"g"});
+  worker.Start();
+  v1::RunbookJobProgress end;
+  REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(20)));
+  // One more exchange: the record goes after the site accepted the end.
+  absl::SleepFor(absl::Seconds(1));
+  worker.Stop();
+  CHECK(end.state() == v1::RUNBOOK_JOB_STATE_FAILED);
+  CHECK(end.exit_code() == 3);
+  CHECK(end.detail() == "exited with 3");
+  CHECK(site.Stream(kJob, "output") == "out 1\nout 2\nout 3\n");
+  CHECK(site.Stream(kJob, "error") == "err\n");
+  CHECK(site.Stream(kJob, "verbose") == "verb\n");
+  CHECK(Lines(marks) == 1);
+  CHECK(site.exchanges > 3);
+  CHECK_FALSE(std::filesystem::exists(dir.path + "/runbooks/" + std::string(kJob) + ".pb"));
+}
+
+TEST_CASE(
+    "a worker cut off from its site stops its job when the lease it could renew ends, and "
+    "says why once the site answers again",
+    "[runbooks]") {
+  Dir dir;
+  FakeSite site;
+  site.lease_ms = 10000;  // the shortest a group allows
+  const std::string marks = dir.path + "/marks";
+  site.orders.push_back(
+      Order(kJob, absl::StrCat("while true; do date +%s >> ", marks, "; sleep 1; done\n")));
+  RunbookWorker worker(Options(dir, site));
+  worker.SetGroups({"g"});
+  worker.Start();
+  REQUIRE(Soon([&] { return Lines(marks) >= 1; }));
+  const absl::Time cut = absl::Now();
+  {
+    absl::MutexLock lock(&site.mu);
+    site.fail = true;
+  }
+  // The lease ran 10 s from the last exchange sent; the worker's own view
+  // ends a sixth sooner: the job is gone within ~10 s, well before the
+  // site would give it to another worker (lease + 10 s).
+  const absl::Time until = cut + absl::Seconds(20);
+  int before = -1;
+  while (absl::Now() < until) {
+    const int n = Lines(marks);
+    if (n == before) break;  // no tick for over a second: stopped
+    before = n;
+    absl::SleepFor(absl::Milliseconds(1500));
+  }
+  const absl::Duration took = absl::Now() - cut;
+  CHECK(took < absl::Seconds(14));
+  const int ticks = Lines(marks);
+  absl::SleepFor(absl::Seconds(2));
+  CHECK(Lines(marks) == ticks);  // gone for good
+  {
+    absl::MutexLock lock(&site.mu);
+    site.fail = false;
+  }
+  v1::RunbookJobProgress end;
+  REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(10)));
+  worker.Stop();
+  CHECK(end.state() == v1::RUNBOOK_JOB_STATE_FAILED);
+  CHECK(absl::StrContains(end.detail(), "its lease ended"));
+}
+
+TEST_CASE("a job the site says to stop is killed and reported stopped", "[runbooks]") {
+  Dir dir;
+  FakeSite site;
+  const std::string marks = dir.path + "/marks";
+  site.orders.push_back(
+      Order(kJob, absl::StrCat("while true; do date +%s >> ", marks, "; sleep 1; done\n")));
+  RunbookWorker worker(Options(dir, site));
+  worker.SetGroups({"g"});
+  worker.Start();
+  REQUIRE(Soon([&] { return Lines(marks) >= 2; }));
+  {
+    absl::MutexLock lock(&site.mu);
+    site.stop.insert(kJob);
+  }
+  v1::RunbookJobProgress end;
+  REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(15)));
+  worker.Stop();
+  CHECK(end.state() == v1::RUNBOOK_JOB_STATE_STOPPED);
+  const int ticks = Lines(marks);
+  absl::SleepFor(absl::Seconds(2));
+  CHECK(Lines(marks) == ticks);
+}
+
+TEST_CASE(
+    "an agent restarted mid-job adopts it: the job runs on, once, and its end and whole "
+    "output are reported",
+    "[runbooks]") {
+  Dir dir;
+  FakeSite site;
+  const std::string marks = dir.path + "/marks";
+  site.orders.push_back(
+      Order(kJob, absl::StrCat("echo ran >> ", marks, "\necho before\nsleep 3\necho after\n")));
+  {
+    RunbookWorker worker(Options(dir, site));
+    worker.SetGroups({"g"});
+    worker.Start();
+    REQUIRE(Soon([&] { return Lines(marks) == 1; }));
+    worker.Stop();  // the job runs on
+  }
+  RunbookWorker again(Options(dir, site));
+  again.SetGroups({"g"});
+  again.Start();
+  v1::RunbookJobProgress end;
+  REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(20)));
+  again.Stop();
+  CHECK(end.state() == v1::RUNBOOK_JOB_STATE_COMPLETED);
+  CHECK(site.Stream(kJob, "output") == "before\nafter\n");
+  CHECK(Lines(marks) == 1);
+}
