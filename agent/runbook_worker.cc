@@ -436,7 +436,8 @@ void RunbookWorker::RunJob(std::shared_ptr<Held> h, bool adopt) {
       if (ran.timed_out)
         f->set_detail(absl::StrCat("timed out after ", order.timeout_seconds(),
                                    " s: killed with its process group"));
-      else if (!ran.exited && absl::Now() >= h->lease_until)
+      else if (!ran.exited && absl::Now() >= absl::FromUnixSeconds(absl::ToUnixSeconds(
+                                                 h->lease_until)))  // the watchdog's second
         f->set_detail(
             "killed when its lease ended: this worker could not renew it with the site in time");
       else if (!ran.exited)
