@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/clientsim/nudge_fleet.h"
+#include "bench/clientsim/runbook_workers.h"
 #include "bench/clientsim/sim_client.h"
 #include "common/base/hlc.h"
 #include "common/base/status.h"
@@ -160,12 +161,20 @@ class Simulator {
       return absl::StrCat("concurrency n=", concurrency_);
     }
     if (cmd == "status") return Status();
+    if (cmd == "runbooks") {
+      int slots = 30;
+      if (words.size() > 2 && !absl::SimpleAtoi(words[2], &slots)) slots = 0;
+      if (arg < 1 || slots < 1) return "error runbooks: runbooks QUIET_S SLOTS";
+      std::vector<SimClient*> all;
+      for (auto& c : clients_) all.push_back(c.get());
+      return RunWorkers(all, fleet_.get(), arg, slots);
+    }
     return absl::StrCat(
         "error ", cmd,
         ": unknown command (register, channels [timeout_s], close_channels, full, "
         "delta [changes], heartbeat, policy [seconds], await_policy [timeout_s] [channel|grpc], "
         "install timeout_s deployment [channel|grpc], answer timeout_s script|query bytes "
-        "[channel|grpc], concurrency n, status, quit)");
+        "[channel|grpc], runbooks quiet_s slots, concurrency n, status, quit)");
   }
 
  private:

@@ -19,6 +19,7 @@ using Clock = std::chrono::steady_clock;
 
 struct NudgeFleet::Member {
   SimClient* client;
+  size_t index = 0;
   nudge::SslCtx ctx;
   std::unique_ptr<nudge::Connection> conn;
   SSL_SESSION* session = nullptr;
@@ -53,6 +54,7 @@ NudgeFleet::NudgeFleet(std::string nudge_address, std::vector<SimClient*> client
   for (SimClient* c : clients) {
     auto m = std::make_unique<Member>();
     m->client = c;
+    m->index = members_.size();
     members_.push_back(std::move(m));
   }
   thread_ = std::thread([this] { event_base_dispatch(base_); });
@@ -168,6 +170,15 @@ void NudgeFleet::Dial(Member& m) {
     if (auto done = std::move(mp->report_done)) done(true);
   };
   h.nudge = [this, mp](const v1::Nudge& n) {
+    if (n.kind() == v1::NOTIFICATION_KIND_WORK_WAITING) {
+      std::function<void(size_t)> fn;
+      {
+        absl::MutexLock lock(&mu_);
+        fn = on_work_waiting_;
+      }
+      if (fn) fn(mp->index);
+      return;
+    }
     if (n.kind() != v1::NOTIFICATION_KIND_POLICY_CHANGED) return;
     mp->policy_changed_ms = WallClockMs();
     if (n.has_policy() && !fetch_over_grpc_) {
@@ -185,6 +196,11 @@ void NudgeFleet::Dial(Member& m) {
   hello.set_agent_version("clientsim");
   absl::Status s = m.conn->Start(address_, hello, m.session);
   if (!s.ok()) Ended(m, s);
+}
+
+void NudgeFleet::set_on_work_waiting(std::function<void(size_t)> fn) {
+  absl::MutexLock lock(&mu_);
+  on_work_waiting_ = std::move(fn);
 }
 
 void NudgeFleet::SendReports(size_t i, v1::ReportRequest reports, std::function<void(bool)> done) {

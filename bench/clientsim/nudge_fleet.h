@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,6 +49,10 @@ class NudgeFleet {
   // ones; `done` (on the loop's thread) says whether the MP acknowledged
   // them (false: no channel, or it ended first).
   void SendReports(size_t i, v1::ReportRequest reports, std::function<void(bool)> done);
+
+  // Called (on the loop's thread) with the client's index when a
+  // WORK_WAITING nudge reaches it (runbook workers).
+  void set_on_work_waiting(std::function<void(size_t)> fn);
 
   // Ignore the policy a nudge carries and fetch it over gRPC instead.
   void set_fetch_over_grpc(bool on) { fetch_over_grpc_ = on; }
@@ -101,6 +106,7 @@ class NudgeFleet {
   absl::Mutex mu_;
   std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> end_reasons_ ABSL_GUARDED_BY(mu_);
+  std::function<void(size_t)> on_work_waiting_ ABSL_GUARDED_BY(mu_);
   int fetches_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // gRPC calls the destructor waits for
 };
 

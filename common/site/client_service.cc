@@ -31,6 +31,10 @@ namespace {
 
 constexpr int kClientCertificateDays = 365;
 constexpr int kMaxLookupIds = 10000;
+// Connections kept open for the MPs' calls (more are opened under load, then
+// closed): a runbook worker group's exchanges arrive many at once, and a
+// connection opened per call costs the database a process start.
+constexpr size_t kPoolConnections = 32;
 // Messages pushed to MPs of about this size at most (their link takes 16 MiB).
 constexpr size_t kMessageBytes = 1 << 20;
 // Clients an MP reports holding are recorded at most this often.
@@ -56,7 +60,7 @@ class ClientService::Impl {
   explicit Impl(ClientServiceOptions options)
       : options_(std::move(options)),
         site_(options_.config.site_code()),
-        pool_(options_.config.database()) {}
+        pool_(options_.config.database(), kPoolConnections) {}
 
   absl::Status Start() {
     const auto& ca = options_.config.issuing_ca();

@@ -64,12 +64,16 @@ std::string StateText(v1::RunbookJobStateKind k) { return deploy::RunbookJobStat
 std::string MsTime(int64_t unix_ms) { return unix_ms > 0 ? absl::StrCat(unix_ms) : std::string(); }
 
 // Takes up to `n` queued jobs of `group` for `device`: the oldest of each
-// runbook in turn (fair across runbooks), under the group's lock.
+// runbook in turn (fair across runbooks). Workers claiming at once skip
+// each other's picks (SKIP LOCKED) instead of queueing behind one another;
+// a group with a limit of its own is claimed under its lock instead, so
+// that its count holds.
 absl::StatusOr<std::vector<std::string>> Claim(Transaction& tx, const std::string& group,
                                                const std::string& device, const std::string& worker,
                                                int n, int64_t lease_seconds) {
   std::vector<std::string> got;
   if (n <= 0) return got;
+  // More candidates than wanted: others claiming now hold some of them.
   ASSIGN_OR_RETURN(
       Result picked,
       tx.ExecCached(
@@ -78,21 +82,24 @@ absl::StatusOr<std::vector<std::string>> Claim(Transaction& tx, const std::strin
           "queued_at, row_number() OVER (ORDER BY queued_at, job_id) AS rn FROM runbook_job_runs "
           "q WHERE q.state = 'queued' AND q.worker_group = $1 AND q.runbook = rb.runbook ORDER "
           "BY queued_at, job_id LIMIT $2) x ORDER BY x.rn, x.queued_at, x.job_id LIMIT $2",
-          {group, absl::StrCat(n)}));
+          {group, absl::StrCat(n * 4 + 8)}));
   if (picked.empty()) return got;
   std::vector<std::string> ids;
   for (size_t i = 0; i < picked.size(); ++i) ids.push_back(picked.GetString(i, 0));
   ASSIGN_OR_RETURN(
       Result taken,
       tx.ExecCached(
-          "WITH t AS (UPDATE runbook_job_runs SET state = 'dispatched', attempt = attempt + 1, "
-          "device_id = $2::uuid, worker_name = $3, dispatched_at = now(), started_at = NULL, "
-          "lease_expires_at = now() + $4 * interval '1 second' WHERE job_id = ANY($1::uuid[]) "
-          "AND state = 'queued' RETURNING job_id, attempt, site_code) INSERT INTO "
+          "WITH c AS (SELECT job_id FROM runbook_job_runs WHERE job_id = ANY($1::uuid[]) AND "
+          "state = 'queued' ORDER BY array_position($1::uuid[], job_id) LIMIT $5 FOR UPDATE "
+          "SKIP LOCKED), t AS (UPDATE runbook_job_runs r SET state = 'dispatched', attempt = "
+          "attempt + 1, device_id = $2::uuid, worker_name = $3, dispatched_at = now(), "
+          "started_at = NULL, lease_expires_at = now() + $4 * interval '1 second' FROM c WHERE "
+          "r.job_id = c.job_id RETURNING r.job_id, r.attempt, r.site_code) INSERT INTO "
           "runbook_job_attempts (job_id, attempt, site_code, device_id, worker_name, "
           "dispatched_at) SELECT job_id, attempt, site_code, $2::uuid, $3, now() FROM t RETURNING "
           "job_id::text",
-          {store::TextArrayLiteral(ids), device, worker, absl::StrCat(lease_seconds)}));
+          {store::TextArrayLiteral(ids), device, worker, absl::StrCat(lease_seconds),
+           absl::StrCat(n)}));
   for (size_t i = 0; i < taken.size(); ++i) got.push_back(taken.GetString(i, 0));
   return got;
 }
@@ -176,34 +183,24 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
               .status());
     }
 
-    // States: taken only from the worker holding the attempt.
-    std::set<std::string> named;
+    // States: taken only from the worker holding the attempt; written as
+    // one statement per kind (a busy worker reports dozens at once).
+    std::vector<std::string> f_job, f_attempt, f_state, f_started, f_ended, f_exit, f_detail;
+    std::vector<std::string> r_job, r_attempt, r_started, r_lease;
     for (const auto& p : req.jobs()) {
-      named.insert(p.job());
       auto it = held.find(p.job());
       const bool mine = it != held.end() && it->second.device == device &&
                         it->second.attempt == p.attempt() &&
                         (it->second.state == "dispatched" || it->second.state == "running");
       if (deploy::IsFinal(p.state())) {
         if (mine) {
-          const std::string state = StateText(p.state());
-          RETURN_IF_ERROR(
-              tx.ExecCached(
-                    "UPDATE runbook_job_runs SET state = $2, started_at = coalesce(started_at, "
-                    "to_timestamp(nullif($3, '')::bigint / 1000.0), now()), ended_at = "
-                    "coalesce(to_timestamp(nullif($4, '')::bigint / 1000.0), now()), exit_code "
-                    "= $5, detail = $6, lease_expires_at = NULL WHERE job_id = $1::uuid",
-                    {p.job(), state, MsTime(p.started_unix_ms()), MsTime(p.finished_unix_ms()),
-                     absl::StrCat(p.exit_code()), p.detail()})
-                  .status());
-          RETURN_IF_ERROR(
-              tx.ExecCached("UPDATE runbook_job_attempts SET outcome = $3, started_at = "
-                            "coalesce(started_at, to_timestamp(nullif($4, '')::bigint / 1000.0), "
-                            "now()), ended_at = now(), detail = $5 WHERE job_id = $1::uuid AND "
-                            "attempt = $2",
-                            {p.job(), absl::StrCat(p.attempt()), state, MsTime(p.started_unix_ms()),
-                             p.detail()})
-                  .status());
+          f_job.push_back(p.job());
+          f_attempt.push_back(absl::StrCat(p.attempt()));
+          f_state.push_back(StateText(p.state()));
+          f_started.push_back(MsTime(p.started_unix_ms()));
+          f_ended.push_back(MsTime(p.finished_unix_ms()));
+          f_exit.push_back(absl::StrCat(p.exit_code()));
+          f_detail.push_back(p.detail());
         }
         // Recorded now or before, or not its to record: it may forget it.
         resp->add_accepted(p.job());
@@ -213,25 +210,63 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
         resp->add_stop(p.job());  // failed over, failed, or never its
         continue;
       }
-      RETURN_IF_ERROR(
-          tx.ExecCached(
-                "UPDATE runbook_job_runs SET state = 'running', started_at = "
-                "coalesce(started_at, to_timestamp(nullif($2, '')::bigint / 1000.0), "
-                "now()), lease_expires_at = now() + $3 * interval '1 second' WHERE "
-                "job_id = $1::uuid",
-                {p.job(), MsTime(p.started_unix_ms()), absl::StrCat(it->second.lease_seconds)})
-              .status());
-      if (it->second.state == "dispatched") {
-        RETURN_IF_ERROR(
-            tx.ExecCached("UPDATE runbook_job_attempts SET started_at = coalesce(started_at, "
-                          "to_timestamp(nullif($3, '')::bigint / 1000.0), now()) WHERE job_id "
-                          "= $1::uuid AND attempt = $2",
-                          {p.job(), absl::StrCat(p.attempt()), MsTime(p.started_unix_ms())})
-                .status());
-      }
+      r_job.push_back(p.job());
+      r_attempt.push_back(absl::StrCat(p.attempt()));
+      r_started.push_back(MsTime(p.started_unix_ms()));
+      r_lease.push_back(absl::StrCat(it->second.lease_seconds));
       if (it->second.stop_requested) resp->add_stop(p.job());
       if (lease_seconds == 0 || it->second.lease_seconds < lease_seconds)
         lease_seconds = it->second.lease_seconds;
+    }
+    using store::TextArrayLiteral;
+    if (!f_job.empty()) {
+      const store::Params params = {TextArrayLiteral(f_job),   TextArrayLiteral(f_attempt),
+                                    TextArrayLiteral(f_state), TextArrayLiteral(f_started),
+                                    TextArrayLiteral(f_ended), TextArrayLiteral(f_exit),
+                                    TextArrayLiteral(f_detail)};
+      constexpr char kEnded[] =
+          "unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], "
+          "$7::text[]) AS x(j, a, st, s, e, c, d)";
+      RETURN_IF_ERROR(
+          tx.ExecCached(
+                absl::StrCat(
+                    "UPDATE runbook_job_runs r SET state = x.st, started_at = "
+                    "coalesce(r.started_at, to_timestamp(nullif(x.s, '')::bigint / 1000.0), "
+                    "now()), ended_at = coalesce(to_timestamp(nullif(x.e, '')::bigint / 1000.0), "
+                    "now()), exit_code = x.c, detail = x.d, lease_expires_at = NULL FROM ",
+                    kEnded, " WHERE r.job_id = x.j"),
+                params)
+              .status());
+      RETURN_IF_ERROR(
+          tx.ExecCached(absl::StrCat("UPDATE runbook_job_attempts t SET outcome = x.st, "
+                                     "started_at = coalesce(t.started_at, "
+                                     "to_timestamp(nullif(x.s, '')::bigint / 1000.0), now()), "
+                                     "ended_at = now(), detail = x.d FROM ",
+                                     kEnded, " WHERE t.job_id = x.j AND t.attempt = x.a"),
+                        params)
+              .status());
+    }
+    if (!r_job.empty()) {
+      const store::Params params = {TextArrayLiteral(r_job), TextArrayLiteral(r_attempt),
+                                    TextArrayLiteral(r_started), TextArrayLiteral(r_lease)};
+      constexpr char kRunning[] =
+          "unnest($1::uuid[], $2::int[], $3::text[], $4::int[]) AS x(j, a, s, l)";
+      RETURN_IF_ERROR(
+          tx.ExecCached(absl::StrCat("UPDATE runbook_job_runs r SET state = 'running', "
+                                     "started_at = coalesce(r.started_at, "
+                                     "to_timestamp(nullif(x.s, '')::bigint / 1000.0), now()), "
+                                     "lease_expires_at = now() + x.l * interval '1 second' FROM ",
+                                     kRunning, " WHERE r.job_id = x.j"),
+                        params)
+              .status());
+      RETURN_IF_ERROR(
+          tx.ExecCached(absl::StrCat("UPDATE runbook_job_attempts t SET started_at = "
+                                     "to_timestamp(nullif(x.s, '')::bigint / 1000.0) FROM ",
+                                     kRunning,
+                                     " WHERE t.job_id = x.j AND t.attempt = x.a AND t.started_at "
+                                     "IS NULL AND x.s <> ''"),
+                        params)
+              .status());
     }
 
     // Dispatched to it and not acknowledged (the answer was lost): again.
@@ -258,10 +293,12 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
     for (size_t i = 0; i < groups.size() && free > 0; ++i) {
       const std::string group = groups.GetString(i, 0);
       const int64_t per_worker = groups.GetInt(i, 2), max_jobs = groups.GetInt(i, 3);
-      RETURN_IF_ERROR(tx.ExecCached("SELECT pg_advisory_xact_lock(hashtext('strata.runbook:' || "
-                                    "$1))",
-                                    {group})
-                          .status());
+      if (max_jobs > 0) {
+        RETURN_IF_ERROR(tx.ExecCached("SELECT pg_advisory_xact_lock(hashtext('strata.runbook:' "
+                                      "|| $1))",
+                                      {group})
+                            .status());
+      }
       ASSIGN_OR_RETURN(
           Result busy,
           tx.ExecCached("SELECT count(*) FILTER (WHERE device_id = $2::uuid), count(*) FROM "

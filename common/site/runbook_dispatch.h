@@ -10,8 +10,10 @@
 // failed, stopped) and nudges the group's workers (WORK_WAITING, through
 // the management points). A worker's exchange (RunbookWork) reports what it
 // holds, renews its leases, and takes queued jobs of its groups — fairly
-// across runbooks, within the per-worker and per-group limits, under a lock
-// per group so that a job goes to one worker. An attempt is named by its
+// across runbooks, within the per-worker and per-group limits; a job goes
+// to one worker (rows claimed FOR UPDATE SKIP LOCKED, so workers claiming
+// at once pass over each other's picks; a group with a limit of its own is
+// claimed under a lock per group, so that its count holds). An attempt is named by its
 // number: the worker starts a (job, attempt) once, the site takes a state
 // only from the worker holding the attempt, and a job dispatched whose
 // answer was lost is sent again on the worker's next exchange (a retry
