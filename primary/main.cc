@@ -3,6 +3,7 @@
 // records (site_profile.h says what the shared core takes from here).
 
 #include "common/site/rollouts.h"
+#include "common/site/runbook_schedules.h"
 #include "common/site/site_main.h"
 #include "primary/client_maintenance.h"
 #include "primary/collection_loop.h"
@@ -15,6 +16,6 @@ int main(int argc, char** argv) {
   // Rollouts are advanced where they were made: at a primary, only one at
   // the top of its hierarchy makes them.
   profile.jobs = {strata::primary::CollectionLoop(), strata::primary::ClientMaintenance(),
-                  strata::site::RolloutJob()};
+                  strata::site::RolloutJob(), strata::site::RunbookScheduleJob()};
   return strata::site::SiteMain(std::move(profile), argc, argv);
 }

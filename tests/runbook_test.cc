@@ -223,9 +223,40 @@ TEST_CASE(
     CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE action = 'rollback' AND "
                                 "object_name = 'hello' AND outcome = 'ok'") == 1);
   }
+  {  // a schedule made at the CAS fires on time, seconds apart, on the group at S01
+    CtlRun made = h.Ctl({"create", "schedule", "often", "--runbook", "hello", "--group", "s01",
+                         "--every", "5s", "--param", "who=cron"},
+                        nullptr, "carol");
+    INFO(made.out << made.err);
+    REQUIRE(made.exit_code == 0);
+    CHECK(absl::StrContains(made.out, "fired by site CAS"));
+    auto fired = [&] {
+      return h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs j JOIN runbook_job_runs r "
+                                   "ON r.job_id = j.id WHERE j.schedule = 'often' AND r.state = "
+                                   "'completed'");
+    };
+    REQUIRE(WaitFor([&] { return fired() >= 2; }, seconds(60)));
+    REQUIRE(h.Ctl({"delete", "schedule", "often"}, nullptr, "carol").exit_code == 0);
+    // Each 5 s after the one before, within the second the site looks in.
+    const int64_t gap_ms = h.cas->db().ScalarInt(
+        "SELECT (extract(epoch FROM max(created_at) - min(created_at)) * 1000)::bigint FROM "
+        "(SELECT created_at FROM runbook_jobs WHERE schedule = 'often' ORDER BY created_at LIMIT "
+        "2) x");
+    CHECK(gap_ms >= 4000);
+    CHECK(gap_ms <= 6500);
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_job_output o JOIN runbook_jobs j ON "
+                                "j.id = o.job_id WHERE j.schedule = 'often' AND o.text = 'hello "
+                                "cron from hello' || chr(10)") >= 2);
+    const int64_t after = h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs WHERE schedule "
+                                                "= 'often'");
+    std::this_thread::sleep_for(seconds(7));  // deleted: no more
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs WHERE schedule = 'often'") ==
+          after);
+  }
   // Never on a device outside the groups; jobs ran where their group is.
   CHECK(w.daemons["other-p01"]->LogText().find("agent.runbook_job_started") == std::string::npos);
-  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_job_runs WHERE state = 'completed'") ==
+  CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_job_runs WHERE state = 'completed' "
+                              "AND job_id IN (SELECT id FROM runbook_jobs WHERE schedule = '')") ==
         5);
   CHECK(h.cas->db().ScalarInt("SELECT count(DISTINCT site_code) FROM runbook_job_runs") == 2);
 }

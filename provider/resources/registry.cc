@@ -35,6 +35,7 @@ Resource LiveQueriesResource();
 Resource RunbooksResource();
 Resource RunbookWorkerGroupsResource();
 Resource RunbookJobsResource();
+Resource RunbookSchedulesResource();
 Resource HierarchySettingsResource();
 
 const std::vector<Resource>& Resources() {
@@ -65,6 +66,7 @@ const std::vector<Resource>& Resources() {
       RunbooksResource(),
       RunbookWorkerGroupsResource(),
       RunbookJobsResource(),
+      RunbookSchedulesResource(),
       HierarchySettingsResource(),
   };
   return *resources;

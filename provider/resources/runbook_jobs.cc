@@ -6,6 +6,7 @@
 // with the body's hash); runbook.read-jobs reads them. Who sees a job: the
 // holders of one of the runbook's scopes when it started.
 
+#include "common/collections/runbook_jobs.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/deploy/runbook.h"
@@ -36,7 +37,8 @@ std::string JobSelect() {
       Ts("r.started_at"), ", ", Ts("r.ended_at"),
       ", coalesce(r.exit_code, 0), coalesce(r.detail, ''), j.stop_requested_by, "
       "coalesce((extract(epoch FROM r.started_at - j.created_at) * 1000)::bigint, 0), "
-      "j.scopes::text FROM runbook_jobs j LEFT JOIN runbook_job_runs r ON r.job_id = j.id");
+      "j.scopes::text, j.schedule FROM runbook_jobs j LEFT JOIN runbook_job_runs r ON r.job_id = "
+      "j.id");
 }
 
 absl::Status FillJob(const Result& r, size_t i, v1::RunbookJob* j) {
@@ -58,6 +60,7 @@ absl::Status FillJob(const Result& r, size_t i, v1::RunbookJob* j) {
   j->set_detail(r.GetString(i, 15));
   j->set_stop_requested_by(r.GetString(i, 16));
   j->set_queue_to_start_ms(std::max<int64_t>(0, r.GetInt(i, 17)));
+  j->set_schedule(r.GetString(i, 19));
   return absl::OkStatus();
 }
 
@@ -130,19 +133,14 @@ class RunbookJobServiceImpl final : public v1::RunbookJobService::Service {
               auto args, deploy::ResolveArguments(b.definition().parameters(), req->parameters()));
           google::protobuf::RepeatedPtrField<v1::ScriptArgument> stored(args.begin(), args.end());
           const v1::RunbookDefinition& d = b.definition();
-          ASSIGN_OR_RETURN(
-              Result made,
-              call.tx.Exec(
-                  "INSERT INTO runbook_jobs (id, runbook, version, interpreter, body, sha256, "
-                  "arguments, timeout_seconds, run_as, on_worker_lost, max_attempts, "
-                  "worker_group, site_code, scopes, created_by) SELECT gen_random_uuid(), "
-                  "v.runbook, v.version, v.interpreter, v.body, v.sha256, $3, "
-                  "v.timeout_seconds, v.run_as, v.on_worker_lost, v.max_attempts, $4, $5, "
-                  "r.scopes, $6 FROM runbook_versions v JOIN runbooks r ON r.name = v.runbook "
-                  "WHERE v.runbook = $1 AND v.version = $2 RETURNING id::text",
-                  {b.name(), absl::StrCat(b.published_version()), deploy::ArgumentsJson(stored),
-                   g.name(), g.site(), call.caller.name}));
-          const std::string id = made.GetString(0, 0);
+          collections::RunbookJobRequest job;
+          job.runbook = b.name();
+          job.version = b.published_version();
+          job.arguments_json = deploy::ArgumentsJson(stored);
+          job.group = g.name();
+          job.site = g.site();
+          job.created_by = call.caller.name;
+          ASSIGN_OR_RETURN(const std::string id, collections::InsertRunbookJob(call.tx, job));
           RETURN_IF_ERROR(ReadJob(call, id, out));
           std::string shown;
           for (const auto& a : stored)

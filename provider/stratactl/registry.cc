@@ -41,6 +41,7 @@ std::vector<Command> LiveQueryCommands();
 std::vector<Command> RunbookCommands();
 std::vector<Command> RunbookWorkerGroupCommands();
 std::vector<Command> RunbookJobCommands();
+std::vector<Command> RunbookScheduleCommands();
 std::vector<Command> HierarchySettingCommands();
 
 void ExcludesOthers(CLI::App* cmd, CLI::Option* option) {
@@ -80,6 +81,7 @@ constexpr NounFn kNouns[] = {
     RunbookCommands,
     RunbookWorkerGroupCommands,
     RunbookJobCommands,
+    RunbookScheduleCommands,
     HierarchySettingCommands,
 };
 

@@ -110,6 +110,7 @@ CREATE TABLE runbook_jobs (
   site_code text NOT NULL,        -- the group's site when it started: it dispatches the job
   scopes text[] NOT NULL,         -- the runbook's, when it started (who may read the job)
   created_by text NOT NULL,
+  schedule text NOT NULL DEFAULT '',  -- the schedule that started it ('': an administrator)
   created_at timestamptz NOT NULL DEFAULT now(),
   stop_requested_by text NOT NULL DEFAULT '',
   stop_requested_at timestamptz
@@ -194,6 +195,32 @@ CREATE TABLE runbook_job_output (
   PRIMARY KEY (job_id, attempt, stream, byte_offset)
 );
 SELECT repl_enable('runbook_job_output', 'site');
+
+-- Schedules: global data at the CAS and primaries; the site that made one
+-- fires it (runbook_schedule_runs, local: when it runs next).
+CREATE TABLE runbook_schedules (
+  name text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 256),
+  description text NOT NULL DEFAULT '',
+  runbook text NOT NULL,
+  worker_group text NOT NULL,
+  -- The rule (kind, start, interval, at, days, time zone, missed) as a
+  -- strata.v1.RunbookSchedule in protobuf JSON, checked by the provider.
+  rule text NOT NULL,
+  parameters text NOT NULL DEFAULT '{}',  -- strata.v1.ScriptArgument list as protobuf JSON
+  disabled boolean NOT NULL DEFAULT false,
+  scopes text[] NOT NULL DEFAULT '{Default}',
+  created_by text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+SELECT repl_enable('runbook_schedules', 'global');
+CREATE TABLE runbook_schedule_runs (
+  name text PRIMARY KEY,
+  rule_updated_at timestamptz NOT NULL,  -- the schedule's version next_run_at was computed for
+  next_run_at timestamptz,               -- NULL: none (a one-time schedule that ran)
+  last_run_at timestamptz,
+  last_job uuid,
+  last_error text NOT NULL DEFAULT ''
+);
 
 SELECT set_config('strata.applying', 'on', true);
 UPDATE security_roles SET permissions = permissions || '{runbook.read,runbook.read-jobs}'
