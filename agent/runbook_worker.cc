@@ -1,6 +1,7 @@
 #include "agent/runbook_worker.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "agent/runner.h"
 #include "common/base/files.h"
 #include "common/base/log.h"
+#include "common/base/status.h"
 #include "common/content/hash.h"
 #include "common/deploy/runbook.h"
 #include "common/deploy/script.h"
@@ -44,6 +46,73 @@ size_t WholeCharacters(const std::string& bytes) {
   return need > 1 && cont + 1 < need ? i - 1 : bytes.size();
 }
 
+// The secrets of an order's assets (encrypted variables' values,
+// credentials' secrets, private keys), longest first: masked in its output.
+std::vector<std::string> Secrets(const v1::RunbookJobOrder& o) {
+  std::vector<std::string> out;
+  for (const auto& a : o.assets()) {
+    for (const std::string* v : {&a.secret(), &a.private_key()})
+      if (v->size() >= 4) out.push_back(*v);
+    if (a.encrypted() && a.value().size() >= 4) out.push_back(a.value());
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& x, const auto& y) { return x.size() > y.size(); });
+  return out;
+}
+
+// `text` with every occurrence of a secret replaced by as many '*' (the
+// length stays: pieces are placed by their offsets).
+std::string Mask(std::string text, const std::vector<std::string>& secrets) {
+  for (const auto& s : secrets)
+    for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at + s.size()))
+      text.replace(at, s.size(), std::string(s.size(), '*'));
+  return text;
+}
+
+// The job's assets in files under `dir`/assets (a folder per credential or
+// certificate, owned by the job's user) and environment variables naming
+// them ($STRATA_ASSET_<name>: a variable's value, else the folder).
+absl::Status WriteAssets(const v1::RunbookJobOrder& o, const std::string& dir,
+                         std::vector<std::string>* env) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (!o.run_as().empty() && o.run_as() != "root") {
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* found = nullptr;
+    if (getpwnam_r(o.run_as().c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found)
+      return absl::FailedPreconditionError(absl::StrCat("no local user \"", o.run_as(), "\""));
+    uid = pw.pw_uid;
+    gid = pw.pw_gid;
+  }
+  for (const auto& a : o.assets()) {
+    if (a.kind() == "variable") {
+      env->push_back(absl::StrCat("STRATA_ASSET_", a.name(), "=", a.value()));
+      continue;
+    }
+    const std::string folder = absl::StrCat(dir, "/assets/", a.name());
+    std::error_code ec;
+    fs::create_directories(folder, ec);
+    if (ec) return absl::InternalError(absl::StrCat(folder, ": ", ec.message()));
+    chmod((dir + "/assets").c_str(), 0711);
+    chmod(folder.c_str(), 0700);
+    (void)!chown(folder.c_str(), uid, gid);
+    const std::vector<std::pair<std::string, std::string>> files =
+        a.kind() == "credential"
+            ? std::vector<std::pair<std::string, std::string>>{{"user", a.user()},
+                                                               {"secret", a.secret()}}
+            : std::vector<std::pair<std::string, std::string>>{{"cert.pem", a.certificate()},
+                                                               {"key.pem", a.private_key()}};
+    for (const auto& [file, text] : files) {
+      const std::string path = folder + "/" + file;
+      RETURN_IF_ERROR(WriteFileDurably(path, text, 0600));
+      (void)!chown(path.c_str(), uid, gid);
+    }
+    env->push_back(absl::StrCat("STRATA_ASSET_", a.name(), "=", folder));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // A job attempt this worker holds (its record, its thread, its streams).
@@ -56,6 +125,7 @@ struct RunbookWorker::Held {
   int64_t sent[kNumStreams] = {0, 0, 0};       // acknowledged, per stream
   int64_t in_flight[kNumStreams] = {0, 0, 0};  // after the exchange under way
   bool truncated = false;                      // a stream went past what is kept
+  std::vector<std::string> secrets;            // masked in its output (its assets')
 };
 
 RunbookWorker::RunbookWorker(RunbookWorkerOptions options) : options_(std::move(options)) {
@@ -144,6 +214,7 @@ void RunbookWorker::LoadRecords() {
     }
     auto h = std::make_shared<Held>();
     h->rec = rec;
+    h->secrets = Secrets(rec.order());
     h->ended = deploy::IsFinal(rec.final().state());
     absl::MutexLock lock(&mu_);
     held_[job] = h;
@@ -230,7 +301,7 @@ bool RunbookWorker::Exchange() {
             v1::RunbookOutputChunk* c = p->add_output();
             c->set_stream(kStreams[s]);
             c->set_offset(off);
-            c->set_text(inventory::CleanText(bytes));
+            c->set_text(Mask(inventory::CleanText(bytes), h->secrets));
             off += static_cast<int64_t>(bytes.size());
             budget -= bytes.size();
           }
@@ -310,6 +381,7 @@ bool RunbookWorker::Exchange() {
 void RunbookWorker::Launch(const v1::RunbookJobOrder& order, absl::Time lease_until) {
   auto h = std::make_shared<Held>();
   *h->rec.mutable_order() = order;
+  h->secrets = Secrets(order);
   h->lease_until = lease_until;
   const std::string dir = JobDir(order.job());
   std::error_code ec;
@@ -389,6 +461,7 @@ void RunbookWorker::RunJob(std::shared_ptr<Held> h, bool adopt) {
                 absl::StrCat("STRATA_JOB_ATTEMPT=", order.attempt()),
                 "STRATA_VERBOSE_FILE=" + verbose};
     for (const auto& a : order.arguments()) spec.env.push_back(a.name() + "=" + a.value());
+    if (wrote.ok()) wrote = WriteAssets(order, dir, &spec.env);
     absl::StatusOr<RunResult> started = absl::InternalError("not started");
     if (wrote.ok()) {
       rec.set_started_unix_ms(NowMs());
@@ -418,6 +491,8 @@ void RunbookWorker::RunJob(std::shared_ptr<Held> h, bool adopt) {
     }
   }
   if (ran.abandoned) return;  // the agent is stopping: the next start adopts it
+  std::error_code ec;
+  fs::remove_all(dir + "/assets", ec);  // the assets live as long as the job
   absl::MutexLock lock(&mu_);
   v1::RunbookJobProgress* f = h->rec.mutable_final();
   f->set_job(order.job());

@@ -15,11 +15,20 @@
 // from its site (or dead) stops its jobs before the site gives them to
 // another worker (lease + 10 s). A job the site says to stop gets lease 0.
 //
+// The assets a job's runbook names come with its order: a variable as
+// $STRATA_ASSET_<name>, a credential or certificate as files (user and
+// secret, cert.pem and key.pem) in a folder of its own that
+// $STRATA_ASSET_<name> names, owned by the job's user and removed when the
+// job ends. Secrets are masked in the streams sent (each byte replaced by
+// '*', the length kept).
+//
 // A record per job attempt (RunbookJobRecord, state_dir/runbooks/<job>.pb)
 // is written durably before the job starts: an attempt starts at most once;
 // a restarted agent adopts a job still running (and sends its streams
 // again from the start: the site keeps each byte once) and reports one that
-// ended. A record goes once the site accepted its final state.
+// ended. A record goes once the site accepted its final state; it holds the
+// order with its assets (0600, in the agent's state folder) until then, so
+// that an adopted job's output is still masked.
 
 #include <atomic>
 #include <functional>

@@ -26,6 +26,8 @@ site_start() {
     echo "address_file: \"$STRATA_RUN/$lower.addr\""
     echo "content_library: \"$STRATA_RUN/$lower.content\""
     echo "tls { ca_file: \"$STRATA_PKI/ca.pem\" cert_file: \"$STRATA_PKI/site-$code.pem\" key_file: \"$STRATA_PKI/site-$code.key\" }"
+    # The hierarchy's key for runbook assets (deploy/pki.sh makes it).
+    [ -f "$STRATA_PKI/assets.key" ] && echo "asset_key_file: \"$STRATA_PKI/assets.key\""
     [ -n "${STRATA_REPLICATION:-}" ] && echo "replication { $STRATA_REPLICATION }"
     # A site with an issuing CA (deploy/pki.sh DIR issuing/CODE) registers clients.
     if [ "$type" != cas ] && [ -f "$STRATA_PKI/issuing-$code.pem" ]; then
@@ -138,6 +140,7 @@ provider_start() {
     --site "unix:$STRATA_RUN/$lower.sock" \
     --tls_ca "$STRATA_PKI/ca.pem" --tls_cert "$STRATA_PKI/provider-$code.pem" \
     --tls_key "$STRATA_PKI/provider-$code.key" ${admin:+--bootstrap_admin "$admin"} \
+    --asset_key_file "$STRATA_PKI/assets.key" \
     >>"$STRATA_RUN/$lower-provider.log" 2>&1 &
   echo $! > "$STRATA_RUN/$lower-provider.pid"
   _wait_serving "$lower-provider" 200 "provider $code"

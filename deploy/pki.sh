@@ -12,10 +12,12 @@
 # 127.0.0.1, ::1). Existing entity certificates are kept.
 # ROLE "issuing" makes a site's issuing CA instead (issuing/P01): an
 # intermediate CA that signs the certificates of the site's clients.
+# Also writes DIR/assets.key (once): the hierarchy's key for runbook assets
+# (32 random bytes, hex), given to every site server and provider.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 dir=$1; shift
@@ -28,6 +30,7 @@ if [ ! -f "$dir/ca.pem" ]; then
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
 fi
+[ -f "$dir/assets.key" ] || openssl rand -hex 32 > "$dir/assets.key"
 
 for entity in "$@"; do
   role=${entity%%/*}; name=${entity#*/}

@@ -24,6 +24,8 @@ ABSL_FLAG(std::string, bootstrap_admin, "",
           "Full Administrator (overrides)");
 ABSL_FLAG(std::string, site, "",
           "Address of the site server, for live replication link state (overrides)");
+ABSL_FLAG(std::string, asset_key_file, "",
+          "The hierarchy's key for runbook assets, 64 hex digits (overrides)");
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
 
 namespace strata::provider {
@@ -42,6 +44,7 @@ absl::StatusOr<v1::ProviderConfig> LoadConfig() {
                                     {"tls.key_file", absl::GetFlag(FLAGS_tls_key)},
                                     {"address_file", absl::GetFlag(FLAGS_address_file)},
                                     {"site_address", absl::GetFlag(FLAGS_site)},
+                                    {"asset_key_file", absl::GetFlag(FLAGS_asset_key_file)},
                                     {"bootstrap_admin", absl::GetFlag(FLAGS_bootstrap_admin)}});
       !s.ok()) {
     return s;

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -122,7 +123,8 @@ TEST_CASE(
   MakeGroup(h, "s01", "S01", "device.name = \"w-s01\"", 1);
   // bob writes runbooks, carol publishes and runs them, dave reads only.
   REQUIRE(h.Ctl({"set", "admin", "bob", "--role", "Runbook Author"}).exit_code == 0);
-  REQUIRE(h.Ctl({"set", "admin", "carol", "--role", "Runbook Operator"}).exit_code == 0);
+  REQUIRE(h.Ctl({"set", "admin", "carol", "--role", "Runbook Operator", "--scope", "Default"})
+              .exit_code == 0);
   REQUIRE(h.Ctl({"set", "admin", "dave", "--role", "Read-only Analyst"}).exit_code == 0);
 
   const std::string body = h.dir.path() + "/hello.sh";
@@ -223,6 +225,63 @@ TEST_CASE(
     CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE action = 'rollback' AND "
                                 "object_name = 'hello' AND outcome = 'ok'") == 1);
   }
+  {  // a credential reaches the job and is never stored in plain form: not in the asset's
+     // row, the job's parameters, its output (masked), the audit log or `get job -o json`;
+     // an asset outside the starter's scopes refuses the job
+    const std::string secret = "s3cr3t-pa55w0rd";
+    WriteFile(h.dir.path() + "/secret", secret + "\n");
+    CtlRun made = h.Ctl({"create", "asset", "db", "--user", "svc", "--secret-file",
+                         h.dir.path() + "/secret"});
+    INFO(made.out << made.err);
+    REQUIRE(made.exit_code == 0);
+    REQUIRE(h.Ctl({"create", "asset", "greeting", "--value", "bonjour"}).exit_code == 0);
+    h.cas->db().Exec("INSERT INTO security_scopes (name) VALUES ('Vault')");
+    REQUIRE(h.Ctl({"create", "asset", "hidden", "--value", "x", "--encrypted", "--scope",
+                   "Vault"})
+                .exit_code == 0);
+    const std::string uses = h.dir.path() + "/uses.sh";
+    WriteFile(uses,
+              "echo \"user $(cat \"$STRATA_ASSET_db/user\") secret $(cat "
+              "\"$STRATA_ASSET_db/secret\") $STRATA_ASSET_greeting\"\n");
+    REQUIRE(h.Ctl({"create", "runbook", "uses-db", "--body", uses, "--asset", "db", "--asset",
+                   "greeting"})
+                .exit_code == 0);
+    REQUIRE(h.Ctl({"publish", "runbook", "uses-db"}).exit_code == 0);
+    CtlRun started = h.Ctl({"start", "runbook", "uses-db", "--group", "s01"}, nullptr, "carol");
+    INFO(started.out << started.err);
+    REQUIRE(started.exit_code == 0);
+    const std::string id = JobId(started);
+    v1::RunbookJob j = WaitState(h, id, "completed");
+    INFO(j.DebugString());
+    CHECK(Stream(j, "output") ==
+          absl::StrCat("user svc secret ", std::string(secret.size(), '*'), " bonjour\n"));
+    CtlRun json = h.Ctl({"get", "job", id, "-o", "json"});
+    CHECK(json.exit_code == 0);
+    CHECK_FALSE(absl::StrContains(json.out, secret));
+    for (SiteProcess* site : {h.cas.get(), h.p01.get(), h.s01.get()}) {
+      INFO(site->code());
+      for (const char* sql :
+           {"SELECT count(*) FROM runbook_assets WHERE strpos(sealed || value, $1) > 0",
+            "SELECT count(*) FROM runbook_jobs WHERE strpos(arguments || body, $1) > 0",
+            "SELECT count(*) FROM runbook_job_output WHERE strpos(text, $1) > 0",
+            "SELECT count(*) FROM audit_log WHERE strpos(summary, $1) > 0"})
+        CHECK(site->db().ScalarInt(sql, {secret}) == 0);
+    }
+    // The job's folder held it only while it ran.
+    CHECK_FALSE(std::filesystem::exists(AgentStateDir(h.dir, "w-s01") + "/runbooks/" + id));
+    // carol holds the Default scope only: "hidden" is not hers to hand out.
+    WriteFile(uses, "echo \"$STRATA_ASSET_hidden\"\n");
+    REQUIRE(h.Ctl({"create", "runbook", "uses-hidden", "--body", uses, "--asset", "hidden"})
+                .exit_code == 0);
+    REQUIRE(h.Ctl({"publish", "runbook", "uses-hidden"}).exit_code == 0);
+    CtlRun refused = h.Ctl({"start", "runbook", "uses-hidden", "--group", "s01"}, nullptr, "carol");
+    CHECK(refused.exit_code == 3);
+    CHECK(absl::StrContains(refused.err, "hidden"));
+    CHECK(Denied(*h.cas, "carol", "StartRunbook", "hidden") == 1);
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs WHERE runbook = "
+                                "'uses-hidden'") == 0);
+  }
+
   {  // a schedule made at the CAS fires on time, seconds apart, on the group at S01
     CtlRun made = h.Ctl({"create", "schedule", "often", "--runbook", "hello", "--group", "s01",
                          "--every", "5s", "--param", "who=cron"},
@@ -256,8 +315,8 @@ TEST_CASE(
   // Never on a device outside the groups; jobs ran where their group is.
   CHECK(w.daemons["other-p01"]->LogText().find("agent.runbook_job_started") == std::string::npos);
   CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_job_runs WHERE state = 'completed' "
-                              "AND job_id IN (SELECT id FROM runbook_jobs WHERE schedule = '')") ==
-        5);
+                              "AND job_id IN (SELECT id FROM runbook_jobs WHERE schedule = '' AND "
+                              "runbook = 'hello')") == 5);
   CHECK(h.cas->db().ScalarInt("SELECT count(DISTINCT site_code) FROM runbook_job_runs") == 2);
 }
 

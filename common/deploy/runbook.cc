@@ -30,6 +30,15 @@ absl::Status CheckRunbookDefinition(v1::RunbookDefinition& d) {
   if (d.max_attempts() == 0) d.set_max_attempts(kDefaultRunbookAttempts);
   if (d.max_attempts() < 1 || d.max_attempts() > kMaxRunbookAttempts)
     return Bad("max_attempts", absl::StrCat(d.max_attempts(), ": 1 to ", kMaxRunbookAttempts));
+  if (d.assets_size() > kMaxRunbookAssets)
+    return Bad("assets", absl::StrCat(d.assets_size(), ": at most ", kMaxRunbookAssets));
+  std::set<std::string> assets;
+  for (const auto& a : d.assets()) {
+    bool ok = !a.empty() && a.size() <= 64 && a[0] >= 'a' && a[0] <= 'z';
+    for (char c : a) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    if (!ok) return Bad("assets", absl::StrCat("\"", a, "\" is not an asset name"));
+    if (!assets.insert(a).second) return Bad("assets", absl::StrCat("\"", a, "\" named twice"));
+  }
   return absl::OkStatus();
 }
 

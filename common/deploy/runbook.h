@@ -18,6 +18,7 @@ inline constexpr int64_t kMaxRunbookTimeoutSeconds = 7 * 86400;
 inline constexpr int kDefaultRunbookAttempts = 3;
 inline constexpr int kMaxRunbookAttempts = 10;
 inline constexpr int kMaxRunbookTags = 16;
+inline constexpr int kMaxRunbookAssets = 16;
 
 // Bounds of one RunbookWork exchange (a worker's request).
 inline constexpr int kMaxWorkerJobs = 1000;  // jobs held or finished in one request

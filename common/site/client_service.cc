@@ -3,6 +3,7 @@
 #include "common/site/content_catalog.h"
 
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "common/collections/client_settings.h"
 #include "common/collections/script_runs.h"
 #include "common/inventory/report_check.h"
+#include "common/net/asset_key.h"
 #include "common/net/pki.h"
 #include "common/net/tls.h"
 #include "common/policy/client_settings.h"
@@ -80,6 +82,11 @@ class ClientService::Impl {
     }
     threads_.emplace_back([this] { BundleLoop(); });
     threads_.emplace_back([this] { ChangesLoop(); });
+    if (!options_.config.asset_key_file().empty()) {
+      auto key = AssetKey::Load(options_.config.asset_key_file());
+      if (!key.ok()) return key.status();  // a configured key must be readable
+      asset_key_ = *key;
+    }
     runbooks_ =
         std::make_unique<RunbookDispatcher>(options_.config.database(), site_, options_.notifier);
     runbooks_->Start();
@@ -198,7 +205,8 @@ class ClientService::Impl {
     if (!inventory::IsUuid(req.client_id()))
       return absl::InvalidArgumentError("client_id: not a UUID");
     return pool_.With([&](store::Connection& conn) {
-      return site::RunbookWork(conn, site_, req.client_id(), req, resp);
+      return site::RunbookWork(conn, site_, req.client_id(), req, resp,
+                               asset_key_ ? &*asset_key_ : nullptr);
     });
   }
 
@@ -536,7 +544,8 @@ class ClientService::Impl {
           DrainToMps("client_setting_changed", "client_settings.changed", AssignmentMessages);
       if (sent.ok())
         sent = DrainToMps("client_access_changed", "client_access.changed", AccessMessages);
-      if (sent.ok()) sent = DrainToMps("runbook_wake", "runbooks.work_waiting", WakeMessages);
+      if (sent.ok())
+        sent = DrainToMps("runbook_wake", "runbooks.work_waiting", RunbookWakeMessages);
       absl::MutexLock lock(&wake_mu_);
       if (!sent.ok()) {
         changes_dirty_ = true;  // look again, in a second
@@ -573,17 +582,6 @@ class ClientService::Impl {
           for (const auto& n : *list) bytes += n.size() + 4;
         policy::ToProto(std::move(it->second), a);
       }
-    }
-    return messages;
-  }
-
-  // Runbook workers with work waiting (runbook_dispatch.h): nudged.
-  static absl::StatusOr<std::vector<v1::MpDown>> WakeMessages(store::Transaction&,
-                                                              const std::vector<std::string>& ids) {
-    std::vector<v1::MpDown> messages(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      messages[i].mutable_request()->set_client_id(ids[i]);
-      messages[i].mutable_request()->set_kind(v1::NOTIFICATION_KIND_WORK_WAITING);
     }
     return messages;
   }
@@ -638,6 +636,7 @@ class ClientService::Impl {
   store::ConnectionPool pool_;
   std::unique_ptr<IssuingCa> ca_;
   std::unique_ptr<RunbookDispatcher> runbooks_;
+  std::optional<AssetKey> asset_key_;  // runbook assets handed to workers
   int subscription_ = -1;
   std::vector<std::thread> threads_;
 

@@ -11,6 +11,7 @@
 #include "common/base/status.h"
 #include "common/deploy/runbook.h"
 #include "common/deploy/script.h"
+#include "common/net/asset_key.h"
 #include "common/replication/link_session.h"
 
 namespace strata::site {
@@ -31,29 +32,82 @@ struct Held {
   int64_t lease_seconds = kDefaultLeaseSeconds;
 };
 
-// Orders for the jobs in `ids` (their current attempt).
-absl::Status AddOrders(Transaction& tx, const std::vector<std::string>& ids,
-                       v1::RunbookWorkResponse* resp) {
+// The assets in `names`, in plain form: NotFound / DataLoss / Failed
+// Precondition saying which one cannot be handed out, and why.
+absl::Status LoadAssets(Transaction& tx, const std::vector<std::string>& names, const AssetKey* key,
+                        v1::RunbookJobOrder* o) {
+  ASSIGN_OR_RETURN(Result r, tx.ExecCached("SELECT name, kind, encrypted, value, user_name, "
+                                           "certificate, sealed FROM runbook_assets WHERE name = "
+                                           "ANY($1::text[]) ORDER BY name",
+                                           {store::TextArrayLiteral(names)}));
+  if (r.size() != names.size())
+    return absl::NotFoundError("an asset the runbook names does not exist (any more)");
+  for (size_t i = 0; i < r.size(); ++i) {
+    v1::RunbookAsset* a = o->add_assets();
+    a->set_name(r.GetString(i, 0));
+    a->set_kind(r.GetString(i, 1));
+    a->set_encrypted(r.GetBool(i, 2));
+    a->set_value(r.GetString(i, 3));
+    a->set_user(r.GetString(i, 4));
+    a->set_certificate(r.GetString(i, 5));
+    if (!a->encrypted()) continue;
+    if (key == nullptr)
+      return absl::FailedPreconditionError(
+          absl::StrCat("asset \"", a->name(),
+                       "\" is encrypted and this site has no asset key (asset_key_file)"));
+    auto plain = key->Open(r.GetString(i, 6), a->name());
+    if (!plain.ok())
+      return absl::DataLossError(
+          absl::StrCat("asset \"", a->name(), "\": ", plain.status().message()));
+    if (a->kind() == "variable") a->set_value(*plain);
+    if (a->kind() == "credential") a->set_secret(*plain);
+    if (a->kind() == "certificate") a->set_private_key(*plain);
+  }
+  return absl::OkStatus();
+}
+
+// Orders for the jobs in `ids` (their current attempt), with their assets.
+// A job whose assets this site cannot hand out fails, saying why.
+absl::Status AddOrders(Transaction& tx, const std::string& site, const AssetKey* key,
+                       const std::vector<std::string>& ids, v1::RunbookWorkResponse* resp) {
   if (ids.empty()) return absl::OkStatus();
   ASSIGN_OR_RETURN(
       Result r, tx.Exec("SELECT j.id::text, r.attempt, j.runbook, j.version, j.interpreter, "
                         "j.body, j.sha256, j.arguments, j.timeout_seconds, j.run_as, "
-                        "j.worker_group FROM runbook_jobs j JOIN runbook_job_runs r ON r.job_id = "
-                        "j.id WHERE j.id = ANY($1::uuid[]) ORDER BY r.queued_at, j.id",
+                        "j.worker_group, j.assets::text FROM runbook_jobs j JOIN runbook_job_runs "
+                        "r ON r.job_id = j.id WHERE j.id = ANY($1::uuid[]) ORDER BY r.queued_at, "
+                        "j.id",
                         {store::TextArrayLiteral(ids)}));
   for (size_t i = 0; i < r.size(); ++i) {
-    v1::RunbookJobOrder* o = resp->add_start();
-    o->set_job(r.GetString(i, 0));
-    o->set_attempt(static_cast<int32_t>(r.GetInt(i, 1)));
-    o->set_runbook(r.GetString(i, 2));
-    o->set_version(static_cast<int32_t>(r.GetInt(i, 3)));
-    o->set_interpreter(r.GetString(i, 4));
-    o->set_body(r.GetString(i, 5));
-    o->set_sha256(r.GetString(i, 6));
-    RETURN_IF_ERROR(deploy::ParseArguments(r.GetString(i, 7), o->mutable_arguments()));
-    o->set_timeout_seconds(r.GetInt(i, 8));
-    o->set_run_as(r.GetString(i, 9));
-    o->set_worker_group(r.GetString(i, 10));
+    v1::RunbookJobOrder o;
+    o.set_job(r.GetString(i, 0));
+    o.set_attempt(static_cast<int32_t>(r.GetInt(i, 1)));
+    o.set_runbook(r.GetString(i, 2));
+    o.set_version(static_cast<int32_t>(r.GetInt(i, 3)));
+    o.set_interpreter(r.GetString(i, 4));
+    o.set_body(r.GetString(i, 5));
+    o.set_sha256(r.GetString(i, 6));
+    RETURN_IF_ERROR(deploy::ParseArguments(r.GetString(i, 7), o.mutable_arguments()));
+    o.set_timeout_seconds(r.GetInt(i, 8));
+    o.set_run_as(r.GetString(i, 9));
+    o.set_worker_group(r.GetString(i, 10));
+    const std::vector<std::string> assets = store::ParseTextArray(r.GetString(i, 11));
+    if (!assets.empty()) {
+      if (absl::Status s = LoadAssets(tx, assets, key, &o); !s.ok()) {
+        const std::string why = absl::StrCat(
+            "site ", site, " cannot hand out its assets: ", s.message(), "; nothing ran");
+        RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_runs SET state = 'failed', ended_at = now(), "
+                                "lease_expires_at = NULL, detail = $2 WHERE job_id = $1::uuid",
+                                {o.job(), why})
+                            .status());
+        RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_attempts SET outcome = 'failed', ended_at = "
+                                "now(), detail = $3 WHERE job_id = $1::uuid AND attempt = $2",
+                                {o.job(), absl::StrCat(o.attempt()), why})
+                            .status());
+        continue;
+      }
+    }
+    *resp->add_start() = std::move(o);
   }
   return absl::OkStatus();
 }
@@ -108,7 +162,7 @@ absl::StatusOr<std::vector<std::string>> Claim(Transaction& tx, const std::strin
 
 absl::Status RunbookWork(store::Connection& conn, const std::string& site,
                          const std::string& device, const v1::RunbookWorkRequest& req,
-                         v1::RunbookWorkResponse* resp) {
+                         v1::RunbookWorkResponse* resp, const AssetKey* key) {
   RETURN_IF_ERROR(deploy::CheckWorkRequest(req));
   std::vector<std::string> ids;
   for (const auto& j : req.jobs()) ids.push_back(j.job());
@@ -312,7 +366,7 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
       free -= static_cast<int>(got.size());
       orders.insert(orders.end(), got.begin(), got.end());
     }
-    RETURN_IF_ERROR(AddOrders(tx, orders, resp));
+    RETURN_IF_ERROR(AddOrders(tx, site, key, orders, resp));
     resp->set_lease_ms((lease_seconds > 0 ? lease_seconds : kDefaultLeaseSeconds) * 1000);
     return absl::OkStatus();
   });
@@ -422,6 +476,16 @@ absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const st
     return absl::OkStatus();
   }));
   return stats;
+}
+
+absl::StatusOr<std::vector<v1::MpDown>> RunbookWakeMessages(store::Transaction&,
+                                                            const std::vector<std::string>& ids) {
+  std::vector<v1::MpDown> messages(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    messages[i].mutable_request()->set_client_id(ids[i]);
+    messages[i].mutable_request()->set_kind(v1::NOTIFICATION_KIND_WORK_WAITING);
+  }
+  return messages;
 }
 
 absl::StatusOr<int64_t> PruneRunbookJobs(store::Transaction& tx) {

@@ -24,13 +24,19 @@
 
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/store/database.h"
+#include "strata/v1/client.pb.h"
 #include "strata/v1/runbook.pb.h"
+
+namespace strata {
+class AssetKey;
+}
 
 namespace strata::site {
 
@@ -38,9 +44,11 @@ namespace strata::site {
 inline constexpr absl::Duration kLeaseGrace = absl::Seconds(10);
 
 // One exchange of worker `device` (a client of `site`), in one transaction.
+// `key` (may be null) opens the encrypted assets a job's order carries; a
+// job whose assets cannot be handed out fails, saying why.
 absl::Status RunbookWork(store::Connection& conn, const std::string& site,
                          const std::string& device, const v1::RunbookWorkRequest& req,
-                         v1::RunbookWorkResponse* resp);
+                         v1::RunbookWorkResponse* resp, const AssetKey* key = nullptr);
 
 struct DispatchStats {
   int64_t taken_in = 0;     // jobs that arrived
@@ -53,6 +61,11 @@ struct DispatchStats {
 // The dispatcher's pass: takes in arrived jobs and stop requests, acts on
 // lapsed leases, queues the workers to nudge in runbook_wake.
 absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const std::string& site);
+
+// The nudges (WORK_WAITING) for the workers in `ids`, drained from
+// runbook_wake by the client service to its MPs.
+absl::StatusOr<std::vector<v1::MpDown>> RunbookWakeMessages(store::Transaction& tx,
+                                                            const std::vector<std::string>& ids);
 
 // Runbook jobs this site made past the hierarchy's retention (global
 // setting runbook.job_retention_days, default 30, as Azure Automation), and

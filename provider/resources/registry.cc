@@ -36,6 +36,7 @@ Resource RunbooksResource();
 Resource RunbookWorkerGroupsResource();
 Resource RunbookJobsResource();
 Resource RunbookSchedulesResource();
+Resource RunbookAssetsResource();
 Resource HierarchySettingsResource();
 
 const std::vector<Resource>& Resources() {
@@ -67,6 +68,7 @@ const std::vector<Resource>& Resources() {
       RunbookWorkerGroupsResource(),
       RunbookJobsResource(),
       RunbookSchedulesResource(),
+      RunbookAssetsResource(),
       HierarchySettingsResource(),
   };
   return *resources;

@@ -7,6 +7,8 @@
 // holders of one of the runbook's scopes when it started.
 
 #include "common/collections/runbook_jobs.h"
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/status.h"
 #include "common/deploy/runbook.h"
@@ -109,6 +111,27 @@ absl::Status ReadStream(Transaction& tx, const std::string& job, int attempt,
   return absl::OkStatus();
 }
 
+// The assets a runbook names: each must exist and be in one of the
+// caller's scopes (what a job receives, its starter must be allowed to use).
+absl::Status RequireAssets(Call& call, const v1::RunbookDefinition& d) {
+  if (d.assets_size() == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(Result r, call.tx.Exec("SELECT name, scopes::text FROM runbook_assets WHERE "
+                                          "name = ANY($1::text[])",
+                                          {store::TextArrayLiteral(ToVector(d.assets()))}));
+  std::map<std::string, std::string> found;
+  for (size_t i = 0; i < r.size(); ++i) found[r.GetString(i, 0)] = r.GetString(i, 1);
+  for (const auto& name : d.assets()) {
+    auto it = found.find(name);
+    if (it == found.end())
+      return absl::FailedPreconditionError(
+          absl::StrCat("the runbook uses asset \"", name, "\", which does not exist"));
+    google::protobuf::RepeatedPtrField<std::string> scopes;
+    for (auto& x : store::ParseTextArray(it->second)) *scopes.Add() = std::move(x);
+    RETURN_IF_ERROR(RequireScopeVisible(call.caller, "runbook asset", name, scopes));
+  }
+  return absl::OkStatus();
+}
+
 class RunbookJobServiceImpl final : public v1::RunbookJobService::Service {
  public:
   explicit RunbookJobServiceImpl(CallCore& core) : core_(core) {}
@@ -133,6 +156,7 @@ class RunbookJobServiceImpl final : public v1::RunbookJobService::Service {
               auto args, deploy::ResolveArguments(b.definition().parameters(), req->parameters()));
           google::protobuf::RepeatedPtrField<v1::ScriptArgument> stored(args.begin(), args.end());
           const v1::RunbookDefinition& d = b.definition();
+          RETURN_IF_ERROR(RequireAssets(call, d));
           collections::RunbookJobRequest job;
           job.runbook = b.name();
           job.version = b.published_version();

@@ -48,7 +48,7 @@ std::string VersionSelect(bool with_body) {
                       ", parameters, timeout_seconds, run_as, on_worker_lost, max_attempts, "
                       "sha256, author, ",
                       Ts("created_at"), ", published_by, ", Ts("published_at"),
-                      " FROM runbook_versions");
+                      ", assets::text FROM runbook_versions");
 }
 
 absl::Status FillVersion(const Result& r, size_t i, v1::RunbookDefinition* d) {
@@ -65,6 +65,7 @@ absl::Status FillVersion(const Result& r, size_t i, v1::RunbookDefinition* d) {
   d->set_created_at(r.GetString(i, 10));
   d->set_published_by(r.GetString(i, 11));
   if (!r.IsNull(i, 12)) d->set_published_at(r.GetString(i, 12));
+  for (auto& x : store::ParseTextArray(r.GetString(i, 13))) d->add_assets(std::move(x));
   return absl::OkStatus();
 }
 
@@ -248,17 +249,18 @@ class RunbookServiceImpl final : public v1::RunbookService::Service {
                                         d.run_as(),
                                         d.on_worker_lost(),
                                         absl::StrCat(d.max_attempts()),
-                                        call.caller.name};
+                                        call.caller.name,
+                                        store::TextArrayLiteral(ToVector(d.assets()))};
           RETURN_IF_ERROR(
               tx.Exec(in_place
                           ? "UPDATE runbook_versions SET interpreter = $3, body = $4, sha256 = $5, "
                             "parameters = $6, timeout_seconds = $7, run_as = $8, on_worker_lost = "
-                            "$9, max_attempts = $10, author = $11, created_at = now() WHERE "
-                            "runbook = $1 AND version = $2"
+                            "$9, max_attempts = $10, author = $11, assets = $12::text[], "
+                            "created_at = now() WHERE runbook = $1 AND version = $2"
                           : "INSERT INTO runbook_versions (runbook, version, interpreter, body, "
                             "sha256, parameters, timeout_seconds, run_as, on_worker_lost, "
-                            "max_attempts, author) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                            "$10, $11)",
+                            "max_attempts, author, assets) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                            "$8, $9, $10, $11, $12::text[])",
                       values)
                   .status());
           RETURN_IF_ERROR(

@@ -42,6 +42,7 @@ std::vector<Command> RunbookCommands();
 std::vector<Command> RunbookWorkerGroupCommands();
 std::vector<Command> RunbookJobCommands();
 std::vector<Command> RunbookScheduleCommands();
+std::vector<Command> RunbookAssetCommands();
 std::vector<Command> HierarchySettingCommands();
 
 void ExcludesOthers(CLI::App* cmd, CLI::Option* option) {
@@ -82,6 +83,7 @@ constexpr NounFn kNouns[] = {
     RunbookWorkerGroupCommands,
     RunbookJobCommands,
     RunbookScheduleCommands,
+    RunbookAssetCommands,
     HierarchySettingCommands,
 };
 

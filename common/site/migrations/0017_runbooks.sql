@@ -43,6 +43,7 @@ CREATE TABLE runbook_versions (
   -- worker (up to max_attempts in all), or fail.
   on_worker_lost text NOT NULL CHECK (on_worker_lost IN ('retry', 'fail')),
   max_attempts integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 10),
+  assets text[] NOT NULL DEFAULT '{}',  -- the assets its jobs receive (names)
   author text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   published_by text NOT NULL DEFAULT '',
@@ -106,6 +107,7 @@ CREATE TABLE runbook_jobs (
   run_as text NOT NULL DEFAULT '',
   on_worker_lost text NOT NULL,
   max_attempts integer NOT NULL,
+  assets text[] NOT NULL DEFAULT '{}',  -- names: their values reach the worker, never this row
   worker_group text NOT NULL,
   site_code text NOT NULL,        -- the group's site when it started: it dispatches the job
   scopes text[] NOT NULL,         -- the runbook's, when it started (who may read the job)
@@ -196,6 +198,27 @@ CREATE TABLE runbook_job_output (
 );
 SELECT repl_enable('runbook_job_output', 'site');
 
+-- Assets: variables (plain or encrypted), credentials (a user and a secret)
+-- and certificates (a PEM certificate and its key), global data every site
+-- holds (the dispatching site hands them to the worker with the job). What
+-- is secret is sealed with the hierarchy's asset key (AES-256-GCM,
+-- common/net/asset_key.h), which no database holds; the provider never
+-- returns it in plain form.
+CREATE TABLE runbook_assets (
+  name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,63}$'),
+  kind text NOT NULL CHECK (kind IN ('variable', 'credential', 'certificate')),
+  description text NOT NULL DEFAULT '',
+  encrypted boolean NOT NULL,
+  value text NOT NULL DEFAULT '',        -- a plain variable's value
+  user_name text NOT NULL DEFAULT '',    -- a credential's user
+  certificate text NOT NULL DEFAULT '',  -- a certificate's PEM
+  sealed text NOT NULL DEFAULT '',       -- encrypted value, secret or private key
+  scopes text[] NOT NULL DEFAULT '{Default}',
+  created_by text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+SELECT repl_enable('runbook_assets', 'global_proxy');
+
 -- Schedules: global data at the CAS and primaries; the site that made one
 -- fires it (runbook_schedule_runs, local: when it runs next).
 CREATE TABLE runbook_schedules (
@@ -229,7 +252,7 @@ INSERT INTO security_roles (name, description, builtin, permissions, _hlc, _orig
   ('Runbook Author', 'Writes runbooks and drafts of them (publishes none, runs none)', true,
    '{runbook.read,runbook.author}', 1, '000'),
   ('Runbook Operator',
-   'Publishes runbooks, makes worker groups, runs runbooks on them and reads their jobs',
-   true, '{runbook.read,runbook.publish,runbook.run,runbook.read-jobs,runbook.workers,collection.read}', 1,
+   'Publishes runbooks, makes worker groups and assets, runs runbooks and reads their jobs',
+   true, '{runbook.read,runbook.publish,runbook.run,runbook.read-jobs,runbook.workers,runbook.assets,collection.read}', 1,
    '000');
 SELECT set_config('strata.applying', '', true);

@@ -20,7 +20,7 @@ namespace {
 struct RunbookFlags {
   std::string file, body_file, interpreter, description, run_as, timeout, on_worker_lost;
   int max_attempts = 0;
-  std::vector<std::string> params, scopes, tags;
+  std::vector<std::string> params, scopes, tags, assets;
 
   void Declare(CLI::App* cmd) {
     cmd->add_option("--file", file,
@@ -47,6 +47,8 @@ struct RunbookFlags {
         "NAME[:string|int|enum][:required][:default=V][:min=N][:max=N][:min-length=N]"
         "[:max-length=N][:allowed=A|B][:regex=RE] (regex= last); repeatable, at most 10");
     cmd->add_option("--scope", scopes, "Security scopes (default: Default); repeatable");
+    cmd->add_option("--asset", assets,
+                    "An asset its jobs receive (get assets); repeatable, at most 16");
   }
 
   std::string Build(const std::string& name, v1::Runbook* r) const {
@@ -78,6 +80,7 @@ struct RunbookFlags {
     }
     for (const auto& spec : params)
       if (std::string err = ParseParam(spec, d->add_parameters()); !err.empty()) return err;
+    for (const auto& a : assets) d->add_assets(a);
     return "";
   }
 };
@@ -150,6 +153,7 @@ void AddDefinition(const std::string& prefix, const v1::RunbookDefinition& d,
         {prefix + "published", absl::StrCat("by ", d.published_by(), " at ", d.published_at())});
   for (const auto& p : d.parameters())
     fields->push_back({prefix + "parameter " + p.name(), ParameterRules(p)});
+  if (d.assets_size() > 0) fields->push_back({prefix + "assets", absl::StrJoin(d.assets(), ", ")});
   if (body) fields->push_back({prefix + "body", d.body()});
 }
 
