@@ -22,7 +22,7 @@ using store::Transaction;
 
 constexpr int64_t kDefaultLeaseSeconds = 60;
 constexpr int kIntakeBatch = 5000;
-constexpr int kDefaultRetentionDays = 30;
+constexpr int64_t kDefaultRetentionSeconds = 30 * 86400;
 
 // A run this site holds for a job named in a worker's request.
 struct Held {
@@ -489,13 +489,12 @@ absl::StatusOr<std::vector<v1::MpDown>> RunbookWakeMessages(store::Transaction&,
 }
 
 absl::StatusOr<int64_t> PruneRunbookJobs(store::Transaction& tx) {
-  ASSIGN_OR_RETURN(
-      Result days,
-      tx.Exec("SELECT value FROM global_settings WHERE name = 'runbook.job_retention_days'"));
-  int64_t keep = kDefaultRetentionDays;
-  if (!days.empty()) {
-    int64_t d = 0;
-    if (absl::SimpleAtoi(days.GetString(0, 0), &d) && d >= 1) keep = d;
+  ASSIGN_OR_RETURN(Result setting, tx.Exec("SELECT value FROM global_settings WHERE name = "
+                                           "'runbook.job_retention_seconds'"));
+  int64_t keep = kDefaultRetentionSeconds;
+  if (!setting.empty()) {
+    int64_t v = 0;
+    if (absl::SimpleAtoi(setting.GetString(0, 0), &v) && v >= 60) keep = v;
   }
   // Jobs this site made (one writer), old enough, unless still under way
   // at this site's view; then what any site holds of jobs gone (site data:
@@ -505,7 +504,7 @@ absl::StatusOr<int64_t> PruneRunbookJobs(store::Transaction& tx) {
       tx.Exec("DELETE FROM runbook_jobs j WHERE j._origin = repl_site_code() AND j.created_at < "
               "now() - $1::interval AND NOT EXISTS (SELECT 1 FROM runbook_job_runs r WHERE "
               "r.job_id = j.id AND r.state IN ('queued', 'dispatched', 'running'))",
-              {absl::StrCat(keep, " days")}));
+              {absl::StrCat(keep, " seconds")}));
   int64_t n = static_cast<int64_t>(jobs.affected_rows());
   for (const char* table : {"runbook_job_runs", "runbook_job_attempts", "runbook_job_output"}) {
     ASSIGN_OR_RETURN(Result r, tx.Exec(absl::StrCat("DELETE FROM ", table,

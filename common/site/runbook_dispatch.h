@@ -67,8 +67,9 @@ absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const st
 absl::StatusOr<std::vector<v1::MpDown>> RunbookWakeMessages(store::Transaction& tx,
                                                             const std::vector<std::string>& ids);
 
-// Runbook jobs this site made past the hierarchy's retention (global
-// setting runbook.job_retention_days, default 30, as Azure Automation), and
+// Runbook jobs this site made past the hierarchy's retention (hierarchy
+// setting runbook.job_retention_seconds, default 30 days, as Azure
+// Automation), and
 // the runs, attempts and output of jobs gone; how many rows.
 absl::StatusOr<int64_t> PruneRunbookJobs(store::Transaction& tx);
 

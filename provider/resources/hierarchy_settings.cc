@@ -32,6 +32,8 @@ constexpr Known kKnown[] = {
      "A client not heard from this long is marked inactive (14 days)", true},
     {"client.delete_after_seconds", "seconds", "7776000",
      "A client not heard from this long is deleted (90 days)", true},
+    {"runbook.job_retention_seconds", "seconds", "2592000",
+     "Runbook jobs are kept this long, then deleted with their output (30 days)", false},
 };
 
 // The known setting `name` names ("SITE/name" for a per-site one).

@@ -250,3 +250,44 @@ TEST_CASE(
   CHECK(s.code() == absl::StatusCode::kInvalidArgument);
   CHECK(absl::StrContains(s.message(), "stream \"debug\""));
 }
+
+TEST_CASE(
+    "jobs this site made go after the retention with their runs, attempts and output; a job "
+    "under way or another site's stays",
+    "[runbooks]") {
+  TestDatabase db("rbprune");
+  Prepare(db, 5, 0);
+  const std::string old_done = AddJob(db, "old"), old_running = AddJob(db, "old"),
+                    recent = AddJob(db, "new");
+  Dispatch(db);
+  v1::RunbookWorkResponse w1 = Work(db, kW1, 3);
+  REQUIRE(w1.start_size() == 3);
+  Work(db, kW1, 0,
+       {Progress(old_done, 1, v1::RUNBOOK_JOB_STATE_COMPLETED, "done\n"),
+        Progress(old_running, 1, v1::RUNBOOK_JOB_STATE_RUNNING),
+        Progress(recent, 1, v1::RUNBOOK_JOB_STATE_COMPLETED)});
+  db.Exec("UPDATE runbook_jobs SET created_at = now() - interval '31 days' WHERE runbook = 'old'");
+  auto prune = [&] {
+    auto conn = db.Connect();
+    int64_t n = -1;
+    REQUIRE(conn->Transact([&](strata::store::Transaction& tx) -> absl::Status {
+                  auto r = strata::site::PruneRunbookJobs(tx);
+                  if (r.ok()) n = *r;
+                  return r.status();
+                })
+                .ok());
+    return n;
+  };
+  CHECK(prune() == 4);  // the job, its run, its attempt, its output
+  for (const char* table : {"runbook_job_runs", "runbook_job_attempts", "runbook_job_output"})
+    CHECK(db.ScalarInt(absl::StrCat("SELECT count(*) FROM ", table, " WHERE job_id = $1::uuid"),
+                       {old_done}) == 0);
+  CHECK(db.ScalarInt("SELECT count(*) FROM runbook_jobs") == 2);
+  // A shorter retention, set for the hierarchy: the recent one goes too once old enough.
+  db.Exec(
+      "INSERT INTO global_settings (name, value) VALUES ('runbook.job_retention_seconds', "
+      "'86400')");
+  db.Exec("UPDATE runbook_jobs SET created_at = now() - interval '2 days' WHERE runbook = 'new'");
+  CHECK(prune() == 3);
+  CHECK(db.ScalarInt("SELECT count(*) FROM runbook_jobs") == 1);  // still running
+}

@@ -26,8 +26,9 @@ int Fire(const TestDatabase& db, absl::Time now) {
 }
 
 std::string Rule(const std::string& missed) {
-  return absl::StrCat(R"({"kind":"interval","start":"2027-01-15T08:00:00Z","intervalSeconds":"60",)",
-                      R"("timeZone":"UTC","missed":")", missed, R"("})");
+  return absl::StrCat(
+      R"({"kind":"interval","start":"2027-01-15T08:00:00Z","intervalSeconds":"60",)",
+      R"("timeZone":"UTC","missed":")", missed, R"("})");
 }
 
 }  // namespace
@@ -44,13 +45,15 @@ TEST_CASE(
       "timeout_seconds, on_worker_lost, max_attempts, author) VALUES ('r', 1, 'sh', 'echo $who', "
       "'x', '{\"parameters\":[{\"name\":\"who\",\"type\":\"string\",\"required\":true}]}', 60, "
       "'retry', 3, 'a')");
-  db.Exec("INSERT INTO runbook_worker_groups (name, site_code, collection, max_jobs_per_worker, "
-          "max_jobs, lease_seconds, created_by) VALUES ('g', 'S01', 'All Systems', 30, 0, 60, "
-          "'a')");
-  db.Exec("INSERT INTO runbook_schedules (name, runbook, worker_group, rule, parameters, "
-          "created_by) VALUES ('every-minute', 'r', 'g', $1, "
-          "'{\"arguments\":[{\"name\":\"who\",\"value\":\"cron\"}]}', 'alice')",
-          {Rule("run_once")});
+  db.Exec(
+      "INSERT INTO runbook_worker_groups (name, site_code, collection, max_jobs_per_worker, "
+      "max_jobs, lease_seconds, created_by) VALUES ('g', 'S01', 'All Systems', 30, 0, 60, "
+      "'a')");
+  db.Exec(
+      "INSERT INTO runbook_schedules (name, runbook, worker_group, rule, parameters, "
+      "created_by) VALUES ('every-minute', 'r', 'g', $1, "
+      "'{\"arguments\":[{\"name\":\"who\",\"value\":\"cron\"}]}', 'alice')",
+      {Rule("run_once")});
   // Another site's (replicated in): never fired here.
   {
     auto conn = db.Connect();
@@ -82,9 +85,10 @@ TEST_CASE(
   CHECK(db.Scalar("SELECT next_run_at = to_timestamp(1800000480) FROM runbook_schedule_runs "
                   "WHERE name = 'every-minute'") == "t");
   // Changed to skip missed runs: its next run is computed again, from now.
-  db.Exec("UPDATE runbook_schedules SET rule = $1, updated_at = now() + interval '1 second' WHERE "
-          "name = 'every-minute'",
-          {Rule("skip")});
+  db.Exec(
+      "UPDATE runbook_schedules SET rule = $1, updated_at = now() + interval '1 second' WHERE "
+      "name = 'every-minute'",
+      {Rule("skip")});
   CHECK(Fire(db, T0() + absl::Seconds(421)) == 0);
   CHECK(Fire(db, T0() + absl::Seconds(1000)) == 0);  // 540 s late: skipped
   CHECK(jobs() == 3);
