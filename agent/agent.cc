@@ -1,7 +1,6 @@
 #include "agent/agent.h"
 
 #include <sys/stat.h>
-#include <sys/utsname.h>
 
 #include <chrono>
 #include <filesystem>
@@ -18,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/agent_config.h"
 #include "agent/collectors.h"
 #include "agent/install_engine.h"
 #include "agent/inventory_delta.h"
@@ -49,19 +49,10 @@ constexpr int64_t kMaxChannelReportBytes = 3500;
 
 }  // namespace
 
-absl::Status ValidateAgentConfig(const v1::AgentConfig& c) {
-  if (c.management_points().empty()) {
-    return absl::InvalidArgumentError("management_points: at least one MP address is required");
-  }
-  if (c.ca_file().empty()) return absl::InvalidArgumentError("ca_file: the root CA is required");
-  if (c.state_dir().empty()) return absl::InvalidArgumentError("state_dir: required");
-  return absl::OkStatus();
-}
-
 class Agent::Impl {
  public:
   explicit Impl(v1::AgentConfig config)
-      : config_(WithDefaults(std::move(config))),
+      : config_(AgentConfigWithDefaults(std::move(config))),
         dir_(config_.state_dir()),
         queue_(dir_, config_.max_queue_reports()),
         nudge_(NudgeHooks()) {}
@@ -192,26 +183,6 @@ class Agent::Impl {
   }
 
  private:
-  static v1::AgentConfig WithDefaults(v1::AgentConfig config) {
-    if (config.dpkg_dir().empty()) config.set_dpkg_dir("/var/lib/dpkg");
-    if (config.rpm_command().empty()) config.set_rpm_command("rpm");
-    if (config.max_queue_reports() <= 0) config.set_max_queue_reports(10000);
-    if (config.fallback_poll_seconds() <= 0) config.set_fallback_poll_seconds(300);
-    if (config.hostname().empty()) {
-      utsname u;
-      if (uname(&u) == 0) config.set_hostname(u.nodename);
-    }
-    if (config.hardware_id().empty()) {
-      config.set_hardware_id(
-          std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty("/etc/machine-id"))));
-    }
-    if (config.enrollment_token().empty() && !config.enrollment_token_file().empty()) {
-      config.set_enrollment_token(
-          std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(config.enrollment_token_file()))));
-    }
-    return config;
-  }
-
   bool stopping() {
     absl::MutexLock lock(&mu_);
     return stopping_;

@@ -32,6 +32,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "agent/agent_config.h"
+#include "agent/agent_config.h"
 #include "common/base/version.h"
 #include "strata/v1/client.pb.h"
 #include "strata/v1/config.pb.h"
@@ -58,8 +60,6 @@ class Agent {
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-absl::Status ValidateAgentConfig(const v1::AgentConfig& config);
 
 int AgentMain(int argc, char** argv);
 
