@@ -204,10 +204,12 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
         h.stop_requested = r.GetBool(i, 4);
         h.lease_seconds = r.GetInt(i, 5);
       }
+      // (This site's attempts only: a worker that moved to another site's
+      // MP mid-job reports there nothing of a job it held here.)
       ASSIGN_OR_RETURN(Result a, tx.ExecCached("SELECT job_id::text, attempt FROM "
                                                "runbook_job_attempts WHERE device_id = $1::uuid "
-                                               "AND job_id = ANY($2::uuid[])",
-                                               {device, store::TextArrayLiteral(ids)}));
+                                               "AND job_id = ANY($2::uuid[]) AND site_code = $3",
+                                               {device, store::TextArrayLiteral(ids), site}));
       for (size_t i = 0; i < a.size(); ++i)
         attempts.insert({a.GetString(i, 0), static_cast<int>(a.GetInt(i, 1))});
     }

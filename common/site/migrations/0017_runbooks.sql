@@ -164,6 +164,10 @@ CREATE INDEX runbook_job_runs_queued ON runbook_job_runs (worker_group, runbook,
   WHERE state = 'queued';
 CREATE INDEX runbook_job_runs_held ON runbook_job_runs (device_id)
   WHERE state IN ('dispatched', 'running');
+-- The jobs under way in a group, per worker: counted at every claim (the
+-- limits) whatever the history holds.
+CREATE INDEX runbook_job_runs_busy ON runbook_job_runs (worker_group, device_id)
+  WHERE state IN ('dispatched', 'running');
 CREATE INDEX runbook_job_runs_lease ON runbook_job_runs (lease_expires_at)
   WHERE state IN ('dispatched', 'running');
 SELECT repl_enable('runbook_job_runs', 'site');
