@@ -25,7 +25,9 @@
 # three agents and watches its status at the CAS as each installs it; then
 # writes a script, has a second administrator (bob) approve it, runs it on
 # the agents and watches their output arrive, and asks the agents a live
-# query (their listening sockets), rows printed as they answer.
+# query (their listening sockets), rows printed as they answer; then
+# publishes a runbook with an encrypted asset and runs it on a worker group
+# at S01, its streams printed as they arrive (the secret masked).
 # Prints every link's health every 10 seconds.
 # Ctrl-C stops everything cleanly.
 #
@@ -272,6 +274,21 @@ timeout 60 $ctl run script uptime --collection "Quickstart agents" --param who=w
 echo "\$ stratactl query 'socket.protocol like \"tcp%\"' --select device.name,socket.port,socket.process --collection \"Quickstart agents\""
 $ctl query 'socket.protocol like "tcp%"' --select device.name,socket.port,socket.process \
   --collection "Quickstart agents" --wait 20 2>&1 | sed 's/^/   /'
+
+echo
+echo "== a runbook published at the CAS, run on a worker group at S01 (its agent), with an encrypted asset"
+echo "\$ stratactl create worker-group remote --site S01 --collection \"Quickstart agents\""
+$ctl create worker-group remote --site S01 --collection "Quickstart agents" | sed 's/^/   /'
+echo "\$ stratactl create asset motd --value-file - --encrypted   (the value on standard input)"
+echo "welcome to S01" | $ctl create asset motd --value-file - --encrypted | sed 's/^/   /'
+printf 'echo "runbook on $(hostname) says: $STRATA_ASSET_motd, $who"\necho "step done" >> "$STRATA_VERBOSE_FILE"\n' > "$work/hello-rb.sh"
+echo "\$ stratactl create runbook hello --body hello-rb.sh --param who:string:required --asset motd"
+$ctl create runbook hello --body "$work/hello-rb.sh" --param who:string:required --asset motd | sed 's/^/   /'
+echo "\$ stratactl publish runbook hello"
+$ctl publish runbook hello | sed 's/^/   /'
+echo "\$ stratactl start runbook hello --group remote --param who=world --watch"
+timeout 60 $ctl start runbook hello --group remote --param who=world --watch 2>&1 |
+  sed 's/^/   /' || echo "   (the job did not complete within 60 s; see $STRATA_RUN/agent-3.log)"
 
 show_health() {
   echo
