@@ -33,7 +33,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
-#include "agent/agent_config.h"
 #include "common/base/version.h"
 #include "strata/v1/client.pb.h"
 #include "strata/v1/config.pb.h"

@@ -230,14 +230,13 @@ TEST_CASE(
      // an asset outside the starter's scopes refuses the job
     const std::string secret = "s3cr3t-pa55w0rd";
     WriteFile(h.dir.path() + "/secret", secret + "\n");
-    CtlRun made = h.Ctl({"create", "asset", "db", "--user", "svc", "--secret-file",
-                         h.dir.path() + "/secret"});
+    CtlRun made = h.Ctl(
+        {"create", "asset", "db", "--user", "svc", "--secret-file", h.dir.path() + "/secret"});
     INFO(made.out << made.err);
     REQUIRE(made.exit_code == 0);
     REQUIRE(h.Ctl({"create", "asset", "greeting", "--value", "bonjour"}).exit_code == 0);
     h.cas->db().Exec("INSERT INTO security_scopes (name) VALUES ('Vault')");
-    REQUIRE(h.Ctl({"create", "asset", "hidden", "--value", "x", "--encrypted", "--scope",
-                   "Vault"})
+    REQUIRE(h.Ctl({"create", "asset", "hidden", "--value", "x", "--encrypted", "--scope", "Vault"})
                 .exit_code == 0);
     const std::string uses = h.dir.path() + "/uses.sh";
     WriteFile(uses,
@@ -290,9 +289,10 @@ TEST_CASE(
     REQUIRE(made.exit_code == 0);
     CHECK(absl::StrContains(made.out, "fired by site CAS"));
     auto fired = [&] {
-      return h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs j JOIN runbook_job_runs r "
-                                   "ON r.job_id = j.id WHERE j.schedule = 'often' AND r.state = "
-                                   "'completed'");
+      return h.cas->db().ScalarInt(
+          "SELECT count(*) FROM runbook_jobs j JOIN runbook_job_runs r "
+          "ON r.job_id = j.id WHERE j.schedule = 'often' AND r.state = "
+          "'completed'");
     };
     REQUIRE(WaitFor([&] { return fired() >= 2; }, seconds(60)));
     REQUIRE(h.Ctl({"delete", "schedule", "often"}, nullptr, "carol").exit_code == 0);
@@ -306,8 +306,9 @@ TEST_CASE(
     CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_job_output o JOIN runbook_jobs j ON "
                                 "j.id = o.job_id WHERE j.schedule = 'often' AND o.text = 'hello "
                                 "cron from hello' || chr(10)") >= 2);
-    const int64_t after = h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs WHERE schedule "
-                                                "= 'often'");
+    const int64_t after = h.cas->db().ScalarInt(
+        "SELECT count(*) FROM runbook_jobs WHERE schedule "
+        "= 'often'");
     std::this_thread::sleep_for(seconds(7));  // deleted: no more
     CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs WHERE schedule = 'often'") ==
           after);

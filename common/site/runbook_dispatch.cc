@@ -112,9 +112,6 @@ absl::Status AddOrders(Transaction& tx, const std::string& site, const AssetKey*
   return absl::OkStatus();
 }
 
-// The state a worker's progress records, and whether it is final.
-std::string StateText(v1::RunbookJobStateKind k) { return deploy::RunbookJobStateName(k); }
-
 std::string MsTime(int64_t unix_ms) { return unix_ms > 0 ? absl::StrCat(unix_ms) : std::string(); }
 
 // Takes up to `n` queued jobs of `group` for `device`: the oldest of each
@@ -252,7 +249,7 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
         if (mine) {
           f_job.push_back(p.job());
           f_attempt.push_back(absl::StrCat(p.attempt()));
-          f_state.push_back(StateText(p.state()));
+          f_state.push_back(deploy::RunbookJobStateName(p.state()));
           f_started.push_back(MsTime(p.started_unix_ms()));
           f_ended.push_back(MsTime(p.finished_unix_ms()));
           f_exit.push_back(absl::StrCat(p.exit_code()));
