@@ -69,6 +69,87 @@ std::string Mask(std::string text, const std::vector<std::string>& secrets) {
   return text;
 }
 
+// The user and group the job runs as (root for "" and "root").
+absl::Status JobUser(const v1::RunbookJobOrder& o, uid_t* uid, gid_t* gid) {
+  *uid = 0;
+  *gid = 0;
+  if (o.run_as().empty() || o.run_as() == "root") return absl::OkStatus();
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwnam_r(o.run_as().c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found)
+    return absl::FailedPreconditionError(absl::StrCat("no local user \"", o.run_as(), "\""));
+  *uid = pw.pw_uid;
+  *gid = pw.pw_gid;
+  return absl::OkStatus();
+}
+
+// A resumable job's checkpoint folder (`dir`/checkpoint, the job's user's:
+// it may write a new file there and rename it over the old one) with the
+// checkpoint its order carries as `data`, which $STRATA_CHECKPOINT_FILE
+// names.
+absl::Status WriteCheckpoint(const v1::RunbookJobOrder& o, const std::string& dir,
+                             std::vector<std::string>* env) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  RETURN_IF_ERROR(JobUser(o, &uid, &gid));
+  const std::string folder = dir + "/checkpoint", path = folder + "/data";
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) return absl::InternalError(absl::StrCat(folder, ": ", ec.message()));
+  chmod(folder.c_str(), 0700);
+  (void)!chown(folder.c_str(), uid, gid);
+  if (o.has_checkpoint()) {
+    RETURN_IF_ERROR(WriteFileDurably(path, o.checkpoint(), 0600));
+    (void)!chown(path.c_str(), uid, gid);
+  }
+  env->push_back("STRATA_CHECKPOINT_FILE=" + path);
+  return absl::OkStatus();
+}
+
+// What a checkpoint file was when read (a new one renamed into place, or
+// one rewritten, differs).
+struct FileStamp {
+  int64_t ino = -1, size = -1, mtime_ns = -1;
+  bool operator==(const FileStamp& o) const {
+    return ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
+  }
+};
+
+// The piece `*bytes` of a stream (read at `off` from `fd`, whose kept part
+// ends at `end`) as it goes up: every secret masked as in the whole stream,
+// one across the piece's edges too (the bytes around it are read for that).
+// A stream that may still grow keeps back a tail that could begin a secret
+// not all written yet: `*bytes` is shortened (empty: nothing to send now).
+std::string MaskPiece(int fd, int64_t off, int64_t end, bool growing,
+                      const std::vector<std::string>& secrets, std::string* bytes) {
+  if (secrets.empty()) return inventory::CleanText(*bytes);
+  const int64_t around = static_cast<int64_t>(secrets.front().size()) - 1;  // longest first
+  const int64_t from = std::max<int64_t>(0, off - around);
+  const int64_t to = std::min<int64_t>(end, off + static_cast<int64_t>(bytes->size()) + around);
+  std::string all(static_cast<size_t>(std::max<int64_t>(0, to - from)), '\0');
+  const ssize_t got = pread(fd, all.data(), all.size(), from);
+  const size_t at = static_cast<size_t>(off - from);
+  if (got < static_cast<ssize_t>(at + bytes->size())) {  // not readable around it: alone
+    all = *bytes;
+    return inventory::CleanText(Mask(std::move(all), secrets));
+  }
+  all.resize(static_cast<size_t>(got));
+  all.replace(at, bytes->size(), *bytes);
+  if (growing && from + static_cast<int64_t>(all.size()) == end) {
+    size_t keep_back = 0;  // the longest tail that begins a secret
+    for (const auto& secret : secrets)
+      for (size_t k = std::min(secret.size() - 1, all.size()); k > keep_back; --k)
+        if (all.compare(all.size() - k, k, secret, 0, k) == 0) {
+          keep_back = k;
+          break;
+        }
+    const size_t upto = all.size() - keep_back;
+    if (upto < at + bytes->size()) bytes->resize(upto > at ? upto - at : 0);
+  }
+  return inventory::CleanText(Mask(std::move(all), secrets).substr(at, bytes->size()));
+}
+
 // The job's assets in files under `dir`/assets (a folder per credential or
 // certificate, owned by the job's user) and environment variables naming
 // them ($STRATA_ASSET_<name>: a variable's value, else the folder).
@@ -76,15 +157,7 @@ absl::Status WriteAssets(const v1::RunbookJobOrder& o, const std::string& dir,
                          std::vector<std::string>* env) {
   uid_t uid = 0;
   gid_t gid = 0;
-  if (!o.run_as().empty() && o.run_as() != "root") {
-    std::vector<char> buf(16384);
-    passwd pw{};
-    passwd* found = nullptr;
-    if (getpwnam_r(o.run_as().c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found)
-      return absl::FailedPreconditionError(absl::StrCat("no local user \"", o.run_as(), "\""));
-    uid = pw.pw_uid;
-    gid = pw.pw_gid;
-  }
+  RETURN_IF_ERROR(JobUser(o, &uid, &gid));
   for (const auto& a : o.assets()) {
     if (a.kind() == "variable") {
       env->push_back(absl::StrCat("STRATA_ASSET_", a.name(), "=", a.value()));
@@ -126,6 +199,10 @@ struct RunbookWorker::Held {
   int64_t in_flight[kNumStreams] = {0, 0, 0};  // after the exchange under way
   bool truncated = false;                      // a stream went past what is kept
   std::vector<std::string> secrets;            // masked in its output (its assets')
+  // A resumable job's checkpoint file as last sent and acknowledged, and as
+  // sent in the exchange under way.
+  FileStamp checkpoint_sent, checkpoint_in_flight;
+  bool checkpoint_too_big = false;  // one larger than the site keeps was written
 };
 
 RunbookWorker::RunbookWorker(RunbookWorkerOptions options) : options_(std::move(options)) {
@@ -297,11 +374,17 @@ bool RunbookWorker::Exchange() {
             if (got <= 0) break;
             bytes.resize(static_cast<size_t>(got));
             bytes.resize(WholeCharacters(bytes));
+            // (Growing: the job runs on and the stream is under what is kept.)
+            std::string text =
+                MaskPiece(fd, off, end, !h->ended && st.st_size < deploy::kMaxStreamBytes,
+                          h->secrets, &bytes);
+            bytes.resize(WholeCharacters(bytes));
+            text.resize(bytes.size());
             if (bytes.empty()) break;
             v1::RunbookOutputChunk* c = p->add_output();
             c->set_stream(kStreams[s]);
             c->set_offset(off);
-            c->set_text(Mask(inventory::CleanText(bytes), h->secrets));
+            c->set_text(std::move(text));
             off += static_cast<int64_t>(bytes.size());
             budget -= bytes.size();
           }
@@ -313,6 +396,10 @@ bool RunbookWorker::Exchange() {
         h->in_flight[s] = off;
         more = more || off < std::min<int64_t>(st.st_size, deploy::kMaxStreamBytes);
       }
+      // A resumable job's checkpoint, when it changed.
+      h->checkpoint_in_flight = h->checkpoint_sent;
+      std::string checkpoint;
+      const bool new_checkpoint = h->rec.order().resumable() && ReadCheckpoint(*h, &checkpoint);
       // How it ended goes with its last output: the site may forget nothing
       // of it once it accepted the end.
       if (h->ended && !more) {
@@ -324,7 +411,12 @@ bool RunbookWorker::Exchange() {
         if (h->truncated)
           p->set_detail(absl::StrCat(p->detail(), p->detail().empty() ? "" : "; ", "output beyond ",
                                      deploy::kMaxStreamBytes >> 20, " MiB per stream was dropped"));
+        if (h->checkpoint_too_big)
+          p->set_detail(absl::StrCat(p->detail(), p->detail().empty() ? "" : "; ",
+                                     "a checkpoint larger than ", deploy::kMaxCheckpointBytes >> 10,
+                                     " KiB was not kept (the last smaller one is)"));
       }
+      if (new_checkpoint) p->set_checkpoint(std::move(checkpoint));
     }
   }
   const absl::Time sent_at = absl::Now();
@@ -343,6 +435,7 @@ bool RunbookWorker::Exchange() {
     if (it == held_.end() || it->second->rec.order().attempt() != p.attempt()) continue;
     Held& h = *it->second;
     for (int s = 0; s < kNumStreams; ++s) h.sent[s] = h.in_flight[s];
+    h.checkpoint_sent = h.checkpoint_in_flight;
     if (!h.ended && !stop.count(p.job())) {
       h.lease_until = lease_until;
       SetLease(p.job(), lease_until);
@@ -376,6 +469,42 @@ bool RunbookWorker::Exchange() {
     Launch(order, lease_until);
   }
   return true;
+}
+
+bool RunbookWorker::ReadCheckpoint(Held& h, std::string* data) const {
+  const std::string path = JobDir(h.rec.order().job()) + "/checkpoint/data";
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  struct stat st {};
+  bool got = false;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    FileStamp now;
+    now.ino = static_cast<int64_t>(st.st_ino);
+    now.size = static_cast<int64_t>(st.st_size);
+    now.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    if (!(now == h.checkpoint_sent)) {
+      h.checkpoint_in_flight = now;  // read or not, this version is dealt with
+      if (st.st_size > static_cast<off_t>(deploy::kMaxCheckpointBytes)) {
+        if (!h.checkpoint_too_big)
+          LogWarning("agent.runbook_checkpoint_too_big",
+                     {{"job", h.rec.order().job()},
+                      {"bytes", static_cast<int64_t>(st.st_size)},
+                      {"max", static_cast<int64_t>(deploy::kMaxCheckpointBytes)}});
+        h.checkpoint_too_big = true;
+      } else {
+        data->assign(static_cast<size_t>(st.st_size), '\0');
+        const ssize_t n = pread(fd, data->data(), data->size(), 0);
+        if (n >= 0) {
+          data->resize(static_cast<size_t>(n));
+          got = true;
+        } else {
+          h.checkpoint_in_flight = h.checkpoint_sent;  // read again next time
+        }
+      }
+    }
+  }
+  close(fd);
+  return got;
 }
 
 void RunbookWorker::Launch(const v1::RunbookJobOrder& order, absl::Time lease_until) {
@@ -462,6 +591,7 @@ void RunbookWorker::RunJob(std::shared_ptr<Held> h, bool adopt) {
                 "STRATA_VERBOSE_FILE=" + verbose};
     for (const auto& a : order.arguments()) spec.env.push_back(a.name() + "=" + a.value());
     if (wrote.ok()) wrote = WriteAssets(order, dir, &spec.env);
+    if (wrote.ok() && order.resumable()) wrote = WriteCheckpoint(order, dir, &spec.env);
     absl::StatusOr<RunResult> started = absl::InternalError("not started");
     if (wrote.ok()) {
       rec.set_started_unix_ms(NowMs());

@@ -20,7 +20,9 @@
 // secret, cert.pem and key.pem) in a folder of its own that
 // $STRATA_ASSET_<name> names, owned by the job's user and removed when the
 // job ends. Secrets are masked in the streams sent (each byte replaced by
-// '*', the length kept).
+// '*', the length kept), across the edges of the pieces sent too; a
+// stream's tail that could begin a secret waits until the job writes on
+// (or ends).
 //
 // A record per job attempt (RunbookJobRecord, state_dir/runbooks/<job>.pb)
 // is written durably before the job starts: an attempt starts at most once;
@@ -29,6 +31,14 @@
 // ended. A record goes once the site accepted its final state; it holds the
 // order with its assets (0600, in the agent's state folder) until then, so
 // that an adopted job's output is still masked.
+//
+// A resumable runbook's job (suspend job / resume job) may keep its state
+// in the file $STRATA_CHECKPOINT_FILE names (in a folder of the job's user:
+// write a new file beside it and rename it over, so that a kill never
+// leaves half of one). The worker sends the file with its next exchange
+// whenever it changed (at most 64 KiB: a larger one is not sent and the
+// job's detail says so); an attempt that resumes the job, or takes it over
+// from a lost worker, finds the latest one there when it starts.
 
 #include <atomic>
 #include <functional>
@@ -84,6 +94,9 @@ class RunbookWorker {
   std::string RecordPath(const std::string& job) const;
   absl::Status Save(const v1::RunbookJobRecord& rec) const;
   void SetLease(const std::string& job, absl::Time until) const;
+  // A resumable job's checkpoint file into `data` when it changed since it
+  // was last sent; false when it did not (or is too large to send).
+  bool ReadCheckpoint(Held& h, std::string* data) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const std::string& job);
 
   const RunbookWorkerOptions options_;

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "strata/v1/admin/runbook_jobs.pb.h"
 #include "tests/fixture/client_fixture.h"
@@ -414,5 +415,93 @@ TEST_CASE(
     CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE action = 'stop' AND "
                                 "object_name = $1 AND outcome = 'ok'",
                                 {id}) == 1);
+  }
+
+  {  // a resumable runbook's job suspended mid-run: killed by its worker, it waits with its
+     // checkpoint; resumed, its next attempt carries on from the checkpoint, not from the start
+    const std::string counter = h.dir.path() + "/counter.sh";
+    WriteFile(counter,
+              "f=\"$STRATA_CHECKPOINT_FILE\"; d=$(dirname \"$f\")\n"
+              "i=$(cat \"$f\" 2>/dev/null); i=${i:-0}\n"
+              "echo \"attempt $STRATA_JOB_ATTEMPT from $i\"\n"
+              "while [ $i -lt 30 ]; do\n  i=$((i+1)); echo \"count $i\"\n"
+              "  echo $i > \"$d/next\"; mv \"$d/next\" \"$f\"; sleep 0.3\ndone\n");
+    REQUIRE(h.Ctl({"create", "runbook", "counter", "--body", counter, "--resumable"}).exit_code ==
+            0);
+    REQUIRE(h.Ctl({"publish", "runbook", "counter"}).exit_code == 0);
+    CtlRun s = h.Ctl({"start", "runbook", "counter", "--group", "pair"});
+    REQUIRE(s.exit_code == 0);
+    const std::string id = JobId(s);
+    REQUIRE(WaitFor(
+        [&] {
+          j = Job(h, id);
+          return absl::StrContains(Stream(j, "output"), "count 4\n");
+        },
+        seconds(60)));
+    CtlRun suspend = h.Ctl({"suspend", "job", id});
+    INFO(suspend.out << suspend.err);
+    REQUIRE(suspend.exit_code == 0);
+    j = WaitState(h, id, "suspended", seconds(60));
+    INFO(j.DebugString());
+    CHECK(j.resumable());
+    CHECK(j.suspend_requested());
+    CHECK(j.checkpoint_bytes() > 0);
+    REQUIRE(j.attempts_size() == 1);
+    CHECK(j.attempts(0).outcome() == "suspended");
+    const std::string first_output = Stream(Job(h, id, 1), "output");
+    CHECK(absl::StartsWith(first_output, "attempt 1 from 0\ncount 1\n"));
+    CHECK_FALSE(absl::StrContains(first_output, "count 30\n"));
+    // It waits: no new attempt, no new output; a second suspend, and following it, say so.
+    CtlRun again = h.Ctl({"suspend", "job", id});
+    CHECK(again.exit_code != 0);
+    CHECK(absl::StrContains(again.err, "suspended already"));
+    CtlRun follow = h.Ctl({"get", "job", id, "--follow"});
+    CHECK(follow.exit_code == 1);
+    CHECK(absl::StrContains(follow.err, "is suspended: stratactl resume job"));
+    std::this_thread::sleep_for(seconds(2));
+    CHECK(Job(h, id).attempts_size() == 1);
+    CHECK(Stream(Job(h, id, 1), "output") == first_output);
+
+    CtlRun resume = h.Ctl({"resume", "job", id});
+    INFO(resume.out << resume.err);
+    REQUIRE(resume.exit_code == 0);
+    j = WaitState(h, id, "completed", seconds(90));
+    CHECK(j.attempt() == 2);
+    CHECK(j.attempts(0).outcome() == "suspended");
+    CHECK(j.attempts(1).outcome() == "completed");
+    // Attempt 2 began where attempt 1's checkpoint left off (the last count it saved).
+    const std::string out = Stream(j, "output");
+    INFO(first_output << "---\n" << out);
+    int64_t from = -1, last_first = 0;
+    for (absl::string_view line : absl::StrSplit(first_output, '\n'))
+      if (absl::ConsumePrefix(&line, "count ")) (void)absl::SimpleAtoi(line, &last_first);
+    REQUIRE(absl::StartsWith(out, "attempt 2 from "));
+    (void)absl::SimpleAtoi(out.substr(15, out.find('\n') - 15), &from);
+    CHECK(from >= 4);
+    CHECK(from <= last_first);
+    CHECK(from >= last_first - 1);  // killed between a count and its checkpoint at worst
+    CHECK(absl::StrContains(out, absl::StrCat("count ", from + 1, "\n")));
+    CHECK_FALSE(absl::StrContains(out, "\ncount 1\n"));
+    CHECK(absl::StrContains(out, "count 30\n"));
+    for (const char* action : {"suspend", "resume"})
+      CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE action = $1 AND "
+                                  "object_name = $2 AND outcome = 'ok'",
+                                  {action, id}) == 1);
+    CHECK(h.Ctl({"resume", "job", id}).exit_code != 0);  // ended: refused
+
+    // A runbook that is not resumable: refused, audited, nothing changed.
+    CtlRun l = h.Ctl({"start", "runbook", "long", "--group", "pair", "--param", "ticks=60"});
+    REQUIRE(l.exit_code == 0);
+    const std::string plain = JobId(l);
+    CtlRun refused = h.Ctl({"suspend", "job", plain});
+    CHECK(refused.exit_code != 0);
+    CHECK(absl::StrContains(refused.err, "not resumable"));
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM audit_log WHERE outcome = 'denied' AND "
+                                "action = 'SuspendRunbookJob' AND strpos(summary, 'not "
+                                "resumable') > 0") == 1);
+    CHECK(h.cas->db().ScalarInt("SELECT count(*) FROM runbook_jobs WHERE id = $1::uuid AND NOT "
+                                "suspend_requested",
+                                {plain}) == 1);
+    REQUIRE(h.Ctl({"stop", "job", plain}).exit_code == 0);
   }
 }

@@ -63,6 +63,8 @@ struct FakeSite {
   std::set<std::string> stop;
   std::map<std::string, v1::RunbookJobProgress> ended;
   std::map<std::string, std::map<int64_t, std::string>> pieces;  // job/stream -> offset -> text
+  std::map<std::string, std::vector<std::string>> checkpoints;   // job -> each one received
+  std::string every_piece;  // every piece's text as received, sent again or not
   bool fail = false;
   int64_t lease_ms = 30000;
   int exchanges = 0;
@@ -73,7 +75,11 @@ struct FakeSite {
     ++exchanges;
     v1::RunbookWorkResponse resp;
     for (const auto& p : req.jobs()) {
-      for (const auto& c : p.output()) pieces[p.job() + "/" + c.stream()][c.offset()] = c.text();
+      for (const auto& c : p.output()) {
+        pieces[p.job() + "/" + c.stream()][c.offset()] = c.text();
+        every_piece += c.text();
+      }
+      if (p.has_checkpoint()) checkpoints[p.job()].push_back(p.checkpoint());
       if (deploy::IsFinal(p.state())) {
         ended[p.job()] = p;
         resp.add_accepted(p.job());
@@ -263,4 +269,79 @@ TEST_CASE(
   CHECK(end.state() == v1::RUNBOOK_JOB_STATE_COMPLETED);
   CHECK(site.Stream(kJob, "output") == "before\nafter\n");
   CHECK(Lines(marks) == 1);
+}
+
+TEST_CASE(
+    "a resumable job finds its last checkpoint in $STRATA_CHECKPOINT_FILE and each new one "
+    "goes up once it changed; one over 64 KiB is not sent and the end says so; a job of a "
+    "runbook that is not resumable has no checkpoint file",
+    "[runbooks]") {
+  Dir dir;
+  FakeSite site;
+  constexpr char kPlain[] = "00000000-0000-0000-0000-0000000000f2";
+  v1::RunbookJobOrder o =
+      Order(kJob,
+            "d=$(dirname \"$STRATA_CHECKPOINT_FILE\")\ni=$(cat \"$STRATA_CHECKPOINT_FILE\")\n"
+            "echo \"from $i\"\nfor k in 1 2 3; do i=$((i+1)); echo $i > \"$d/new\"; "
+            "mv \"$d/new\" \"$STRATA_CHECKPOINT_FILE\"; sleep 0.5; done\n"
+            "head -c 70000 /dev/zero > \"$d/new\"; mv \"$d/new\" \"$STRATA_CHECKPOINT_FILE\"\n"
+            "sleep 0.5\n");
+  o.set_resumable(true);
+  o.set_checkpoint("3\n");
+  site.orders.push_back(o);
+  site.orders.push_back(Order(kPlain, "echo \"[${STRATA_CHECKPOINT_FILE:-none}]\"\n"));
+  RunbookWorker worker(Options(dir, site));
+  worker.SetGroups({"g"});
+  worker.Start();
+  v1::RunbookJobProgress end, plain;
+  REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(20)));
+  REQUIRE(WaitEnded(site, kPlain, &plain, absl::Seconds(20)));
+  worker.Stop();
+  CHECK(end.state() == v1::RUNBOOK_JOB_STATE_COMPLETED);
+  CHECK(site.Stream(kJob, "output") == "from 3\n");  // the order's checkpoint, given back
+  std::vector<std::string> got;
+  {
+    absl::MutexLock lock(&site.mu);
+    got = site.checkpoints[kJob];
+  }
+  REQUIRE_FALSE(got.empty());
+  CHECK(got.back() == "6\n");  // the last one within bounds
+  std::set<std::string> distinct(got.begin(), got.end());
+  CHECK(distinct.count("4\n") + distinct.count("5\n") >= 1);  // sent as they changed
+  for (const auto& c : got) CHECK(c.size() <= deploy::kMaxCheckpointBytes);
+  CHECK(absl::StrContains(end.detail(), "a checkpoint larger than 64 KiB was not kept"));
+  CHECK(site.Stream(kPlain, "output") == "[none]\n");
+  CHECK(site.checkpoints.count(kPlain) == 0);
+}
+
+TEST_CASE(
+    "a secret is masked in the output sent across a piece's edge, and a secret half written "
+    "is kept back until the rest shows whether it is one",
+    "[runbooks]") {
+  Dir dir;
+  FakeSite site;
+  v1::RunbookJobOrder o = Order(kJob,
+                                "head -c 16379 /dev/zero | tr '\\000' x\n"
+                                "printf 'TOPSECRET1 and '\n"
+                                "printf 'TOPSEC'; sleep 1.5; printf 'RET1\\n'\n");
+  v1::RunbookAsset* a = o.add_assets();
+  a->set_name("db");
+  a->set_kind("credential");
+  a->set_user("svc");
+  a->set_secret("TOPSECRET1");
+  a->set_encrypted(true);
+  site.orders.push_back(o);
+  RunbookWorker worker(Options(dir, site));
+  worker.SetGroups({"g"});
+  worker.Start();
+  v1::RunbookJobProgress end;
+  REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(20)));
+  worker.Stop();
+  CHECK(end.state() == v1::RUNBOOK_JOB_STATE_COMPLETED);
+  // The first secret spans the 16 KiB edge between two pieces (16379 + 10).
+  CHECK(site.Stream(kJob, "output") == std::string(16379, 'x') + "********** and **********\n");
+  CHECK(site.exchanges > 3);  // it was sent while the second one was half written
+  absl::MutexLock lock(&site.mu);
+  CHECK_FALSE(absl::StrContains(site.every_piece, "TOPS"));
+  CHECK_FALSE(absl::StrContains(site.every_piece, "RET1"));
 }

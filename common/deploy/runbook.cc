@@ -68,13 +68,16 @@ absl::Status CheckWorkRequest(const v1::RunbookWorkRequest& req) {
     if (!inventory::IsUuid(j.job()))
       return Bad("jobs", absl::StrCat("\"", j.job(), "\" is not a job id"));
     if (!jobs.insert(j.job()).second) return Bad("jobs", absl::StrCat(j.job(), " given twice"));
-    if (j.attempt() < 1 || j.attempt() > kMaxRunbookAttempts)
+    if (j.attempt() < 1 || j.attempt() > kMaxJobAttempts)
       return Bad("jobs", absl::StrCat(j.job(), ": attempt ", j.attempt()));
     if (j.state() == v1::RUNBOOK_JOB_STATE_UNSPECIFIED ||
         !v1::RunbookJobStateKind_IsValid(j.state()))
       return Bad("jobs", absl::StrCat(j.job(), ": no state"));
     if (j.detail().size() > 4096 || !inventory::IsCleanText(j.detail()))
       return Bad("jobs", absl::StrCat(j.job(), ": detail is at most 4 KiB of text"));
+    if (j.has_checkpoint() && j.checkpoint().size() > kMaxCheckpointBytes)
+      return Bad("jobs", absl::StrCat(j.job(), ": a checkpoint of ", j.checkpoint().size(),
+                                      " bytes: at most ", kMaxCheckpointBytes));
     for (const auto& c : j.output()) {
       if (c.stream() != "output" && c.stream() != "error" && c.stream() != "verbose")
         return Bad("jobs", absl::StrCat(j.job(), ": stream \"", c.stream(),

@@ -27,6 +27,10 @@ inline constexpr size_t kMaxWorkRequestOutputBytes = 1 << 20;  // new output in 
 // Kept of each stream of a job attempt (the rest is dropped and the job's
 // detail says so).
 inline constexpr int64_t kMaxStreamBytes = 1 << 20;
+// A resumable job's checkpoint ($STRATA_CHECKPOINT_FILE), at most.
+inline constexpr size_t kMaxCheckpointBytes = 64 * 1024;
+// A job's attempts in all (failovers, and a new attempt at each resume).
+inline constexpr int kMaxJobAttempts = 100000;
 
 // Fills the defaults (interpreter bash, timeout 3600 s, on_worker_lost
 // retry, max_attempts 3, parameter type string) and checks everything but
@@ -37,8 +41,8 @@ absl::Status CheckRunbookDefinition(v1::RunbookDefinition& def);
 absl::Status CheckRunbookLabels(const v1::Runbook& runbook);
 
 // A worker's request as the site takes it: InvalidArgument naming what is
-// out of bounds (too many jobs, a chunk too large, a stream unknown, an id
-// that is not a UUID, text that is not UTF-8).
+// out of bounds (too many jobs, a chunk or checkpoint too large, a stream
+// unknown, an id that is not a UUID, text that is not UTF-8).
 absl::Status CheckWorkRequest(const v1::RunbookWorkRequest& req);
 
 // "running", "completed", "failed", "stopped".

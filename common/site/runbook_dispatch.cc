@@ -5,6 +5,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -29,6 +30,9 @@ struct Held {
   int attempt = 0;
   std::string state, device;
   bool stop_requested = false;
+  bool suspend_requested = false;
+  bool resumable = false;
+  std::string suspended_by;
   int64_t lease_seconds = kDefaultLeaseSeconds;
 };
 
@@ -74,9 +78,10 @@ absl::Status AddOrders(Transaction& tx, const std::string& site, const AssetKey*
   ASSIGN_OR_RETURN(
       Result r, tx.Exec("SELECT j.id::text, r.attempt, j.runbook, j.version, j.interpreter, "
                         "j.body, j.sha256, j.arguments, j.timeout_seconds, j.run_as, "
-                        "j.worker_group, j.assets::text FROM runbook_jobs j JOIN runbook_job_runs "
-                        "r ON r.job_id = j.id WHERE j.id = ANY($1::uuid[]) ORDER BY r.queued_at, "
-                        "j.id",
+                        "j.worker_group, j.assets::text, j.resumable, encode(c.data, 'hex') FROM "
+                        "runbook_jobs j JOIN runbook_job_runs r ON r.job_id = j.id LEFT JOIN "
+                        "runbook_job_checkpoints c ON c.job_id = j.id WHERE j.id = "
+                        "ANY($1::uuid[]) ORDER BY r.queued_at, j.id",
                         {store::TextArrayLiteral(ids)}));
   for (size_t i = 0; i < r.size(); ++i) {
     v1::RunbookJobOrder o;
@@ -91,6 +96,9 @@ absl::Status AddOrders(Transaction& tx, const std::string& site, const AssetKey*
     o.set_timeout_seconds(r.GetInt(i, 8));
     o.set_run_as(r.GetString(i, 9));
     o.set_worker_group(r.GetString(i, 10));
+    o.set_resumable(r.GetBool(i, 12));
+    if (o.resumable() && !r.IsNull(i, 13))
+      o.set_checkpoint(absl::HexStringToBytes(r.GetString(i, 13)));
     const std::vector<std::string> assets = store::ParseTextArray(r.GetString(i, 11));
     if (!assets.empty()) {
       if (absl::Status s = LoadAssets(tx, assets, key, &o); !s.ok()) {
@@ -188,7 +196,8 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
       ASSIGN_OR_RETURN(
           Result r,
           tx.ExecCached("SELECT r.job_id::text, r.attempt, r.state, coalesce(r.device_id::text, "
-                        "''), j.stop_requested_at IS NOT NULL, coalesce(g.lease_seconds, 60) FROM "
+                        "''), j.stop_requested_at IS NOT NULL, coalesce(g.lease_seconds, 60), "
+                        "j.suspend_requested, j.resumable, j.suspend_changed_by FROM "
                         "runbook_job_runs r JOIN runbook_jobs j ON j.id = r.job_id LEFT JOIN "
                         "runbook_worker_groups g ON g.name = r.worker_group WHERE r.job_id = "
                         "ANY($1::uuid[]) AND r.site_code = $2 ORDER BY r.job_id FOR UPDATE OF r",
@@ -200,6 +209,9 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
         h.device = r.GetString(i, 3);
         h.stop_requested = r.GetBool(i, 4);
         h.lease_seconds = r.GetInt(i, 5);
+        h.suspend_requested = r.GetBool(i, 6);
+        h.resumable = r.GetBool(i, 7);
+        h.suspended_by = r.GetString(i, 8);
       }
       // (This site's attempts only: a worker that moved to another site's
       // MP mid-job reports there nothing of a job it held here.)
@@ -240,20 +252,31 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
     // one statement per kind (a busy worker reports dozens at once).
     std::vector<std::string> f_job, f_attempt, f_state, f_started, f_ended, f_exit, f_detail;
     std::vector<std::string> r_job, r_attempt, r_started, r_lease;
+    std::vector<std::string> c_job, c_attempt, c_hex;
     for (const auto& p : req.jobs()) {
       auto it = held.find(p.job());
       const bool mine = it != held.end() && it->second.device == device &&
                         it->second.attempt == p.attempt() &&
                         (it->second.state == "dispatched" || it->second.state == "running");
+      if (mine && it->second.resumable && p.has_checkpoint()) {
+        c_job.push_back(p.job());
+        c_attempt.push_back(absl::StrCat(p.attempt()));
+        c_hex.push_back(absl::BytesToHexString(p.checkpoint()));
+      }
       if (deploy::IsFinal(p.state())) {
         if (mine) {
+          // Killed because it was asked to suspend (and not to stop): it
+          // waits, suspended, with its checkpoint.
+          const bool suspended = p.state() == v1::RUNBOOK_JOB_STATE_STOPPED &&
+                                 it->second.suspend_requested && !it->second.stop_requested;
           f_job.push_back(p.job());
           f_attempt.push_back(absl::StrCat(p.attempt()));
-          f_state.push_back(deploy::RunbookJobStateName(p.state()));
+          f_state.push_back(suspended ? "suspended" : deploy::RunbookJobStateName(p.state()));
           f_started.push_back(MsTime(p.started_unix_ms()));
           f_ended.push_back(MsTime(p.finished_unix_ms()));
           f_exit.push_back(absl::StrCat(p.exit_code()));
-          f_detail.push_back(p.detail());
+          f_detail.push_back(suspended ? absl::StrCat("suspended by ", it->second.suspended_by)
+                                       : p.detail());
         }
         // Recorded now or before, or not its to record: it may forget it.
         resp->add_accepted(p.job());
@@ -267,11 +290,30 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
       r_attempt.push_back(absl::StrCat(p.attempt()));
       r_started.push_back(MsTime(p.started_unix_ms()));
       r_lease.push_back(absl::StrCat(it->second.lease_seconds));
-      if (it->second.stop_requested) resp->add_stop(p.job());
+      if (it->second.stop_requested || it->second.suspend_requested) resp->add_stop(p.job());
       if (lease_seconds == 0 || it->second.lease_seconds < lease_seconds)
         lease_seconds = it->second.lease_seconds;
     }
     using store::TextArrayLiteral;
+    if (!c_job.empty()) {
+      // The latest checkpoint of each (a later attempt's wins).
+      const store::Params params = {TextArrayLiteral(c_job), TextArrayLiteral(c_attempt),
+                                    TextArrayLiteral(c_hex)};
+      RETURN_IF_ERROR(
+          tx.ExecCached("INSERT INTO runbook_job_checkpoints AS c (job_id, attempt, data, at) "
+                        "SELECT j, a, decode(h, 'hex'), now() FROM unnest($1::uuid[], $2::int[], "
+                        "$3::text[]) AS x(j, a, h) ON CONFLICT (job_id) DO UPDATE SET attempt = "
+                        "excluded.attempt, data = excluded.data, at = excluded.at WHERE c.attempt "
+                        "<= excluded.attempt",
+                        params)
+              .status());
+      RETURN_IF_ERROR(tx.ExecCached("UPDATE runbook_job_runs r SET checkpoint_bytes = "
+                                    "octet_length(c.data), checkpoint_at = c.at FROM "
+                                    "runbook_job_checkpoints c WHERE c.job_id = r.job_id AND "
+                                    "r.job_id = ANY($1::uuid[])",
+                                    {TextArrayLiteral(c_job)})
+                          .status());
+    }
     if (!f_job.empty()) {
       const store::Params params = {TextArrayLiteral(f_job),   TextArrayLiteral(f_attempt),
                                     TextArrayLiteral(f_state), TextArrayLiteral(f_started),
@@ -375,7 +417,7 @@ absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const st
   DispatchStats stats;
   RETURN_IF_ERROR(conn.Transact([&](Transaction& tx) -> absl::Status {
     stats = DispatchStats();
-    // Arrived jobs and stop requests.
+    // Arrived jobs, and stop, suspend and resume requests.
     ASSIGN_OR_RETURN(
         Result taken,
         tx.Exec("DELETE FROM runbook_intake WHERE job_id IN (SELECT job_id FROM runbook_intake "
@@ -389,22 +431,48 @@ absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const st
           Result added,
           tx.Exec("INSERT INTO runbook_job_runs (job_id, site_code, worker_group, runbook, state, "
                   "queued_at, ended_at, detail) SELECT j.id, $2, j.worker_group, j.runbook, CASE "
-                  "WHEN j.stop_requested_at IS NULL THEN 'queued' ELSE 'stopped' END, now(), "
-                  "CASE WHEN j.stop_requested_at IS NOT NULL THEN now() END, CASE WHEN "
-                  "j.stop_requested_at IS NOT NULL THEN 'stopped by ' || j.stop_requested_by || "
-                  "' before it started' ELSE '' END FROM runbook_jobs j WHERE j.id = "
-                  "ANY($1::uuid[]) AND j.site_code = $2 ON CONFLICT (job_id) DO NOTHING "
-                  "RETURNING worker_group",
+                  "WHEN j.stop_requested_at IS NOT NULL THEN 'stopped' WHEN j.suspend_requested "
+                  "THEN 'suspended' ELSE 'queued' END, now(), CASE WHEN j.stop_requested_at IS "
+                  "NOT NULL THEN now() END, CASE WHEN j.stop_requested_at IS NOT NULL THEN "
+                  "'stopped by ' || j.stop_requested_by || ' before it started' WHEN "
+                  "j.suspend_requested THEN 'suspended by ' || j.suspend_changed_by || ' before "
+                  "it started' ELSE '' END FROM runbook_jobs j WHERE j.id = ANY($1::uuid[]) AND "
+                  "j.site_code = $2 ON CONFLICT (job_id) DO NOTHING RETURNING worker_group",
                   {arr, site}));
       stats.taken_in = static_cast<int64_t>(added.size());
       ASSIGN_OR_RETURN(
           Result stopped,
           tx.Exec("UPDATE runbook_job_runs r SET state = 'stopped', ended_at = now(), detail = "
-                  "'stopped by ' || j.stop_requested_by || ' before it started' FROM runbook_jobs "
-                  "j WHERE j.id = r.job_id AND r.job_id = ANY($1::uuid[]) AND r.state = 'queued' "
-                  "AND j.stop_requested_at IS NOT NULL",
+                  "'stopped by ' || j.stop_requested_by || CASE WHEN r.state = 'queued' AND "
+                  "r.attempt = 0 THEN ' before it started' WHEN r.state = 'queued' THEN ' while "
+                  "queued' ELSE ' while suspended' END FROM runbook_jobs j WHERE j.id = r.job_id "
+                  "AND r.job_id = ANY($1::uuid[]) AND r.state IN ('queued', 'suspended') AND "
+                  "j.stop_requested_at IS NOT NULL",
                   {arr}));
       stats.stopped = static_cast<int64_t>(stopped.affected_rows());
+      // Suspended where it waits; a job under way is suspended once its
+      // worker killed it (the exchange tells it to).
+      ASSIGN_OR_RETURN(
+          Result suspended,
+          tx.Exec("UPDATE runbook_job_runs r SET state = 'suspended', detail = 'suspended by ' "
+                  "|| j.suspend_changed_by || ' while queued' FROM runbook_jobs j WHERE j.id = "
+                  "r.job_id AND r.job_id = ANY($1::uuid[]) AND r.state = 'queued' AND "
+                  "j.suspend_requested AND j.stop_requested_at IS NULL",
+                  {arr}));
+      stats.suspended = static_cast<int64_t>(suspended.affected_rows());
+      // Resumed: queued again; max_attempts counts from here, and the next
+      // attempt's order carries the checkpoint.
+      ASSIGN_OR_RETURN(
+          Result resumed,
+          tx.Exec("UPDATE runbook_job_runs r SET state = 'queued', queued_at = now(), device_id = "
+                  "NULL, worker_name = '', lease_expires_at = NULL, started_at = NULL, ended_at = "
+                  "NULL, exit_code = NULL, resumed_after = r.attempt, detail = 'resumed by ' || "
+                  "j.suspend_changed_by || CASE WHEN r.checkpoint_bytes > 0 THEN ' from its "
+                  "checkpoint (' || r.checkpoint_bytes || ' bytes)' ELSE '' END FROM runbook_jobs "
+                  "j WHERE j.id = r.job_id AND r.job_id = ANY($1::uuid[]) AND r.state = "
+                  "'suspended' AND NOT j.suspend_requested AND j.stop_requested_at IS NULL",
+                  {arr}));
+      stats.resumed = static_cast<int64_t>(resumed.affected_rows());
       // Workers of groups with new work, and those holding a job to stop.
       ASSIGN_OR_RETURN(
           Result woken,
@@ -422,8 +490,9 @@ absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const st
         Result lapsed,
         tx.Exec("SELECT r.job_id::text, r.attempt, r.worker_name, j.on_worker_lost, "
                 "j.max_attempts, r.lease_expires_at::text, j.stop_requested_at IS NOT NULL, "
-                "r.worker_group FROM runbook_job_runs r JOIN runbook_jobs j ON j.id = r.job_id "
-                "WHERE r.site_code = $1 AND r.state IN ('dispatched', 'running') AND "
+                "r.worker_group, j.suspend_requested, r.resumed_after FROM runbook_job_runs r JOIN "
+                "runbook_jobs j ON j.id = r.job_id WHERE r.site_code = $1 AND r.state IN "
+                "('dispatched', 'running') AND "
                 "r.lease_expires_at < now() - $2 * interval '1 second' FOR UPDATE OF r SKIP "
                 "LOCKED",
                 {site, absl::StrCat(absl::ToInt64Seconds(kLeaseGrace))}));
@@ -440,9 +509,19 @@ absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const st
                               {job, absl::StrCat(attempt), lost})
                           .status());
       const bool stop = lapsed.GetBool(i, 6);
+      const bool suspend = !stop && lapsed.GetBool(i, 8);
+      // Attempts since it was last resumed.
+      const int64_t tried = attempt - lapsed.GetInt(i, 9);
       const bool retry =
-          !stop && lapsed.GetString(i, 3) == "retry" && attempt < lapsed.GetInt(i, 4);
-      if (retry) {
+          !stop && !suspend && lapsed.GetString(i, 3) == "retry" && tried < lapsed.GetInt(i, 4);
+      if (suspend) {
+        RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_runs SET state = 'suspended', "
+                                "lease_expires_at = NULL, ended_at = now(), detail = $2 WHERE "
+                                "job_id = $1::uuid",
+                                {job, absl::StrCat(lost, "; suspended, as it was asked")})
+                            .status());
+        ++stats.suspended;
+      } else if (retry) {
         RETURN_IF_ERROR(tx.Exec("UPDATE runbook_job_runs SET state = 'queued', device_id = "
                                 "NULL, worker_name = '', lease_expires_at = NULL, started_at = "
                                 "NULL, detail = $2 WHERE job_id = $1::uuid",
@@ -502,10 +581,11 @@ absl::StatusOr<int64_t> PruneRunbookJobs(store::Transaction& tx) {
       Result jobs,
       tx.Exec("DELETE FROM runbook_jobs j WHERE j._origin = repl_site_code() AND j.created_at < "
               "now() - $1::interval AND NOT EXISTS (SELECT 1 FROM runbook_job_runs r WHERE "
-              "r.job_id = j.id AND r.state IN ('queued', 'dispatched', 'running'))",
+              "r.job_id = j.id AND r.state IN ('queued', 'dispatched', 'running', 'suspended'))",
               {absl::StrCat(keep, " seconds")}));
   int64_t n = static_cast<int64_t>(jobs.affected_rows());
-  for (const char* table : {"runbook_job_runs", "runbook_job_attempts", "runbook_job_output"}) {
+  for (const char* table : {"runbook_job_runs", "runbook_job_attempts", "runbook_job_output",
+                            "runbook_job_checkpoints"}) {
     ASSIGN_OR_RETURN(Result r, tx.Exec(absl::StrCat("DELETE FROM ", table,
                                                     " x WHERE NOT EXISTS (SELECT 1 FROM "
                                                     "runbook_jobs j WHERE j.id = x.job_id)")));
@@ -566,9 +646,13 @@ void RunbookDispatcher::Loop() {
       if (absl::IsUnavailable(stats.status())) conn.reset();
       continue;
     }
-    if (stats->taken_in + stats->stopped + stats->failed_over + stats->failed > 0)
+    if (stats->taken_in + stats->stopped + stats->suspended + stats->resumed + stats->failed_over +
+            stats->failed >
+        0)
       LogInfo("runbooks.dispatched", {{"taken_in", stats->taken_in},
                                       {"stopped", stats->stopped},
+                                      {"suspended", stats->suspended},
+                                      {"resumed", stats->resumed},
                                       {"failed_over", stats->failed_over},
                                       {"failed", stats->failed},
                                       {"workers_woken", stats->workers_woken}});

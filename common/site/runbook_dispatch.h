@@ -6,8 +6,8 @@
 //
 // A job reaches its site as global data (runbook_jobs); a trigger queues it
 // in runbook_intake and the dispatcher takes it in as a run
-// (runbook_job_runs, site data: queued, dispatched, running, completed,
-// failed, stopped) and nudges the group's workers (WORK_WAITING, through
+// (runbook_job_runs, site data: queued, dispatched, running, suspended,
+// completed, failed, stopped) and nudges the group's workers (WORK_WAITING, through
 // the management points). A worker's exchange (RunbookWork) reports what it
 // holds, renews its leases, and takes queued jobs of its groups — fairly
 // across runbooks, within the per-worker and per-group limits; a job goes
@@ -21,6 +21,14 @@
 // time (plus kLeaseGrace, by which the worker has killed what it could not
 // renew) fails the job over to another worker or fails it, as the runbook
 // says (on_worker_lost).
+//
+// Suspend and resume (a resumable runbook's jobs) are a desired state on
+// the job (runbook_jobs.suspend_requested) that the dispatcher and the
+// exchange make the run follow: a queued job is suspended where it waits;
+// one under way is told to stop and its end is recorded `suspended` (a
+// lapsed lease too); a suspended job resumed is queued again. The worker
+// sends a resumable job's checkpoint whenever it changes; the latest is
+// kept here (runbook_job_checkpoints) and goes with the job's next order.
 
 #include <string>
 #include <thread>
@@ -52,14 +60,16 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
 
 struct DispatchStats {
   int64_t taken_in = 0;     // jobs that arrived
-  int64_t stopped = 0;      // queued jobs stopped
+  int64_t stopped = 0;      // queued or suspended jobs stopped
+  int64_t suspended = 0;    // queued jobs suspended, and suspended ones whose lease lapsed
+  int64_t resumed = 0;      // suspended jobs queued again
   int64_t failed_over = 0;  // lapsed leases, queued again
   int64_t failed = 0;       // lapsed leases, failed
   int64_t workers_woken = 0;
 };
 
-// The dispatcher's pass: takes in arrived jobs and stop requests, acts on
-// lapsed leases, queues the workers to nudge in runbook_wake.
+// The dispatcher's pass: takes in arrived jobs and stop, suspend and
+// resume requests, acts on lapsed leases, queues the workers to nudge in runbook_wake.
 absl::StatusOr<DispatchStats> DispatchRunbooks(store::Connection& conn, const std::string& site);
 
 // The nudges (WORK_WAITING) for the workers in `ids`, drained from

@@ -2,11 +2,14 @@
 // published version run on a worker group. The job is global data carrying
 // its own copy of that version; its state, attempts and streams are site
 // data of the group's site, up to the CAS (common/site/runbook_dispatch.h).
-// runbook.run starts and stops jobs (every one, and every refusal, audited
-// with the body's hash); runbook.read-jobs reads them. Who sees a job: the
+// runbook.run starts, stops, suspends and resumes jobs (every one, and
+// every refusal, audited; a start with the body's hash); runbook.read-jobs
+// reads them. Who sees a job: the
 // holders of one of the runbook's scopes when it started.
 
 #include "common/collections/runbook_jobs.h"
+
+#include <functional>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -24,7 +27,7 @@
 namespace strata::provider {
 namespace {
 
-constexpr Permission kRun{"runbook.run", "Start and stop runbook jobs"};
+constexpr Permission kRun{"runbook.run", "Start, stop, suspend and resume runbook jobs"};
 constexpr Permission kReadJobs{"runbook.read-jobs", "Read runbook jobs, their state and streams"};
 
 constexpr size_t kMaxStreamRead = 1 << 20;  // per GetRunbookJob
@@ -39,8 +42,10 @@ std::string JobSelect() {
       Ts("r.started_at"), ", ", Ts("r.ended_at"),
       ", coalesce(r.exit_code, 0), coalesce(r.detail, ''), j.stop_requested_by, "
       "coalesce((extract(epoch FROM r.started_at - j.created_at) * 1000)::bigint, 0), "
-      "j.scopes::text, j.schedule FROM runbook_jobs j LEFT JOIN runbook_job_runs r ON r.job_id = "
-      "j.id");
+      "j.scopes::text, j.schedule, j.resumable, j.suspend_requested, j.suspend_changed_by, "
+      "coalesce(r.checkpoint_bytes, 0), ",
+      Ts("r.checkpoint_at"),
+      " FROM runbook_jobs j LEFT JOIN runbook_job_runs r ON r.job_id = j.id");
 }
 
 absl::Status FillJob(const Result& r, size_t i, v1::RunbookJob* j) {
@@ -63,6 +68,11 @@ absl::Status FillJob(const Result& r, size_t i, v1::RunbookJob* j) {
   j->set_stop_requested_by(r.GetString(i, 16));
   j->set_queue_to_start_ms(std::max<int64_t>(0, r.GetInt(i, 17)));
   j->set_schedule(r.GetString(i, 19));
+  j->set_resumable(r.GetBool(i, 20));
+  j->set_suspend_requested(r.GetBool(i, 21));
+  j->set_suspend_changed_by(r.GetString(i, 22));
+  j->set_checkpoint_bytes(static_cast<int32_t>(r.GetInt(i, 23)));
+  if (!r.IsNull(i, 24)) j->set_checkpoint_at(r.GetString(i, 24));
   return absl::OkStatus();
 }
 
@@ -239,31 +249,90 @@ class RunbookJobServiceImpl final : public v1::RunbookJobService::Service {
 
   grpc::Status StopRunbookJob(grpc::ServerContext* ctx, const v1::GetRequest* req,
                               v1::RunbookJob* out) override {
-    return core_.RunAudited(
-        *ctx, __func__, kRun.name, "runbook job", req->name(), [&](Call& call) -> absl::Status {
-          v1::RunbookJob j;
-          RETURN_IF_ERROR(ReadJob(call, req->name(), &j));
-          if (j.state() == "completed" || j.state() == "failed" || j.state() == "stopped")
-            return absl::FailedPreconditionError(
-                absl::StrCat("job ", j.id(), " has ended (", j.state(), ")"));
-          if (!j.stop_requested_by().empty())
-            return absl::FailedPreconditionError(
-                absl::StrCat("job ", j.id(), " is being stopped already (asked by ",
-                             j.stop_requested_by(), ")"));
-          RETURN_IF_ERROR(call.tx
-                              .Exec("UPDATE runbook_jobs SET stop_requested_by = $2, "
-                                    "stop_requested_at = now() WHERE id = $1::uuid",
-                                    {j.id(), call.caller.name})
-                              .status());
-          RETURN_IF_ERROR(
-              call.Audit("stop", "runbook job", j.id(),
-                         absl::StrCat("runbook \"", j.runbook(), "\" on group \"", j.group(),
-                                      "\" at site ", j.site(), ", ", j.state())));
-          return ReadJob(call, j.id(), out);
-        });
+    return ChangeJob(*ctx, __func__, req->name(), out, [](Call& call, const v1::RunbookJob& j) {
+      RETURN_IF_ERROR(call.tx
+                          .Exec("UPDATE runbook_jobs SET stop_requested_by = $2, "
+                                "stop_requested_at = now() WHERE id = $1::uuid",
+                                {j.id(), call.caller.name})
+                          .status());
+      return call.Audit("stop", "runbook job", j.id(),
+                        absl::StrCat("runbook \"", j.runbook(), "\" on group \"", j.group(),
+                                     "\" at site ", j.site(), ", ", j.state()));
+    });
+  }
+
+  grpc::Status SuspendRunbookJob(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                                 v1::RunbookJob* out) override {
+    return ChangeJob(*ctx, __func__, req->name(), out, [](Call& call, const v1::RunbookJob& j) {
+      if (!j.resumable())
+        return absl::FailedPreconditionError(absl::StrCat(
+            "job ", j.id(), " runs version ", j.version(), " of runbook \"", j.runbook(),
+            "\", which is not resumable: stop the job instead (a version made with "
+            "--resumable can be suspended)"));
+      if (j.suspend_requested())
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", j.id(), " is ", j.state() == "suspended" ? "" : "being ",
+                         "suspended already (asked by ", j.suspend_changed_by(), ")"));
+      return SetSuspended(call, j, true);
+    });
+  }
+
+  grpc::Status ResumeRunbookJob(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                                v1::RunbookJob* out) override {
+    return ChangeJob(*ctx, __func__, req->name(), out, [](Call& call, const v1::RunbookJob& j) {
+      if (!j.suspend_requested())
+        return absl::FailedPreconditionError(
+            absl::StrCat("job ", j.id(), " is not suspended (", j.state(), ")"));
+      return SetSuspended(call, j, false);
+    });
   }
 
  private:
+  // Stop, suspend or resume the job `id` (runbook.run; every refusal
+  // audited): `change` is given the job, neither ended nor being stopped;
+  // `out` is the job after it.
+  grpc::Status ChangeJob(grpc::ServerContext& ctx, absl::string_view method, const std::string& id,
+                         v1::RunbookJob* out,
+                         const std::function<absl::Status(Call&, const v1::RunbookJob&)>& change) {
+    return core_.RunAudited(ctx, method, kRun.name, "runbook job", id,
+                            [&](Call& call) -> absl::Status {
+                              v1::RunbookJob j;
+                              RETURN_IF_ERROR(ReadJob(call, id, &j));
+                              RETURN_IF_ERROR(RequireUnderWay(j));
+                              RETURN_IF_ERROR(change(call, j));
+                              return ReadJob(call, j.id(), out);
+                            });
+  }
+
+  // Neither ended nor being stopped: FailedPrecondition saying which.
+  static absl::Status RequireUnderWay(const v1::RunbookJob& j) {
+    if (j.state() == "completed" || j.state() == "failed" || j.state() == "stopped")
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", j.id(), " has ended (", j.state(), ")"));
+    if (!j.stop_requested_by().empty())
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", j.id(), " is being stopped already (asked by ", j.stop_requested_by(), ")"));
+    return absl::OkStatus();
+  }
+
+  // Suspend (true) or resume (false): the job's desired state, which its
+  // site makes the run follow; audited.
+  static absl::Status SetSuspended(Call& call, const v1::RunbookJob& j, bool suspend) {
+    RETURN_IF_ERROR(call.tx
+                        .Exec("UPDATE runbook_jobs SET suspend_requested = $2::boolean, "
+                              "suspend_changed_by = $3, suspend_changed_at = now() WHERE id = "
+                              "$1::uuid",
+                              {j.id(), suspend ? "true" : "false", call.caller.name})
+                        .status());
+    return call.Audit(
+        suspend ? "suspend" : "resume", "runbook job", j.id(),
+        absl::StrCat("runbook \"", j.runbook(), "\" on group \"", j.group(), "\" at site ",
+                     j.site(), ", ", j.state(),
+                     j.checkpoint_bytes() > 0
+                         ? absl::StrCat(", checkpoint of ", j.checkpoint_bytes(), " bytes")
+                         : std::string()));
+  }
+
   CallCore& core_;
 };
 

@@ -48,7 +48,7 @@ std::string VersionSelect(bool with_body) {
                       ", parameters, timeout_seconds, run_as, on_worker_lost, max_attempts, "
                       "sha256, author, ",
                       Ts("created_at"), ", published_by, ", Ts("published_at"),
-                      ", assets::text FROM runbook_versions");
+                      ", assets::text, resumable FROM runbook_versions");
 }
 
 absl::Status FillVersion(const Result& r, size_t i, v1::RunbookDefinition* d) {
@@ -66,6 +66,7 @@ absl::Status FillVersion(const Result& r, size_t i, v1::RunbookDefinition* d) {
   d->set_published_by(r.GetString(i, 11));
   if (!r.IsNull(i, 12)) d->set_published_at(r.GetString(i, 12));
   for (auto& x : store::ParseTextArray(r.GetString(i, 13))) d->add_assets(std::move(x));
+  d->set_resumable(r.GetBool(i, 14));
   return absl::OkStatus();
 }
 
@@ -84,7 +85,8 @@ std::string Summary(const v1::RunbookDefinition& d) {
   return absl::StrCat(d.interpreter(), " runbook, body sha256 ", d.sha256(), ", ", d.body().size(),
                       " bytes, ", d.parameters_size(), " parameters, timeout ", d.timeout_seconds(),
                       " s, run as ", d.run_as().empty() ? "root" : d.run_as(), ", on worker lost ",
-                      d.on_worker_lost(), " (", d.max_attempts(), " attempts)");
+                      d.on_worker_lost(), " (", d.max_attempts(), " attempts)",
+                      d.resumable() ? ", resumable" : "");
 }
 
 class RunbookServiceImpl final : public v1::RunbookService::Service {
@@ -250,17 +252,19 @@ class RunbookServiceImpl final : public v1::RunbookService::Service {
                                         d.on_worker_lost(),
                                         absl::StrCat(d.max_attempts()),
                                         call.caller.name,
-                                        store::TextArrayLiteral(ToVector(d.assets()))};
+                                        store::TextArrayLiteral(ToVector(d.assets())),
+                                        d.resumable() ? "true" : "false"};
           RETURN_IF_ERROR(
               tx.Exec(in_place
                           ? "UPDATE runbook_versions SET interpreter = $3, body = $4, sha256 = $5, "
                             "parameters = $6, timeout_seconds = $7, run_as = $8, on_worker_lost = "
                             "$9, max_attempts = $10, author = $11, assets = $12::text[], "
-                            "created_at = now() WHERE runbook = $1 AND version = $2"
+                            "resumable = $13::boolean, created_at = now() WHERE runbook = $1 AND "
+                            "version = $2"
                           : "INSERT INTO runbook_versions (runbook, version, interpreter, body, "
                             "sha256, parameters, timeout_seconds, run_as, on_worker_lost, "
-                            "max_attempts, author, assets) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                            "$8, $9, $10, $11, $12::text[])",
+                            "max_attempts, author, assets, resumable) VALUES ($1, $2, $3, $4, "
+                            "$5, $6, $7, $8, $9, $10, $11, $12::text[], $13::boolean)",
                       values)
                   .status());
           RETURN_IF_ERROR(

@@ -111,6 +111,8 @@ constexpr Verb kVerbs[] = {
     {"publish", "Publish a runbook's draft, or an earlier version again"},
     {"start", "Start a runbook job on a worker group"},
     {"stop", "Stop a runbook job"},
+    {"suspend", "Suspend a runbook job (a resumable runbook's): it waits with its checkpoint"},
+    {"resume", "Resume a suspended runbook job from its checkpoint"},
     {"reset", "Put back to its default"},
     {"block", "Block a client: refused at registration and at its management point"},
     {"unblock", "Unblock a blocked client"},

@@ -291,3 +291,126 @@ TEST_CASE(
   CHECK(prune() == 3);
   CHECK(db.ScalarInt("SELECT count(*) FROM runbook_jobs") == 1);  // still running
 }
+
+TEST_CASE(
+    "suspend and resume: a queued job waits where it is, a running one is stopped by its "
+    "worker and kept with its last checkpoint, which the resumed attempt receives; a lapsed "
+    "lease while suspending suspends; max_attempts counts from the resume; a suspended job "
+    "can be stopped; a checkpoint is taken only from the holder and within 64 KiB",
+    "[runbooks]") {
+  TestDatabase db("rbsuspend");
+  Prepare(db, 5, 0);
+  auto checkpointed = [](v1::RunbookJobProgress p, const std::string& data) {
+    p.set_checkpoint(data);
+    return p;
+  };
+  const std::string running = AddJob(db, "R");
+  db.Exec("UPDATE runbook_jobs SET resumable = true");
+  Dispatch(db);
+  REQUIRE(Work(db, kW1, 1).start_size() == 1);
+  const std::string queued = AddJob(db, "Q");
+  db.Exec("UPDATE runbook_jobs SET resumable = true");
+  Dispatch(db);
+  Work(db, kW1, 0,
+       {checkpointed(Progress(running, 1, v1::RUNBOOK_JOB_STATE_RUNNING),
+                     std::string("s=1\0x", 5))});
+  CHECK(db.ScalarInt("SELECT checkpoint_bytes FROM runbook_job_runs WHERE job_id = $1::uuid",
+                     {running}) == 5);
+
+  db.Exec(
+      "UPDATE runbook_jobs SET suspend_requested = true, suspend_changed_by = 'alice', "
+      "suspend_changed_at = now()");
+  auto stats = Dispatch(db);
+  CHECK(stats.suspended == 1);  // the queued one, where it waits
+  CHECK(State(db, queued) == "suspended 0 ");
+  CHECK(State(db, running) == "running 1 w1");  // until its worker killed it
+  // w2 (not its holder) cannot change its checkpoint.
+  Work(db, kW2, 0, {checkpointed(Progress(running, 1, v1::RUNBOOK_JOB_STATE_RUNNING), "forged")});
+  // Its worker is told to stop it, sends its last checkpoint, and reports it stopped.
+  v1::RunbookWorkResponse told =
+      Work(db, kW1, 0, {checkpointed(Progress(running, 1, v1::RUNBOOK_JOB_STATE_RUNNING), "s=2")});
+  CHECK(std::vector<std::string>(told.stop().begin(), told.stop().end()) ==
+        std::vector<std::string>{running});
+  Work(db, kW1, 0, {Progress(running, 1, v1::RUNBOOK_JOB_STATE_STOPPED)});
+  CHECK(State(db, running) == "suspended 1 w1");
+  CHECK(db.Scalar("SELECT outcome || ' ' || detail FROM runbook_job_attempts WHERE job_id = "
+                  "$1::uuid",
+                  {running}) == "suspended suspended by alice");
+  CHECK(db.Scalar("SELECT encode(data, 'escape') FROM runbook_job_checkpoints WHERE job_id = "
+                  "$1::uuid",
+                  {running}) == "s=2");
+  // Nothing is handed out while suspended.
+  CHECK(Work(db, kW2, 5).start_size() == 0);
+
+  db.Exec(
+      "UPDATE runbook_jobs SET suspend_requested = false, suspend_changed_by = 'bob', "
+      "suspend_changed_at = now()");
+  stats = Dispatch(db);
+  CHECK(stats.resumed == 2);
+  CHECK(db.Scalar("SELECT state || ' ' || detail FROM runbook_job_runs WHERE job_id = $1::uuid",
+                  {running}) == "queued resumed by bob from its checkpoint (3 bytes)");
+  v1::RunbookWorkResponse w2 = Work(db, kW2, 5);
+  REQUIRE(w2.start_size() == 2);
+  std::map<std::string, v1::RunbookJobOrder> orders;
+  for (const auto& o : w2.start()) orders[o.job()] = o;
+  CHECK(orders[running].attempt() == 2);
+  CHECK(orders[running].resumable());
+  CHECK(orders[running].has_checkpoint());
+  CHECK(orders[running].checkpoint() == "s=2");
+  CHECK(orders[queued].attempt() == 1);
+  CHECK_FALSE(orders[queued].has_checkpoint());  // it never wrote one: it starts afresh
+
+  // Its new worker is lost while it is being suspended: suspended, not failed over.
+  db.Exec(
+      "UPDATE runbook_jobs SET suspend_requested = true, suspend_changed_by = 'alice' WHERE "
+      "id = $1::uuid",
+      {running});
+  db.Exec(
+      "UPDATE runbook_job_runs SET lease_expires_at = now() - interval '11 seconds' WHERE "
+      "job_id = $1::uuid",
+      {running});
+  stats = Dispatch(db);
+  CHECK(stats.suspended == 1);
+  CHECK(State(db, running) == "suspended 2 w2");
+  CHECK(db.Scalar("SELECT outcome FROM runbook_job_attempts WHERE job_id = $1::uuid AND attempt "
+                  "= 2",
+                  {running}) == "lost");
+  // Resumed again, then lost again: max_attempts (3) counts the attempts since the resume (1),
+  // not the job's three, so it fails over.
+  db.Exec("UPDATE runbook_jobs SET suspend_requested = false WHERE id = $1::uuid", {running});
+  Dispatch(db);
+  REQUIRE(Work(db, kW1, 1).start_size() == 1);
+  db.Exec(
+      "UPDATE runbook_job_runs SET lease_expires_at = now() - interval '11 seconds' WHERE "
+      "job_id = $1::uuid",
+      {running});
+  CHECK(Dispatch(db).failed_over == 1);
+  CHECK(State(db, running) == "queued 3 ");
+
+  // Suspended before it reached its site, then stopped while suspended.
+  const std::string later = AddJob(db, "L");
+  db.Exec(
+      "UPDATE runbook_jobs SET resumable = true, suspend_requested = true, suspend_changed_by = "
+      "'carol' WHERE id = $1::uuid",
+      {later});
+  Dispatch(db);
+  CHECK(db.Scalar("SELECT state || ' ' || detail FROM runbook_job_runs WHERE job_id = $1::uuid",
+                  {later}) == "suspended suspended by carol before it started");
+  db.Exec(
+      "UPDATE runbook_jobs SET stop_requested_by = 'dave', stop_requested_at = now() WHERE id = "
+      "$1::uuid",
+      {later});
+  CHECK(Dispatch(db).stopped == 1);
+  CHECK(db.Scalar("SELECT state || ' ' || detail FROM runbook_job_runs WHERE job_id = $1::uuid",
+                  {later}) == "stopped stopped by dave while suspended");
+
+  // A checkpoint over 64 KiB: the request is refused whole.
+  v1::RunbookWorkRequest bad;
+  *bad.add_jobs() = checkpointed(Progress(queued, 1, v1::RUNBOOK_JOB_STATE_RUNNING),
+                                 std::string(64 * 1024 + 1, 'c'));
+  v1::RunbookWorkResponse resp;
+  auto conn = db.Connect();
+  absl::Status s = RunbookWork(*conn, "P01", kW2, bad, &resp);
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(absl::StrContains(s.message(), "checkpoint of 65537 bytes"));
+}

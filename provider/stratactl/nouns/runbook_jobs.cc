@@ -1,5 +1,5 @@
 // stratactl start runbook NAME --group G [--param k=v] [--watch], get jobs,
-// get job ID [--follow], stop job ID
+// get job ID [--follow], stop job ID, suspend job ID, resume job ID
 
 #include <iostream>
 #include <memory>
@@ -45,7 +45,14 @@ void DescribeJob(const Options& o, const v1::RunbookJob& j) {
       {"ended", j.ended_at()},
       {"exit code", absl::StrCat(j.exit_code())},
       {"detail", j.detail()},
-      {"stop asked by", j.stop_requested_by()}};
+      {"stop asked by", j.stop_requested_by()},
+      {"resumable", j.resumable() ? "yes" : "no"}};
+  if (!j.suspend_changed_by().empty())
+    fields.push_back(
+        {j.suspend_requested() ? "suspended by" : "resumed by", j.suspend_changed_by()});
+  if (j.checkpoint_bytes() > 0)
+    fields.push_back(
+        {"checkpoint", absl::StrCat(j.checkpoint_bytes(), " bytes, at ", j.checkpoint_at())});
   for (const auto& p : j.parameters()) fields.push_back({"parameter " + p.name(), p.value()});
   for (const auto& a : j.attempts())
     fields.push_back({absl::StrCat("attempt ", a.attempt()),
@@ -97,6 +104,10 @@ int Follow(Client& c, const std::string& id) {
       last_state = state;
     }
     if (Ended(j) && !grew) return ExitOf(j);
+    if (j.state() == "suspended" && !grew) {
+      std::cerr << "job " << id << " is suspended: stratactl resume job " << id << "\n";
+      return kFailed;
+    }
     if (!grew) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
 }
@@ -111,7 +122,7 @@ Action Start(CLI::App* cmd) {
   cmd->add_option("--param", *params, "NAME=VALUE for a parameter of the runbook; repeatable");
   cmd->add_flag("--watch", *watch,
                 "Follow the job: its streams as they arrive, then its end (exit 0 if it "
-                "completed, 1 otherwise)");
+                "completed, 1 otherwise, suspended included)");
   return [req, params, watch](Client& c) {
     for (const auto& p : *params) {
       const size_t eq = p.find('=');
@@ -141,8 +152,8 @@ Action GetJob(CLI::App* cmd) {
   auto follow = std::make_shared<bool>(false);
   cmd->add_option("id", *id, "The job's id")->required();
   cmd->add_flag("--follow", *follow,
-                "Print its streams as they arrive until it ends (exit 0 if it completed, 1 "
-                "otherwise)");
+                "Print its streams as they arrive until it ends or is suspended (exit 0 if it "
+                "completed, 1 otherwise)");
   return [id, follow](Client& c) {
     if (*follow) return Follow(c, *id);
     v1::GetRunbookJobRequest req;
@@ -197,6 +208,30 @@ std::vector<Command> RunbookJobCommands() {
            &Stub::StopRunbookJob,
            [](const Options& o, const v1::RunbookJob& j) {
              PrintDone(o, absl::StrCat("job ", j.id(), ": stop asked (", j.state(), ")"), j);
+           },
+           "The job's id"),
+       "get jobs --all"},
+      {"suspend",
+       "job",
+       {},
+       "A resumable runbook's job: queued, it waits; running, its worker kills it; it keeps "
+       "its last checkpoint until resume job",
+       OnName<Stub, v1::RunbookJob>(
+           &Stub::SuspendRunbookJob,
+           [](const Options& o, const v1::RunbookJob& j) {
+             PrintDone(o, absl::StrCat("job ", j.id(), ": suspend asked (", j.state(), ")"), j);
+           },
+           "The job's id"),
+       "get jobs --all"},
+      {"resume",
+       "job",
+       {},
+       "A suspended runbook job: queued again; its next attempt finds its checkpoint in "
+       "$STRATA_CHECKPOINT_FILE",
+       OnName<Stub, v1::RunbookJob>(
+           &Stub::ResumeRunbookJob,
+           [](const Options& o, const v1::RunbookJob& j) {
+             PrintDone(o, absl::StrCat("job ", j.id(), ": resume asked (", j.state(), ")"), j);
            },
            "The job's id"),
        "get jobs --all"},

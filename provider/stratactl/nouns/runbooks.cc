@@ -20,6 +20,7 @@ namespace {
 struct RunbookFlags {
   std::string file, body_file, interpreter, description, run_as, timeout, on_worker_lost;
   int max_attempts = 0;
+  bool resumable = false;
   std::vector<std::string> params, scopes, tags, assets;
 
   void Declare(CLI::App* cmd) {
@@ -46,6 +47,11 @@ struct RunbookFlags {
         "A typed parameter, passed as the environment variable of its name: "
         "NAME[:string|int|enum][:required][:default=V][:min=N][:max=N][:min-length=N]"
         "[:max-length=N][:allowed=A|B][:regex=RE] (regex= last); repeatable, at most 10");
+    cmd->add_flag("--resumable", resumable,
+                  "Its jobs can be suspended and resumed (suspend job, resume job): a job may "
+                  "keep its state in the file $STRATA_CHECKPOINT_FILE names (at most 64 KiB), "
+                  "which the attempt that resumes it (or takes over from a lost worker) finds "
+                  "there");
     cmd->add_option("--scope", scopes, "Security scopes (default: Default); repeatable");
     cmd->add_option("--asset", assets,
                     "An asset its jobs receive (get assets); repeatable, at most 16");
@@ -73,6 +79,7 @@ struct RunbookFlags {
     d->set_run_as(run_as);
     d->set_on_worker_lost(on_worker_lost);
     d->set_max_attempts(max_attempts);
+    d->set_resumable(resumable);
     if (!timeout.empty()) {
       const int64_t t = ParseDuration(timeout);
       if (t <= 0) return absl::StrCat("--timeout ", timeout, ": seconds, or 90s, 10m, 2h, 1d");
@@ -147,6 +154,7 @@ void AddDefinition(const std::string& prefix, const v1::RunbookDefinition& d,
   fields->push_back({prefix + "run as", d.run_as().empty() ? "root" : d.run_as()});
   fields->push_back({prefix + "on worker lost",
                      absl::StrCat(d.on_worker_lost(), " (", d.max_attempts(), " attempts)")});
+  fields->push_back({prefix + "resumable", d.resumable() ? "yes (suspend job, resume job)" : "no"});
   fields->push_back({prefix + "author", absl::StrCat(d.author(), " at ", d.created_at())});
   if (!d.published_by().empty())
     fields->push_back(
