@@ -253,6 +253,7 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
     std::vector<std::string> f_job, f_attempt, f_state, f_started, f_ended, f_exit, f_detail;
     std::vector<std::string> r_job, r_attempt, r_started, r_lease;
     std::vector<std::string> c_job, c_attempt, c_hex;
+    std::vector<std::string> resumed;  // suspended by its worker's kill, resumed meanwhile
     for (const auto& p : req.jobs()) {
       auto it = held.find(p.job());
       const bool mine = it != held.end() && it->second.device == device &&
@@ -266,17 +267,23 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
       if (deploy::IsFinal(p.state())) {
         if (mine) {
           // Killed because it was asked to suspend (and not to stop): it
-          // waits, suspended, with its checkpoint.
+          // waits, suspended, with its checkpoint. (A resumable job is told
+          // to stop only for that; resumed before its worker killed it, it
+          // is suspended and queued again by the dispatcher.)
           const bool suspended = p.state() == v1::RUNBOOK_JOB_STATE_STOPPED &&
-                                 it->second.suspend_requested && !it->second.stop_requested;
+                                 it->second.resumable && !it->second.stop_requested;
+          if (suspended && !it->second.suspend_requested) resumed.push_back(p.job());
           f_job.push_back(p.job());
           f_attempt.push_back(absl::StrCat(p.attempt()));
           f_state.push_back(suspended ? "suspended" : deploy::RunbookJobStateName(p.state()));
           f_started.push_back(MsTime(p.started_unix_ms()));
           f_ended.push_back(MsTime(p.finished_unix_ms()));
           f_exit.push_back(absl::StrCat(p.exit_code()));
-          f_detail.push_back(suspended ? absl::StrCat("suspended by ", it->second.suspended_by)
-                                       : p.detail());
+          f_detail.push_back(
+              !suspended ? p.detail()
+              : it->second.suspend_requested
+                  ? absl::StrCat("suspended by ", it->second.suspended_by)
+                  : absl::StrCat("suspended, then resumed by ", it->second.suspended_by));
         }
         // Recorded now or before, or not its to record: it may forget it.
         resp->add_accepted(p.job());
@@ -340,6 +347,12 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
                                      kEnded, " WHERE t.job_id = x.j AND t.attempt = x.a"),
                         params)
               .status());
+    }
+    if (!resumed.empty()) {
+      RETURN_IF_ERROR(tx.ExecCached("INSERT INTO runbook_intake (job_id) SELECT "
+                                    "unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+                                    {TextArrayLiteral(resumed)})
+                          .status());
     }
     if (!r_job.empty()) {
       const store::Params params = {TextArrayLiteral(r_job), TextArrayLiteral(r_attempt),

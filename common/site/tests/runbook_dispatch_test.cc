@@ -360,6 +360,32 @@ TEST_CASE(
   CHECK(orders[queued].attempt() == 1);
   CHECK_FALSE(orders[queued].has_checkpoint());  // it never wrote one: it starts afresh
 
+  // Suspended, then resumed before its worker killed it: the kill ends the
+  // attempt as suspended and the job is queued again at once.
+  Work(db, kW2, 0, {Progress(queued, 1, v1::RUNBOOK_JOB_STATE_RUNNING)});
+  db.Exec("UPDATE runbook_jobs SET suspend_requested = true WHERE id = $1::uuid", {queued});
+  Dispatch(db);
+  told = Work(db, kW2, 0, {Progress(queued, 1, v1::RUNBOOK_JOB_STATE_RUNNING)});
+  CHECK(std::vector<std::string>(told.stop().begin(), told.stop().end()) ==
+        std::vector<std::string>{queued});
+  db.Exec(
+      "UPDATE runbook_jobs SET suspend_requested = false, suspend_changed_by = 'bob' WHERE id = "
+      "$1::uuid",
+      {queued});
+  Dispatch(db);  // still running: nothing to resume yet
+  CHECK(State(db, queued) == "running 1 w2");
+  Work(db, kW2, 0, {Progress(queued, 1, v1::RUNBOOK_JOB_STATE_STOPPED)});
+  CHECK(db.Scalar("SELECT outcome || ' ' || detail FROM runbook_job_attempts WHERE job_id = "
+                  "$1::uuid",
+                  {queued}) == "suspended suspended, then resumed by bob");
+  CHECK(Dispatch(db).resumed == 1);
+  CHECK(State(db, queued) == "queued 1 ");
+  db.Exec(
+      "UPDATE runbook_jobs SET stop_requested_by = 'dave', stop_requested_at = now() WHERE "
+      "id = $1::uuid",
+      {queued});
+  CHECK(Dispatch(db).stopped == 1);  // (out of the way of what follows)
+
   // Its new worker is lost while it is being suspended: suspended, not failed over.
   db.Exec(
       "UPDATE runbook_jobs SET suspend_requested = true, suspend_changed_by = 'alice' WHERE "
