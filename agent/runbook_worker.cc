@@ -108,11 +108,11 @@ absl::Status WriteCheckpoint(const v1::RunbookJobOrder& o, const std::string& di
 }
 
 // What a checkpoint file was when read (a new one renamed into place, or
-// one rewritten, differs).
+// one rewritten, differs: a rename changes the inode's ctime too).
 struct FileStamp {
-  int64_t ino = -1, size = -1, mtime_ns = -1;
+  int64_t ino = -1, size = -1, mtime_ns = -1, ctime_ns = -1;
   bool operator==(const FileStamp& o) const {
-    return ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
+    return ino == o.ino && size == o.size && mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
   }
 };
 
@@ -399,7 +399,10 @@ bool RunbookWorker::Exchange() {
       // A resumable job's checkpoint, when it changed.
       h->checkpoint_in_flight = h->checkpoint_sent;
       std::string checkpoint;
-      const bool new_checkpoint = h->rec.order().resumable() && ReadCheckpoint(*h, &checkpoint);
+      bool checkpoint_later = false;  // no room in this exchange: the end waits for it
+      const bool new_checkpoint =
+          h->rec.order().resumable() && ReadCheckpoint(*h, &budget, &checkpoint, &checkpoint_later);
+      more = more || checkpoint_later;
       // How it ended goes with its last output: the site may forget nothing
       // of it once it accepted the end.
       if (h->ended && !more) {
@@ -471,18 +474,29 @@ bool RunbookWorker::Exchange() {
   return true;
 }
 
-bool RunbookWorker::ReadCheckpoint(Held& h, std::string* data) const {
+bool RunbookWorker::ReadCheckpoint(Held& h, size_t* budget, std::string* data, bool* later) const {
+  *later = false;
   const std::string path = JobDir(h.rec.order().job()) + "/checkpoint/data";
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  // The folder is the job's: whatever it put there is opened without
+  // waiting (a FIFO would block) and read only if it is a plain file of the
+  // job's user's own (not a link to someone else's).
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return false;
   struct stat st {};
   bool got = false;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+      JobUser(h.rec.order(), &uid, &gid).ok() && st.st_uid == uid) {
     FileStamp now;
     now.ino = static_cast<int64_t>(st.st_ino);
     now.size = static_cast<int64_t>(st.st_size);
     now.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    if (!(now == h.checkpoint_sent)) {
+    now.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+    const bool fits = st.st_size > static_cast<off_t>(deploy::kMaxCheckpointBytes) ||
+                      static_cast<size_t>(st.st_size) <= *budget;
+    *later = !(now == h.checkpoint_sent) && !fits;
+    if (!(now == h.checkpoint_sent) && fits) {
       h.checkpoint_in_flight = now;  // read or not, this version is dealt with
       if (st.st_size > static_cast<off_t>(deploy::kMaxCheckpointBytes)) {
         if (!h.checkpoint_too_big)
@@ -496,6 +510,7 @@ bool RunbookWorker::ReadCheckpoint(Held& h, std::string* data) const {
         const ssize_t n = pread(fd, data->data(), data->size(), 0);
         if (n >= 0) {
           data->resize(static_cast<size_t>(n));
+          *budget -= std::min(*budget, data->size());
           got = true;
         } else {
           h.checkpoint_in_flight = h.checkpoint_sent;  // read again next time
@@ -635,7 +650,7 @@ void RunbookWorker::RunJob(std::shared_ptr<Held> h, bool adopt) {
       f->set_state(v1::RUNBOOK_JOB_STATE_COMPLETED);
     } else if (h->stop_asked) {
       f->set_state(v1::RUNBOOK_JOB_STATE_STOPPED);
-      f->set_detail("stopped as the site asked");
+      f->set_detail(deploy::kStoppedAsAsked);
     } else {
       f->set_state(v1::RUNBOOK_JOB_STATE_FAILED);
       if (ran.timed_out)

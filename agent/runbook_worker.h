@@ -37,8 +37,9 @@
 // write a new file beside it and rename it over, so that a kill never
 // leaves half of one). The worker sends the file with its next exchange
 // whenever it changed (at most 64 KiB: a larger one is not sent and the
-// job's detail says so); an attempt that resumes the job, or takes it over
-// from a lost worker, finds the latest one there when it starts.
+// job's detail says so; only a plain file of the job's user's own is read);
+// an attempt that resumes the job, or takes it over from a lost worker,
+// finds the latest one there when it starts (no file: none was written).
 
 #include <atomic>
 #include <functional>
@@ -95,8 +96,11 @@ class RunbookWorker {
   absl::Status Save(const v1::RunbookJobRecord& rec) const;
   void SetLease(const std::string& job, absl::Time until) const;
   // A resumable job's checkpoint file into `data` when it changed since it
-  // was last sent; false when it did not (or is too large to send).
-  bool ReadCheckpoint(Held& h, std::string* data) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // was last sent and fits in `budget` (what it takes is taken off); false
+  // when it did not change, is too large to send, or (`*later`) waits for
+  // an exchange with room.
+  bool ReadCheckpoint(Held& h, size_t* budget, std::string* data, bool* later) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const std::string& job);
 
   const RunbookWorkerOptions options_;

@@ -290,13 +290,25 @@ TEST_CASE(
   o.set_checkpoint("3\n");
   site.orders.push_back(o);
   site.orders.push_back(Order(kPlain, "echo \"[${STRATA_CHECKPOINT_FILE:-none}]\"\n"));
+  // A FIFO where the checkpoint should be: never opened to wait on (the worker goes on).
+  constexpr char kFifo[] = "00000000-0000-0000-0000-0000000000f3";
+  v1::RunbookJobOrder fifo =
+      Order(kFifo,
+            "rm -f \"$STRATA_CHECKPOINT_FILE\"; mkfifo \"$STRATA_CHECKPOINT_FILE\"\n"
+            "sleep 1.5\n");
+  fifo.set_resumable(true);
+  site.orders.push_back(fifo);
   RunbookWorker worker(Options(dir, site));
   worker.SetGroups({"g"});
   worker.Start();
   v1::RunbookJobProgress end, plain;
   REQUIRE(WaitEnded(site, kJob, &end, absl::Seconds(20)));
   REQUIRE(WaitEnded(site, kPlain, &plain, absl::Seconds(20)));
+  v1::RunbookJobProgress fifo_end;
+  REQUIRE(WaitEnded(site, kFifo, &fifo_end, absl::Seconds(20)));
   worker.Stop();
+  CHECK(fifo_end.state() == v1::RUNBOOK_JOB_STATE_COMPLETED);
+  CHECK(site.checkpoints.count(kFifo) == 0);
   CHECK(end.state() == v1::RUNBOOK_JOB_STATE_COMPLETED);
   CHECK(site.Stream(kJob, "output") == "from 3\n");  // the order's checkpoint, given back
   std::vector<std::string> got;

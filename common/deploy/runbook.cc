@@ -78,6 +78,7 @@ absl::Status CheckWorkRequest(const v1::RunbookWorkRequest& req) {
     if (j.has_checkpoint() && j.checkpoint().size() > kMaxCheckpointBytes)
       return Bad("jobs", absl::StrCat(j.job(), ": a checkpoint of ", j.checkpoint().size(),
                                       " bytes: at most ", kMaxCheckpointBytes));
+    bytes += j.checkpoint().size();
     for (const auto& c : j.output()) {
       if (c.stream() != "output" && c.stream() != "error" && c.stream() != "verbose")
         return Bad("jobs", absl::StrCat(j.job(), ": stream \"", c.stream(),
@@ -93,8 +94,8 @@ absl::Status CheckWorkRequest(const v1::RunbookWorkRequest& req) {
     }
   }
   if (bytes > kMaxWorkRequestOutputBytes)
-    return Bad("jobs", absl::StrCat(bytes, " bytes of output: at most ", kMaxWorkRequestOutputBytes,
-                                    " in one request"));
+    return Bad("jobs", absl::StrCat(bytes, " bytes of output and checkpoints: at most ",
+                                    kMaxWorkRequestOutputBytes, " in one request"));
   return absl::OkStatus();
 }
 

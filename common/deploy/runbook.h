@@ -23,10 +23,13 @@ inline constexpr int kMaxRunbookAssets = 16;
 // Bounds of one RunbookWork exchange (a worker's request).
 inline constexpr int kMaxWorkerJobs = 1000;  // jobs held or finished in one request
 inline constexpr size_t kMaxOutputChunkBytes = 16 * 1024;
-inline constexpr size_t kMaxWorkRequestOutputBytes = 1 << 20;  // new output in one request
+inline constexpr size_t kMaxWorkRequestOutputBytes = 1 << 20;  // output + checkpoints in one
 // Kept of each stream of a job attempt (the rest is dropped and the job's
 // detail says so).
 inline constexpr int64_t kMaxStreamBytes = 1 << 20;
+// The detail a worker gives a job it killed because the site said to stop
+// it (what else it has to say follows after "; ").
+inline constexpr char kStoppedAsAsked[] = "stopped as the site asked";
 // A resumable job's checkpoint ($STRATA_CHECKPOINT_FILE), at most.
 inline constexpr size_t kMaxCheckpointBytes = 64 * 1024;
 // A job's attempts in all (failovers, and a new attempt at each resume).

@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
 #include "common/deploy/runbook.h"
@@ -241,7 +242,9 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
           tx.ExecCached("INSERT INTO runbook_job_output (job_id, attempt, stream, byte_offset, "
                         "site_code, text, at) SELECT j, a, s, o, $6, t, now() FROM "
                         "unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::text[]) AS "
-                        "x(j, a, s, o, t) ON CONFLICT DO NOTHING",
+                        "x(j, a, s, o, t) ON CONFLICT (job_id, attempt, stream, byte_offset) DO "
+                        "UPDATE SET text = excluded.text WHERE octet_length(excluded.text) > "
+                        "octet_length(runbook_job_output.text)",
                         {store::TextArrayLiteral(o_job), store::TextArrayLiteral(o_attempt),
                          store::TextArrayLiteral(o_stream), store::TextArrayLiteral(o_offset),
                          store::TextArrayLiteral(o_text), site})
@@ -253,7 +256,10 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
     std::vector<std::string> f_job, f_attempt, f_state, f_started, f_ended, f_exit, f_detail;
     std::vector<std::string> r_job, r_attempt, r_started, r_lease;
     std::vector<std::string> c_job, c_attempt, c_hex;
-    std::vector<std::string> resumed;  // suspended by its worker's kill, resumed meanwhile
+    // Ended suspended here: the dispatcher looks at them again, with the
+    // requests as they are when it does (a resume or a stop may have come in
+    // since this exchange read them).
+    std::vector<std::string> suspended_now;
     for (const auto& p : req.jobs()) {
       auto it = held.find(p.job());
       const bool mine = it != held.end() && it->second.device == device &&
@@ -272,7 +278,12 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
           // is suspended and queued again by the dispatcher.)
           const bool suspended = p.state() == v1::RUNBOOK_JOB_STATE_STOPPED &&
                                  it->second.resumable && !it->second.stop_requested;
-          if (suspended && !it->second.suspend_requested) resumed.push_back(p.job());
+          if (suspended) suspended_now.push_back(p.job());
+          // What the worker adds to why it stopped (output dropped, a
+          // checkpoint too large) stays.
+          absl::string_view more = p.detail();
+          absl::ConsumePrefix(&more, deploy::kStoppedAsAsked);
+          absl::ConsumePrefix(&more, "; ");
           f_job.push_back(p.job());
           f_attempt.push_back(absl::StrCat(p.attempt()));
           f_state.push_back(suspended ? "suspended" : deploy::RunbookJobStateName(p.state()));
@@ -280,10 +291,11 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
           f_ended.push_back(MsTime(p.finished_unix_ms()));
           f_exit.push_back(absl::StrCat(p.exit_code()));
           f_detail.push_back(
-              !suspended ? p.detail()
-              : it->second.suspend_requested
-                  ? absl::StrCat("suspended by ", it->second.suspended_by)
-                  : absl::StrCat("suspended, then resumed by ", it->second.suspended_by));
+              !suspended
+                  ? p.detail()
+                  : absl::StrCat(it->second.suspend_requested ? "suspended by "
+                                                              : "suspended, then resumed by ",
+                                 it->second.suspended_by, more.empty() ? "" : "; ", more));
         }
         // Recorded now or before, or not its to record: it may forget it.
         resp->add_accepted(p.job());
@@ -348,10 +360,10 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
                         params)
               .status());
     }
-    if (!resumed.empty()) {
+    if (!suspended_now.empty()) {
       RETURN_IF_ERROR(tx.ExecCached("INSERT INTO runbook_intake (job_id) SELECT "
                                     "unnest($1::uuid[]) ON CONFLICT DO NOTHING",
-                                    {TextArrayLiteral(resumed)})
+                                    {TextArrayLiteral(suspended_now)})
                           .status());
     }
     if (!r_job.empty()) {

@@ -169,6 +169,16 @@ TEST_CASE(
   Work(db, kW1, 0, {with_output, Progress(fail, 1, v1::RUNBOOK_JOB_STATE_RUNNING)});
   Work(db, kW1, 0, {with_output, Progress(fail, 1, v1::RUNBOOK_JOB_STATE_RUNNING)});
   CHECK(db.ScalarInt("SELECT count(*) FROM runbook_job_output") == 1);
+  // Sent again from the same offset, longer (the answer to the first was lost
+  // and the stream grew): the longer piece is kept, so no gap is left.
+  Work(db, kW1, 0,
+       {Progress(retry, 1, v1::RUNBOOK_JOB_STATE_RUNNING, "tick 1\ntick 2\n"),
+        Progress(fail, 1, v1::RUNBOOK_JOB_STATE_RUNNING)});
+  CHECK(db.Scalar("SELECT text FROM runbook_job_output WHERE job_id = $1::uuid", {retry}) ==
+        "tick 1\ntick 2\n");
+  Work(db, kW1, 0, {with_output, Progress(fail, 1, v1::RUNBOOK_JOB_STATE_RUNNING)});
+  CHECK(db.Scalar("SELECT text FROM runbook_job_output WHERE job_id = $1::uuid", {retry}) ==
+        "tick 1\ntick 2\n");  // a shorter one changes nothing
   CHECK(State(db, retry) == "running 1 w1");
 
   // Not yet past the lease and its grace: nothing happens.
@@ -326,6 +336,9 @@ TEST_CASE(
   CHECK(State(db, running) == "running 1 w1");  // until its worker killed it
   // w2 (not its holder) cannot change its checkpoint.
   Work(db, kW2, 0, {checkpointed(Progress(running, 1, v1::RUNBOOK_JOB_STATE_RUNNING), "forged")});
+  CHECK(db.Scalar("SELECT encode(data, 'hex') FROM runbook_job_checkpoints WHERE job_id = "
+                  "$1::uuid",
+                  {running}) == "733d310078");
   // Its worker is told to stop it, sends its last checkpoint, and reports it stopped.
   v1::RunbookWorkResponse told =
       Work(db, kW1, 0, {checkpointed(Progress(running, 1, v1::RUNBOOK_JOB_STATE_RUNNING), "s=2")});
