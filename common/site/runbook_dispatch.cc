@@ -389,15 +389,56 @@ absl::Status RunbookWork(store::Connection& conn, const std::string& site,
               .status());
     }
 
-    // Dispatched to it and not acknowledged (the answer was lost): again.
+    // Dispatched to it and not acknowledged (the answer was lost): again,
+    // unless it was asked meanwhile to stop or suspend. It never started
+    // (a worker names every job it started, until the site accepted its
+    // end), so it ends here, and the dispatcher looks at it again (a resume
+    // since).
     ASSIGN_OR_RETURN(
         Result pending,
-        tx.ExecCached("SELECT job_id::text FROM runbook_job_runs WHERE device_id = $1::uuid AND "
-                      "state = 'dispatched' AND site_code = $2 AND NOT (job_id = "
-                      "ANY($3::uuid[])) ORDER BY job_id FOR UPDATE",
+        tx.ExecCached("SELECT r.job_id::text, CASE WHEN j.stop_requested_at IS NOT NULL THEN "
+                      "'stopped' WHEN j.suspend_requested THEN 'suspended' ELSE '' END, CASE WHEN "
+                      "j.stop_requested_at IS NOT NULL THEN j.stop_requested_by ELSE "
+                      "j.suspend_changed_by END FROM runbook_job_runs r JOIN runbook_jobs j ON "
+                      "j.id = r.job_id WHERE r.device_id = $1::uuid AND r.state = 'dispatched' AND "
+                      "r.site_code = $2 AND NOT (r.job_id = ANY($3::uuid[])) ORDER BY r.job_id FOR "
+                      "UPDATE OF r",
                       {device, site, store::TextArrayLiteral(ids)}));
-    std::vector<std::string> orders;
-    for (size_t i = 0; i < pending.size(); ++i) orders.push_back(pending.GetString(i, 0));
+    std::vector<std::string> orders, u_job, u_state, u_detail;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const std::string end = pending.GetString(i, 1);
+      if (end.empty()) {
+        orders.push_back(pending.GetString(i, 0));
+        continue;
+      }
+      u_job.push_back(pending.GetString(i, 0));
+      u_state.push_back(end);
+      u_detail.push_back(absl::StrCat(end, " by ", pending.GetString(i, 2), " before it started"));
+    }
+    if (!u_job.empty()) {
+      const store::Params params = {TextArrayLiteral(u_job), TextArrayLiteral(u_state),
+                                    TextArrayLiteral(u_detail)};
+      constexpr char kUnstarted[] = "unnest($1::uuid[], $2::text[], $3::text[]) AS x(j, st, d)";
+      RETURN_IF_ERROR(
+          tx.ExecCached(
+                absl::StrCat("UPDATE runbook_job_runs r SET state = x.st, ended_at = now(), "
+                             "lease_expires_at = NULL, detail = x.d FROM ",
+                             kUnstarted, " WHERE r.job_id = x.j"),
+                params)
+              .status());
+      RETURN_IF_ERROR(
+          tx.ExecCached(absl::StrCat("UPDATE runbook_job_attempts t SET outcome = x.st, ended_at = "
+                                     "now(), detail = x.d FROM ",
+                                     kUnstarted,
+                                     ", runbook_job_runs r WHERE r.job_id = x.j AND t.job_id = "
+                                     "x.j AND t.attempt = r.attempt"),
+                        params)
+              .status());
+      RETURN_IF_ERROR(tx.ExecCached("INSERT INTO runbook_intake (job_id) SELECT "
+                                    "unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+                                    {TextArrayLiteral(u_job)})
+                          .status());
+    }
     if (!orders.empty()) {
       // Its lease runs from now: the worker learns of it now.
       RETURN_IF_ERROR(tx.ExecCached("UPDATE runbook_job_runs r SET lease_expires_at = now() + "

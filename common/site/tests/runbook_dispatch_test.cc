@@ -243,6 +243,20 @@ TEST_CASE(
   Work(db, kW1, 0, {Progress(held, 1, v1::RUNBOOK_JOB_STATE_STOPPED)});
   CHECK(State(db, held) == "stopped 1 w1");
 
+  // Dispatched, the answer lost, then stopped: never sent again (it never
+  // started: its worker does not name it), it ends at the site.
+  const std::string lost_answer = AddJob(db, "Q");
+  Dispatch(db);
+  REQUIRE(Work(db, kW2, 1).start_size() == 1);
+  db.Exec(
+      "UPDATE runbook_jobs SET stop_requested_by = 'alice', stop_requested_at = now() WHERE id = "
+      "$1::uuid",
+      {lost_answer});
+  CHECK(Work(db, kW2, 1).start_size() == 0);
+  CHECK(db.Scalar("SELECT r.state || ' ' || a.outcome || ' ' || a.detail FROM runbook_job_runs r "
+                  "JOIN runbook_job_attempts a USING (job_id) WHERE job_id = $1::uuid",
+                  {lost_answer}) == "stopped stopped stopped by alice before it started");
+
   // Out of bounds: refused, nothing written.
   v1::RunbookWorkRequest bad;
   auto* p = bad.add_jobs();
