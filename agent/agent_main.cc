@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -19,6 +21,7 @@
 #include "common/base/status.h"
 #include "common/base/usage.h"
 #include "common/deploy/application.h"
+#include "common/setup/setup.h"
 #include "google/protobuf/text_format.h"
 
 ABSL_FLAG(std::string, config, "", "Agent configuration: a text-format AgentConfig file");
@@ -192,6 +195,61 @@ absl::Status DownloadCommand(Agent& agent, const v1::AgentConfig& config,
   return absl::OkStatus();
 }
 
+// `init` and `check` (common/setup/setup.h).
+setup::RoleSetup<v1::AgentConfig> AgentSetup() {
+  setup::RoleSetup<v1::AgentConfig> role;
+  role.title =
+      "strata-agent: agent configuration (text-format strata.v1.AgentConfig,\n"
+      "proto/strata/v1/config.proto). Check it with: strata-agent check --config FILE";
+  role.defaults = [](v1::AgentConfig& c) {
+    if (c.ca_file().empty()) c.set_ca_file("/etc/strata/pki/ca.pem");
+    if (c.state_dir().empty()) c.set_state_dir("/var/lib/strata/agent");
+  };
+  role.docs = {
+      {"management_points",
+       "The management points to register with (host:port); service location adds\n"
+       "the others of its site.",
+       ""},
+      {"ca_file", "The hierarchy root CA, trusted for the management points.", ""},
+      {"state_dir", "Its identity, certificate, policy, inventory, queue and content cache.", ""},
+      {"enrollment_token_file",
+       "A file holding an enrollment token (stratactl create enrollment-token); without\n"
+       "one the client waits for an administrator's approval.",
+       "\"/etc/strata/enrollment-token\""},
+      {"enrollment_token", "The token itself (prefer the file: this one is readable here).", ""},
+      {"fallback_poll_seconds", "While no nudge channel is held, policy is polled this often.",
+       "300"},
+      {"cache_max_bytes", "The content cache's size; least recently used versions go first.",
+       "5368709120"},
+      {"download_max_bytes_per_second",
+       "Downloads from distribution points: bytes a second at most.", "0"},
+      {"max_queue_reports", "Reports kept while the MP is away; the oldest go beyond.", "10000"},
+      {"dpkg_dir", "The dpkg database.", "\"/var/lib/dpkg\""},
+      {"rpm_command", "rpm, for RPM inventory (\"none\" disables it).", ""},
+      {"hardware_id", "The machine's identity (default: /etc/machine-id).", ""},
+      {"hostname", "The host name reported (default: uname's).", ""},
+  };
+  role.check = [](const v1::AgentConfig& c, setup::CheckReport& report) {
+    setup::CheckReadable(report, "root CA", c.ca_file());
+    setup::CheckFolder(report, "state folder", c.state_dir());
+    if (!c.enrollment_token_file().empty()) {
+      setup::CheckReadable(report, "enrollment token", c.enrollment_token_file());
+    }
+    // A registered agent shows its certificate; a new one registers without.
+    v1::TlsConfig tls;
+    tls.set_ca_file(c.ca_file());
+    const std::string cert = c.state_dir() + "/client.pem";
+    if (::access(cert.c_str(), R_OK) == 0) {
+      tls.set_cert_file(cert);
+      tls.set_key_file(c.state_dir() + "/client.key");
+    }
+    for (const std::string& mp : c.management_points()) {
+      setup::CheckServer(report, "management point", mp, tls);
+    }
+  };
+  return role;
+}
+
 int AgentMain(int argc, char** argv) {
   SetBinaryUsage(
       "agent/",
@@ -201,6 +259,9 @@ int AgentMain(int argc, char** argv) {
       "strata-agent --config FILE [flags]      "
       "run as a service\n  strata-agent --config FILE --once        one cycle, then exit\n"
       "  strata-agent inventory                   print this machine's inventory and exit\n"
+      "  strata-agent init FILE [flags]           write a commented configuration from the flags\n"
+      "  strata-agent check --config FILE         check a configuration and its MPs without "
+      "starting\n"
       "  strata-agent --config FILE download PACKAGE [--content_version N] [--dest DIR]\n"
       "                                           fetch a package from the best distribution\n"
       "                                           point into the cache (and DIR)\n"
@@ -213,6 +274,11 @@ int AgentMain(int argc, char** argv) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
   if (rest.size() == 2 && std::string(rest[1]) == "inventory") return PrintInventory();
+  if (std::optional<int> code =
+          setup::RunSetupCommand<v1::AgentConfig>("strata-agent", {rest.begin() + 1, rest.end()},
+                                                  LoadConfig, ValidateAgentConfig, AgentSetup())) {
+    return *code;
+  }
   const bool download = rest.size() == 3 && std::string(rest[1]) == "download";
   const bool install = rest.size() == 3 && std::string(rest[1]) == "install";
   const bool list_available = rest.size() == 2 && std::string(rest[1]) == "list-available";

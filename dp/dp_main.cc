@@ -1,8 +1,11 @@
+#include <unistd.h>
+
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "common/base/config.h"
 #include "common/base/daemon.h"
 #include "common/base/usage.h"
+#include "common/setup/setup.h"
 #include "dp/dp_server.h"
 
 ABSL_FLAG(std::string, config, "", "Distribution point configuration: a text-format DpConfig file");
@@ -47,6 +50,61 @@ absl::StatusOr<v1::DpConfig> LoadConfig() {
   return c;
 }
 
+// `init` and `check` (common/setup/setup.h).
+setup::RoleSetup<v1::DpConfig> DpSetup() {
+  setup::RoleSetup<v1::DpConfig> role;
+  role.title =
+      "strata-dp: distribution point configuration (text-format strata.v1.DpConfig,\n"
+      "proto/strata/v1/config.proto). Check it with: strata-dp check --config FILE";
+  role.defaults = [](v1::DpConfig& c) {
+    if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:8443");
+    if (c.content_library().empty()) c.set_content_library("/var/lib/strata/dp/content");
+    if (c.state_dir().empty()) c.set_state_dir("/var/lib/strata/dp/nginx");
+    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
+    const std::string base = "/etc/strata/pki/dp-" + c.name();
+    if (c.tls().cert_file().empty()) c.mutable_tls()->set_cert_file(base + ".pem");
+    if (c.tls().key_file().empty()) c.mutable_tls()->set_key_file(base + ".key");
+  };
+  role.docs = {
+      {"name", "<SITE>.<name>, the CN of its certificate (OU=dp), e.g. P01.dp1.", ""},
+      {"site_address", "Its site server (a primary or secondary): host:port.", ""},
+      {"listen_address",
+       "Where nginx serves content to clients over HTTPS: host:port, or unix:/path.", ""},
+      {"public_address", "What clients are told (default: the bound address).",
+       "\"dp1.p01.example.net:8443\""},
+      {"content_library", "The content library folder.", ""},
+      {"state_dir", "nginx's configuration, pid and temporary files.", ""},
+      {"nginx", "The nginx binary.", "\"/usr/sbin/nginx\""},
+      {"nginx_workers", "nginx worker processes (default: one per core).", ""},
+      {"pull_from", "A pull-DP takes content from this source DP instead of its site server.",
+       "\"dp1.p01.example.net:8443\""},
+      {"content_transfer",
+       "Content from the site server or source DP: bytes a second at most and local\n"
+       "hours (an admin's content link, stratactl set content-link, wins).",
+       "{ max_bytes_per_second: 10000000 hours: \"20-6\" }"},
+      {"validation_seconds", "Seconds between re-hashes of the whole library.", "86400"},
+      {"address_file", "If set, the bound address is written here.", ""},
+      {"tls",
+       "Its certificate (OU=dp, CN=name) and key, towards the site and in nginx towards\n"
+       "clients; ca_file is the hierarchy root CA, which signs every client allowed to\n"
+       "download.",
+       ""},
+  };
+  role.check = [](const v1::DpConfig& c, setup::CheckReport& report) {
+    setup::CheckCertificate(report, c.tls(), "dp", c.name());
+    setup::CheckServer(report, "site server", c.site_address(), c.tls());
+    setup::CheckFolder(report, "content library", c.content_library());
+    setup::CheckFolder(report, "state folder", c.state_dir());
+    const std::string nginx = c.nginx().empty() ? "/usr/sbin/nginx" : c.nginx();
+    if (::access(nginx.c_str(), X_OK) == 0) {
+      report.Ok("nginx " + nginx, "executable");
+    } else {
+      report.Fail("nginx " + nginx, "missing or not executable (apt-get install nginx)");
+    }
+  };
+  return role;
+}
+
 }  // namespace
 }  // namespace strata::dp
 
@@ -57,7 +115,11 @@ int main(int argc, char** argv) {
       "Strata distribution point: a content library served to clients by nginx (HTTPS range\n"
       "GET, client certificates of the hierarchy), filled from its site server or, for a\n"
       "pull-DP, from a source DP, and reporting its content state to its site.\n\nUsage:\n"
-      "  strata-dp --config FILE [flags]\n\nThe config file is a text-format "
+      "  strata-dp --config FILE [flags]\n"
+      "  strata-dp init FILE [flags]     write a commented configuration from the flags\n"
+      "  strata-dp check --config FILE   check a configuration, its certificate, site server,\n"
+      "                                  folders and nginx without starting\n\nThe config file is "
+      "a text-format "
       "strata.v1.DpConfig (see proto/strata/v1/config.proto and\ndeploy/examples/dp.conf). "
       "Needs nginx (/usr/sbin/nginx). Exit codes: 0 ok, 1 failure (a refusal by\nthe site "
       "included: a DP at a CAS, a certificate not this DP's), 2 bad usage or configuration.");
@@ -66,5 +128,9 @@ int main(int argc, char** argv) {
       dp::ValidateDpConfig,
       [](const v1::DpConfig& c) -> std::unique_ptr<Daemon> {
         return std::make_unique<dp::DpServer>(c);
+      },
+      [](const std::vector<char*>& args) {
+        return setup::RunSetupCommand<v1::DpConfig>("strata-dp", args, dp::LoadConfig,
+                                                    dp::ValidateDpConfig, dp::DpSetup());
       });
 }

@@ -10,6 +10,7 @@
 #include "common/base/signals.h"
 #include "common/base/usage.h"
 #include "common/base/version.h"
+#include "common/setup/setup.h"
 #include "provider/provider_server.h"
 
 ABSL_FLAG(std::string, config, "", "Provider configuration: a text-format ProviderConfig file");
@@ -52,6 +53,48 @@ absl::StatusOr<v1::ProviderConfig> LoadConfig() {
   return c;
 }
 
+// `init` and `check` (common/setup/setup.h).
+setup::RoleSetup<v1::ProviderConfig> ProviderSetup() {
+  setup::RoleSetup<v1::ProviderConfig> role;
+  role.title =
+      "strata-provider: provider configuration (text-format strata.v1.ProviderConfig,\n"
+      "proto/strata/v1/config.proto). Check it with: strata-provider check --config FILE";
+  role.defaults = [](v1::ProviderConfig& c) {
+    if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:7443");
+    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
+  };
+  role.docs = {
+      {"database",
+       "The site server's database (a CAS or primary site; never a secondary): libpq\n"
+       "connection string.",
+       ""},
+      {"listen_address",
+       "Where stratactl and other admin tools reach it: host:port, or unix:/path.", ""},
+      {"site_address", "The site server, for live replication link state (stratactl get links).",
+       "\"p01.example.net:7250\""},
+      {"address_file", "If set, the bound address is written here.", ""},
+      {"tls", "Its certificate (OU=provider, CN=the site code), key and the hierarchy root CA.",
+       ""},
+      {"bootstrap_admin",
+       "If the hierarchy has no administrator yet, this certificate CN (OU=admin) becomes\n"
+       "a Full Administrator at start.",
+       "\"alice\""},
+      {"asset_key_file", "The hierarchy's key for runbook assets, the same as the site servers'.",
+       "\"/etc/strata/pki/assets.key\""},
+  };
+  role.check = [](const v1::ProviderConfig& c, setup::CheckReport& report) {
+    setup::CheckCertificate(report, c.tls(), "provider", "");
+    setup::CheckDatabase(report, c.database(), /*need_logical=*/false, /*need_schema=*/true);
+    if (!c.site_address().empty()) {
+      setup::CheckServer(report, "site server", c.site_address(), c.tls());
+    }
+    if (!c.asset_key_file().empty()) {
+      setup::CheckReadable(report, "asset key", c.asset_key_file());
+    }
+  };
+  return role;
+}
+
 }  // namespace
 
 int ProviderMain(int argc, char** argv) {
@@ -59,7 +102,11 @@ int ProviderMain(int argc, char** argv) {
       "provider/",
       "Strata provider: the admin API (gRPC, mutual TLS) of a CAS or primary site, used by\n"
       "stratactl. Authorizes every call by role, scope and collection; audits every change.\n\n"
-      "Usage:\n  strata-provider --config FILE [flags]\n\nThe config file is a text-format "
+      "Usage:\n  strata-provider --config FILE [flags]\n"
+      "  strata-provider init FILE [flags]     write a commented configuration from the flags\n"
+      "  strata-provider check --config FILE   check a configuration, its certificate, database\n"
+      "                                        and site server without starting\n\nThe config file "
+      "is a text-format "
       "strata.v1.ProviderConfig (see proto/strata/v1/config.proto and\n"
       "deploy/examples/provider.conf). Exit codes: 0 ok, 1 failure, 2 bad usage or "
       "configuration.");
@@ -68,6 +115,10 @@ int ProviderMain(int argc, char** argv) {
       LoadConfig, ValidateProviderConfig,
       [](const v1::ProviderConfig& c) -> std::unique_ptr<Daemon> {
         return std::make_unique<ProviderServer>(c);
+      },
+      [](const std::vector<char*>& args) {
+        return setup::RunSetupCommand<v1::ProviderConfig>("strata-provider", args, LoadConfig,
+                                                          ValidateProviderConfig, ProviderSetup());
       });
 }
 

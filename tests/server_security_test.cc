@@ -3,11 +3,9 @@
 // roles' certificates at the provider on record.
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "common/net/tls.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "strata/v1/admin/administrators.grpc.pb.h"
 #include "tests/fixture/admin_fixture.h"
 #include "tests/fixture/client_fixture.h"
@@ -19,7 +17,7 @@ using namespace strata::testing;
 namespace {
 
 // gRPC health of `address` ("SERVING", or the call's error), with or
-// without a client certificate (admin alice's), through a generic stub.
+// without a client certificate (admin alice's).
 std::string Health(const std::string& address, bool with_certificate) {
   v1::TlsConfig tls;
   tls.set_ca_file(TestPki() + "/ca.pem");
@@ -29,22 +27,9 @@ std::string Health(const std::string& address, bool with_certificate) {
   }
   auto channel = MakeChannel(address, tls);
   REQUIRE(channel.ok());
-  grpc::GenericStub stub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  // An empty HealthCheckRequest (no bytes): the server as a whole.
-  grpc::Slice empty(std::string(""));
-  grpc::ByteBuffer request(&empty, 1), response;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) { done.set_value(s); });
-  grpc::Status s = done.get_future().get();
-  if (!s.ok()) return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
-  std::vector<grpc::Slice> slices;
-  REQUIRE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& slice : slices) bytes.append(slice.begin(), slice.end());
-  return bytes == std::string("\x08\x01", 2) ? "SERVING" : "status bytes " + bytes;
+  absl::Status s = CheckServing(*channel, 10000);
+  if (s.ok()) return "SERVING";
+  return absl::StrCat("error ", static_cast<int>(s.code()), ": ", s.message());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,14 +41,20 @@ ServeResult ServeUntilSignal(Daemon& daemon, const sigset_t& signals, const std:
 // The main() of a daemon configured by one file (strata-mp, strata-provider):
 // flags, configuration (`load`, then `validate`), then `make`'s daemon until
 // a signal. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
-// Call SetBinaryUsage() first.
+// Call SetBinaryUsage() first. `command`, if given, sees the positional
+// arguments first and runs a command instead of the daemon when it returns
+// an exit code (`init` and `check`, common/setup/setup.h).
 template <typename Config>
 int RunDaemon(const std::string& program, const std::string& component, int argc, char** argv,
               const std::function<bool()>& verbose,
               const std::function<absl::StatusOr<Config>()>& load,
               const std::function<absl::Status(const Config&)>& validate,
-              const std::function<std::unique_ptr<Daemon>(const Config&)>& make) {
+              const std::function<std::unique_ptr<Daemon>(const Config&)>& make,
+              const std::function<std::optional<int>(const std::vector<char*>&)>& command = {}) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (command) {
+    if (std::optional<int> code = command({rest.begin() + 1, rest.end()})) return *code;
+  }
   if (rest.size() > 1) {
     std::cerr << program << ": unexpected argument \"" << rest[1] << "\" (see --help)\n";
     return 2;

@@ -9,8 +9,9 @@ namespace strata {
 
 void SetBinaryUsage(const std::string& flag_dir, const std::string& message) {
   absl::FlagsUsageConfig usage;
+  // And `init --force` (common/setup), which every binary has.
   usage.contains_help_flags = [flag_dir](absl::string_view file) {
-    return absl::StrContains(file, flag_dir);
+    return absl::StrContains(file, flag_dir) || absl::StrContains(file, "common/setup/");
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
   usage.version_string = [] { return std::string("strata ") + kVersion + "\n"; };

@@ -4,6 +4,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <chrono>
+#include <future>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +14,7 @@
 #include "common/base/status.h"
 #include "grpc/grpc_security.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/auth_context.h"
 #include "grpcpp/server_builder.h"
 
@@ -217,6 +221,29 @@ absl::StatusOr<PeerIdentity> PeerFromContext(const grpc::ServerContextBase& cont
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel, int timeout_ms) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  // An empty HealthCheckRequest (no bytes): the server as a whole.
+  grpc::Slice empty(std::string(""));
+  grpc::ByteBuffer request(&empty, 1), response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&done](grpc::Status s) { done.set_value(s); });
+  RETURN_IF_ERROR(FromGrpcStatus(done.get_future().get()));
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (response.Dump(&slices).ok()) {
+    for (const auto& slice : slices) bytes.append(slice.begin(), slice.end());
+  }
+  // HealthCheckResponse{status: SERVING} is the two bytes 08 01.
+  if (bytes != std::string("\x08\x01", 2)) {
+    return absl::FailedPreconditionError("the server answers health, but not SERVING");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

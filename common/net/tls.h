@@ -111,6 +111,12 @@ absl::StatusOr<PeerIdentity> IdentityFromPem(const std::string& pem);
 // of a TLS connection outside gRPC (the nudge channel).
 absl::StatusOr<PeerIdentity> IdentityFromCert(x509_st* cert);
 
+// gRPC health of the server behind `channel`, the server as a whole: OK
+// when it answers SERVING, FailedPrecondition when it answers otherwise,
+// else the call's status (Unavailable: unreachable, or the TLS handshake
+// refused). Waits at most `timeout_ms`.
+absl::Status CheckServing(const std::shared_ptr<grpc::Channel>& channel, int timeout_ms);
+
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

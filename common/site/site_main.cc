@@ -13,6 +13,7 @@
 #include "common/base/config.h"
 #include "common/base/log.h"
 #include "common/base/signals.h"
+#include "common/setup/setup.h"
 #include "common/site/site_server.h"
 #include "common/site/site_status.h"
 #include "common/site/topology.h"
@@ -32,6 +33,10 @@ ABSL_FLAG(std::string, issuing_ca_cert, "",
 ABSL_FLAG(std::string, issuing_ca_key, "",
           "PEM key of this site's issuing CA (overrides the config)");
 ABSL_FLAG(std::string, address_file, "", "Write the bound address here (overrides the config)");
+ABSL_FLAG(std::string, content_library, "",
+          "Folder of the site's content library (overrides the config)");
+ABSL_FLAG(std::string, asset_key_file, "",
+          "The hierarchy's key for runbook assets (overrides the config)");
 ABSL_FLAG(std::string, address, "", "status: the site server to ask (default: from the config)");
 ABSL_FLAG(bool, verbose, false, "Log debug events too");
 
@@ -60,7 +65,9 @@ absl::StatusOr<v1::SiteServerConfig> LoadConfig() {
                     {"tls.key_file", absl::GetFlag(FLAGS_tls_key)},
                     {"issuing_ca.cert_file", absl::GetFlag(FLAGS_issuing_ca_cert)},
                     {"issuing_ca.key_file", absl::GetFlag(FLAGS_issuing_ca_key)},
-                    {"address_file", absl::GetFlag(FLAGS_address_file)}});
+                    {"address_file", absl::GetFlag(FLAGS_address_file)},
+                    {"content_library", absl::GetFlag(FLAGS_content_library)},
+                    {"asset_key_file", absl::GetFlag(FLAGS_asset_key_file)}});
       !s.ok()) {
     return s;
   }
@@ -91,6 +98,93 @@ int RunStatus(const v1::SiteServerConfig& config) {
   return kExitOk;
 }
 
+// `init` and `check` (common/setup/setup.h).
+setup::RoleSetup<v1::SiteServerConfig> SiteSetup(v1::SiteType type) {
+  const bool cas = type == v1::SITE_TYPE_CAS;
+  const bool primary = type == v1::SITE_TYPE_PRIMARY;
+  setup::RoleSetup<v1::SiteServerConfig> role;
+  role.title = absl::StrCat("strata-", SiteTypeName(type), ": ", SiteTypeLongName(type),
+                            " server configuration (text-format strata.v1.SiteServerConfig,\n"
+                            "proto/strata/v1/config.proto). Check it with: strata-",
+                            SiteTypeName(type), " check --config FILE");
+  role.defaults = [type](v1::SiteServerConfig& c) {
+    if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:7250");
+    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
+    const std::string base = absl::StrCat("/etc/strata/pki/site-", c.site_code());
+    if (c.tls().cert_file().empty()) c.mutable_tls()->set_cert_file(base + ".pem");
+    if (c.tls().key_file().empty()) c.mutable_tls()->set_key_file(base + ".key");
+    if (c.content_library().empty()) c.set_content_library("/var/lib/strata/site/content");
+  };
+  role.docs = {
+      {"site_code", "Three characters, A-Z 0-9, unique in the hierarchy.", ""},
+      {"database",
+       "libpq connection string of this site's own database: PostgreSQL 15 with\n"
+       "wal_level = logical (the site reads its changes from the WAL).",
+       ""},
+      {"listen_address",
+       "Where child sites, management points, distribution points and providers\n"
+       "reach this site: host:port, or unix:/path.",
+       ""},
+      {"parent_address",
+       cas       ? "A central administration site has no parent."
+       : primary ? "The CAS (host:port); leave it out for a standalone primary."
+                 : "The primary site this secondary site belongs to (host:port).",
+       ""},
+      {"address_file", "If set, the bound address is written here (scripts wait for it).", ""},
+      {"tls",
+       "This site server's certificate (OU=site, CN=the site code), its key and the\n"
+       "hierarchy root CA. Every link is mutual TLS.",
+       ""},
+      {"issuing_ca",
+       "Signs the certificates of clients registering through this site's management\n"
+       "points; without it registration is refused.",
+       cas ? ""
+           : "{ cert_file: \"/etc/strata/pki/issuing-SITE.pem\" key_file: "
+             "\"/etc/strata/pki/issuing-SITE.key\" }"},
+      {"content_library",
+       "The content library: packages held at this site (blobs named by SHA-256).", ""},
+      {"content_from_parent",
+       "Content from the parent site: bytes a second at most, and the local hours\n"
+       "when it may move (an admin's content link, stratactl set content-link, wins).",
+       cas ? "" : "{ max_bytes_per_second: 10000000 hours: \"20-6\" }"},
+      {"content_validation_seconds", "Seconds between re-hashes of the whole library.", "86400"},
+      {"asset_key_file",
+       "The hierarchy's key for runbook assets (64 hex digits), the same at every site\n"
+       "and provider.",
+       "\"/etc/strata/pki/assets.key\""},
+      {"client_maintenance_seconds",
+       "Seconds between marking silent clients inactive and deleting long-silent ones.",
+       cas ? "" : "300"},
+      {"collection_full_eval_seconds",
+       "Seconds between full evaluations of every collection (changes are evaluated\n"
+       "at once).",
+       primary ? "86400" : ""},
+      {"replication",
+       "Replication tuning: how long a link's changes are kept for a peer that is away\n"
+       "(after that it is re-initialized from a snapshot), batches, timeouts.",
+       "{ retention_seconds: 604800 }"},
+  };
+  role.check = [type](const v1::SiteServerConfig& c, setup::CheckReport& report) {
+    setup::CheckCertificate(report, c.tls(), "site", c.site_code());
+    if (!c.issuing_ca().cert_file().empty()) {
+      setup::CheckIssuingCa(report, c.issuing_ca(), c.tls().ca_file());
+    } else if (type != v1::SITE_TYPE_CAS) {
+      report.Warn("issuing CA", "none: clients cannot register through this site's MPs");
+    }
+    setup::CheckDatabase(report, c.database(), /*need_logical=*/true, /*need_schema=*/false);
+    if (!c.parent_address().empty()) {
+      setup::CheckServer(report, "parent site", c.parent_address(), c.tls());
+    }
+    if (!c.content_library().empty()) {
+      setup::CheckFolder(report, "content library", c.content_library());
+    }
+    if (!c.asset_key_file().empty()) {
+      setup::CheckReadable(report, "asset key", c.asset_key_file());
+    }
+  };
+  return role;
+}
+
 }  // namespace
 
 int SiteMain(SiteProfile profile, int argc, char** argv) {
@@ -101,19 +195,31 @@ int SiteMain(SiteProfile profile, int argc, char** argv) {
       absl::StrCat(
           "Strata ", SiteTypeLongName(type), " server.\n\nUsage:\n  ", binary,
           " --config FILE [flags]          run the site server\n  ", binary,
-          " status --config FILE [flags]   print the health of this site's replication links\n\n"
+          " status --config FILE [flags]   print the health of this site's replication links\n  ",
+          binary,
+          " init FILE [flags]              write a commented configuration from the flags\n  ",
+          binary,
+          " check --config FILE            check a configuration, its certificate, database and\n",
+          std::string(binary.size() + 34, ' '),
+          "parent without starting\n\n"
           "The config file is a text-format strata.v1.SiteServerConfig (see "
           "proto/strata/v1/config.proto\nand deploy/examples/). Exit codes: 0 ok, 1 failure, 2 bad "
           "usage or configuration,\n3 refused by the parent site, 4 site server unreachable."));
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_verbose)) SetLogLevel(LogLevel::kDebug);
+  if (std::optional<int> code = setup::RunSetupCommand<v1::SiteServerConfig>(
+          binary, {positional.begin() + 1, positional.end()}, LoadConfig,
+          [type](const v1::SiteServerConfig& c) { return ValidateSiteConfig(type, c); },
+          SiteSetup(type))) {
+    return *code;
+  }
   bool status_command = false;
   for (size_t i = 1; i < positional.size(); ++i) {
     if (std::string_view(positional[i]) == "status") {
       status_command = true;
     } else {
       std::cerr << binary << ": unknown command \"" << positional[i]
-                << "\" (commands: status; see --help)\n";
+                << "\" (commands: status, init, check; see --help)\n";
       return kExitUsage;
     }
   }

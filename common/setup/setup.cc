@@ -1,0 +1,322 @@
+#include "common/setup/setup.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <set>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/base/config.h"
+#include "common/base/files.h"
+#include "common/base/status.h"
+#include "common/net/tls.h"
+#include "common/store/database.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
+
+ABSL_FLAG(bool, force, false, "init: overwrite an existing configuration file");
+
+namespace strata::setup {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+std::string Commented(const std::string& text) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    out += line.empty() ? "#\n" : absl::StrCat("# ", line, "\n");
+  }
+  return out;
+}
+
+bool IsSet(const Message& m, const FieldDescriptor* f) {
+  return f->is_repeated() ? m.GetReflection()->FieldSize(m, f) > 0
+                          : m.GetReflection()->HasField(m, f);
+}
+
+// OpenSSL's owners.
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct KeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct StoreFree {
+  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
+};
+struct StoreCtxFree {
+  void operator()(X509_STORE_CTX* c) const { X509_STORE_CTX_free(c); }
+};
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct StackFree {
+  void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
+
+// Every certificate of a PEM file, in order.
+absl::StatusOr<std::vector<X509Ptr>> ReadCertificates(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  std::vector<X509Ptr> out;
+  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) out.emplace_back(x);
+  ERR_clear_error();
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no PEM certificate"));
+  return out;
+}
+
+// A key file's key; a passphrase-protected key is refused, not prompted for.
+absl::StatusOr<KeyPtr> ReadKey(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
+  KeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  ERR_clear_error();
+  if (!key) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": no PEM private key, or one protected by a passphrase (servers need it clear)"));
+  }
+  return key;
+}
+
+// Verifies `cert` (with `chain` as untrusted intermediates) against the CA
+// file's certificates.
+absl::Status Verify(X509* cert, const std::vector<X509Ptr>& chain, const std::string& ca_file) {
+  ASSIGN_OR_RETURN(std::vector<X509Ptr> cas, ReadCertificates(ca_file));
+  std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
+  for (auto& ca : cas) X509_STORE_add_cert(store.get(), ca.get());
+  std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
+  for (const auto& c : chain) {
+    X509_up_ref(c.get());
+    sk_X509_push(untrusted.get(), c.get());
+  }
+  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), cert, untrusted.get());
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not trusted by ", ca_file, ": ",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+  }
+  return absl::OkStatus();
+}
+
+// Days from now until the certificate expires (negative: expired).
+int DaysLeft(X509* cert) {
+  int days = 0, seconds = 0;
+  ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert));
+  return days;
+}
+
+}  // namespace
+
+bool OverwriteRequested() { return absl::GetFlag(FLAGS_force); }
+
+absl::StatusOr<std::string> RenderConfig(const Message& config, const std::string& title,
+                                         const std::vector<FieldDoc>& docs) {
+  const auto* descriptor = config.GetDescriptor();
+  std::set<std::string> documented;
+  std::string text = Commented(title) + "\n";
+  google::protobuf::TextFormat::Printer printer;
+  for (const FieldDoc& doc : docs) {
+    const FieldDescriptor* field = descriptor->FindFieldByName(doc.field);
+    if (field == nullptr) {
+      return absl::InternalError(
+          absl::StrCat(descriptor->full_name(), " has no field \"", doc.field, "\""));
+    }
+    documented.insert(doc.field);
+    if (!IsSet(config, field) && doc.example.empty()) continue;
+    text += Commented(doc.comment);
+    if (IsSet(config, field)) {
+      // The message with only this field, printed.
+      std::unique_ptr<Message> one(config.New());
+      one->CopyFrom(config);
+      for (int i = 0; i < descriptor->field_count(); ++i) {
+        if (descriptor->field(i) != field)
+          one->GetReflection()->ClearField(one.get(), descriptor->field(i));
+      }
+      std::string printed;
+      printer.PrintToString(*one, &printed);
+      text += printed;
+    } else {
+      text += Commented(absl::StrCat(doc.field, ": ", doc.example));
+    }
+    text += "\n";
+  }
+  std::vector<const FieldDescriptor*> set;
+  config.GetReflection()->ListFields(config, &set);
+  for (const FieldDescriptor* f : set) {
+    if (!documented.count(f->name())) {
+      return absl::InternalError(
+          absl::StrCat("field \"", f->name(), "\" is set but not documented"));
+    }
+  }
+  std::unique_ptr<Message> back(config.New());
+  RETURN_IF_ERROR(ParseTextProto(text, "the written configuration", back.get()));
+  if (!google::protobuf::util::MessageDifferencer::Equals(*back, config)) {
+    return absl::InternalError("the written configuration does not read back the same");
+  }
+  return text;
+}
+
+absl::Status WriteConfigFile(const std::string& path, const std::string& text, bool overwrite) {
+  struct stat st;
+  if (!overwrite && ::stat(path.c_str(), &st) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists; give --force to replace it"));
+  }
+  return WriteFileDurably(path, text, 0640);
+}
+
+void CheckReport::Ok(const std::string& what, const std::string& detail) {
+  out_ << "ok    " << what << ": " << detail << "\n";
+}
+void CheckReport::Warn(const std::string& what, const std::string& detail) {
+  out_ << "warn  " << what << ": " << detail << "\n";
+}
+void CheckReport::Fail(const std::string& what, const std::string& detail) {
+  ++failures_;
+  out_ << "FAIL  " << what << ": " << detail << "\n";
+}
+void CheckReport::Record(const std::string& what, const absl::Status& status,
+                         const std::string& ok_detail) {
+  if (status.ok()) {
+    Ok(what, ok_detail);
+  } else {
+    Fail(what, std::string(status.message()));
+  }
+}
+
+void CheckCertificate(CheckReport& report, const v1::TlsConfig& tls, const std::string& role,
+                      const std::string& name) {
+  const std::string what = "certificate " + tls.cert_file();
+  auto certs = ReadCertificates(tls.cert_file());
+  if (!certs.ok()) return report.Fail(what, std::string(certs.status().message()));
+  auto key = ReadKey(tls.key_file());
+  if (!key.ok()) return report.Fail("key " + tls.key_file(), std::string(key.status().message()));
+  X509* cert = (*certs)[0].get();
+  if (X509_check_private_key(cert, key->get()) != 1) {
+    ERR_clear_error();
+    return report.Fail(what, absl::StrCat("the key ", tls.key_file(), " is not its key"));
+  }
+  std::vector<X509Ptr> chain;
+  for (size_t i = 1; i < certs->size(); ++i) chain.push_back(std::move((*certs)[i]));
+  if (absl::Status s = Verify(cert, chain, tls.ca_file()); !s.ok()) {
+    return report.Fail(what, std::string(s.message()));
+  }
+  auto id = IdentityFromCert(cert);
+  if (!id.ok()) return report.Fail(what, std::string(id.status().message()));
+  if (id->role != role || (!name.empty() && id->name != name)) {
+    return report.Fail(what, absl::StrCat("names ", id->ToString(), "; this needs OU=", role,
+                                          name.empty() ? "" : ", CN=" + name));
+  }
+  const int days = DaysLeft(cert);
+  const std::string detail = absl::StrCat(id->ToString(), ", key matches, trusted by ",
+                                          tls.ca_file(), ", ", days, " days left");
+  if (days < 30) {
+    report.Warn(what, detail + " (renew it)");
+  } else {
+    report.Ok(what, detail);
+  }
+}
+
+void CheckIssuingCa(CheckReport& report, const v1::TlsConfig& issuing, const std::string& root_ca) {
+  const std::string what = "issuing CA " + issuing.cert_file();
+  auto certs = ReadCertificates(issuing.cert_file());
+  if (!certs.ok()) return report.Fail(what, std::string(certs.status().message()));
+  auto key = ReadKey(issuing.key_file());
+  if (!key.ok())
+    return report.Fail("key " + issuing.key_file(), std::string(key.status().message()));
+  X509* cert = (*certs)[0].get();
+  if (X509_check_private_key(cert, key->get()) != 1) {
+    ERR_clear_error();
+    return report.Fail(what, absl::StrCat("the key ", issuing.key_file(), " is not its key"));
+  }
+  if (X509_check_ca(cert) <= 0) return report.Fail(what, "not a CA certificate");
+  std::vector<X509Ptr> chain;
+  for (size_t i = 1; i < certs->size(); ++i) chain.push_back(std::move((*certs)[i]));
+  if (absl::Status s = Verify(cert, chain, root_ca); !s.ok()) {
+    return report.Fail(what, std::string(s.message()));
+  }
+  report.Ok(what,
+            absl::StrCat("key matches, signed by ", root_ca, ", ", DaysLeft(cert), " days left"));
+}
+
+void CheckDatabase(CheckReport& report, const std::string& conninfo, bool need_logical,
+                   bool need_schema) {
+  const std::string what = "database";
+  auto conn = store::Connection::Open(conninfo);
+  if (!conn.ok()) return report.Fail(what, std::string(conn.status().message()));
+  auto version = (*conn)->Exec("SHOW server_version");
+  auto level = (*conn)->Exec("SHOW wal_level");
+  auto schema = (*conn)->Exec("SELECT to_regclass('sites') IS NOT NULL");
+  if (!version.ok() || !level.ok() || !schema.ok()) {
+    return report.Fail(what, "connected, but cannot read its settings");
+  }
+  std::string detail = absl::StrCat("PostgreSQL ", version->GetString(0, 0),
+                                    ", wal_level = ", level->GetString(0, 0));
+  if (need_logical && level->GetString(0, 0) != "logical") {
+    return report.Fail(what, detail +
+                                 "; site servers read their changes from the WAL: set "
+                                 "wal_level = logical in postgresql.conf and restart it");
+  }
+  const bool has_schema = schema->GetString(0, 0) == "t";
+  if (need_schema && !has_schema) {
+    return report.Fail(what, detail +
+                                 "; no site schema: start the site server on this "
+                                 "database first (it migrates the schema)");
+  }
+  report.Ok(what, detail + (has_schema ? ", site schema present"
+                                       : ", empty (the site server "
+                                         "creates its schema)"));
+}
+
+void CheckServer(CheckReport& report, const std::string& what, const std::string& address,
+                 const v1::TlsConfig& tls) {
+  const std::string label = absl::StrCat(what, " ", address);
+  auto channel = MakeChannel(address, tls);
+  if (!channel.ok()) return report.Fail(label, std::string(channel.status().message()));
+  if (absl::Status s = CheckServing(*channel, 10000); !s.ok()) {
+    return report.Fail(label, s.code() == absl::StatusCode::kFailedPrecondition
+                                  ? std::string(s.message())
+                                  : absl::StrCat("unreachable or refused: ", s.message()));
+  }
+  report.Ok(label, tls.cert_file().empty() ? "reachable over TLS, serving"
+                                           : "reachable over mutual TLS, serving");
+}
+
+void CheckFolder(CheckReport& report, const std::string& what, const std::string& path) {
+  const std::string label = absl::StrCat(what, " ", path);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return report.Fail(label, "not a folder");
+    if (::access(path.c_str(), W_OK | X_OK) != 0) {
+      return report.Fail(label, "not writable by this user (run check as the service's user)");
+    }
+    return report.Ok(label, "writable");
+  }
+  const size_t slash = path.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : path.substr(0, slash);
+  if (::access(parent.c_str(), W_OK | X_OK) == 0) return report.Ok(label, "will be created");
+  report.Fail(label, "does not exist, and its parent is not writable by this user");
+}
+
+void CheckReadable(CheckReport& report, const std::string& what, const std::string& path) {
+  const std::string label = absl::StrCat(what, " ", path);
+  if (::access(path.c_str(), R_OK) != 0) {
+    return report.Fail(label, "cannot be read by this user (run check as the service's user)");
+  }
+  report.Ok(label, "readable");
+}
+
+}  // namespace strata::setup
