@@ -9,7 +9,7 @@ packages=(
   libpqxx-dev libpq-dev libabsl-dev libssl-dev libfmt-dev catch2 libcli11-dev libevent-dev
   libcurl4-openssl-dev nginx libre2-dev
   postgresql-15 postgresql-client-15 openssl procps bc clang-format time tzdata
-  dpkg-dev systemd
+  dpkg-dev systemd prometheus-cpp-dev
 )
 
 missing=()

@@ -84,6 +84,10 @@ setup::RoleSetup<v1::DpConfig> DpSetup() {
        "{ max_bytes_per_second: 10000000 hours: \"20-6\" }"},
       {"validation_seconds", "Seconds between re-hashes of the whole library.", "86400"},
       {"address_file", "If set, the bound address is written here.", ""},
+      {"metrics",
+       "Prometheus scrape endpoint (GET /metrics): a loopback address serves a scraper on\n"
+       "this host; any other needs credentials_file (one line user:password).",
+       "{ listen_address: \"127.0.0.1:9270\" }"},
       {"tls",
        "Its certificate (OU=dp, CN=name) and key, towards the site and in nginx towards\n"
        "clients; ca_file is the hierarchy root CA, which signs every client allowed to\n"
@@ -101,6 +105,7 @@ setup::RoleSetup<v1::DpConfig> DpSetup() {
     } else {
       report.Fail("nginx " + nginx, "missing or not executable (apt-get install nginx)");
     }
+    setup::CheckMetrics(report, c.metrics());
   };
   return role;
 }

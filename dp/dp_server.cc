@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -22,6 +23,7 @@
 #include "common/content/download.h"
 #include "common/content/library.h"
 #include "common/content/transfer.h"
+#include "common/metrics/metrics.h"
 #include "common/net/tls.h"
 #include "dp/nginx.h"
 #include "strata/v1/content.grpc.pb.h"
@@ -63,6 +65,7 @@ absl::Status ValidateDpConfig(const v1::DpConfig& c) {
       return absl::InvalidArgumentError(
           absl::StrCat("path \"", *p, "\": no quote, backslash, $, ;, braces or newline"));
   }
+  RETURN_IF_ERROR(metrics::ValidateMetricsConfig(c.metrics()));
   if (auto h = content::TransferHours::Parse(c.content_transfer().hours()); !h.ok())
     return Annotate(h.status(), "content_transfer");
   if (c.content_transfer().max_bytes_per_second() < 0 || c.validation_seconds() < 0 ||
@@ -115,6 +118,9 @@ class DpServer::Impl {
                            {"site", config_.site_address()},
                            {"source", source_->name()},
                            {"version", kVersion}});
+    ASSIGN_OR_RETURN(metrics_,
+                     metrics::Endpoint::Start(config_.metrics(), "dp",
+                                              [this](metrics::Sample& s) { CollectMetrics(s); }));
     threads_.emplace_back([this] { AttachLoop(); });
     threads_.emplace_back([this] { SyncLoop(); });
     return absl::OkStatus();
@@ -127,6 +133,7 @@ class DpServer::Impl {
   }
 
   void Shutdown() {
+    metrics_.reset();  // no scrape reads what stops below
     {
       absl::MutexLock lock(&mu_);
       if (shut_down_) return;
@@ -350,6 +357,10 @@ class DpServer::Impl {
     r.set_name(config_.name());
     for (const auto& [key, st] : states_) *r.add_versions() = st;
     for (const auto& [hash, f] : failures_) *r.add_failures() = f;
+    {
+      absl::MutexLock lock(&mu_);
+      shown_ = r;  // what a scrape of the metrics endpoint shows
+    }
     std::string bytes = r.SerializeAsString();
     const absl::Time now = absl::Now();
     if (!force && bytes == last_report_ && now - last_report_at_ < kReportEvery) return;
@@ -372,6 +383,32 @@ class DpServer::Impl {
     // Repaired failures are on record at the site: forget them here.
     for (auto it = failures_.begin(); it != failures_.end();)
       it = it->second.repaired() ? failures_.erase(it) : std::next(it);
+  }
+
+  // A scrape of the metrics endpoint (on its own thread): the content
+  // state as last reported to the site.
+  void CollectMetrics(metrics::Sample& s) {
+    absl::MutexLock lock(&mu_);
+    s.Gauge("strata_dp_site_attached", "1 while the DP holds its assignment stream to the site",
+            attached_ ? 1 : 0);
+    std::map<std::string, std::pair<int64_t, int64_t>> by_state;  // versions, bytes pending
+    for (const std::string state : {"queued", "transferring", "installed", "failed"})
+      by_state[state] = {0, 0};
+    for (const auto& v : shown_.versions()) {
+      auto& [versions, pending] = by_state[v.state()];
+      ++versions;
+      pending += std::max<int64_t>(v.bytes_total() - v.bytes_done(), 0);
+    }
+    for (const auto& [state, figures] : by_state) {
+      s.Gauge("strata_dp_content_versions", "Content versions this DP holds or fetches, by state",
+              static_cast<double>(figures.first), {{"state", state}});
+      s.Gauge("strata_dp_content_bytes_pending", "Bytes still to transfer, by state",
+              static_cast<double>(figures.second), {{"state", state}});
+    }
+    int64_t damaged = 0;
+    for (const auto& f : shown_.failures()) damaged += f.repaired() ? 0 : 1;
+    s.Gauge("strata_dp_validation_failures", "Blobs found damaged by validation, not yet repaired",
+            static_cast<double>(damaged));
   }
 
   // Whether `r` differs from the last report only in bytes done.
@@ -407,6 +444,7 @@ class DpServer::Impl {
   Listener listener_;
   std::string bound_address_;
   std::unique_ptr<Nginx> nginx_;
+  std::unique_ptr<metrics::Endpoint> metrics_;
   std::shared_ptr<grpc::Channel> site_channel_;
   std::unique_ptr<v1::DistributionPointLink::Stub> link_;
   std::unique_ptr<content::BlobSource> source_;
@@ -417,6 +455,7 @@ class DpServer::Impl {
   absl::Status fatal_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   bool attached_ ABSL_GUARDED_BY(mu_) = false;
+  v1::DpContentReport shown_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::optional<v1::DpAssignment> assignment_ ABSL_GUARDED_BY(mu_);
   int64_t assignment_generation_ ABSL_GUARDED_BY(mu_) = 0;

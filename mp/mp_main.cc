@@ -90,12 +90,17 @@ setup::RoleSetup<v1::MpConfig> MpSetup() {
       {"register_per_source_per_minute", "Registrations a minute from one address (-1: no limit).",
        "120"},
       {"register_per_minute", "Registrations a minute in all (-1: no limit).", "3000"},
+      {"metrics",
+       "Prometheus scrape endpoint (GET /metrics): a loopback address serves a scraper on\n"
+       "this host; any other needs credentials_file (one line user:password).",
+       "{ listen_address: \"127.0.0.1:9260\" }"},
       {"tls", "Its certificate (OU=mp, CN=name), key and the hierarchy root CA.", ""},
   };
   role.check = [](const v1::MpConfig& c, setup::CheckReport& report) {
     setup::CheckCertificate(report, c.tls(), "mp", c.name());
     setup::CheckServer(report, "site server", c.site_address(), c.tls());
     setup::CheckFolder(report, "spool", c.spool_dir());
+    setup::CheckMetrics(report, c.metrics());
   };
   return role;
 }

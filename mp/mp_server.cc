@@ -14,6 +14,7 @@
 #include "common/base/log.h"
 #include "common/base/shutdown_guard.h"
 #include "common/base/status.h"
+#include "common/metrics/metrics.h"
 #include "common/net/tls.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -49,6 +50,7 @@ absl::Status CheckedFields(const v1::MpConfig& c) {
   RETURN_IF_ERROR(need(c.site_address(), "site_address", "the site server this MP serves"));
   RETURN_IF_ERROR(need(c.listen_address(), "listen_address", "host:port or unix:/path"));
   RETURN_IF_ERROR(need(c.spool_dir(), "spool_dir", "a directory for the durable spool"));
+  RETURN_IF_ERROR(metrics::ValidateMetricsConfig(c.metrics()));
   if (c.tls().ca_file().empty() || c.tls().cert_file().empty() || c.tls().key_file().empty()) {
     return absl::InvalidArgumentError("tls: ca_file, cert_file and key_file are all required");
   }
@@ -202,6 +204,9 @@ class MpServer::Impl {
                            {"max_clients", MaxNudgeClients(open_files)}});
     directory_->Start();
     uplink_->Start();
+    ASSIGN_OR_RETURN(metrics_,
+                     metrics::Endpoint::Start(config_.metrics(), "mp",
+                                              [this](metrics::Sample& s) { CollectMetrics(s); }));
     watch_ = std::thread([this] { ListenerWatch(); });
     return absl::OkStatus();
   }
@@ -214,6 +219,7 @@ class MpServer::Impl {
 
   void Shutdown() {
     if (!shutdown_.Begin()) return;
+    metrics_.reset();  // no scrape reads what stops below
     stopping_.Notify();
     if (uplink_) uplink_->Stop();
     if (nudge_) nudge_->Stop("management point stopping");
@@ -234,6 +240,19 @@ class MpServer::Impl {
   const std::string& bound_address() const { return bound_address_; }
 
  private:
+  // A scrape of the metrics endpoint (on its own thread).
+  void CollectMetrics(metrics::Sample& s) {
+    s.Gauge("strata_mp_nudge_channels", "Agents holding a nudge channel to this MP",
+            static_cast<double>(nudge_->held()));
+    s.Gauge("strata_mp_spool_pending_records",
+            "Client reports spooled and not yet acknowledged by the site",
+            static_cast<double>(spool_->last_seq() - spool_->acknowledged()));
+    s.Counter("strata_mp_spool_records_total", "Client reports spooled (the spool's sequence)",
+              static_cast<double>(spool_->last_seq()));
+    s.Gauge("strata_mp_site_connected", "1 while the MP's stream to its site server is open",
+            uplink_->connected() ? 1 : 0);
+  }
+
   UplinkHandlers UplinkHandlersFor() {
     UplinkHandlers h;
     h.bundle = [this](const v1::SiteBundle& b, bool first) {
@@ -309,6 +328,7 @@ class MpServer::Impl {
   std::atomic<AgentService*> agent_service_ready_{nullptr};
   std::unique_ptr<SiteUplink> uplink_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<metrics::Endpoint> metrics_;
   std::string bound_address_;
   std::thread watch_;
   absl::Notification stopping_;

@@ -59,6 +59,11 @@ class SiteUplink {
 
   void Start();
   void Stop();
+  // Whether a stream to the site is open now (metrics).
+  bool connected() {
+    absl::MutexLock lock(&mu_);
+    return stream_ != nullptr;
+  }
 
  private:
   void Loop();

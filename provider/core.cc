@@ -81,9 +81,24 @@ grpc::Status CallCore::RunAudited(const grpc::ServerContextBase& ctx, absl::stri
   return Execute(ctx, method, permission, fn, &object);
 }
 
+std::vector<int64_t> CallCore::CallsByCode() const {
+  std::vector<int64_t> out;
+  for (const auto& n : calls_by_code_) out.push_back(n.load(std::memory_order_relaxed));
+  return out;
+}
+
 grpc::Status CallCore::Execute(const grpc::ServerContextBase& ctx, absl::string_view method,
                                absl::string_view permission, const Handler& fn,
                                const AuditEntry* object) {
+  grpc::Status answer = Answer(ctx, method, permission, fn, object);
+  const size_t code = static_cast<size_t>(answer.error_code());
+  if (code < calls_by_code_.size()) calls_by_code_[code].fetch_add(1, std::memory_order_relaxed);
+  return answer;
+}
+
+grpc::Status CallCore::Answer(const grpc::ServerContextBase& ctx, absl::string_view method,
+                              absl::string_view permission, const Handler& fn,
+                              const AuditEntry* object) {
   absl::StatusOr<PeerIdentity> peer = PeerFromContext(ctx);
   if (!peer.ok()) {
     AuditRefusal("(no certificate)", method, peer.status(), /*limited=*/true);

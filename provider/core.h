@@ -16,6 +16,9 @@
 //
 // Thread-safe: gRPC's handler threads call Run() concurrently.
 
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <set>
@@ -127,12 +130,18 @@ class CallCore {
   const std::string& site() const { return site_; }
   store::ConnectionPool& pool() { return pool_; }
   bool IsKnown(absl::string_view permission) const;
+  // Calls answered since start, by gRPC status code (0 OK .. 16), for the
+  // metrics endpoint.
+  std::vector<int64_t> CallsByCode() const;
 
  private:
   absl::StatusOr<Caller> LoadCaller(Transaction& tx, const std::string& name);
   // `object`: audit every refusal, naming it (RunAudited).
   grpc::Status Execute(const grpc::ServerContextBase& ctx, absl::string_view method,
                        absl::string_view permission, const Handler& fn, const AuditEntry* object);
+  // Execute's work; Execute counts its answer.
+  grpc::Status Answer(const grpc::ServerContextBase& ctx, absl::string_view method,
+                      absl::string_view permission, const Handler& fn, const AuditEntry* object);
   // `limited`: a caller that is not an administrator (see the header).
   void AuditRefusal(const std::string& who, absl::string_view method, const absl::Status& status,
                     bool limited, const AuditEntry* object = nullptr);
@@ -141,6 +150,8 @@ class CallCore {
   store::ConnectionPool& pool_;
   const std::string site_;
   const std::vector<std::string> known_permissions_;
+
+  std::array<std::atomic<int64_t>, 17> calls_by_code_{};
 
   absl::Mutex audit_mu_;
   // Non-administrators' refusals audited: when, by identity (cleared when

@@ -73,6 +73,10 @@ setup::RoleSetup<v1::ProviderConfig> ProviderSetup() {
       {"site_address", "The site server, for live replication link state (stratactl get links).",
        "\"p01.example.net:7250\""},
       {"address_file", "If set, the bound address is written here.", ""},
+      {"metrics",
+       "Prometheus scrape endpoint (GET /metrics): a loopback address serves a scraper on\n"
+       "this host; any other needs credentials_file (one line user:password).",
+       "{ listen_address: \"127.0.0.1:9280\" }"},
       {"tls", "Its certificate (OU=provider, CN=the site code), key and the hierarchy root CA.",
        ""},
       {"bootstrap_admin",
@@ -91,6 +95,7 @@ setup::RoleSetup<v1::ProviderConfig> ProviderSetup() {
     if (!c.asset_key_file().empty()) {
       setup::CheckReadable(report, "asset key", c.asset_key_file());
     }
+    setup::CheckMetrics(report, c.metrics());
   };
   return role;
 }

@@ -7,6 +7,7 @@
 #include "common/base/log.h"
 #include "common/base/shutdown_guard.h"
 #include "common/base/status.h"
+#include "common/metrics/metrics.h"
 #include "common/net/tls.h"
 #include "common/store/pool.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -23,6 +24,7 @@ absl::Status ValidateProviderConfig(const v1::ProviderConfig& c) {
   if (c.tls().ca_file().empty() || c.tls().cert_file().empty() || c.tls().key_file().empty()) {
     return absl::InvalidArgumentError("tls: ca_file, cert_file and key_file are required");
   }
+  RETURN_IF_ERROR(metrics::ValidateMetricsConfig(c.metrics()));
   if (!c.bootstrap_admin().empty()) {
     RETURN_IF_ERROR(CheckName("bootstrap_admin", c.bootstrap_admin()));
   }
@@ -73,6 +75,9 @@ class ProviderServer::Impl {
     ASSIGN_OR_RETURN(server_, StartServer(config_.listen_address(), config_.tls(), services,
                                           options, &bound_address_));
     WriteAddressFile(config_.address_file(), bound_address_);
+    ASSIGN_OR_RETURN(metrics_,
+                     metrics::Endpoint::Start(config_.metrics(), "provider",
+                                              [this](metrics::Sample& s) { CollectMetrics(s); }));
     LogInfo("provider.started", {{"site", site_},
                                  {"type", site_type_},
                                  {"address", bound_address_},
@@ -87,6 +92,7 @@ class ProviderServer::Impl {
 
   void Shutdown() {
     if (!shutdown_.Begin()) return;
+    metrics_.reset();
     if (server_) {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
       server_->Wait();
@@ -99,6 +105,36 @@ class ProviderServer::Impl {
   const std::string& bound_address() const { return bound_address_; }
 
  private:
+  // A scrape of the metrics endpoint (on its own thread).
+  void CollectMetrics(metrics::Sample& s) {
+    static const char* kCodes[] = {"OK",
+                                   "CANCELLED",
+                                   "UNKNOWN",
+                                   "INVALID_ARGUMENT",
+                                   "DEADLINE_EXCEEDED",
+                                   "NOT_FOUND",
+                                   "ALREADY_EXISTS",
+                                   "PERMISSION_DENIED",
+                                   "RESOURCE_EXHAUSTED",
+                                   "FAILED_PRECONDITION",
+                                   "ABORTED",
+                                   "OUT_OF_RANGE",
+                                   "UNIMPLEMENTED",
+                                   "INTERNAL",
+                                   "UNAVAILABLE",
+                                   "DATA_LOSS",
+                                   "UNAUTHENTICATED"};
+    std::vector<int64_t> calls = core_->CallsByCode();
+    for (size_t i = 0; i < calls.size(); ++i) {
+      s.Counter("strata_provider_calls_total", "Admin API calls answered, by gRPC status code",
+                static_cast<double>(calls[i]), {{"code", kCodes[i]}});
+    }
+    absl::Status db =
+        pool_.With([](store::Connection& conn) { return conn.Exec("SELECT 1").status(); });
+    s.Gauge("strata_database_up", "1 when the site's database answered this scrape",
+            db.ok() ? 1 : 0);
+  }
+
   // Which site this database is, and that it may have a provider.
   // Unavailable while the site has not joined its hierarchy yet.
   absl::Status CheckSite(store::Connection& conn) {
@@ -144,6 +180,7 @@ class ProviderServer::Impl {
   std::unique_ptr<CallCore> core_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<metrics::Endpoint> metrics_;
   std::string bound_address_;
   ShutdownGuard shutdown_;
   absl::Notification stopped_;  // Wait() returns

@@ -3,9 +3,9 @@
 // servers over mutual TLS.
 
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <cstdio>
+#include <csignal>
+
 #include <string>
 
 #include "absl/strings/match.h"
@@ -17,24 +17,8 @@
 namespace strata::testing {
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out;  // stdout and stderr
-};
-
-// Runs a shell command; its exit code and everything it printed.
-Run Sh(const std::string& command) {
-  Run r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  UNSCOPED_INFO(command << "\n=> " << r.code << "\n" << r.out);
-  return r;
-}
+using Run = CommandResult;
+Run Sh(const std::string& command) { return RunCommandWithStatus(command); }
 
 std::string Bin(const std::string& dir, const std::string& name) {
   return absl::StrCat(BinaryDir(), "/", dir, "/", name);

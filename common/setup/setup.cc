@@ -319,4 +319,10 @@ void CheckReadable(CheckReport& report, const std::string& what, const std::stri
   report.Ok(label, "readable");
 }
 
+void CheckMetrics(CheckReport& report, const v1::MetricsConfig& metrics) {
+  if (!metrics.credentials_file().empty()) {
+    CheckReadable(report, "metrics credentials", metrics.credentials_file());
+  }
+}
+
 }  // namespace strata::setup

@@ -91,6 +91,8 @@ void CheckServer(CheckReport& report, const std::string& what, const std::string
 void CheckFolder(CheckReport& report, const std::string& what, const std::string& path);
 // A file the process reads.
 void CheckReadable(CheckReport& report, const std::string& what, const std::string& path);
+// The metrics endpoint's credentials file, when one is named.
+void CheckMetrics(CheckReport& report, const v1::MetricsConfig& metrics);
 
 template <typename Config>
 struct RoleSetup {

@@ -159,6 +159,10 @@ setup::RoleSetup<v1::SiteServerConfig> SiteSetup(v1::SiteType type) {
        "Seconds between full evaluations of every collection (changes are evaluated\n"
        "at once).",
        primary ? "86400" : ""},
+      {"metrics",
+       "Prometheus scrape endpoint (GET /metrics): a loopback address serves a scraper on\n"
+       "this host; any other needs credentials_file (one line user:password).",
+       "{ listen_address: \"127.0.0.1:9250\" }"},
       {"replication",
        "Replication tuning: how long a link's changes are kept for a peer that is away\n"
        "(after that it is re-initialized from a snapshot), batches, timeouts.",
@@ -181,6 +185,7 @@ setup::RoleSetup<v1::SiteServerConfig> SiteSetup(v1::SiteType type) {
     if (!c.asset_key_file().empty()) {
       setup::CheckReadable(report, "asset key", c.asset_key_file());
     }
+    setup::CheckMetrics(report, c.metrics());
   };
   return role;
 }

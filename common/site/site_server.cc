@@ -27,6 +27,7 @@
 #include "common/replication/wal_reader.h"
 #include "common/site/client_service.h"
 #include "common/site/content.h"
+#include "common/site/site_metrics.h"
 #include "common/site/site_status.h"
 #include "common/site/topology.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -119,6 +120,7 @@ absl::Status ValidateSiteConfig(v1::SiteType type, const v1::SiteServerConfig& c
       !hours.ok()) {
     return Annotate(hours.status(), "content_from_parent");
   }
+  RETURN_IF_ERROR(metrics::ValidateMetricsConfig(config.metrics()));
   if (config.content_from_parent().max_bytes_per_second() < 0 ||
       config.content_validation_seconds() < 0) {
     return absl::InvalidArgumentError(
@@ -209,6 +211,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
              {"address", bound_address_},
              {"parent", config_.parent_address().empty() ? "-" : config_.parent_address()},
              {"version", kVersion}});
+    ASSIGN_OR_RETURN(metrics_,
+                     metrics::Endpoint::Start(config_.metrics(), SiteTypeName(type_),
+                                              [this](metrics::Sample& s) { CollectMetrics(s); }));
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { WalWakeLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
@@ -233,6 +238,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   // destructor may run while a signal handler's Shutdown() is under way).
   void Shutdown() {
     if (!shutdown_.Begin()) return;
+    metrics_.reset();  // no scrape reads what stops below
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
@@ -572,6 +578,24 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     });
   }
 
+  // A scrape of the metrics endpoint (on its own thread): the links, as
+  // GetStatus gives them, and the database's figures.
+  void CollectMetrics(metrics::Sample& s) {
+    v1::SiteStatus status;
+    absl::Status st = BuildStatus(&status);
+    if (st.ok()) {
+      AddLinkMetrics(status, s);
+      auto conn = store::Connection::Open(config_.database());
+      st = conn.ok() ? (*conn)->Transact([&](store::Transaction& tx) {
+        return AddDatabaseMetrics(tx, config_.site_code(), s);
+      })
+                     : conn.status();
+    }
+    s.Gauge("strata_database_up", "1 when the site's database answered this scrape",
+            st.ok() ? 1 : 0);
+    if (!st.ok()) LogWarning("site.metrics_failed", {{"error", st}});
+  }
+
   const SiteProfile profile_;
   const v1::SiteType type_;
   const v1::SiteServerConfig config_;
@@ -582,6 +606,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   std::unique_ptr<ClientService> clients_;
   std::unique_ptr<SiteContent> content_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<metrics::Endpoint> metrics_;
   std::string bound_address_;
   std::vector<std::thread> threads_;
   absl::Notification done_;
