@@ -22,20 +22,42 @@ std::string KeyExpr(const std::vector<std::string>& keys, absl::string_view alia
   return absl::StrCat("jsonb_build_array(", absl::StrJoin(parts, ", "), ")::text");
 }
 
-void BuildStatements(TableInfo& t,
-                     const std::vector<std::pair<std::string, std::string>>& columns) {
+// The upsert of rows holding `present` of the table's columns (all of them,
+// or what a sender on an older release has): columns a row lacks are left
+// out of the INSERT (their defaults) and of the UPDATE (their values).
+std::string UpsertSql(const TableInfo& t, const std::vector<std::string>& present,
+                      bool check_tombstones) {
   const std::string table = QuoteIdent(t.name);
-  const std::string lit = QuoteLiteral(t.name);
-  std::vector<std::string> cols, sets, key_cols, key_match;
-  for (const auto& [name, type] : columns) {
+  std::vector<std::string> cols, i_cols, sets, key_cols;
+  for (const std::string& name : present) {
     cols.push_back(QuoteIdent(name));
+    i_cols.push_back("i." + QuoteIdent(name));
     bool is_key =
         std::find(t.key_columns.begin(), t.key_columns.end(), name) != t.key_columns.end();
     if (!is_key) sets.push_back(absl::StrCat(QuoteIdent(name), " = EXCLUDED.", QuoteIdent(name)));
   }
+  for (const std::string& k : t.key_columns) key_cols.push_back(QuoteIdent(k));
+  return absl::StrCat(
+      "INSERT INTO ", table, " AS cur (", absl::StrJoin(cols, ", "), ") SELECT ",
+      absl::StrJoin(i_cols, ", "), " FROM json_populate_recordset(NULL::", table, ", $1::json) i ",
+      check_tombstones
+          ? absl::StrCat("WHERE NOT EXISTS (SELECT 1 FROM repl_tombstone tb WHERE tb.tbl = ",
+                         QuoteLiteral(t.name), " AND tb.key = ", KeyExpr(t.key_columns, "i"),
+                         " AND (tb.hlc, tb.origin) >= (i._hlc, i._origin)) ")
+          : std::string(),
+      "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ", absl::StrJoin(sets, ", "),
+      " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin)");
+}
+
+void BuildStatements(TableInfo& t,
+                     const std::vector<std::pair<std::string, std::string>>& columns) {
+  t.columns = columns;
+  const std::string table = QuoteIdent(t.name);
+  const std::string lit = QuoteLiteral(t.name);
+  std::vector<std::string> all, key_match;
+  for (const auto& [name, type] : columns) all.push_back(name);
   for (size_t i = 0; i < t.key_columns.size(); ++i) {
     const std::string& k = t.key_columns[i];
-    key_cols.push_back(QuoteIdent(k));
     std::string type;
     for (const auto& [name, ty] : columns) {
       if (name == k) type = ty;
@@ -43,24 +65,8 @@ void BuildStatements(TableInfo& t,
     key_match.push_back(
         absl::StrCat("cur.", QuoteIdent(k), " = (i.key::jsonb ->> ", i, ")::", type));
   }
-  const std::string col_list = absl::StrJoin(cols, ", ");
-  std::vector<std::string> i_cols;
-  for (const auto& c : cols) i_cols.push_back("i." + c);
-  auto upsert = [&](bool check_tombstones) {
-    return absl::StrCat(
-        "INSERT INTO ", table, " AS cur (", col_list, ") SELECT ", absl::StrJoin(i_cols, ", "),
-        " FROM json_populate_recordset(NULL::", table, ", $1::json) i ",
-        check_tombstones
-            ? absl::StrCat("WHERE NOT EXISTS (SELECT 1 FROM repl_tombstone tb WHERE tb.tbl = ", lit,
-                           " AND tb.key = ", KeyExpr(t.key_columns, "i"),
-                           " AND (tb.hlc, tb.origin) >= (i._hlc, i._origin)) ")
-            : std::string(),
-        "ON CONFLICT (", absl::StrJoin(key_cols, ", "), ") DO UPDATE SET ",
-        absl::StrJoin(sets, ", "),
-        " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin)");
-  };
-  t.upsert_sql = upsert(true);
-  t.upsert_no_tombstones_sql = upsert(false);
+  t.upsert_sql = UpsertSql(t, all, true);
+  t.upsert_no_tombstones_sql = UpsertSql(t, all, false);
   t.delete_sql = absl::StrCat(
       "WITH i AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(key text, hlc bigint, origin "
       "text)), tomb AS (INSERT INTO repl_tombstone AS tb (tbl, key, hlc, origin) SELECT ",
@@ -166,7 +172,8 @@ absl::Status AsRejection(const absl::Status& s) {
 }  // namespace
 
 bool ParseRowObject(std::string_view json, RowStamps* stamps,
-                    const std::vector<std::string>* key_columns, std::string* key) {
+                    const std::vector<std::string>* key_columns, std::string* key,
+                    std::vector<std::string_view>* names) {
   const size_t n = json.size();
   size_t i = 0;
   std::vector<std::string_view> key_values(key_columns ? key_columns->size() : 0);
@@ -235,6 +242,7 @@ bool ParseRowObject(std::string_view json, RowStamps* stamps,
       std::string_view key;
       bool escaped;
       if (!read_string(&key, &escaped) || escaped) return false;
+      if (names != nullptr) names->push_back(key);
       ws();
       if (i >= n || json[i] != ':') return false;
       ++i;
@@ -381,6 +389,26 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
     }
     json.push_back(']');
     run.payload = std::move(json);
+    if (!run.is_delete) {
+      // Rows of one batch come from one sender's schema: the first row
+      // names the columns they all have.
+      RowStamps stamps;
+      std::vector<std::string_view> names;
+      ParseRowObject(run.changes.front()->row_json(), &stamps, nullptr, nullptr, &names);
+      std::vector<std::string> present;
+      for (const auto& [name, type] : run.table->columns) {
+        if (std::find(names.begin(), names.end(), name) != names.end()) present.push_back(name);
+      }
+      if (present.size() < run.table->columns.size()) {
+        for (const std::string& k : run.table->key_columns) {
+          if (std::find(present.begin(), present.end(), k) == present.end()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("batch rejected: rows of ", run.table->name, " lack key column ", k));
+          }
+        }
+        run.partial_upsert_sql = UpsertSql(*run.table, present, /*check_tombstones=*/true);
+      }
+    }
     batch.runs.push_back(std::move(run));
     begin = end;
   }
@@ -405,7 +433,9 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
   for (const PreparedRun& run : batch.runs) {
     const TableInfo& table = *run.table;
     const std::string* sql = &table.delete_sql;
-    if (!run.is_delete) {
+    if (!run.partial_upsert_sql.empty()) {
+      sql = &run.partial_upsert_sql;
+    } else if (!run.is_delete) {
       sql = &table.upsert_sql;
       if (run.changes.size() > kTombstoneProbeRows) {
         // The upsert looks up each row's tombstone; most tables have none,

@@ -33,6 +33,9 @@ struct TableInfo {
   std::string name;
   std::string scope;
   std::vector<std::string> key_columns;
+  // Every column here, with its type: rows from a site on an older release
+  // may lack some (UpsertSql).
+  std::vector<std::pair<std::string, std::string>> columns;
   // $1: [row, ...], with or without the tombstone probe.
   std::string upsert_sql;
   std::string upsert_no_tombstones_sql;
@@ -76,6 +79,11 @@ struct PreparedRun {
   std::vector<const v1::Change*> changes;
   std::unordered_map<std::string_view, const v1::Change*> by_key;  // into `changes`
   std::string payload;
+  // Upserts whose rows lack some of the table's columns (a sender on an
+  // older release): the statement for the columns they have, so the others
+  // keep their values (or defaults) instead of becoming NULL. Empty: the
+  // table's own statements.
+  std::string partial_upsert_sql;
 };
 struct PreparedBatch {
   int64_t received = 0;
@@ -135,9 +143,10 @@ struct RowStamps {
 // escapes (PostgreSQL would decode "\u005fhlc" into a second "_hlc").
 // Structure only: values are not decoded. With `key_columns`, also returns
 // the key as the change log writes it: "[" + the raw values of those
-// columns joined by ", " + "]" (empty if one is missing).
+// columns joined by ", " + "]" (empty if one is missing). With `names`,
+// also every top-level key, in order.
 bool ParseRowObject(std::string_view json, RowStamps* stamps,
                     const std::vector<std::string>* key_columns = nullptr,
-                    std::string* key = nullptr);
+                    std::string* key = nullptr, std::vector<std::string_view>* names = nullptr);
 
 }  // namespace strata::replication

@@ -303,3 +303,32 @@ TEST_CASE("a row's key is spelled from its key columns as the change log writes 
   REQUIRE_FALSE(replication::ParseRowObject(
       R"({"name": "a", "name": "b", "_hlc": 1, "_origin": "P01"})", &st, &one, &key));
 }
+
+TEST_CASE(
+    "rows from a site on an older release, lacking a column this site's table has, keep that "
+    "column's default or value instead of nulling it") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  // This site is newer: its release added a column the sender does not know.
+  db.Exec("ALTER TABLE global_settings ADD COLUMN note text NOT NULL DEFAULT 'n/a'");
+  REQUIRE(Apply(db, {Setting("x", "v1", 100, "CAS")}, FromParent()).ok());
+  CHECK(Value(db, "x") == "v1");
+  CHECK(db.Scalar("SELECT note FROM global_settings WHERE name = 'x'") == "n/a");  // its default
+
+  // A newer sender sets it; an older one's later change leaves it alone.
+  v1::Change newer = Setting("x", "v2", 200, "CAS");
+  newer.set_row_json(
+      "{\"name\": \"x\", \"value\": \"v2\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"note\": "
+      "\"kept\", \"_hlc\": 200, \"_origin\": \"CAS\"}");
+  REQUIRE(Apply(db, {newer}, FromParent()).ok());
+  auto stats =
+      Apply(db, {Setting("x", "v3", 300, "CAS"), Setting("y", "w", 300, "CAS")}, FromParent());
+  REQUIRE(stats.ok());
+  CHECK(stats->applied == 2);
+  CHECK(Value(db, "x") == "v3");
+  CHECK(db.Scalar("SELECT note FROM global_settings WHERE name = 'x'") == "kept");
+  CHECK(db.Scalar("SELECT note FROM global_settings WHERE name = 'y'") == "n/a");
+  // An older sender's change that loses to the newer row changes nothing.
+  REQUIRE(Apply(db, {Setting("x", "stale", 250, "CAS")}, FromParent()).ok());
+  CHECK(Value(db, "x") == "v3");
+}
