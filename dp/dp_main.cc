@@ -53,6 +53,7 @@ absl::StatusOr<v1::DpConfig> LoadConfig() {
 // `init` and `check` (common/setup/setup.h).
 setup::RoleSetup<v1::DpConfig> DpSetup() {
   setup::RoleSetup<v1::DpConfig> role;
+  role.group = "strata-dp";
   role.title =
       "strata-dp: distribution point configuration (text-format strata.v1.DpConfig,\n"
       "proto/strata/v1/config.proto). Check it with: strata-dp check --config FILE";

@@ -133,13 +133,15 @@ class DpServer::Impl {
   }
 
   void Shutdown() {
-    metrics_.reset();  // no scrape reads what stops below
     {
       absl::MutexLock lock(&mu_);
       if (shut_down_) return;
       shut_down_ = true;
       if (watch_ctx_ != nullptr) watch_ctx_->TryCancel();
     }
+    // Once (the guard above), and outside mu_, which a scrape in flight
+    // takes: no scrape reads what stops below.
+    metrics_.reset();
     if (!stop_.HasBeenNotified()) stop_.Notify();
     for (auto& t : threads_) t.join();
     threads_.clear();

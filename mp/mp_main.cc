@@ -53,6 +53,7 @@ absl::StatusOr<v1::MpConfig> LoadConfig() {
 // `init` and `check` (common/setup/setup.h).
 setup::RoleSetup<v1::MpConfig> MpSetup() {
   setup::RoleSetup<v1::MpConfig> role;
+  role.group = "strata-mp";
   role.title =
       "strata-mp: management point configuration (text-format strata.v1.MpConfig,\n"
       "proto/strata/v1/config.proto). Check it with: strata-mp check --config FILE";

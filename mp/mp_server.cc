@@ -1,5 +1,6 @@
 #include "mp/mp_server.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include <mutex>  // std::call_once
@@ -246,7 +247,8 @@ class MpServer::Impl {
             static_cast<double>(nudge_->held()));
     s.Gauge("strata_mp_spool_pending_records",
             "Client reports spooled and not yet acknowledged by the site",
-            static_cast<double>(spool_->last_seq() - spool_->acknowledged()));
+            // Two reads: clamped, as an acknowledgement may land between them.
+            static_cast<double>(std::max<int64_t>(0, spool_->last_seq() - spool_->acknowledged())));
     s.Counter("strata_mp_spool_records_total", "Client reports spooled (the spool's sequence)",
               static_cast<double>(spool_->last_seq()));
     s.Gauge("strata_mp_site_connected", "1 while the MP's stream to its site server is open",

@@ -56,6 +56,7 @@ absl::StatusOr<v1::ProviderConfig> LoadConfig() {
 // `init` and `check` (common/setup/setup.h).
 setup::RoleSetup<v1::ProviderConfig> ProviderSetup() {
   setup::RoleSetup<v1::ProviderConfig> role;
+  role.group = "strata-provider";
   role.title =
       "strata-provider: provider configuration (text-format strata.v1.ProviderConfig,\n"
       "proto/strata/v1/config.proto). Check it with: strata-provider check --config FILE";

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "catch2/catch.hpp"
+#include "common/metrics/metrics.h"
 #include "common/net/tls.h"
 #include "strata/v1/admin/administrators.grpc.pb.h"
 #include "tests/fixture/admin_fixture.h"
@@ -106,6 +107,8 @@ TEST_CASE(
   CHECK(absl::StrContains(body, "# TYPE strata_link_changes_sent_total counter\n"));
   CHECK(absl::StrContains(body, "\nprocess_open_fds "));
   CHECK(absl::StrContains(body, "\nprocess_max_fds "));
+  // The WAL the CAS keeps for P01's slot: lag in bytes.
+  CHECK(absl::StrContains(body, "\nstrata_link_slot_retained_bytes{peer=\"P01\"} "));
 
   // P01 asks for credentials: none or wrong ones are refused.
   const std::string p01_metrics = MetricsAddress(d + "/p01.metrics");
@@ -176,6 +179,40 @@ TEST_CASE(
   cas.StartNoWait();
   CHECK(cas.WaitExit(std::chrono::seconds(30)) == 2);
   CHECK(absl::StrContains(cas.LogText(), "set metrics.credentials_file"));
+}
+
+
+TEST_CASE(
+    "a metrics address is one IP address or localhost and a port; only loopback goes without "
+    "credentials, and the credentials file must hold user:password",
+    "[metrics]") {
+  TempDir dir;
+  auto check = [&](const std::string& address, const std::string& credentials = "") {
+    v1::MetricsConfig c;
+    c.set_listen_address(address);
+    c.set_credentials_file(credentials);
+    return metrics::ValidateMetricsConfig(c);
+  };
+  CHECK(check("127.0.0.1:9250").ok());
+  CHECK(check("127.0.0.2:0").ok());
+  CHECK(check("localhost:9250").ok());
+  CHECK(check("[::1]:9250").ok());
+  // Reachable from other hosts: only with credentials.
+  CHECK(absl::IsInvalidArgument(check("0.0.0.0:9250")));
+  CHECK(absl::IsInvalidArgument(check("[::]:9250")));
+  CHECK(absl::IsInvalidArgument(check("10.0.0.5:9250")));
+  // Not one address CivetWeb would bind as given: a list, a suffix, a name.
+  CHECK(absl::IsInvalidArgument(check("127.0.0.1:9250,0.0.0.0:9251")));
+  CHECK(absl::IsInvalidArgument(check("127.0.0.1:9250s")));
+  CHECK(absl::IsInvalidArgument(check("127.evil.example:9250")));
+  CHECK(absl::IsInvalidArgument(check("::1:9250")));
+  CHECK(absl::IsInvalidArgument(check("127.0.0.1")));
+  std::ofstream(dir.path() + "/good") << "prometheus:s3cret\n";
+  std::ofstream(dir.path() + "/bad") << "no colon here\n";
+  CHECK(check("0.0.0.0:9250", dir.path() + "/good").ok());
+  const absl::Status bad = check("0.0.0.0:9250", dir.path() + "/bad");
+  CHECK(absl::StrContains(bad.message(), "one line user:password"));
+  CHECK(absl::IsNotFound(check("0.0.0.0:9250", dir.path() + "/missing")));
 }
 
 }  // namespace strata::testing

@@ -2,7 +2,9 @@
 // an administrator runs them: real processes, a real PostgreSQL, real
 // servers over mutual TLS.
 
+#include <grp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
 
@@ -11,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "catch2/catch.hpp"
+#include "common/setup/setup.h"
 #include "tests/fixture/site_fixture.h"
 #include "tests/fixture/testing.h"
 
@@ -68,8 +71,9 @@ TEST_CASE(
   CHECK(r.code == 0);
   CHECK(absl::StrContains(r.out, "ok    configuration: valid"));
   CHECK(absl::StrContains(r.out, "ok    certificate " + Pki("site-P01.pem") + ": site/P01"));
-  CHECK(
-      absl::StrContains(r.out, "wal_level = logical, empty (the site server creates its schema)"));
+  CHECK(absl::StrContains(r.out,
+                          "wal_level = logical, max_replication_slots = 64, max_wal_senders = 64, "
+                          "empty (the site server creates its schema)"));
   CHECK(absl::StrContains(
       r.out, "ok    parent site " + cas.address() + ": reachable over mutual TLS, serving"));
   CHECK(absl::StrContains(r.out, "all checks passed"));
@@ -80,6 +84,25 @@ TEST_CASE(
   CHECK(WaitFor([&] { return cas.LinkActive("P01"); }, std::chrono::seconds(60)));
   p01.Signal(SIGTERM);
   CHECK(p01.Wait(std::chrono::seconds(30)) == 0);
+}
+
+TEST_CASE(
+    "a configuration init writes is 0640 whatever the umask, and group-owned by the service's "
+    "group when root writes it",
+    "[setup]") {
+  TempDir dir;
+  const std::string path = dir.path() + "/x.conf";
+  const mode_t old = ::umask(077);
+  REQUIRE(setup::WriteConfigFile(path, "a: 1\n", false, "nogroup").ok());
+  ::umask(old);
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+  const struct group* g = ::getgrnam("nogroup");
+  REQUIRE(g != nullptr);
+  if (::geteuid() == 0) CHECK(st.st_gid == g->gr_gid);
+  CHECK(absl::IsAlreadyExists(setup::WriteConfigFile(path, "a: 2\n", false, "nogroup")));
+  CHECK(ReadWholeFile(path) == "a: 1\n");
 }
 
 TEST_CASE(
@@ -118,6 +141,16 @@ TEST_CASE(
   CHECK(r.code == 1);
   CHECK(absl::StrContains(r.out, "ok    certificate " + Pki("provider-P01.pem")));
   CHECK(absl::StrContains(r.out, "no site schema: start the site server on this database first"));
+
+  // A site database role without REPLICATION cannot stream its WAL.
+  empty.Exec("DROP ROLE IF EXISTS strata_norepl");
+  empty.Exec("CREATE ROLE strata_norepl LOGIN");
+  r = Sh(absl::StrCat(primary, " check --site_code P01 --listen unix:", dir.path(),
+                      "/p.sock --database '", empty.conninfo(), " user=strata_norepl'",
+                      TlsFlags("site-P01")));
+  empty.Exec("DROP ROLE strata_norepl");
+  CHECK(r.code == 1);
+  CHECK(absl::StrContains(r.out, "the role lacks REPLICATION"));
 
   // A configuration that does not validate: said, and still checked further.
   r = Sh(absl::StrCat(primary, " check --site_code p1 --listen unix:", dir.path(), "/p.sock",

@@ -1,6 +1,7 @@
 #include "common/base/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,8 +26,14 @@ std::string Directory(const std::string& path) {
 
 absl::Status WriteFile(const std::string& path, const std::string& data, mode_t mode, bool sync) {
   const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) return Errno("cannot create", tmp);
+  // The mode asked for, whatever the umask or a leftover temporary file's.
+  if (::fchmod(fd, mode) != 0) {
+    absl::Status s = Errno("cannot set the mode of", tmp);
+    ::close(fd);
+    return s;
+  }
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);

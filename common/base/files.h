@@ -16,7 +16,7 @@
 namespace strata {
 
 // Writes `data` to `path` atomically and durably, with permissions `mode`
-// for a new file. Internal (naming the path and the errno text) on failure;
+// (whatever the umask). Internal (naming the path and the errno text) on failure;
 // the target is then unchanged.
 absl::Status WriteFileDurably(const std::string& path, const std::string& data, mode_t mode = 0600);
 

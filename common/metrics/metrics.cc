@@ -1,6 +1,8 @@
 #include "common/metrics/metrics.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "common/base/files.h"
 #include "common/base/log.h"
+#include "common/base/status.h"
 #include "common/base/version.h"
 #include "common/net/tls.h"  // WriteAddressFile
 #include "prometheus/collectable.h"
@@ -23,20 +26,54 @@
 namespace strata::metrics {
 namespace {
 
-// host:port, host being an IPv4 address, a name or [IPv6].
-absl::Status SplitAddress(const std::string& address, std::string* host, int* port) {
+// host:port, host being "localhost", an IPv4 address or [IPv6]: what
+// CivetWeb takes as one listening port (its lists and suffixes refused).
+absl::Status SplitAddress(const std::string& address, std::string* host, int* port,
+                          bool* loopback) {
+  const auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics.listen_address \"", address,
+        "\": one host:port, the host an IP address or localhost, e.g. 127.0.0.1:9250"));
+  };
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(address.substr(colon + 1), port) || *port < 0 || *port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics.listen_address \"", address, "\": host:port, e.g. 127.0.0.1:9250"));
+      !absl::SimpleAtoi(address.substr(colon + 1), port) || *port < 0 || *port > 65535 ||
+      address.substr(colon + 1).find_first_not_of("0123456789") != std::string::npos) {
+    return bad();
   }
   *host = address.substr(0, colon);
-  return absl::OkStatus();
+  if (*host == "localhost") {
+    *loopback = true;
+    return absl::OkStatus();
+  }
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, host->c_str(), &v4) == 1) {
+    *loopback = (ntohl(v4.s_addr) >> 24) == 127;
+    return absl::OkStatus();
+  }
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']' &&
+      inet_pton(AF_INET6, host->substr(1, host->size() - 2).c_str(), &v6) == 1) {
+    *loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+    return absl::OkStatus();
+  }
+  return bad();
 }
 
-bool IsLoopback(const std::string& host) {
-  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+// The credentials file: one line user:password.
+absl::Status ReadCredentials(const std::string& path, std::string* user, std::string* password) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return Annotate(text.status(), "metrics.credentials_file");
+  std::string line(absl::StripAsciiWhitespace(*text));
+  const size_t colon = line.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == line.size() ||
+      line.find('\n') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics.credentials_file ", path, ": one line user:password"));
+  }
+  *user = line.substr(0, colon);
+  *password = line.substr(colon + 1);
+  return absl::OkStatus();
 }
 
 double ProcessStartSeconds() {
@@ -99,6 +136,16 @@ void Sample::Add(const std::string& name, const std::string& help, bool counter,
   f.points.push_back({labels, value});
 }
 
+void Sample::Absorb(Sample&& other) {
+  for (auto& [name, f] : other.families_) {
+    Family& mine = families_[name];
+    mine.help = f.help;
+    mine.counter = f.counter;
+    for (auto& p : f.points) mine.points.push_back(std::move(p));
+  }
+  other.families_.clear();
+}
+
 void Sample::Gauge(const std::string& name, const std::string& help, double value,
                    const Labels& labels) {
   Add(name, help, false, value, labels);
@@ -113,8 +160,15 @@ absl::Status ValidateMetricsConfig(const v1::MetricsConfig& config) {
   if (config.listen_address().empty()) return absl::OkStatus();
   std::string host;
   int port = 0;
-  if (absl::Status s = SplitAddress(config.listen_address(), &host, &port); !s.ok()) return s;
-  if (!IsLoopback(host) && config.credentials_file().empty()) {
+  bool loopback = false;
+  if (absl::Status s = SplitAddress(config.listen_address(), &host, &port, &loopback); !s.ok()) {
+    return s;
+  }
+  if (!config.credentials_file().empty()) {
+    std::string user, password;
+    return ReadCredentials(config.credentials_file(), &user, &password);
+  }
+  if (!loopback) {
     return absl::InvalidArgumentError(absl::StrCat(
         "metrics.listen_address ", config.listen_address(),
         " is reachable from other hosts: set metrics.credentials_file (user:password for the "
@@ -173,21 +227,12 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(const v1::MetricsConfi
   if (absl::Status s = ValidateMetricsConfig(config); !s.ok()) return s;
   std::string user, password;
   if (!config.credentials_file().empty()) {
-    auto text = ReadFile(config.credentials_file());
-    if (!text.ok()) return text.status();
-    std::string line(absl::StripAsciiWhitespace(*text));
-    const size_t colon = line.find(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == line.size() ||
-        line.find('\n') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metrics.credentials_file ", config.credentials_file(), ": one line user:password"));
-    }
-    user = line.substr(0, colon);
-    password = line.substr(colon + 1);
+    RETURN_IF_ERROR(ReadCredentials(config.credentials_file(), &user, &password));
   }
   std::string host;
   int port = 0;
-  (void)SplitAddress(config.listen_address(), &host, &port);
+  bool loopback = false;
+  RETURN_IF_ERROR(SplitAddress(config.listen_address(), &host, &port, &loopback));
   // CivetWeb names localhost by address.
   const std::string bind =
       host == "localhost" ? absl::StrCat("127.0.0.1:", port) : config.listen_address();
@@ -199,10 +244,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(const v1::MetricsConfi
     return absl::UnavailableError(
         absl::StrCat("metrics: cannot listen on ", config.listen_address(), ": ", e.what()));
   }
-  // The exposer holds collectables by weak_ptr: a shared_ptr that does not
-  // own (the Endpoint does).
-  impl->self = std::shared_ptr<Impl>(impl.get(), [](Impl*) {});
-  impl->exposer->RegisterCollectable(impl->self);
+  // Credentials first: no scrape is answered without them.
   if (!user.empty()) {
     impl->exposer->RegisterAuth(
         [user, password](const std::string& u, const std::string& p) {
@@ -212,6 +254,10 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(const v1::MetricsConfi
         },
         "Strata metrics");
   }
+  // The exposer holds collectables by weak_ptr: a shared_ptr that does not
+  // own (the Endpoint does).
+  impl->self = std::shared_ptr<Impl>(impl.get(), [](Impl*) {});
+  impl->exposer->RegisterCollectable(impl->self);
   std::vector<int> ports = impl->exposer->GetListeningPorts();
   const std::string bound = absl::StrCat(host, ":", ports.empty() ? port : ports.front());
   WriteAddressFile(config.address_file(), bound);

@@ -52,6 +52,8 @@ class Sample {
     std::vector<Point> points;
   };
   const std::map<std::string, Family>& families() const { return families_; }
+  // Adds `other`'s figures to these.
+  void Absorb(Sample&& other);
 
  private:
   void Add(const std::string& name, const std::string& help, bool counter, double value,

@@ -94,7 +94,9 @@ void BuildStatements(TableInfo& t,
 }
 
 // What a change must look like whoever sent it.
-absl::Status ValidateShape(const v1::Change& c, const TableInfo* table, bool check_keys) {
+// `names` (reused by the caller): the upsert row's top-level keys.
+absl::Status ValidateShape(const v1::Change& c, const TableInfo* table, bool check_keys,
+                           std::vector<std::string_view>* names = nullptr) {
   if (table == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("unknown table \"", c.table(), "\""));
   }
@@ -116,7 +118,7 @@ absl::Status ValidateShape(const v1::Change& c, const TableInfo* table, bool che
     RowStamps stamps;
     std::string row_key;
     if (!ParseRowObject(c.row_json(), &stamps, check_keys ? &table->key_columns : nullptr,
-                        check_keys ? &row_key : nullptr)) {
+                        check_keys ? &row_key : nullptr, names)) {
       return absl::InvalidArgumentError(
           absl::StrCat("change to ", c.table(), " key ", c.key(), " has a malformed row"));
     }
@@ -167,6 +169,25 @@ absl::Status AsRejection(const absl::Status& s) {
     default:
       return absl::InvalidArgumentError(absl::StrCat("batch rejected: ", s.message()));
   }
+}
+
+// 0 when a row's top-level keys (`names`) are exactly `table`'s columns in
+// its order (what a sender of this release writes), else a hash of which
+// of the table's columns the row carries (keys the table does not have are
+// ignored by json_populate_recordset and do not count).
+uint64_t RowShape(const TableInfo& table, const std::vector<std::string_view>& names) {
+  if (names.size() == table.columns.size()) {
+    bool all = true;
+    for (size_t i = 0; i < names.size() && all; ++i) all = names[i] == table.columns[i].first;
+    if (all) return 0;
+  }
+  uint64_t shape = 1;
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    if (std::find(names.begin(), names.end(), table.columns[c].first) != names.end()) {
+      shape = shape * 1099511628211ULL + c + 1;
+    }
+  }
+  return shape;
 }
 
 }  // namespace
@@ -349,19 +370,29 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
     return absl::InvalidArgumentError(absl::StrCat(
         "batch rejected: ", changes.size(), " changes, more than the limit of ", max_changes));
   }
-  for (const v1::Change& c : changes) {
+  // Each upsert row's shape: which columns it carries. A sender's rows
+  // normally carry all of this site's columns (shape 0); rows written
+  // before a release added a column (replayed after the sender's upgrade,
+  // or from a site not upgraded yet) lack it, and rows of both kinds can
+  // follow each other in one batch.
+  std::vector<uint64_t> shapes(changes.size(), 0);
+  std::vector<std::string_view> names;
+  for (int i = 0; i < changes.size(); ++i) {
+    const v1::Change& c = changes[i];
     const TableInfo* table = catalog.Find(c.table());
-    absl::Status s = ValidateShape(c, table, /*check_keys=*/true);
+    names.clear();
+    absl::Status s = ValidateShape(c, table, /*check_keys=*/true, &names);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat("batch rejected: ", s.message()));
+    if (c.op() == v1::CHANGE_OP_UPSERT) shapes[i] = RowShape(*table, names);
   }
-  // Runs of consecutive changes to one table with one operation, each
-  // applied with one statement; within a run the last change of a key wins
-  // (the log is in commit order).
+  // Runs of consecutive changes to one table with one operation and row
+  // shape, each applied with one statement; within a run the last change of
+  // a key wins (the log is in commit order, and runs apply in order).
   int begin = 0;
   while (begin < changes.size()) {
     int end = begin;
     while (end < changes.size() && changes[end].table() == changes[begin].table() &&
-           changes[end].op() == changes[begin].op()) {
+           changes[end].op() == changes[begin].op() && shapes[end] == shapes[begin]) {
       ++end;
     }
     PreparedRun run;
@@ -389,25 +420,18 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
     }
     json.push_back(']');
     run.payload = std::move(json);
-    if (!run.is_delete) {
-      // Rows of one batch come from one sender's schema: the first row
-      // names the columns they all have.
+    if (!run.is_delete && shapes[begin] != 0) {
+      // The run's rows all carry the same columns: its first row names them.
+      // (Key columns are among them: ValidateShape checked each row's key.)
       RowStamps stamps;
-      std::vector<std::string_view> names;
+      names.clear();
       ParseRowObject(run.changes.front()->row_json(), &stamps, nullptr, nullptr, &names);
       std::vector<std::string> present;
       for (const auto& [name, type] : run.table->columns) {
         if (std::find(names.begin(), names.end(), name) != names.end()) present.push_back(name);
       }
-      if (present.size() < run.table->columns.size()) {
-        for (const std::string& k : run.table->key_columns) {
-          if (std::find(present.begin(), present.end(), k) == present.end()) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("batch rejected: rows of ", run.table->name, " lack key column ", k));
-          }
-        }
-        run.partial_upsert_sql = UpsertSql(*run.table, present, /*check_tombstones=*/true);
-      }
+      run.partial_upsert_sql = UpsertSql(*run.table, present, /*check_tombstones=*/true);
+      run.partial_upsert_no_tombstones_sql = UpsertSql(*run.table, present, false);
     }
     batch.runs.push_back(std::move(run));
     begin = end;
@@ -433,17 +457,18 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
   for (const PreparedRun& run : batch.runs) {
     const TableInfo& table = *run.table;
     const std::string* sql = &table.delete_sql;
-    if (!run.partial_upsert_sql.empty()) {
-      sql = &run.partial_upsert_sql;
-    } else if (!run.is_delete) {
-      sql = &table.upsert_sql;
+    if (!run.is_delete) {
+      const bool partial = !run.partial_upsert_sql.empty();
+      sql = partial ? &run.partial_upsert_sql : &table.upsert_sql;
       if (run.changes.size() > kTombstoneProbeRows) {
         // The upsert looks up each row's tombstone; most tables have none,
         // and for a long run one look saves the lookups.
         auto any = tx.ExecCached("SELECT EXISTS (SELECT 1 FROM repl_tombstone WHERE tbl = $1)",
                                  {table.name});
         if (!any.ok()) return AsRejection(any.status());
-        if (!any->GetBool(0, 0)) sql = &table.upsert_no_tombstones_sql;
+        if (!any->GetBool(0, 0)) {
+          sql = partial ? &run.partial_upsert_no_tombstones_sql : &table.upsert_no_tombstones_sql;
+        }
       }
     }
     // Prepared once per connection: a small batch would otherwise spend

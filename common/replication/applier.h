@@ -84,6 +84,7 @@ struct PreparedRun {
   // keep their values (or defaults) instead of becoming NULL. Empty: the
   // table's own statements.
   std::string partial_upsert_sql;
+  std::string partial_upsert_no_tombstones_sql;
 };
 struct PreparedBatch {
   int64_t received = 0;

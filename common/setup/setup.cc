@@ -1,5 +1,6 @@
 #include "common/setup/setup.h"
 
+#include <grp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -168,12 +169,18 @@ absl::StatusOr<std::string> RenderConfig(const Message& config, const std::strin
   return text;
 }
 
-absl::Status WriteConfigFile(const std::string& path, const std::string& text, bool overwrite) {
+absl::Status WriteConfigFile(const std::string& path, const std::string& text, bool overwrite,
+                             const std::string& group) {
   struct stat st;
   if (!overwrite && ::stat(path.c_str(), &st) == 0) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists; give --force to replace it"));
   }
-  return WriteFileDurably(path, text, 0640);
+  RETURN_IF_ERROR(WriteFileDurably(path, text, 0640));
+  const struct group* g = group.empty() ? nullptr : ::getgrnam(group.c_str());
+  if (g != nullptr && ::geteuid() == 0 && ::chown(path.c_str(), 0, g->gr_gid) != 0) {
+    return absl::InternalError(absl::StrCat("cannot give ", path, " to group ", group));
+  }
+  return absl::OkStatus();
 }
 
 void CheckReport::Ok(const std::string& what, const std::string& detail) {
@@ -267,6 +274,31 @@ void CheckDatabase(CheckReport& report, const std::string& conninfo, bool need_l
     return report.Fail(what, detail +
                                  "; site servers read their changes from the WAL: set "
                                  "wal_level = logical in postgresql.conf and restart it");
+  }
+  if (need_logical) {
+    // A site server streams its WAL (REPLICATION) and marks applied rows
+    // with replication origins (README, "PostgreSQL").
+    auto rights = (*conn)->Exec(
+        "SELECT rolsuper OR rolreplication, "
+        "has_function_privilege('pg_replication_origin_session_setup(text)', 'EXECUTE'), "
+        "current_setting('max_replication_slots')::int, current_setting('max_wal_senders')::int "
+        "FROM pg_roles WHERE rolname = current_user");
+    if (!rights.ok() || rights->empty()) return report.Fail(what, "cannot read the role's rights");
+    if (rights->GetString(0, 0) != "t") {
+      return report.Fail(what,
+                         detail + "; the role lacks REPLICATION (ALTER ROLE ... REPLICATION)");
+    }
+    if (rights->GetString(0, 1) != "t") {
+      return report.Fail(what, detail +
+                                   "; the role may not use replication origins (GRANT "
+                                   "EXECUTE on the pg_replication_origin_* functions)");
+    }
+    const int64_t slots = rights->GetInt(0, 2), senders = rights->GetInt(0, 3);
+    absl::StrAppend(&detail, ", max_replication_slots = ", slots, ", max_wal_senders = ", senders);
+    if (slots < 4 || senders < 4) {
+      report.Warn(what,
+                  "max_replication_slots and max_wal_senders must cover the site's links + 2");
+    }
   }
   const bool has_schema = schema->GetString(0, 0) == "t";
   if (need_schema && !has_schema) {

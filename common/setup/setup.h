@@ -46,9 +46,12 @@ absl::StatusOr<std::string> RenderConfig(const google::protobuf::Message& config
                                          const std::vector<FieldDoc>& docs);
 
 // Writes `text` to `path` atomically (a temporary file, fsync, rename), mode
-// 0640 (it names key files). AlreadyExists when the file exists and
-// `overwrite` is false.
-absl::Status WriteConfigFile(const std::string& path, const std::string& text, bool overwrite);
+// 0640, group `group` when it exists and this process may give it (root:
+// the service's own group, so that it reads its file and other services on
+// the host do not). AlreadyExists when the file exists and `overwrite` is
+// false.
+absl::Status WriteConfigFile(const std::string& path, const std::string& text, bool overwrite,
+                             const std::string& group = "");
 
 // The lines of `check`.
 class CheckReport {
@@ -97,6 +100,7 @@ void CheckMetrics(CheckReport& report, const v1::MetricsConfig& metrics);
 template <typename Config>
 struct RoleSetup {
   std::string title;  // the header of a written file
+  std::string group;  // the service's group (the packages' system user), "" for root's
   std::vector<FieldDoc> docs;
   // `init`: fills what the answers left out with the packaged layout's
   // defaults (/etc/strata/pki/..., /var/lib/strata/...).
@@ -137,8 +141,8 @@ std::optional<int> RunSetupCommand(const std::string& program, const std::vector
       return 2;
     }
     absl::StatusOr<std::string> text = RenderConfig(*config, role.title, role.docs);
-    absl::Status s =
-        text.ok() ? WriteConfigFile(args[1], *text, OverwriteRequested()) : text.status();
+    absl::Status s = text.ok() ? WriteConfigFile(args[1], *text, OverwriteRequested(), role.group)
+                               : text.status();
     if (!s.ok()) {
       std::cerr << program << ": init: " << s.message() << "\n";
       return s.code() == absl::StatusCode::kAlreadyExists ? 2 : 1;

@@ -103,6 +103,7 @@ setup::RoleSetup<v1::SiteServerConfig> SiteSetup(v1::SiteType type) {
   const bool cas = type == v1::SITE_TYPE_CAS;
   const bool primary = type == v1::SITE_TYPE_PRIMARY;
   setup::RoleSetup<v1::SiteServerConfig> role;
+  role.group = "strata-site";
   role.title = absl::StrCat("strata-", SiteTypeName(type), ": ", SiteTypeLongName(type),
                             " server configuration (text-format strata.v1.SiteServerConfig,\n"
                             "proto/strata/v1/config.proto). Check it with: strata-",

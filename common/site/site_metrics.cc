@@ -1,6 +1,8 @@
 #include "common/site/site_metrics.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/base/hlc.h"
 #include "common/base/status.h"
 
@@ -92,6 +94,21 @@ absl::Status AddDatabaseMetrics(store::Transaction& tx, const std::string& site_
     s.Gauge("strata_runbook_jobs", "Runbook jobs this site dispatches, by worker group and state",
             static_cast<double>(jobs.GetInt(i, 2)),
             {{"group", jobs.GetString(i, 0)}, {"state", jobs.GetString(i, 1)}});
+  }
+  // What each peer's slot keeps of this site's WAL (a peer away keeps more).
+  ASSIGN_OR_RETURN(
+      store::Result slots,
+      tx.Exec("SELECT slot_name, coalesce((pg_current_wal_lsn() - restart_lsn)::bigint, "
+              "0) FROM pg_replication_slots WHERE database = current_database() AND "
+              "slot_name LIKE $1",
+              {absl::AsciiStrToLower(absl::StrCat("strata_", site_code, "_to_%"))}));
+  const std::string prefix = absl::AsciiStrToLower(absl::StrCat("strata_", site_code, "_to_"));
+  for (size_t i = 0; i < slots.size(); ++i) {
+    s.Gauge("strata_link_slot_retained_bytes",
+            "WAL this site keeps for the peer's slot (lag in bytes; bounded by "
+            "max_slot_wal_keep_size)",
+            static_cast<double>(slots.GetInt(i, 1)),
+            {{"peer", absl::AsciiStrToUpper(slots.GetString(i, 0).substr(prefix.size()))}});
   }
   ASSIGN_OR_RETURN(store::Result intake, tx.Exec("SELECT count(*) FROM runbook_intake"));
   s.Gauge("strata_runbook_intake", "Runbook jobs arrived or changed, not taken in yet",

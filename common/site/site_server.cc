@@ -579,18 +579,25 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   }
 
   // A scrape of the metrics endpoint (on its own thread): the links, as
-  // GetStatus gives them, and the database's figures.
+  // GetStatus gives them but without decoding a disconnected peer's slot,
+  // and the database's figures; one connection, statements bounded in time.
   void CollectMetrics(metrics::Sample& s) {
-    v1::SiteStatus status;
-    absl::Status st = BuildStatus(&status);
-    if (st.ok()) {
-      AddLinkMetrics(status, s);
-      auto conn = store::Connection::Open(config_.database());
-      st = conn.ok() ? (*conn)->Transact([&](store::Transaction& tx) {
-        return AddDatabaseMetrics(tx, config_.site_code(), s);
-      })
-                     : conn.status();
-    }
+    metrics::Sample read;
+    auto conn = store::Connection::Open(config_.database());
+    absl::Status st = conn.ok() ? (*conn)->Transact([&](store::Transaction& tx) -> absl::Status {
+      read = metrics::Sample();
+      RETURN_IF_ERROR(tx.Exec("SET LOCAL statement_timeout = '5s'").status());
+      v1::SiteStatus status;
+      ASSIGN_OR_RETURN(store::Result wal,
+                       tx.Exec("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"));
+      status.set_log_last_id(wal.GetInt(0, 0));
+      RETURN_IF_ERROR(AddLinkStatuses(tx, config_.site_code(), registry_.Snapshot(), ctx_.settings,
+                                      &status, /*peek=*/false));
+      AddLinkMetrics(status, read);
+      return AddDatabaseMetrics(tx, config_.site_code(), read);
+    })
+                                : conn.status();
+    if (st.ok()) s.Absorb(std::move(read));
     s.Gauge("strata_database_up", "1 when the site's database answered this scrape",
             st.ok() ? 1 : 0);
     if (!st.ok()) LogWarning("site.metrics_failed", {{"error", st}});

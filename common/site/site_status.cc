@@ -20,7 +20,7 @@ using replication::LinkCounters;
 
 absl::Status AddLinkStatuses(store::Transaction& tx, const std::string& site_code,
                              std::vector<LinkCounters> links, const v1::ReplicationConfig& settings,
-                             v1::SiteStatus* out) {
+                             v1::SiteStatus* out, bool peek) {
   std::map<std::string, LinkCounters> by_peer;
   for (auto& c : links) by_peer[c.peer] = std::move(c);
   // Every registered child is listed, connected or not.
@@ -54,7 +54,7 @@ absl::Status AddLinkStatuses(store::Transaction& tx, const std::string& site_cod
       if (c.oldest_unacked_unix_ms > 0) {
         l->set_lag_seconds(std::max<int64_t>(0, now - c.oldest_unacked_unix_ms) / 1000.0);
       }
-    } else if (!(c.peer_is_parent && peer == "parent")) {  // a parent not yet reached: no code
+    } else if (peek && !(c.peer_is_parent && peer == "parent")) {  // a parent not yet reached
       // What the peer's slot holds for it (none yet: it will get a snapshot).
       ASSIGN_OR_RETURN(replication::SlotState slot,
                        replication::ReadSlot(tx, replication::SlotName(site_code, peer)));

@@ -19,9 +19,13 @@ namespace strata::site {
 // `site_code` (connected or not): lag from the session's unacknowledged
 // batches when connected, else peeked from the peer's slot; the state from
 // `settings`' thresholds.
+// Without `peek`, a disconnected peer's lag is left out (reading it decodes
+// the peer's slot, which a returning peer's session then waits for): the
+// metrics endpoint reports the slot's retained WAL instead.
 absl::Status AddLinkStatuses(store::Transaction& tx, const std::string& site_code,
                              std::vector<replication::LinkCounters> links,
-                             const v1::ReplicationConfig& settings, v1::SiteStatus* out);
+                             const v1::ReplicationConfig& settings, v1::SiteStatus* out,
+                             bool peek = true);
 
 // Asks the site server at `address` for its status (GetStatus over mutual TLS).
 absl::StatusOr<v1::SiteStatus> QueryStatus(const std::string& address, const v1::TlsConfig& tls);

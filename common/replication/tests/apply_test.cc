@@ -332,3 +332,30 @@ TEST_CASE(
   REQUIRE(Apply(db, {Setting("x", "stale", 250, "CAS")}, FromParent()).ok());
   CHECK(Value(db, "x") == "v3");
 }
+
+TEST_CASE(
+    "one batch mixing rows with and without a column added by a release applies each row's own "
+    "columns (a sender replaying rows from before its upgrade)") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  db.Exec("ALTER TABLE global_settings ADD COLUMN note text NOT NULL DEFAULT 'n/a'");
+  auto with_note = [](const std::string& name, const std::string& value, int64_t hlc,
+                      const std::string& note) {
+    v1::Change c = Setting(name, value, hlc, "CAS");
+    c.set_row_json(absl::StrCat("{\"name\": \"", name, "\", \"value\": \"", value,
+                                "\", \"updated_at\": \"2026-01-01T00:00:00Z\", \"note\": \"", note,
+                                "\", \"_hlc\": ", hlc, ", \"_origin\": \"CAS\"}"));
+    return c;
+  };
+  // Old shape first, then the new shape, then old again; and one key in
+  // both shapes, the later change without the column.
+  auto stats = Apply(db,
+                     {Setting("x", "x1", 100, "CAS"), with_note("y", "y1", 100, "set"),
+                      Setting("z", "z1", 100, "CAS"), with_note("w", "w1", 100, "first"),
+                      Setting("w", "w2", 200, "CAS")},
+                     FromParent());
+  REQUIRE(stats.ok());
+  CHECK(db.Scalar("SELECT string_agg(name || '=' || value || '/' || note, ' ' ORDER BY name) "
+                  "FROM global_settings WHERE name IN ('w', 'x', 'y', 'z')") ==
+        "w=w2/first x=x1/n/a y=y1/set z=z1/n/a");
+}
