@@ -52,9 +52,11 @@ for pkg in "${!files[@]}"; do
   for lib in libgrpc++ libprotobuf libssl3 libc6 systemd; do
     grep -q "$lib" <<<"$depends" || fail "$pkg does not depend on $lib: $depends"
   done
+  # Whole listings into variables: `grep -q` ending a pipe early would fail
+  # it under pipefail (SIGPIPE), at random.
+  control=$(dpkg-deb --ctrl-tarfile "$(deb "$pkg")" | tar -t)
   for script in postinst prerm postrm; do
-    dpkg-deb --ctrl-tarfile "$(deb "$pkg")" | tar -t | grep -qx "./$script" ||
-      fail "$pkg has no $script"
+    grep -qx "./$script" <<<"$control" || fail "$pkg has no $script"
   done
 done
 grep -q nginx <<<"$(dpkg-deb -f "$(deb strata-dp)" Depends)" || fail "strata-dp does not depend on nginx"
@@ -112,7 +114,8 @@ for u in strata-mp strata-primary strata-dp strata-provider; do
     grep -o 'Overall exposure level.*' || true)
   echo "   $u: ${exposure:-no exposure figure}"
   # systemd's scale: 0 safe .. 10 unsafe; the units aim at "OK" (under 3).
-  level=$(grep -o '[0-9]*\.[0-9]' <<<"$exposure" | head -1)
+  level=$(awk '{ if (match($0, /[0-9]+\.[0-9]/)) { print substr($0, RSTART, RLENGTH); exit } }' \
+    <<<"$exposure")
   [ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l < 3.0) }' ||
     fail "$u: exposure ${level:-unknown}, not under 3.0"
 done
