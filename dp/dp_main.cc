@@ -61,10 +61,7 @@ setup::RoleSetup<v1::DpConfig> DpSetup() {
     if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:8443");
     if (c.content_library().empty()) c.set_content_library("/var/lib/strata/dp/content");
     if (c.state_dir().empty()) c.set_state_dir("/var/lib/strata/dp/nginx");
-    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
-    const std::string base = "/etc/strata/pki/dp-" + c.name();
-    if (c.tls().cert_file().empty()) c.mutable_tls()->set_cert_file(base + ".pem");
-    if (c.tls().key_file().empty()) c.mutable_tls()->set_key_file(base + ".key");
+    setup::DefaultTls(c.mutable_tls(), "dp-" + c.name());
   };
   role.docs = {
       {"name", "<SITE>.<name>, the CN of its certificate (OU=dp), e.g. P01.dp1.", ""},

@@ -60,10 +60,7 @@ setup::RoleSetup<v1::MpConfig> MpSetup() {
   role.defaults = [](v1::MpConfig& c) {
     if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:7260");
     if (c.spool_dir().empty()) c.set_spool_dir("/var/lib/strata/mp/spool");
-    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
-    const std::string base = "/etc/strata/pki/mp-" + c.name();
-    if (c.tls().cert_file().empty()) c.mutable_tls()->set_cert_file(base + ".pem");
-    if (c.tls().key_file().empty()) c.mutable_tls()->set_key_file(base + ".key");
+    setup::DefaultTls(c.mutable_tls(), "mp-" + c.name());
   };
   role.docs = {
       {"name", "<SITE>.<name>, the CN of its certificate (OU=mp), e.g. P01.mp1.", ""},

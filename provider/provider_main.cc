@@ -62,7 +62,8 @@ setup::RoleSetup<v1::ProviderConfig> ProviderSetup() {
       "proto/strata/v1/config.proto). Check it with: strata-provider check --config FILE";
   role.defaults = [](v1::ProviderConfig& c) {
     if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:7443");
-    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
+    // Its certificate and key come from --tls_cert/--tls_key: nothing here names the site.
+    setup::DefaultTls(c.mutable_tls(), "");
   };
   role.docs = {
       {"database",

@@ -107,27 +107,11 @@ class ProviderServer::Impl {
  private:
   // A scrape of the metrics endpoint (on its own thread).
   void CollectMetrics(metrics::Sample& s) {
-    static const char* kCodes[] = {"OK",
-                                   "CANCELLED",
-                                   "UNKNOWN",
-                                   "INVALID_ARGUMENT",
-                                   "DEADLINE_EXCEEDED",
-                                   "NOT_FOUND",
-                                   "ALREADY_EXISTS",
-                                   "PERMISSION_DENIED",
-                                   "RESOURCE_EXHAUSTED",
-                                   "FAILED_PRECONDITION",
-                                   "ABORTED",
-                                   "OUT_OF_RANGE",
-                                   "UNIMPLEMENTED",
-                                   "INTERNAL",
-                                   "UNAVAILABLE",
-                                   "DATA_LOSS",
-                                   "UNAUTHENTICATED"};
     std::vector<int64_t> calls = core_->CallsByCode();
     for (size_t i = 0; i < calls.size(); ++i) {
       s.Counter("strata_provider_calls_total", "Admin API calls answered, by gRPC status code",
-                static_cast<double>(calls[i]), {{"code", kCodes[i]}});
+                static_cast<double>(calls[i]),
+                {{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(i))}});
     }
     absl::Status db =
         pool_.With([](store::Connection& conn) { return conn.Exec("SELECT 1").status(); });

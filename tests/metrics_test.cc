@@ -181,7 +181,6 @@ TEST_CASE(
   CHECK(absl::StrContains(cas.LogText(), "set metrics.credentials_file"));
 }
 
-
 TEST_CASE(
     "a metrics address is one IP address or localhost and a port; only loopback goes without "
     "credentials, and the credentials file must hold user:password",

@@ -122,6 +122,14 @@ int DaysLeft(X509* cert) {
 
 bool OverwriteRequested() { return absl::GetFlag(FLAGS_force); }
 
+void DefaultTls(v1::TlsConfig* tls, const std::string& entity) {
+  if (tls->ca_file().empty()) tls->set_ca_file("/etc/strata/pki/ca.pem");
+  if (entity.empty()) return;
+  const std::string base = "/etc/strata/pki/" + entity;
+  if (tls->cert_file().empty()) tls->set_cert_file(base + ".pem");
+  if (tls->key_file().empty()) tls->set_key_file(base + ".key");
+}
+
 absl::StatusOr<std::string> RenderConfig(const Message& config, const std::string& title,
                                          const std::vector<FieldDoc>& docs) {
   const auto* descriptor = config.GetDescriptor();
@@ -202,30 +210,52 @@ void CheckReport::Record(const std::string& what, const absl::Status& status,
   }
 }
 
-void CheckCertificate(CheckReport& report, const v1::TlsConfig& tls, const std::string& role,
-                      const std::string& name) {
-  const std::string what = "certificate " + tls.cert_file();
-  auto certs = ReadCertificates(tls.cert_file());
-  if (!certs.ok()) return report.Fail(what, std::string(certs.status().message()));
-  auto key = ReadKey(tls.key_file());
-  if (!key.ok()) return report.Fail("key " + tls.key_file(), std::string(key.status().message()));
-  X509* cert = (*certs)[0].get();
-  if (X509_check_private_key(cert, key->get()) != 1) {
+namespace {
+
+// The certificate (with any chain after it in the file), its key and the
+// CA that must have signed it: on success the certificate; on a failure it
+// is reported under `what` (the key's own read error under its name).
+X509Ptr LoadVerified(CheckReport& report, const std::string& what, const std::string& cert_file,
+                     const std::string& key_file, const std::string& ca_file) {
+  auto certs = ReadCertificates(cert_file);
+  if (!certs.ok()) {
+    report.Fail(what, std::string(certs.status().message()));
+    return nullptr;
+  }
+  auto key = ReadKey(key_file);
+  if (!key.ok()) {
+    report.Fail("key " + key_file, std::string(key.status().message()));
+    return nullptr;
+  }
+  X509Ptr cert = std::move((*certs)[0]);
+  if (X509_check_private_key(cert.get(), key->get()) != 1) {
     ERR_clear_error();
-    return report.Fail(what, absl::StrCat("the key ", tls.key_file(), " is not its key"));
+    report.Fail(what, absl::StrCat("the key ", key_file, " is not its key"));
+    return nullptr;
   }
   std::vector<X509Ptr> chain;
   for (size_t i = 1; i < certs->size(); ++i) chain.push_back(std::move((*certs)[i]));
-  if (absl::Status s = Verify(cert, chain, tls.ca_file()); !s.ok()) {
-    return report.Fail(what, std::string(s.message()));
+  if (absl::Status s = Verify(cert.get(), chain, ca_file); !s.ok()) {
+    report.Fail(what, std::string(s.message()));
+    return nullptr;
   }
-  auto id = IdentityFromCert(cert);
+  return cert;
+}
+
+}  // namespace
+
+void CheckCertificate(CheckReport& report, const v1::TlsConfig& tls, const std::string& role,
+                      const std::string& name) {
+  const std::string what = "certificate " + tls.cert_file();
+  X509Ptr cert = LoadVerified(report, what, tls.cert_file(), tls.key_file(), tls.ca_file());
+  if (!cert) return;
+  auto id = IdentityFromCert(cert.get());
   if (!id.ok()) return report.Fail(what, std::string(id.status().message()));
   if (id->role != role || (!name.empty() && id->name != name)) {
     return report.Fail(what, absl::StrCat("names ", id->ToString(), "; this needs OU=", role,
                                           name.empty() ? "" : ", CN=" + name));
   }
-  const int days = DaysLeft(cert);
+  const int days = DaysLeft(cert.get());
   const std::string detail = absl::StrCat(id->ToString(), ", key matches, trusted by ",
                                           tls.ca_file(), ", ", days, " days left");
   if (days < 30) {
@@ -237,24 +267,11 @@ void CheckCertificate(CheckReport& report, const v1::TlsConfig& tls, const std::
 
 void CheckIssuingCa(CheckReport& report, const v1::TlsConfig& issuing, const std::string& root_ca) {
   const std::string what = "issuing CA " + issuing.cert_file();
-  auto certs = ReadCertificates(issuing.cert_file());
-  if (!certs.ok()) return report.Fail(what, std::string(certs.status().message()));
-  auto key = ReadKey(issuing.key_file());
-  if (!key.ok())
-    return report.Fail("key " + issuing.key_file(), std::string(key.status().message()));
-  X509* cert = (*certs)[0].get();
-  if (X509_check_private_key(cert, key->get()) != 1) {
-    ERR_clear_error();
-    return report.Fail(what, absl::StrCat("the key ", issuing.key_file(), " is not its key"));
-  }
-  if (X509_check_ca(cert) <= 0) return report.Fail(what, "not a CA certificate");
-  std::vector<X509Ptr> chain;
-  for (size_t i = 1; i < certs->size(); ++i) chain.push_back(std::move((*certs)[i]));
-  if (absl::Status s = Verify(cert, chain, root_ca); !s.ok()) {
-    return report.Fail(what, std::string(s.message()));
-  }
-  report.Ok(what,
-            absl::StrCat("key matches, signed by ", root_ca, ", ", DaysLeft(cert), " days left"));
+  X509Ptr cert = LoadVerified(report, what, issuing.cert_file(), issuing.key_file(), root_ca);
+  if (!cert) return;
+  if (X509_check_ca(cert.get()) <= 0) return report.Fail(what, "not a CA certificate");
+  report.Ok(what, absl::StrCat("key matches, signed by ", root_ca, ", ", DaysLeft(cert.get()),
+                               " days left"));
 }
 
 void CheckDatabase(CheckReport& report, const std::string& conninfo, bool need_logical,

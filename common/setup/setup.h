@@ -109,6 +109,12 @@ struct RoleSetup {
   std::function<void(const Config&, CheckReport&)> check;
 };
 
+// `init` defaults for the packaged layout: the hierarchy root CA at
+// /etc/strata/pki/ca.pem and, with `entity` ("mp-P01.mp1"), the
+// certificate and key /etc/strata/pki/ENTITY.pem and .key; only where the
+// answers left them empty.
+void DefaultTls(v1::TlsConfig* tls, const std::string& entity);
+
 // `--force` for `init`.
 bool OverwriteRequested();
 

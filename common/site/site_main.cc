@@ -108,12 +108,9 @@ setup::RoleSetup<v1::SiteServerConfig> SiteSetup(v1::SiteType type) {
                             " server configuration (text-format strata.v1.SiteServerConfig,\n"
                             "proto/strata/v1/config.proto). Check it with: strata-",
                             SiteTypeName(type), " check --config FILE");
-  role.defaults = [type](v1::SiteServerConfig& c) {
+  role.defaults = [](v1::SiteServerConfig& c) {
     if (c.listen_address().empty()) c.set_listen_address("0.0.0.0:7250");
-    if (c.tls().ca_file().empty()) c.mutable_tls()->set_ca_file("/etc/strata/pki/ca.pem");
-    const std::string base = absl::StrCat("/etc/strata/pki/site-", c.site_code());
-    if (c.tls().cert_file().empty()) c.mutable_tls()->set_cert_file(base + ".pem");
-    if (c.tls().key_file().empty()) c.mutable_tls()->set_key_file(base + ".key");
+    setup::DefaultTls(c.mutable_tls(), absl::StrCat("site-", c.site_code()));
     if (c.content_library().empty()) c.set_content_library("/var/lib/strata/site/content");
   };
   role.docs = {
