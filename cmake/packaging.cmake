@@ -3,7 +3,7 @@
 #   strata-site      strata-cas, strata-primary, strata-secondary
 #   strata-mp        strata-mp
 #   strata-dp        strata-dp (depends on nginx)
-#   strata-provider  strata-provider and stratactl
+#   strata-provider  strata-provider, stratactl and strata-pki (the root CA's tool)
 #   strata-agent     strata-agent
 #
 # Each carries its binaries (/usr/bin), systemd units (/usr/lib/systemd/system),
@@ -78,11 +78,11 @@ strata_package(dp
   DEPENDS "systemd, nginx"
   DESCRIPTION "Strata distribution point\n A content library served to clients by nginx over HTTPS with client\n certificates, filled from its site server or a source DP.")
 strata_package(provider
-  TARGETS strata-provider stratactl
+  TARGETS strata-provider stratactl strata-pki
   UNITS strata-provider
   EXAMPLES provider.conf stratactl.conf
   DEPENDS "systemd"
-  DESCRIPTION "Strata provider and stratactl\n The admin API of a CAS or primary site (role-based, audited) and the\n administrators' command-line tool.")
+  DESCRIPTION "Strata provider, stratactl and strata-pki\n The admin API of a CAS or primary site (role-based, audited), the\n administrators' command-line tool, and the hierarchy's certificate authority.")
 strata_package(agent
   TARGETS strata-agent
   UNITS strata-agent

@@ -89,7 +89,7 @@ setup::RoleSetup<v1::DpConfig> DpSetup() {
       {"tls",
        "Its certificate (OU=dp, CN=name) and key, towards the site and in nginx towards\n"
        "clients; ca_file is the hierarchy root CA, which signs every client allowed to\n"
-       "download.",
+       "download. crl_file: the root's revocation list (strata-pki crl), refused by nginx.",
        ""},
   };
   role.check = [](const v1::DpConfig& c, setup::CheckReport& report) {

@@ -99,6 +99,7 @@ class DpServer::Impl {
     n.cert_file = config_.tls().cert_file();
     n.key_file = config_.tls().key_file();
     n.ca_file = config_.tls().ca_file();
+    n.crl_file = config_.tls().crl_file();
     n.listen = listener_.config_address;
     n.workers = config_.nginx_workers();
     nginx_ = std::make_unique<Nginx>(n, listener_.fd);

@@ -30,6 +30,7 @@ extern char** environ;
 #include "common/base/files.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "common/net/revocation.h"
 
 namespace strata::dp {
 namespace {
@@ -143,7 +144,7 @@ absl::StatusOr<Listener> OpenListener(const std::string& address) {
   return l;
 }
 
-std::string NginxConfig(const NginxOptions& o) {
+std::string NginxConfig(const NginxOptions& o, const std::vector<std::string>& revoked_serials) {
   const int files = OpenFilesLimit();
   std::string c = absl::StrCat(
       "# Written by strata-dp at each start: change the DP's configuration, not this file.\n",
@@ -168,6 +169,12 @@ std::string NginxConfig(const NginxOptions& o) {
       "  types { }\n  default_type application/octet-stream;\n", "  client_max_body_size 1k;\n");
   for (const char* t : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"})
     absl::StrAppend(&c, "  ", t, "_temp_path \"", o.state_dir, "/temp/", t, "\";\n");
+  if (!revoked_serials.empty()) {
+    absl::StrAppend(&c, "  # Revoked certificates (tls.crl_file).\n",
+                    "  map $ssl_client_serial $strata_revoked {\n    default 0;\n");
+    for (const std::string& serial : revoked_serials) absl::StrAppend(&c, "    ", serial, " 1;\n");
+    absl::StrAppend(&c, "  }\n");
+  }
   absl::StrAppend(
       &c, "  server {\n", "    listen ", o.listen, " ssl;\n", "    ssl_protocols TLSv1.3;\n",
       "    ssl_certificate \"", o.cert_file, "\";\n", "    ssl_certificate_key \"", o.key_file,
@@ -179,6 +186,7 @@ std::string NginxConfig(const NginxOptions& o) {
       "    ssl_session_timeout 1h;\n",
       "    # Kernel TLS (sendfile through TLS) where the kernel and OpenSSL allow.\n",
       "    ssl_conf_command Options KTLS;\n",
+      revoked_serials.empty() ? "" : "    if ($strata_revoked) { return 403; }\n",
       "    location ~ \"^/content/sha256/([0-9a-f]{2})([0-9a-f]{62})$\" {\n",
       "      limit_except GET { deny all; }\n", "      alias \"", o.library, "/sha256/$1/$1$2\";\n",
       "      add_header Cache-Control \"public, max-age=31536000, immutable\";\n", "    }\n",
@@ -231,7 +239,7 @@ absl::Status Nginx::Start() {
     if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*old), &old_pid)) KillNginxGroup(old_pid);
     ::unlink(pid_file.c_str());
   }
-  RETURN_IF_ERROR(WriteFileDurably(o_.state_dir + "/nginx.conf", NginxConfig(o_), 0644));
+  RETURN_IF_ERROR(WriteConfig());
   loaded_stamp_ = FilesStamp();
   ASSIGN_OR_RETURN(pid_t pid, Spawn());
   for (int i = 0; i < 200; ++i) {
@@ -322,9 +330,19 @@ void Nginx::Stop() {
   supervisor_.join();
 }
 
+absl::Status Nginx::WriteConfig() {
+  std::vector<std::string> revoked;
+  if (!o_.crl_file.empty()) {
+    ASSIGN_OR_RETURN(std::shared_ptr<RevocationList> list,
+                     RevocationList::Open(o_.crl_file, o_.ca_file));
+    revoked = list->serials();
+  }
+  return WriteFileDurably(o_.state_dir + "/nginx.conf", NginxConfig(o_, revoked), 0644);
+}
+
 std::string Nginx::FilesStamp() const {
   std::string stamp;
-  for (const std::string* f : {&o_.cert_file, &o_.key_file, &o_.ca_file}) {
+  for (const std::string* f : {&o_.cert_file, &o_.key_file, &o_.ca_file, &o_.crl_file}) {
     struct stat st;
     if (::stat(f->c_str(), &st) == 0)
       absl::StrAppend(&stamp, st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "/", st.st_size, ";");
@@ -335,7 +353,7 @@ std::string Nginx::FilesStamp() const {
 absl::StatusOr<bool> Nginx::ReloadIfChanged() {
   const std::string stamp = FilesStamp();
   if (stamp == loaded_stamp_) return false;
-  RETURN_IF_ERROR(WriteFileDurably(o_.state_dir + "/nginx.conf", NginxConfig(o_), 0644));
+  RETURN_IF_ERROR(WriteConfig());
   absl::MutexLock lock(&mu_);
   if (pid_ <= 0) return false;  // the supervisor's restart reads the files anew
   if (::kill(pid_, SIGHUP) != 0) return Errno("cannot signal nginx");

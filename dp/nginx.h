@@ -16,6 +16,7 @@
 
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -39,13 +40,18 @@ struct NginxOptions {
   std::string state_dir;  // nginx.conf, nginx.pid, temp folders
   std::string library;    // the content library's root
   std::string cert_file, key_file, ca_file;
-  std::string listen;  // Listener::config_address
-  int workers = 0;     // 0: one per core
-  std::string user;    // worker processes' user (default: the DP's own)
+  std::string crl_file;  // tls.crl_file: its serials are refused (403)
+  std::string listen;    // Listener::config_address
+  int workers = 0;       // 0: one per core
+  std::string user;      // worker processes' user (default: the DP's own)
 };
 
-// The configuration text for `o` (pure: tested on its own).
-std::string NginxConfig(const NginxOptions& o);
+// The configuration text for `o` (pure: tested on its own), refusing
+// client certificates with these serials (as $ssl_client_serial prints
+// them). nginx's own ssl_crl cannot be used: it wants a CRL from every CA
+// of a chain, and the sites' issuing CAs publish none.
+std::string NginxConfig(const NginxOptions& o,
+                        const std::vector<std::string>& revoked_serials = {});
 
 class Nginx {
  public:
@@ -60,9 +66,9 @@ class Nginx {
   pid_t pid();
   // Rewrites the configuration and has nginx reload it (SIGHUP: new
   // workers take new connections, old ones finish their transfers) when a
-  // file it reads (certificate, key, CA) changed since the last (re)load: a
-  // renewed certificate is served without a restart. Returns whether it
-  // reloaded.
+  // file it reads (certificate, key, CA, CRL) changed since the last
+  // (re)load: a renewed certificate is served, and a revoked one refused,
+  // without a restart. Returns whether it reloaded.
   absl::StatusOr<bool> ReloadIfChanged();
 
  private:
@@ -71,6 +77,9 @@ class Nginx {
 
   // Modification times of the files nginx reads, as last loaded.
   std::string FilesStamp() const;
+  // Writes nginx.conf, with the CRL's serials; InvalidArgument when the CRL
+  // does not verify (nginx keeps what it runs).
+  absl::Status WriteConfig();
 
   const NginxOptions o_;
   const int listen_fd_;

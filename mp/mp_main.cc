@@ -92,7 +92,10 @@ setup::RoleSetup<v1::MpConfig> MpSetup() {
        "Prometheus scrape endpoint (GET /metrics): a loopback address serves a scraper on\n"
        "this host; any other needs credentials_file (one line user:password).",
        "{ listen_address: \"127.0.0.1:9260\" }"},
-      {"tls", "Its certificate (OU=mp, CN=name), key and the hierarchy root CA.", ""},
+      {"tls",
+       "Its certificate (OU=mp, CN=name), key and the hierarchy root CA; crl_file: the\n"
+       "root's revocation list (strata-pki crl), re-read when it changes.",
+       ""},
   };
   role.check = [](const v1::MpConfig& c, setup::CheckReport& report) {
     setup::CheckCertificate(report, c.tls(), "mp", c.name());

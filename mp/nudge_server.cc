@@ -26,8 +26,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/log.h"
+#include "common/base/status.h"
 #include "common/base/version.h"
 #include "common/inventory/report_check.h"
+#include "common/net/revocation.h"
 #include "common/nudge/client.h"  // ResolveAddress
 #include "common/nudge/frame.h"
 #include "common/nudge/tls_context.h"
@@ -96,6 +98,10 @@ class NudgeServer::Impl {
     auto ctx = nudge::MakeServerContext(options_.tls);
     if (!ctx.ok()) return ctx.status();
     ctx_ = std::move(*ctx);
+    tls_stamp_ = TlsFilesStamp(options_.tls);
+    auto revocations = RevocationList::Open(options_.tls.crl_file(), options_.tls.ca_file());
+    if (!revocations.ok()) return revocations.status();
+    revocations_ = std::move(*revocations);
     base_ = event_base_new();
     if (base_ == nullptr) return absl::InternalError("event_base_new failed");
     wake_ = event_new(base_, -1, EV_PERSIST, &Impl::OnWake, this);
@@ -104,6 +110,9 @@ class NudgeServer::Impl {
     trim_ = event_new(base_, -1, EV_PERSIST, &Impl::OnTrim, this);
     const timeval every{kTrimEverySeconds, 0};
     event_add(trim_, &every);
+    tls_refresh_ = event_new(base_, -1, EV_PERSIST, &Impl::OnTlsRefresh, this);
+    const timeval refresh{static_cast<time_t>(RefreshSeconds(options_.tls)), 0};
+    event_add(tls_refresh_, &refresh);
 
     nudge::SocketAddress at;
     std::string listen = options_.listen_address;
@@ -170,6 +179,7 @@ class NudgeServer::Impl {
     event_free(wake_);
     event_free(resume_accept_);
     event_free(trim_);
+    event_free(tls_refresh_);
     event_base_free(base_);
     base_ = nullptr;
     if (absl::StartsWith(bound_, "unix:")) ::unlink(bound_.substr(5).c_str());
@@ -387,6 +397,23 @@ class NudgeServer::Impl {
     malloc_trim(0);
   }
 
+  // Renewed certificate, key or CA files: new connections get a context
+  // made from them (a connection holds a reference to its own context).
+  static void OnTlsRefresh(evutil_socket_t, short, void* self) {
+    auto* s = static_cast<Impl*>(self);
+    const std::string stamp = TlsFilesStamp(s->options_.tls);
+    if (stamp == s->tls_stamp_) return;
+    s->tls_stamp_ = stamp;
+    auto ctx = nudge::MakeServerContext(s->options_.tls);
+    if (!ctx.ok()) {
+      LogWarning("mp.nudge_tls_unusable",
+                 {{"error", ctx.status()}, {"kept", "the last good files"}});
+      return;
+    }
+    s->ctx_ = std::move(*ctx);
+    LogInfo("mp.nudge_tls_renewed", {{"cert", s->options_.tls.cert_file()}});
+  }
+
   static void OnResumeAccept(evutil_socket_t, short, void* self) {
     auto* s = static_cast<Impl*>(self);
     if (!s->stopping_) evconnlistener_enable(s->listener_);
@@ -417,6 +444,8 @@ class NudgeServer::Impl {
     absl::Status refusal;
     if (!peer.ok()) {
       refusal = peer.status();
+    } else if (absl::Status revoked = Revoked(ssl); !revoked.ok()) {
+      refusal = revoked;
     } else if (peer->role != "agent" || !inventory::IsUuid(peer->name)) {
       refusal = absl::PermissionDeniedError(absl::StrCat(
           "only registered agents hold the nudge channel; the certificate is ", peer->ToString()));
@@ -429,6 +458,17 @@ class NudgeServer::Impl {
     }
     conn->id = peer->name;
     conn->state = Conn::kHello;
+  }
+
+  // The peer's certificate or one its chain (an agent's: its site's issuing
+  // CA) listed in tls.crl_file.
+  absl::Status Revoked(SSL* ssl) {
+    RETURN_IF_ERROR(revocations_->CheckCertificate(SSL_get0_peer_certificate(ssl)));
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+    for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+      RETURN_IF_ERROR(revocations_->CheckCertificate(sk_X509_value(chain, i)));
+    }
+    return absl::OkStatus();
   }
 
   static void OnRead(bufferevent* bev, void* arg) {
@@ -662,6 +702,9 @@ class NudgeServer::Impl {
   std::atomic<int64_t> open_{0};  // connections, in any state
   int64_t churn_since_trim_ = 0;  // handshakes and closes since the last trim
   event* trim_ = nullptr;
+  event* tls_refresh_ = nullptr;
+  std::string tls_stamp_;  // of the files ctx_ was made from
+  std::shared_ptr<RevocationList> revocations_;
 
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -79,7 +79,9 @@ setup::RoleSetup<v1::ProviderConfig> ProviderSetup() {
        "Prometheus scrape endpoint (GET /metrics): a loopback address serves a scraper on\n"
        "this host; any other needs credentials_file (one line user:password).",
        "{ listen_address: \"127.0.0.1:9280\" }"},
-      {"tls", "Its certificate (OU=provider, CN=the site code), key and the hierarchy root CA.",
+      {"tls",
+       "Its certificate (OU=provider, CN=the site code), key and the hierarchy root CA;\n"
+       "crl_file: the root's revocation list (strata-pki crl), re-read when it changes.",
        ""},
       {"bootstrap_admin",
        "If the hierarchy has no administrator yet, this certificate CN (OU=admin) becomes\n"

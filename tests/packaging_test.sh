@@ -37,7 +37,7 @@ declare -A files=(
     usr/lib/sysusers.d/strata-mp.conf usr/lib/tmpfiles.d/strata-mp.conf"
   [strata-dp]="usr/bin/strata-dp usr/lib/systemd/system/strata-dp.service
     usr/lib/sysusers.d/strata-dp.conf usr/lib/tmpfiles.d/strata-dp.conf"
-  [strata-provider]="usr/bin/strata-provider usr/bin/stratactl
+  [strata-provider]="usr/bin/strata-provider usr/bin/stratactl usr/bin/strata-pki
     usr/lib/systemd/system/strata-provider.service usr/lib/sysusers.d/strata-provider.conf"
   [strata-agent]="usr/bin/strata-agent usr/lib/systemd/system/strata-agent.service
     usr/lib/tmpfiles.d/strata-agent.conf"
@@ -124,9 +124,10 @@ grep -q '^LimitNOFILE=65536' "$root/usr/lib/systemd/system/strata-mp.service" ||
 
 echo "== the installed binaries"
 before=$failures
-for b in strata-cas strata-primary strata-secondary strata-mp strata-dp strata-provider stratactl strata-agent; do
+for b in strata-cas strata-primary strata-secondary strata-mp strata-dp strata-provider stratactl \
+  strata-pki strata-agent; do
   v=$("$root/usr/bin/$b" --version 2>&1 || true)
-  [[ "$v" =~ ^(strata|stratactl)\ [0-9] ]] || fail "$b --version: $v"
+  [[ "$v" =~ ^(strata|stratactl|strata-pki)\ [0-9] ]] || fail "$b --version: $v"
 done
 for b in strata-cas strata-primary strata-secondary strata-mp strata-dp strata-provider strata-agent; do
   help=$("$root/usr/bin/$b" --help 2>&1 || true)  # --help exits 1 (Abseil)

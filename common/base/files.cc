@@ -104,4 +104,11 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return data.ok() ? *data : std::string();
 }
 
+std::string FileStamp(const std::string& path) {
+  struct stat st;
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                      st.st_mtim.tv_nsec);
+}
+
 }  // namespace strata

@@ -31,4 +31,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // The whole file, "" when it cannot be read (state not made yet).
 std::string ReadFileOrEmpty(const std::string& path);
 
+// What identifies a file's current version without reading it: device,
+// inode, size and modification time ("" when it does not exist). A file
+// replaced by rename (a new inode) or rewritten in place has a new stamp.
+std::string FileStamp(const std::string& path);
+
 }  // namespace strata

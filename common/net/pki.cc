@@ -10,8 +10,15 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
+
+#include <cctype>
+#include <ctime>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/base/status.h"
+#include "common/net/openssl_util.h"
 #include "common/net/tls.h"
 
 namespace strata {
@@ -26,36 +33,19 @@ std::string Sha256Hex(const std::string& data) {
 
 namespace {
 
+using ossl::BioPtr;
+using ossl::BnPtr;
+using ossl::DrainBio;
+using ossl::KeyPtr;
+using ossl::MemoryBio;
+using ossl::NamePtr;
+using ossl::OpenSslError;
+using ossl::ReqPtr;
+using ossl::X509Ptr;
+// The stack only points at certificates owned elsewhere.
+void X509StackFree(STACK_OF(X509) * s) { sk_X509_free(s); }
 template <typename T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
-using NamePtr = std::unique_ptr<X509_NAME, Deleter<X509_NAME, X509_NAME_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
-
-std::string OpenSslError(const std::string& what) {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return what;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return absl::StrCat(what, ": ", buf);
-}
-
-BioPtr MemoryBio(const std::string& data) {
-  return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-}
-
-std::string DrainBio(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, n);
-}
+using Deleter = ossl::Deleter<T, F>;
 
 absl::StatusOr<NamePtr> MakeName(const std::string& role, const std::string& cn) {
   NamePtr name(X509_NAME_new());
@@ -70,18 +60,168 @@ absl::StatusOr<NamePtr> MakeName(const std::string& role, const std::string& cn)
   return name;
 }
 
-absl::Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
-  if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) {
-    return absl::InternalError(OpenSslError("cannot add a certificate extension"));
+bool ValidDnsName(const std::string& name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.')) return false;
   }
-  return absl::OkStatus();
+  return name.front() != '.' && name.front() != '-';
+}
+
+bool ValidIp(const std::string& ip) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, ip.c_str(), buf) == 1 || inet_pton(AF_INET6, ip.c_str(), buf) == 1;
+}
+
+std::string NameEntry(X509_NAME* name, int nid) {
+  int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+  if (idx < 0) return "";
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+  if (len < 0) return "";
+  std::string out(reinterpret_cast<char*>(utf8), len);
+  OPENSSL_free(utf8);
+  return out;
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> IssueCertificate(EVP_PKEY* public_key, const CertificateSpec& spec,
+                                             X509* issuer, EVP_PKEY* issuer_key,
+                                             std::string* serial_hex) {
+  if (spec.days <= 0 || spec.days > 36500) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("validity of ", spec.days, " days: give 1 to 36500"));
+  }
+  std::string san;
+  for (const std::string& dns : spec.dns_names) {
+    if (!ValidDnsName(dns)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", dns, "\" is not a DNS name (letters, digits, '-' and '.')"));
+    }
+    absl::StrAppend(&san, san.empty() ? "" : ",", "DNS:", dns);
+  }
+  for (const std::string& ip : spec.ip_addresses) {
+    if (!ValidIp(ip)) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", ip, "\" is not an IP address"));
+    }
+    absl::StrAppend(&san, san.empty() ? "" : ",", "IP:", ip);
+  }
+  X509Ptr cert(X509_new());
+  unsigned char serial_bytes[16];
+  RAND_bytes(serial_bytes, sizeof serial_bytes);
+  serial_bytes[0] &= 0x7f;  // positive
+  BnPtr serial(BN_bin2bn(serial_bytes, sizeof serial_bytes, nullptr));
+  auto subject = MakeName(spec.role, spec.name);
+  if (!subject.ok()) return subject.status();
+  if (X509_set_version(cert.get(), 2) != 1 ||
+      !BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) ||
+      X509_set_subject_name(cert.get(), subject->get()) != 1 ||
+      X509_set_issuer_name(cert.get(), X509_get_subject_name(issuer)) != 1 ||
+      !X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300) ||
+      !X509_gmtime_adj(X509_getm_notAfter(cert.get()), int64_t{spec.days} * 86400) ||
+      X509_set_pubkey(cert.get(), public_key) != 1) {
+    return absl::InternalError(OpenSslError("cannot build the certificate"));
+  }
+  std::vector<std::pair<int, std::string>> extensions;
+  if (spec.ca) {
+    extensions = {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+                  {NID_key_usage, "critical,keyCertSign,cRLSign"}};
+  } else {
+    extensions = {{NID_basic_constraints, "critical,CA:FALSE"},
+                  {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
+                  {NID_ext_key_usage, spec.server ? "serverAuth,clientAuth" : "clientAuth"}};
+  }
+  extensions.push_back({NID_subject_key_identifier, "hash"});
+  extensions.push_back({NID_authority_key_identifier, "keyid:always"});
+  if (!san.empty()) extensions.push_back({NID_subject_alt_name, san});
+  for (const auto& [nid, value] : extensions) {
+    if (absl::Status s = ossl::AddExtension(cert.get(), issuer, nid, value.c_str()); !s.ok())
+      return s;
+  }
+  if (X509_sign(cert.get(), issuer_key, EVP_sha256()) <= 0) {
+    return absl::InternalError(OpenSslError("cannot sign the certificate"));
+  }
+  BioPtr out(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(out.get(), cert.get());
+  if (serial_hex != nullptr) {
+    char* hex = BN_bn2hex(serial.get());
+    *serial_hex = hex;
+    OPENSSL_free(hex);
+  }
+  return DrainBio(out.get());
+}
+
+absl::StatusOr<CertificateInfo> InspectCertificate(const std::string& pem) {
+  BioPtr in = MemoryBio(pem);
+  X509Ptr cert(PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr));
+  if (!cert) return absl::InvalidArgumentError(OpenSslError("not a PEM certificate"));
+  CertificateInfo info;
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  info.spec.role = NameEntry(subject, NID_organizationalUnitName);
+  info.spec.name = NameEntry(subject, NID_commonName);
+  info.issuer_cn = NameEntry(X509_get_issuer_name(cert.get()), NID_commonName);
+  info.spec.ca = X509_check_ca(cert.get()) != 0;
+  info.spec.server = (X509_get_extension_flags(cert.get()) & EXFLAG_XKUSAGE) != 0 &&
+                     (X509_get_extended_key_usage(cert.get()) & XKU_SSL_SERVER) != 0;
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type == GEN_DNS) {
+      const ASN1_STRING* dns = name->d.dNSName;
+      info.spec.dns_names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                                       ASN1_STRING_length(dns));
+    } else if (name->type == GEN_IPADD) {
+      const ASN1_OCTET_STRING* ip = name->d.iPAddress;
+      char text[INET6_ADDRSTRLEN] = {0};
+      const int family = ASN1_STRING_length(ip) == 4 ? AF_INET : AF_INET6;
+      if (inet_ntop(family, ASN1_STRING_get0_data(ip), text, sizeof text) != nullptr)
+        info.spec.ip_addresses.emplace_back(text);
+    }
+  }
+  GENERAL_NAMES_free(names);
+  int days = 0, seconds = 0;
+  if (ASN1_TIME_diff(&days, &seconds, X509_get0_notBefore(cert.get()),
+                     X509_get0_notAfter(cert.get())) == 1) {
+    info.spec.days = days;
+  }
+  struct tm tm;
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &tm) == 1) info.not_after_unix = timegm(&tm);
+  info.serial_hex = ossl::SerialHex(X509_get0_serialNumber(cert.get()));
+  return info;
+}
+
+namespace {
+
+absl::StatusOr<std::vector<X509Ptr>> ReadCertificates(const std::string& path) {
+  auto pem = ReadFile(path);
+  if (!pem.ok()) return absl::InvalidArgumentError(absl::StrCat(path, " cannot be read"));
+  std::vector<X509Ptr> out = ossl::ParseCertificates(*pem);
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no PEM certificate"));
+  return out;
+}
+
+}  // namespace
+
+absl::Status VerifyCertificateFile(const std::string& cert_file, const std::string& ca_file) {
+  ASSIGN_OR_RETURN(std::vector<X509Ptr> certs, ReadCertificates(cert_file));
+  ASSIGN_OR_RETURN(std::vector<X509Ptr> cas, ReadCertificates(ca_file));
+  std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>> store(X509_STORE_new());
+  for (auto& ca : cas) X509_STORE_add_cert(store.get(), ca.get());
+  std::unique_ptr<STACK_OF(X509), Deleter<STACK_OF(X509), X509StackFree>> untrusted(
+      sk_X509_new_null());
+  for (size_t i = 1; i < certs.size(); ++i) sk_X509_push(untrusted.get(), certs[i].get());
+  std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>> ctx(
+      X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), certs[0].get(), untrusted.get());
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not trusted by ", ca_file, ": ",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<KeyAndCsr> MakeKeyAndCsr(const std::string& common_name) {
   KeyPtr key(EVP_EC_gen("P-256"));
@@ -165,38 +305,14 @@ absl::StatusOr<IssuedCertificate> IssuingCa::Sign(const std::string& csr_pem,
     return absl::InvalidArgumentError(
         OpenSslError("certificate request is not signed by its own key"));
   }
-  X509Ptr cert(X509_new());
-  unsigned char serial_bytes[16];
-  RAND_bytes(serial_bytes, sizeof serial_bytes);
-  serial_bytes[0] &= 0x7f;  // positive
-  BnPtr serial(BN_bin2bn(serial_bytes, sizeof serial_bytes, nullptr));
-  auto subject = MakeName(role, common_name);
-  if (!subject.ok()) return subject.status();
-  if (X509_set_version(cert.get(), 2) != 1 ||
-      !BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) ||
-      X509_set_subject_name(cert.get(), subject->get()) != 1 ||
-      X509_set_issuer_name(cert.get(), X509_get_subject_name(impl_->cert.get())) != 1 ||
-      !X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300) ||
-      !X509_gmtime_adj(X509_getm_notAfter(cert.get()), int64_t{days} * 86400) ||
-      X509_set_pubkey(cert.get(), pub.get()) != 1) {
-    return absl::InternalError(OpenSslError("cannot build the certificate"));
-  }
-  X509* issuer = impl_->cert.get();
-  for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
-                            {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
-                            {NID_ext_key_usage, "clientAuth"},
-                            {NID_subject_key_identifier, "hash"},
-                            {NID_authority_key_identifier, "keyid:always"}}) {
-    if (absl::Status s = AddExtension(cert.get(), issuer, nid, value); !s.ok()) return s;
-  }
-  if (X509_sign(cert.get(), impl_->key.get(), EVP_sha256()) <= 0) {
-    return absl::InternalError(OpenSslError("cannot sign the certificate"));
-  }
-  BioPtr out(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(out.get(), cert.get());
-  char* hex = BN_bn2hex(serial.get());
-  IssuedCertificate issued{DrainBio(out.get()) + impl_->cert_pem, hex};
-  OPENSSL_free(hex);
+  CertificateSpec spec;
+  spec.role = role;
+  spec.name = common_name;
+  spec.days = days;
+  IssuedCertificate issued;
+  ASSIGN_OR_RETURN(std::string leaf, IssueCertificate(pub.get(), spec, impl_->cert.get(),
+                                                      impl_->key.get(), &issued.serial_hex));
+  issued.chain_pem = leaf + impl_->cert_pem;
   return issued;
 }
 

@@ -12,10 +12,14 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
+#include "common/net/revocation.h"
 #include "grpc/grpc_security.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/auth_context.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_certificate_verifier.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server_builder.h"
 
 namespace strata {
@@ -56,20 +60,65 @@ std::string SubjectEntry(X509_NAME* name, int nid) {
 
 }  // namespace
 
+namespace {
+
+// Refuses, at the end of the TLS handshake, a peer whose certificate chain
+// names a revoked certificate (the chain itself was verified by then).
+class RevocationVerifier : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit RevocationVerifier(std::shared_ptr<RevocationList> list) : list_(std::move(list)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)> /*callback*/, grpc::Status* sync_status) override {
+    // The leaf, then what the peer sent with it (on a server, OpenSSL's
+    // peer chain leaves the leaf out): an agent's issuing CA is checked too.
+    grpc::string_ref leaf = request->peer_cert(), chain = request->peer_cert_full_chain();
+    std::string pem(leaf.data(), leaf.size());
+    pem.append(chain.data(), chain.size());
+    absl::Status s = list_->CheckChain(pem);
+    if (!s.ok()) LogWarning("tls.peer_revoked", {{"error", s}});
+    *sync_status = ToGrpcStatus(s);
+    return true;  // answered synchronously
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  std::shared_ptr<RevocationList> list_;
+};
+
+}  // namespace
+
+unsigned RefreshSeconds(const v1::TlsConfig& tls) {
+  return tls.refresh_seconds() > 0 ? tls.refresh_seconds() : 10;
+}
+
+std::string TlsFilesStamp(const v1::TlsConfig& tls) {
+  return absl::StrCat(FileStamp(tls.ca_file()), "|", FileStamp(tls.cert_file()), "|",
+                      FileStamp(tls.key_file()));
+}
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const v1::TlsConfig& tls, bool require_client_certificate) {
-  grpc::SslServerCredentialsOptions options(
-      require_client_certificate ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                 : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  auto ca = ReadPem(tls.ca_file(), "CA");
-  if (!ca.ok()) return ca.status();
-  auto cert = ReadPem(tls.cert_file(), "certificate");
-  if (!cert.ok()) return cert.status();
-  auto key = ReadPem(tls.key_file(), "key");
-  if (!key.ok()) return key.status();
-  options.pem_root_certs = *ca;
-  options.pem_key_cert_pairs.push_back({*key, *cert});
-  return grpc::SslServerCredentials(options);
+  // Read once here for a clear error at start; the provider re-reads them.
+  RETURN_IF_ERROR(ReadPem(tls.ca_file(), "CA").status());
+  RETURN_IF_ERROR(ReadPem(tls.cert_file(), "certificate").status());
+  RETURN_IF_ERROR(ReadPem(tls.key_file(), "key").status());
+  ASSIGN_OR_RETURN(std::shared_ptr<RevocationList> revocations,
+                   RevocationList::Open(tls.crl_file(), tls.ca_file()));
+  // The files are watched: a renewed certificate (or CA bundle) is served
+  // to new connections without a restart.
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file(), tls.cert_file(), tls.ca_file(), RefreshSeconds(tls));
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(require_client_certificate
+                                    ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                    : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<RevocationVerifier>(
+          std::move(revocations)));
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 namespace {
@@ -100,15 +149,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   return CredentialsFromPem(pem);
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
-                                                           const v1::TlsConfig& tls,
-                                                           const ChannelOptions& options) {
-  ASSIGN_OR_RETURN(ChannelPem pem, ReadChannelPem(tls));
-  return MakeChannel(address, pem, options);
-}
+namespace {
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ChannelPem& pem,
-                                           const ChannelOptions& options) {
+grpc::ChannelArguments ChannelArgs(const std::string& address, const ChannelOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
@@ -131,7 +174,37 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Cha
   if (absl::StartsWith(address, "unix:")) {
     args.SetSslTargetNameOverride("localhost");
   }
-  return grpc::CreateCustomChannel(address, CredentialsFromPem(pem), args);
+  return args;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
+                                                           const v1::TlsConfig& tls,
+                                                           const ChannelOptions& options) {
+  // Read once here for a clear error; the provider re-reads the files, so a
+  // reconnect presents a renewed certificate without a new channel.
+  ASSIGN_OR_RETURN(ChannelPem pem, ReadChannelPem(tls));
+  grpc::experimental::TlsChannelCredentialsOptions creds;
+  if (tls.cert_file().empty()) {
+    creds.set_certificate_provider(
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(tls.ca_file(),
+                                                                             RefreshSeconds(tls)));
+  } else {
+    creds.set_certificate_provider(
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+            tls.key_file(), tls.cert_file(), tls.ca_file(), RefreshSeconds(tls)));
+    creds.watch_identity_key_cert_pairs();
+  }
+  creds.watch_root_certs();
+  creds.set_verify_server_certs(true);
+  return grpc::CreateCustomChannel(address, grpc::experimental::TlsCredentials(creds),
+                                   ChannelArgs(address, options));
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ChannelPem& pem,
+                                           const ChannelOptions& options) {
+  return grpc::CreateCustomChannel(address, CredentialsFromPem(pem), ChannelArgs(address, options));
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(

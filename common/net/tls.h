@@ -32,7 +32,11 @@ struct PeerIdentity {
   std::string ToString() const { return role + "/" + name; }
 };
 
-// Server credentials that verify the client's certificate against the CA.
+// Server credentials that verify the client's certificate against the CA
+// and refuse, in the handshake, a chain with a certificate listed in
+// tls.crl_file (common/net/revocation.h). The certificate, key and CA files
+// are re-read every RefreshSeconds(): replace them by rename, key first (or
+// keep the key: `strata-pki renew` re-certifies the same key).
 // With `require_client_certificate` (every server but the management point)
 // a client without one fails the TLS handshake: it never reaches a service,
 // health or reflection. Without it (the MP, whose agents register before
@@ -41,6 +45,15 @@ struct PeerIdentity {
 // (Unauthenticated).
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const v1::TlsConfig& tls, bool require_client_certificate = true);
+
+// How often servers look for renewed TLS files (tls.refresh_seconds, 10 by
+// default).
+unsigned RefreshSeconds(const v1::TlsConfig& tls);
+// The stamps (common/base/files.h FileStamp) of the CA, certificate and key
+// files: a client with a long-lived connection (a site's link to its
+// parent, an MP's or DP's to its site) compares it now and then and, when
+// it changed, reconnects with a channel made from the new files.
+std::string TlsFilesStamp(const v1::TlsConfig& tls);
 
 // Channel credentials presenting cert_file/key_file and trusting ca_file.
 // An empty cert_file makes a channel with no client certificate (tests only).

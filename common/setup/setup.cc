@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <memory>
 #include <set>
 
@@ -17,6 +18,8 @@
 #include "common/base/config.h"
 #include "common/base/files.h"
 #include "common/base/status.h"
+#include "common/net/pki.h"
+#include "common/net/revocation.h"
 #include "common/net/tls.h"
 #include "common/store/database.h"
 #include "google/protobuf/text_format.h"
@@ -50,17 +53,8 @@ struct X509Free {
 struct KeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
-struct StoreFree {
-  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
-};
-struct StoreCtxFree {
-  void operator()(X509_STORE_CTX* c) const { X509_STORE_CTX_free(c); }
-};
 struct BioFree {
   void operator()(BIO* b) const { BIO_free(b); }
-};
-struct StackFree {
-  void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
 };
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using KeyPtr = std::unique_ptr<EVP_PKEY, KeyFree>;
@@ -88,27 +82,6 @@ absl::StatusOr<KeyPtr> ReadKey(const std::string& path) {
         path, ": no PEM private key, or one protected by a passphrase (servers need it clear)"));
   }
   return key;
-}
-
-// Verifies `cert` (with `chain` as untrusted intermediates) against the CA
-// file's certificates.
-absl::Status Verify(X509* cert, const std::vector<X509Ptr>& chain, const std::string& ca_file) {
-  ASSIGN_OR_RETURN(std::vector<X509Ptr> cas, ReadCertificates(ca_file));
-  std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
-  for (auto& ca : cas) X509_STORE_add_cert(store.get(), ca.get());
-  std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
-  for (const auto& c : chain) {
-    X509_up_ref(c.get());
-    sk_X509_push(untrusted.get(), c.get());
-  }
-  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
-  X509_STORE_CTX_init(ctx.get(), store.get(), cert, untrusted.get());
-  if (X509_verify_cert(ctx.get()) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not trusted by ", ca_file, ": ",
-                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
-  }
-  return absl::OkStatus();
 }
 
 // Days from now until the certificate expires (negative: expired).
@@ -233,9 +206,7 @@ X509Ptr LoadVerified(CheckReport& report, const std::string& what, const std::st
     report.Fail(what, absl::StrCat("the key ", key_file, " is not its key"));
     return nullptr;
   }
-  std::vector<X509Ptr> chain;
-  for (size_t i = 1; i < certs->size(); ++i) chain.push_back(std::move((*certs)[i]));
-  if (absl::Status s = Verify(cert.get(), chain, ca_file); !s.ok()) {
+  if (absl::Status s = VerifyCertificateFile(cert_file, ca_file); !s.ok()) {
     report.Fail(what, std::string(s.message()));
     return nullptr;
   }
@@ -259,9 +230,25 @@ void CheckCertificate(CheckReport& report, const v1::TlsConfig& tls, const std::
   const std::string detail = absl::StrCat(id->ToString(), ", key matches, trusted by ",
                                           tls.ca_file(), ", ", days, " days left");
   if (days < 30) {
-    report.Warn(what, detail + " (renew it)");
+    report.Warn(what, detail + " (renew it: strata-pki renew)");
   } else {
     report.Ok(what, detail);
+  }
+  if (tls.crl_file().empty()) return;
+  const std::string crl_what = "CRL " + tls.crl_file();
+  auto list = RevocationList::Open(tls.crl_file(), tls.ca_file());
+  if (!list.ok()) return report.Fail(crl_what, std::string(list.status().message()));
+  if (absl::Status own = (*list)->CheckCertificate(cert.get()); !own.ok()) {
+    return report.Fail(crl_what,
+                       absl::StrCat("this server's own certificate is revoked: ", own.message()));
+  }
+  const int64_t left = (static_cast<int64_t>((*list)->next_update()) - std::time(nullptr)) / 86400;
+  const std::string crl_detail =
+      absl::StrCat((*list)->revoked_count(), " revoked, next update due in ", left, " days");
+  if (left < 7) {
+    report.Warn(crl_what, crl_detail + " (strata-pki crl, then copy it here)");
+  } else {
+    report.Ok(crl_what, crl_detail);
   }
 }
 

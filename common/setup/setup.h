@@ -72,7 +72,9 @@ class CheckReport {
 // The certificate, key and CA of `tls`: readable, the key matches the
 // certificate, the certificate is signed by the CA (or a chain in
 // cert_file up to it), valid now (a warning under 30 days left), and names
-// OU=`role` and, unless `name` is empty, CN=`name`.
+// OU=`role` and, unless `name` is empty, CN=`name`. With tls.crl_file: the
+// CRL verifies against the CA, does not list this certificate, and is not
+// about to lapse (a warning under 7 days).
 void CheckCertificate(CheckReport& report, const v1::TlsConfig& tls, const std::string& role,
                       const std::string& name);
 // A site's issuing CA (signs client certificates): the pair matches and is

@@ -131,7 +131,9 @@ setup::RoleSetup<v1::SiteServerConfig> SiteSetup(v1::SiteType type) {
       {"address_file", "If set, the bound address is written here (scripts wait for it).", ""},
       {"tls",
        "This site server's certificate (OU=site, CN=the site code), its key and the\n"
-       "hierarchy root CA. Every link is mutual TLS.",
+       "hierarchy root CA. Every link is mutual TLS. crl_file: the root's revocation\n"
+       "list (strata-pki crl), re-read when it changes; renewed files are picked up\n"
+       "within refresh_seconds (default 10) and the link to the parent reconnects.",
        ""},
       {"issuing_ca",
        "Signs the certificates of clients registering through this site's management\n"

@@ -217,6 +217,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     threads_.emplace_back([this] { ListenLoop(); });
     threads_.emplace_back([this] { WalWakeLoop(); });
     threads_.emplace_back([this] { PruneLoop(); });
+    threads_.emplace_back([this] { TlsWatchLoop(); });
     content_->Start();
     for (const SiteJob& job : profile_.jobs) {
       threads_.emplace_back([this, &job] {
@@ -480,6 +481,22 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     }
   }
 
+  // A renewed certificate, key or CA file ends the link to the parent,
+  // which reconnects at once with the new files (the server side needs
+  // nothing: gRPC serves renewed files to new connections by itself).
+  void TlsWatchLoop() {
+    const auto period = std::chrono::seconds(RefreshSeconds(config_.tls()));
+    while (SleepUnlessStopping(period)) {
+      const std::string now = TlsFilesStamp(config_.tls());
+      absl::MutexLock lock(&mu_);
+      if (parent_stream_ != nullptr && now != parent_tls_stamp_) {
+        LogInfo("site.tls_changed", {{"action", "ending the link to the parent to reconnect"}});
+        parent_tls_stamp_ = now;
+        parent_stream_->Cancel();
+      }
+    }
+  }
+
   std::string ParentCode() {
     absl::MutexLock lock(&mu_);
     return parent_code_;
@@ -491,6 +508,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     ChannelOptions options;
     options.max_message_bytes = ctx_.settings.max_message_bytes();
     options.reconnect_max_backoff_ms = ctx_.settings.max_backoff_ms();
+    std::string tls_stamp = TlsFilesStamp(config_.tls());
     auto channel = MakeChannel(config_.parent_address(), config_.tls(), options);
     if (!channel.ok()) {
       RequestStop(channel.status());
@@ -503,6 +521,18 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
     const std::string kUnknownParent = "parent";
     std::string peer_label = kUnknownParent;
     while (!stopping()) {
+      // Renewed certificate files: a new channel presents the new one.
+      if (std::string now = TlsFilesStamp(config_.tls()); now != tls_stamp) {
+        auto renewed = MakeChannel(config_.parent_address(), config_.tls(), options);
+        if (renewed.ok()) {
+          LogInfo("site.tls_renewed", {{"link", "parent"}, {"action", "reconnecting with it"}});
+          channel = std::move(renewed);
+          stub = v1::SiteLink::NewStub(*channel);
+          tls_stamp = now;
+        } else {
+          LogWarning("site.tls_unusable", {{"error", renewed.status()}});
+        }
+      }
       grpc::ClientContext attach_ctx;
       attach_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       v1::AttachRequest req;
@@ -543,6 +573,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
           if (stopping_) break;
           parent_session_ = &session;
           parent_stream_ = stream.get();
+          parent_tls_stamp_ = tls_stamp;
         }
         absl::Status result = session.Run();
         stream->Cancel();
@@ -627,6 +658,7 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   std::map<std::string, LinkSession*> child_sessions_ ABSL_GUARDED_BY(mu_);
   LinkSession* parent_session_ ABSL_GUARDED_BY(mu_) = nullptr;
   ClientLinkStream* parent_stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string parent_tls_stamp_ ABSL_GUARDED_BY(mu_);  // the files parent_stream_ uses
 };
 
 SiteServer::SiteServer(SiteProfile profile, v1::SiteServerConfig config)
