@@ -25,6 +25,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/base/files.h"
 #include "common/base/log.h"
 #include "common/base/status.h"
 #include "common/base/version.h"
@@ -95,10 +96,10 @@ class NudgeServer::Impl {
 
   absl::Status Start() {
     InitLibeventThreads();
+    tls_stamp_ = Stamp();  // before reading: a renewal meanwhile is seen next time
     auto ctx = nudge::MakeServerContext(options_.tls);
     if (!ctx.ok()) return ctx.status();
     ctx_ = std::move(*ctx);
-    tls_stamp_ = TlsFilesStamp(options_.tls);
     auto revocations = RevocationList::Open(options_.tls.crl_file(), options_.tls.ca_file());
     if (!revocations.ok()) return revocations.status();
     revocations_ = std::move(*revocations);
@@ -397,11 +398,18 @@ class NudgeServer::Impl {
     malloc_trim(0);
   }
 
-  // Renewed certificate, key or CA files: new connections get a context
+  // The files the context depends on. The CRL is one: a new context has
+  // new session-ticket keys, so no agent resumes a session made before a
+  // revocation (a resumed session brings no chain to check).
+  std::string Stamp() const {
+    return TlsFilesStamp(options_.tls) + "|" + FileStamp(options_.tls.crl_file());
+  }
+
+  // Renewed certificate, key, CA or CRL files: new connections get a context
   // made from them (a connection holds a reference to its own context).
   static void OnTlsRefresh(evutil_socket_t, short, void* self) {
     auto* s = static_cast<Impl*>(self);
-    const std::string stamp = TlsFilesStamp(s->options_.tls);
+    const std::string stamp = s->Stamp();
     if (stamp == s->tls_stamp_) return;
     s->tls_stamp_ = stamp;
     auto ctx = nudge::MakeServerContext(s->options_.tls);

@@ -42,6 +42,7 @@ template <typename T, void (*F)(T*)>
 using Deleter = ossl::Deleter<T, F>;
 
 constexpr size_t kMinPassphrase = 12;
+constexpr size_t kMaxPassphrase = 1000;  // strata-pki reads at most 1023 bytes back
 
 int ReasonCode(const std::string& reason) {
   const auto& reasons = RevocationReasons();
@@ -50,6 +51,33 @@ int ReasonCode(const std::string& reason) {
 }
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// What identifies a key across its certificates: the SHA-256 of its
+// SubjectPublicKeyInfo.
+std::string KeyId(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  const int n = i2d_PUBKEY(key, &der);
+  if (n <= 0) return "";
+  std::string out = Sha256Hex(std::string(reinterpret_cast<char*>(der), n));
+  OPENSSL_free(der);
+  return out;
+}
+
+// A certificate's name as the index and file names carry it: no tab, newline,
+// slash or other byte that would break them.
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
+          c == '@'))
+      return false;
+  }
+  return name != "." && name != "..";
+}
+
+bool KeyCompromised(const IndexEntry& e) {
+  return e.revoked && (e.reason == "keyCompromise" || e.reason == "cACompromise");
+}
 
 }  // namespace
 
@@ -85,9 +113,11 @@ Authority::~Authority() = default;
 absl::StatusOr<std::unique_ptr<Authority>> Authority::Create(const std::string& dir,
                                                              const std::string& name, int days,
                                                              const std::string& passphrase) {
-  if (passphrase.size() < kMinPassphrase) {
-    return absl::InvalidArgumentError(absl::StrCat("the root key's passphrase must have at least ",
-                                                   kMinPassphrase, " characters"));
+  if (passphrase.size() < kMinPassphrase || passphrase.size() > kMaxPassphrase ||
+      passphrase.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("the root key's passphrase must have ",
+                                                   kMinPassphrase, " to ", kMaxPassphrase,
+                                                   " characters (and no NUL)"));
   }
   if (name.empty()) return absl::InvalidArgumentError("the root needs a name (--name)");
   if (days <= 0 || days > 36500) {
@@ -189,8 +219,10 @@ const std::string& Authority::root_pem() const { return impl_->cert_pem; }
 
 absl::StatusOr<Authority::Issued> Authority::Issue(const CertificateSpec& spec,
                                                    const std::string& csr_pem) {
-  if (spec.role.empty() || spec.name.empty()) {
-    return absl::InvalidArgumentError("a certificate needs a role and a name");
+  if (!ValidName(spec.role) || !ValidName(spec.name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", spec.role, "/", spec.name,
+                     "\": a role and a name are 1 to 64 letters, digits and . _ - @"));
   }
   Issued issued;
   KeyPtr key;
@@ -218,7 +250,8 @@ absl::StatusOr<Authority::Issued> Authority::Issue(const CertificateSpec& spec,
   }
   ASSIGN_OR_RETURN(issued.cert_pem, IssueCertificate(key.get(), spec, impl_->cert.get(),
                                                      impl_->key.get(), &issued.serial_hex));
-  RETURN_IF_ERROR(Record(issued.cert_pem, issued.serial_hex, spec.role + "/" + spec.name));
+  RETURN_IF_ERROR(
+      Record(issued.cert_pem, issued.serial_hex, spec.role + "/" + spec.name, KeyId(key.get())));
   return issued;
 }
 
@@ -235,17 +268,27 @@ absl::StatusOr<Authority::Issued> Authority::Renew(const std::string& cert_pem, 
   }
   ASSIGN_OR_RETURN(CertificateInfo info, InspectCertificate(cert_pem));
   if (days > 0) info.spec.days = days;
+  // A key once revoked as compromised is never certified again.
+  const std::string key_id = KeyId(X509_get0_pubkey(old.get()));
+  ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, List());
+  for (const IndexEntry& e : entries) {
+    if (e.key_id == key_id && KeyCompromised(e)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the key of this certificate was revoked (", e.reason, ", serial ",
+                       e.serial_hex, "): issue a new certificate for a new key instead"));
+    }
+  }
   Issued issued;
   ASSIGN_OR_RETURN(issued.cert_pem,
                    IssueCertificate(X509_get0_pubkey(old.get()), info.spec, impl_->cert.get(),
                                     impl_->key.get(), &issued.serial_hex));
   RETURN_IF_ERROR(
-      Record(issued.cert_pem, issued.serial_hex, info.spec.role + "/" + info.spec.name));
+      Record(issued.cert_pem, issued.serial_hex, info.spec.role + "/" + info.spec.name, key_id));
   return issued;
 }
 
 absl::Status Authority::Record(const std::string& cert_pem, const std::string& serial_hex,
-                               const std::string& subject) {
+                               const std::string& subject, const std::string& key_id) {
   ASSIGN_OR_RETURN(CertificateInfo info, InspectCertificate(cert_pem));
   RETURN_IF_ERROR(WriteFileDurably(impl_->Path("issued/" + serial_hex + ".pem"), cert_pem, 0644));
   ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, List());
@@ -253,6 +296,7 @@ absl::Status Authority::Record(const std::string& cert_pem, const std::string& s
   entry.serial_hex = serial_hex;
   entry.not_after_unix = info.not_after_unix;
   entry.subject = subject;
+  entry.key_id = key_id;
   entries.push_back(entry);
   return SaveIndex(entries);
 }
@@ -266,7 +310,7 @@ absl::StatusOr<std::vector<IndexEntry>> Authority::List() const {
     ++line_no;
     std::vector<std::string> f = absl::StrSplit(line, '\t');
     IndexEntry e;
-    if (f.size() != 6 || !absl::SimpleAtoi(f[1], &e.not_after_unix) ||
+    if (f.size() != 7 || !absl::SimpleAtoi(f[1], &e.not_after_unix) ||
         !absl::SimpleAtoi(f[3], &e.revoked_unix) || (f[2] != "V" && f[2] != "R")) {
       return absl::DataLossError(
           absl::StrCat(impl_->Path("index.tsv"), " line ", line_no, " is not an index entry"));
@@ -275,6 +319,7 @@ absl::StatusOr<std::vector<IndexEntry>> Authority::List() const {
     e.revoked = f[2] == "R";
     e.reason = f[4];
     e.subject = f[5];
+    e.key_id = f[6];
     entries.push_back(std::move(e));
   }
   return entries;
@@ -284,12 +329,13 @@ absl::Status Authority::SaveIndex(const std::vector<IndexEntry>& entries) {
   std::string text;
   for (const IndexEntry& e : entries) {
     absl::StrAppend(&text, e.serial_hex, "\t", e.not_after_unix, "\t", e.revoked ? "R" : "V", "\t",
-                    e.revoked_unix, "\t", e.reason, "\t", e.subject, "\n");
+                    e.revoked_unix, "\t", e.reason, "\t", e.subject, "\t", e.key_id, "\n");
   }
   return WriteFileDurably(impl_->Path("index.tsv"), text, 0600);
 }
 
-absl::Status Authority::Revoke(const std::string& serial_text, const std::string& reason) {
+absl::StatusOr<std::vector<std::string>> Authority::Revoke(const std::string& serial_text,
+                                                           const std::string& reason, bool force) {
   if (ReasonCode(reason) < 0) {
     return absl::InvalidArgumentError(absl::StrCat("unknown reason \"", reason, "\": one of ",
                                                    absl::StrJoin(RevocationReasons(), ", ")));
@@ -305,25 +351,59 @@ absl::Status Authority::Revoke(const std::string& serial_text, const std::string
   }
   if (it->revoked) {
     return absl::FailedPreconditionError(
-        absl::StrCat(it->subject, " (serial ", serial, ") is already revoked"));
+        absl::StrCat(it->subject, " (serial ", serial,
+                     ") is already revoked; strata-pki crl signs the list again"));
   }
-  it->revoked = true;
-  it->revoked_unix = Now();
-  it->reason = reason;
+  const bool whole_key = reason == "keyCompromise" || reason == "cACompromise";
+  std::vector<std::string> others;  // valid certificates for the same key
+  for (const IndexEntry& e : entries) {
+    if (&e != &*it && !e.key_id.empty() && e.key_id == it->key_id && !e.revoked &&
+        e.not_after_unix > Now())
+      others.push_back(e.serial_hex);
+  }
+  if (!whole_key && !others.empty() && !force) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        it->subject, " (serial ", serial, ") shares its key with ", absl::StrJoin(others, ", "),
+        " (a renewal): a same-key renewal needs no revocation, and revoking this one cuts off "
+        "whatever still presents it (for an issuing CA: every agent registered before the "
+        "renewal). Revoke the key with --reason keyCompromise, or give --force"));
+  }
+  std::vector<std::string> revoked;
+  const int64_t now = Now();
+  for (IndexEntry& e : entries) {
+    const bool target =
+        &e == &*it || (whole_key && !e.revoked && e.key_id == it->key_id && !it->key_id.empty());
+    if (!target) continue;
+    e.revoked = true;
+    e.revoked_unix = now;
+    e.reason = reason;
+    revoked.push_back(e.serial_hex);
+  }
+  // The CRL first: a failure leaves the index as it was, and the command can
+  // be run again.
+  RETURN_IF_ERROR(WriteCrl(entries, 30).status());
   RETURN_IF_ERROR(SaveIndex(entries));
-  return WriteCrl(30).status();
+  return revoked;
 }
 
 absl::StatusOr<std::string> Authority::WriteCrl(int days) {
+  ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, List());
+  return WriteCrl(entries, days);
+}
+
+absl::StatusOr<std::string> Authority::WriteCrl(const std::vector<IndexEntry>& entries, int days) {
   if (days <= 0 || days > 3650) {
     return absl::InvalidArgumentError(
         absl::StrCat("CRL validity of ", days, " days: give 1 to 3650"));
   }
-  ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, List());
   int64_t number = 1;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(impl_->Path("crlnumber"))),
-                        &number)) {
-    number = 1;
+  const std::string number_file = impl_->Path("crlnumber");
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(number_file)), &number) ||
+      number < 1) {
+    return absl::DataLossError(
+        absl::StrCat(number_file,
+                     " does not hold a CRL number: servers refuse a CRL numbered lower than "
+                     "theirs, so restore it (one more than the number in crl.pem)"));
   }
   CrlPtr crl(X509_CRL_new());
   if (X509_CRL_set_version(crl.get(), 1) != 1 ||
@@ -338,7 +418,11 @@ absl::StatusOr<std::string> Authority::WriteCrl(int days) {
     if (!e.revoked || e.not_after_unix < Now()) continue;
     X509_REVOKED* revoked = X509_REVOKED_new();
     BIGNUM* bn = nullptr;
-    BN_hex2bn(&bn, e.serial_hex.c_str());
+    if (BN_hex2bn(&bn, e.serial_hex.c_str()) == 0) {
+      X509_REVOKED_free(revoked);
+      return absl::DataLossError(
+          absl::StrCat("index.tsv: serial \"", e.serial_hex, "\" of ", e.subject, " is not hex"));
+    }
     BnPtr serial_bn(bn);
     IntPtr serial(BN_to_ASN1_INTEGER(serial_bn.get(), nullptr));
     std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>> when(
@@ -372,8 +456,9 @@ absl::StatusOr<std::string> Authority::WriteCrl(int days) {
   BioPtr out(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509_CRL(out.get(), crl.get());
   std::string pem = DrainBio(out.get());
+  // The number first: a failure in between skips a number, never reuses one.
+  RETURN_IF_ERROR(WriteFileDurably(number_file, absl::StrCat(number + 1, "\n"), 0600));
   RETURN_IF_ERROR(WriteFileDurably(impl_->Path("crl.pem"), pem, 0644));
-  RETURN_IF_ERROR(WriteFileDurably(impl_->Path("crlnumber"), absl::StrCat(number + 1, "\n"), 0600));
   return pem;
 }
 

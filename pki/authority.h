@@ -37,6 +37,7 @@ struct IndexEntry {
   int64_t revoked_unix = 0;
   std::string reason;   // RFC 5280 reason name, e.g. keyCompromise
   std::string subject;  // role/name
+  std::string key_id;   // SHA-256 of the key's SubjectPublicKeyInfo (hex)
 };
 
 // The reasons `revoke` takes (RFC 5280 CRLReason names).
@@ -61,7 +62,8 @@ class Authority {
     std::string key_pem;  // empty when the request brought its own key
     std::string serial_hex;
   };
-  // Issues a certificate as `spec` says. With `csr_pem` the request's key
+  // Issues a certificate as `spec` says (role and name: 1 to 64 letters,
+  // digits and . _ - @). With `csr_pem` the request's key
   // is certified (its self-signature checked; its subject ignored);
   // without, a new P-256 key is made and returned unencrypted (the
   // service reads it at start; keep it 0640 root:strata-ROLE).
@@ -71,11 +73,19 @@ class Authority {
   // long as the old one was). The host keeps its key; installing the new
   // certificate file is all a rotation takes.
   absl::StatusOr<Issued> Renew(const std::string& cert_pem, int days);
-  // Marks a serial revoked and writes a new CRL. NotFound for a serial
-  // this root never issued; FailedPrecondition when already revoked.
-  absl::Status Revoke(const std::string& serial_hex, const std::string& reason);
+  // Revokes a serial and writes a new CRL (then the index: a failure
+  // changes nothing). keyCompromise and cACompromise revoke the key: every
+  // certificate for it, and Renew refuses it from then on. Another reason
+  // with the key still in a valid certificate (a same-key renewal) is
+  // refused without `force`: revoking an issuing CA's old certificate would
+  // cut off every agent whose chain holds it. Returns the serials revoked.
+  // NotFound for a serial this root never issued; FailedPrecondition when
+  // already revoked.
+  absl::StatusOr<std::vector<std::string>> Revoke(const std::string& serial_hex,
+                                                  const std::string& reason, bool force = false);
   // Signs and writes crl.pem, valid `days` (the servers warn when it
-  // lapses): every revoked certificate not yet expired.
+  // lapses): every revoked certificate not yet expired. DataLoss when
+  // crlnumber is damaged (servers refuse a CRL numbered lower than theirs).
   absl::StatusOr<std::string> WriteCrl(int days);
 
   absl::StatusOr<std::vector<IndexEntry>> List() const;
@@ -84,7 +94,8 @@ class Authority {
  private:
   Authority() = default;
   absl::Status Record(const std::string& cert_pem, const std::string& serial_hex,
-                      const std::string& subject);
+                      const std::string& subject, const std::string& key_id);
+  absl::StatusOr<std::string> WriteCrl(const std::vector<IndexEntry>& entries, int days);
   absl::Status SaveIndex(const std::vector<IndexEntry>& entries);
 
   struct Impl;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -103,9 +104,7 @@ absl::Status Install(const std::string& new_file, const std::string& dest, const
     return absl::InvalidArgumentError(
         absl::StrCat(new_file, " is not a certificate for the key in ", key));
   }
-  if (!ca.empty()) {
-    RETURN_IF_ERROR(VerifyCertificateFile(new_file, ca));
-  }
+  RETURN_IF_ERROR(VerifyCertificateFile(new_file, ca));
   auto old_pem = ReadFile(dest);
   if (old_pem.ok() && !force) {
     ASSIGN_OR_RETURN(CertificateInfo old, InspectCertificate(*old_pem));
@@ -115,11 +114,20 @@ absl::Status Install(const std::string& new_file, const std::string& dest, const
           next.spec.role, "/", next.spec.name, ": give --force to change the identity"));
     }
   }
+  // Written beside it with the old file's mode and owner, then renamed over
+  // it: the service sees the old certificate or the new, never a mix.
   struct stat st {};
   const bool existed = ::stat(dest.c_str(), &st) == 0;
-  RETURN_IF_ERROR(WriteFileDurably(dest, pem, existed ? (st.st_mode & 07777) : 0644));
-  if (existed && ::chown(dest.c_str(), st.st_uid, st.st_gid) != 0) {
-    return absl::InternalError(absl::StrCat("installed, but cannot restore the owner of ", dest));
+  const std::string next_file = dest + ".strata-pki-new";
+  RETURN_IF_ERROR(WriteFileDurably(next_file, pem, existed ? (st.st_mode & 07777) : 0644));
+  if (existed && ::chown(next_file.c_str(), st.st_uid, st.st_gid) != 0) {
+    ::unlink(next_file.c_str());
+    return absl::InternalError(
+        absl::StrCat("cannot give ", next_file, " the owner of ", dest, "; nothing was replaced"));
+  }
+  if (::rename(next_file.c_str(), dest.c_str()) != 0) {
+    ::unlink(next_file.c_str());
+    return absl::InternalError(absl::StrCat("cannot replace ", dest, "; nothing was replaced"));
   }
   std::cout << "installed " << next.spec.role << "/" << next.spec.name << " serial "
             << next.serial_hex << " (valid until " << Date(next.not_after_unix) << ") as " << dest
@@ -189,8 +197,14 @@ int Main(int argc, char** argv) {
   auto* revoke = app.add_subcommand("revoke", "revoke a certificate and write a new CRL");
   revoke->add_option("target", target, "a certificate file or a serial (strata-pki list)")
       ->required();
-  revoke->add_option("--reason", reason, "RFC 5280 reason")
+  revoke
+      ->add_option("--reason", reason,
+                   "RFC 5280 reason; keyCompromise and cACompromise revoke the key (every "
+                   "certificate for it)")
       ->check(CLI::IsMember(RevocationReasons()));
+  bool force_revoke = false;
+  revoke->add_flag("--force", force_revoke,
+                   "revoke this serial alone though a renewal still uses its key");
 
   auto* crl = app.add_subcommand(
       "crl", "sign a fresh CRL (servers warn when theirs lapses; re-sign before --days pass)");
@@ -206,7 +220,8 @@ int Main(int argc, char** argv) {
   install->add_option("new", cert_file, "the renewed certificate")->required();
   install->add_option("--cert", dest, "the certificate file the service uses")->required();
   install->add_option("--key", key_file, "the service's key file")->required();
-  install->add_option("--ca", ca_file, "the root certificate to check it against");
+  install->add_option("--ca", ca_file, "the root certificate (tls.ca_file) to check it against")
+      ->required();
   install->add_flag("--force", force, "allow a different role or name");
 
   try {
@@ -237,18 +252,18 @@ int Main(int argc, char** argv) {
     // Listing needs no key: read the index directly.
     auto text = ReadFile(dir + "/index.tsv");
     if (!text.ok()) return Fail(absl::NotFoundError(dir + " holds no index.tsv: not a CA folder"));
-    std::cout << "serial                            expires     status   subject\n";
+    std::cout << "serial                            expires     subject              status\n";
     const int64_t now = std::time(nullptr);
     for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
       std::vector<std::string> f = absl::StrSplit(line, '\t');
-      if (f.size() != 6) continue;
+      if (f.size() != 7) continue;
       int64_t not_after = 0, revoked_at = 0;
       (void)absl::SimpleAtoi(f[1], &not_after);
       (void)absl::SimpleAtoi(f[3], &revoked_at);
       std::string status = f[2] == "R"       ? "revoked " + Date(revoked_at) + " " + f[4]
                            : not_after < now ? "expired"
                                              : "valid";
-      std::printf("%-33s %-11s %-8s %s\n", f[0].c_str(), Date(not_after).c_str(), f[5].c_str(),
+      std::printf("%-33s %-11s %-20s %s\n", f[0].c_str(), Date(not_after).c_str(), f[5].c_str(),
                   status.c_str());
     }
     return 0;
@@ -291,6 +306,11 @@ int Main(int argc, char** argv) {
       if (!force && FileStamp(path) != "")
         return Fail(absl::AlreadyExistsError(path + " exists: give --force to replace it"));
     }
+    const std::string out_dir = std::filesystem::path(out).parent_path().string();
+    if (::access(out_dir.empty() ? "." : out_dir.c_str(), W_OK) != 0) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("cannot write into ", out_dir.empty() ? "." : out_dir, " (--out)")));
+    }
     auto issued = authority.Issue(spec, csr);
     if (!issued.ok()) return Fail(issued.status());
     if (!issued->key_pem.empty()) {
@@ -324,8 +344,9 @@ int Main(int argc, char** argv) {
       if (!info.ok()) return Fail(info.status());
       serial = info->serial_hex;
     }
-    if (absl::Status s = authority.Revoke(serial, reason); !s.ok()) return Fail(s);
-    std::cout << "revoked serial " << NormalizeSerial(serial) << " (" << reason << "); wrote "
+    auto revoked = authority.Revoke(serial, reason, force_revoke);
+    if (!revoked.ok()) return Fail(revoked.status());
+    std::cout << "revoked serial " << absl::StrJoin(*revoked, ", ") << " (" << reason << "); wrote "
               << dir << "/crl.pem: copy it to every server's tls.crl_file\n";
     return 0;
   }

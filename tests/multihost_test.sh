@@ -4,11 +4,13 @@
 #   tests/multihost_test.sh BUILD_DIR     (tests/run.sh runs it as root, with
 #                                           its PostgreSQL in $STRATA_TEST_PG)
 #
-# Each host is a network namespace on one bridge: cas (10.77.0.1: the CAS and
-# its provider), p01 (10.77.0.2: primary P01), s01 (10.77.0.3: secondary S01,
-# its MP and DP) and agent (10.77.0.4: an agent). Every process listens on TCP
-# with a certificate from strata-pki naming its host's address; the CRL is in
-# force everywhere. S01 is a branch office behind a WAN link: tc tbf limits
+# Each host is a network namespace on one bridge, with a host name of its own
+# (/etc/netns/NS/hosts, which `ip netns exec` puts in place of /etc/hosts):
+# cas.mh.test (10.77.0.1: the CAS and its provider), p01.mh.test (10.77.0.2:
+# primary P01), s01.mh.test (10.77.0.3: secondary S01, its MP and DP) and
+# agent.mh.test (10.77.0.4: an agent). Every process listens on TCP with a
+# certificate from strata-pki naming its host, and is dialled by that name;
+# the CRL is in force everywhere. S01 is a branch office behind a WAN link: tc tbf limits
 # its interface to 2 Mbit/s each way, and its link to P01 goes through
 # tests/wan_relay (75 ms each way, so 150 ms more RTT, and 1 % of reads
 # stalled 300 ms as a lost segment would; this kernel has no netem).
@@ -38,6 +40,20 @@ if ! err=$(ip netns add "$tag-probe" 2>&1); then
 fi
 ip netns del "$tag-probe"
 
+# What a run killed by ctest's timeout left (its EXIT trap never ran):
+# namespaces, their hosts files and databases of runs no longer alive.
+for ns in $(ip netns list | awk '{print $1}' | grep -E '^mh[0-9]+-' || true); do
+  pid=${ns%%-*}; pid=${pid#mh}
+  kill -0 "$pid" 2>/dev/null && continue
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "/etc/netns/$ns"
+done
+for db in $(psql "$STRATA_TEST_PG" -X -q -tAc "SELECT datname FROM pg_database WHERE datname ~ '^mh[0-9]+_'"); do
+  pid=${db%%_*}; pid=${pid#mh}
+  kill -0 "$pid" 2>/dev/null || psql "$STRATA_TEST_PG" -X -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+done
+
 work=$(mktemp -d /tmp/strata-mh-XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -55,6 +71,7 @@ cleanup() {
   for ns in cas p01 s01 agent sw; do
     ip netns pids "$tag-$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$tag-$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$tag-$ns"
   done
   for db in cas p01 s01; do
     psql "$STRATA_TEST_PG" -X -q -c "DROP DATABASE IF EXISTS ${tag}_$db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -74,9 +91,12 @@ start() {
   ip netns exec "$tag-$ns" "$@" >>"$work/$name.log" 2>&1 &
   pids+=($!)
 }
-# wait_for SECONDS CMD... -> polls CMD every 0.2 s
+# wait_for SECONDS CMD... -> polls CMD every 0.2 s. No wait goes past the
+# run's deadline, well inside ctest's 900 s, so the EXIT trap always runs.
+deadline=$(( $(date +%s) + 780 ))
 wait_for() {
   local end=$(( $(date +%s) + $1 )); shift
+  [ "$end" -gt "$deadline" ] && end=$deadline
   until "$@" >/dev/null 2>&1; do
     [ "$(date +%s)" -ge "$end" ] && return 1
     sleep 0.2
@@ -90,8 +110,14 @@ ip netns add "$tag-sw"
 ip -n "$tag-sw" link add br0 type bridge
 ip -n "$tag-sw" link set br0 up
 declare -A addr=([cas]=10.77.0.1 [p01]=10.77.0.2 [s01]=10.77.0.3 [agent]=10.77.0.4)
+declare -A name=([cas]=cas.mh.test [p01]=p01.mh.test [s01]=s01.mh.test [agent]=agent.mh.test)
 for host in cas p01 s01 agent; do
   ip netns add "$tag-$host"
+  mkdir -p "/etc/netns/$tag-$host"
+  {
+    echo "127.0.0.1 localhost"
+    for h in cas p01 s01 agent; do echo "${addr[$h]} ${name[$h]}"; done
+  } > "/etc/netns/$tag-$host/hosts"
   ip link add "h$tag$host" type veth peer name "b$tag$host"
   ip link set "h$tag$host" netns "$tag-$host"
   ip link set "b$tag$host" netns "$tag-sw"
@@ -104,21 +130,24 @@ link_kbps=2000
 in_ns s01 tc qdisc add dev "h${tag}s01" root tbf rate ${link_kbps}kbit burst 32kbit latency 400ms
 ip netns exec "$tag-sw" tc qdisc add dev "b${tag}s01" root tbf rate ${link_kbps}kbit burst 32kbit latency 400ms
 
-echo "== PKI: strata-pki, a root with a passphrase, certificates naming each host's address"
+echo "== PKI: strata-pki, a root with a passphrase, certificates naming each host"
 pki="$build/pki/strata-pki --dir $work/pki --passphrase-file $work/passphrase"
 echo "multihost test root passphrase" > "$work/passphrase"
 $pki init --name "Multihost Test Root" >/dev/null
 certs=$work/certs
 mkdir -p "$certs"
 issue() { $pki issue "$@" >/dev/null; }
-issue site CAS --ip "${addr[cas]}" --out "$certs/site-CAS"
-issue site P01 --ip "${addr[p01]}" --out "$certs/site-P01"
-issue site S01 --ip "${addr[s01]}" --out "$certs/site-S01"
+# The host's name (how peers dial it) and address (how `status` reaches the
+# listen address on the host itself).
+host_names() { echo "--dns ${name[$1]} --ip ${addr[$1]}"; }
+issue site CAS $(host_names cas) --out "$certs/site-CAS"
+issue site P01 $(host_names p01) --out "$certs/site-P01"
+issue site S01 $(host_names s01) --out "$certs/site-S01"
 issue issuing P01 --out "$certs/issuing-P01"
 issue issuing S01 --out "$certs/issuing-S01"
-issue mp S01.mp1 --ip "${addr[s01]}" --out "$certs/mp-S01.mp1"
-issue dp S01.dp1 --ip "${addr[s01]}" --out "$certs/dp-S01.dp1"
-issue provider CAS --dns localhost --ip "${addr[cas]}" --out "$certs/provider-CAS"
+issue mp S01.mp1 $(host_names s01) --out "$certs/mp-S01.mp1"
+issue dp S01.dp1 $(host_names s01) --out "$certs/dp-S01.dp1"
+issue provider CAS --dns localhost $(host_names cas) --out "$certs/provider-CAS"
 issue admin alice --out "$certs/admin-alice"
 cp "$work/pki/root.pem" "$certs/ca.pem"
 cp "$work/pki/crl.pem" "$certs/crl.pem"
@@ -147,8 +176,8 @@ site_conf() {  # CODE HOST PARENT_ADDRESS EXTRA
 relay_port=7102
 content_limit=65536  # S01 takes content from P01 at 64 KiB/s at most
 site_conf CAS cas ""
-site_conf P01 p01 "${addr[cas]}:7001"
-site_conf S01 s01 "${addr[p01]}:$relay_port" "content_from_parent { max_bytes_per_second: $content_limit }"
+site_conf P01 p01 "${name[cas]}:7001"
+site_conf S01 s01 "${name[p01]}:$relay_port" "content_from_parent { max_bytes_per_second: $content_limit }"
 start cas cas "$build/cas/strata-cas" --config "$work/cas.conf"
 start p01 p01 "$build/primary/strata-primary" --config "$work/p01.conf"
 start p01 relay "$build/tests/wan_relay" --listen "${addr[p01]}:$relay_port" --to "${addr[p01]}:7001" \
@@ -156,7 +185,9 @@ start p01 relay "$build/tests/wan_relay" --listen "${addr[p01]}:$relay_port" --t
 start s01 s01 "$build/secondary/strata-secondary" --config "$work/s01.conf"
 status() { in_ns "$1" "$build/$2/strata-$2" status --config "$work/$1.conf"; }
 linked() {
-  status cas cas | grep -Eq '^P01 +child +active' && status s01 secondary | grep -Eq '^P01 +parent +active'
+  # grep reads all of it (no -q): under pipefail an early exit would fail the pipe
+  status cas cas | grep -E '^P01 +child +active' >/dev/null &&
+    status s01 secondary | grep -E '^P01 +parent +active' >/dev/null
 }
 if wait_for 90 linked; then pass "CAS, P01 and S01 linked over TCP and mutual TLS (S01 through the WAN link)"
 else fail "the links did not come up"; exit 1; fi
@@ -191,7 +222,7 @@ cut_started=$(date +%s)
 write_settings cut 100 0.2 &
 writer=$!
 sql s01 "INSERT INTO devices (id, name, site_code) VALUES (gen_random_uuid(), 'branch-laptop-1', 'S01')" >/dev/null
-p01_sees_failed() { status p01 primary | grep -Eq '^S01 +child +failed'; }
+p01_sees_failed() { status p01 primary | grep -E '^S01 +child +failed' >/dev/null; }
 if wait_for 58 p01_sees_failed; then pass "P01 shows its link to S01 failed while the link is cut"
 else fail "P01 never showed the cut link as failed"; status p01 primary || true; fi
 wait "$writer"
@@ -208,21 +239,34 @@ else
   catchup_s=-1
   fail "after the cut: $(sql s01 "SELECT count(*) FROM mh_arrivals WHERE name LIKE 'mh.cut.%'")/100 changes at S01"
 fi
-dups=$(sql s01 "SELECT count(*) - count(DISTINCT name) FROM global_settings WHERE name LIKE 'mh.%'")
-[ "$dups" = 0 ] && pass "nothing duplicated at S01" || fail "$dups duplicated settings at S01"
+same_settings() {
+  local q="SELECT count(*) || ' ' || md5(string_agg(name || '=' || value, ',' ORDER BY name))
+    FROM global_settings WHERE name LIKE 'mh.%'"
+  [ "$(sql cas "$q")" = "$(sql s01 "$q")" ]
+}
+if same_settings; then pass "S01 holds exactly the CAS's 700 settings, values and all"
+else fail "S01's settings differ from the CAS's: $(sql s01 "SELECT count(*) FROM global_settings WHERE name LIKE 'mh.%'") at S01"; fi
 wait_for 60 linked && pass "the links are active again" || fail "the links did not come back"
 
 echo "== the provider at the CAS, an MP and a DP at S01"
-start cas provider "$build/provider/strata-provider" --database "$STRATA_TEST_PG dbname=${tag}_cas" \
-  --listen "unix:$work/provider.sock" --address_file "$work/provider.addr" \
-  --site "${addr[cas]}:7001" --tls_ca "$certs/ca.pem" --tls_cert "$certs/provider-CAS.pem" \
-  --tls_key "$certs/provider-CAS.key" --bootstrap_admin alice --asset_key_file "$certs/assets.key"
+cat > "$work/provider.conf" <<EOF
+database: "$STRATA_TEST_PG dbname=${tag}_cas"
+listen_address: "unix:$work/provider.sock"
+address_file: "$work/provider.addr"
+site_address: "${name[cas]}:7001"
+bootstrap_admin: "alice"
+asset_key_file: "$certs/assets.key"
+$(tls provider-CAS)
+EOF
+start cas provider "$build/provider/strata-provider" --config "$work/provider.conf"
 mkdir -p "$work/mp.spool"
 cat > "$work/mp.conf" <<EOF
 name: "S01.mp1"
-site_address: "${addr[s01]}:7001"
+site_address: "${name[s01]}:7001"
 listen_address: "${addr[s01]}:7301"
+public_address: "${name[s01]}:7301"
 nudge_listen_address: "${addr[s01]}:7302"
+nudge_public_address: "${name[s01]}:7302"
 spool_dir: "$work/mp.spool"
 address_file: "$work/mp.addr"
 $(tls mp-S01.mp1)
@@ -230,8 +274,9 @@ EOF
 start s01 mp "$build/mp/strata-mp" --config "$work/mp.conf"
 cat > "$work/dp.conf" <<EOF
 name: "S01.dp1"
-site_address: "${addr[s01]}:7001"
+site_address: "${name[s01]}:7001"
 listen_address: "${addr[s01]}:7401"
+public_address: "${name[s01]}:7401"
 content_library: "$work/dp.content"
 state_dir: "$work/dp.state"
 address_file: "$work/dp.addr"
@@ -288,7 +333,7 @@ token_at_s01() { [ "$(sql s01 "SELECT count(*) FROM enrollment_tokens")" -ge 1 ]
 wait_for 60 token_at_s01 || fail "the enrollment token did not reach S01"
 mkdir -p "$work/agent"
 agent_started=$(now_ms)
-start agent agent "$build/agent/strata-agent" --mp "${addr[s01]}:7301" --ca "$certs/ca.pem" \
+start agent agent "$build/agent/strata-agent" --mp "${name[s01]}:7301" --ca "$certs/ca.pem" \
   --state_dir "$work/agent" --token "$token" --hardware_id "multihost-agent-1" --hostname mh-agent1
 inventory_at_cas() { [ "$(sql cas "SELECT count(*) FROM devices WHERE name = 'mh-agent1' AND inventory_seq > 0")" = 1 ]; }
 if wait_for 180 inventory_at_cas; then
@@ -307,7 +352,10 @@ collected() { [ "$(sql cas "SELECT count(*) FROM collection_members WHERE collec
 wait_for 90 collected || fail "the agent did not join the collection"
 deployed=$(now_ms)
 ctl deploy application Hello --collection "Branch agents" >/dev/null
-installed() { [ -x "$work/agent/apps/hello" ] && ctl get deployment-status "Hello to Branch agents" | grep -q mh-agent1.*installed; }
+installed() {
+  [ -x "$work/agent/apps/hello" ] &&
+    ctl get deployment-status "Hello to Branch agents" | grep 'mh-agent1.*installed' >/dev/null
+}
 if wait_for 240 installed; then
   deploy_s=$(awk "BEGIN { printf \"%.1f\", ($(now_ms) - $deployed) / 1000 }")
   pass "the agent installed Hello from S01.dp1 and the CAS sees it installed (${deploy_s} s): $(in_ns agent "$work/agent/apps/hello")"

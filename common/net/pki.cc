@@ -109,7 +109,9 @@ absl::StatusOr<std::string> IssueCertificate(EVP_PKEY* public_key, const Certifi
   }
   X509Ptr cert(X509_new());
   unsigned char serial_bytes[16];
-  RAND_bytes(serial_bytes, sizeof serial_bytes);
+  if (RAND_bytes(serial_bytes, sizeof serial_bytes) != 1) {
+    return absl::InternalError(OpenSslError("no random bytes for a serial"));
+  }
   serial_bytes[0] &= 0x7f;  // positive
   BnPtr serial(BN_bin2bn(serial_bytes, sizeof serial_bytes, nullptr));
   auto subject = MakeName(spec.role, spec.name);
@@ -174,9 +176,11 @@ absl::StatusOr<CertificateInfo> InspectCertificate(const std::string& pem) {
                                        ASN1_STRING_length(dns));
     } else if (name->type == GEN_IPADD) {
       const ASN1_OCTET_STRING* ip = name->d.iPAddress;
+      const int length = ASN1_STRING_length(ip);
+      if (length != 4 && length != 16) continue;  // not an address: skipped
       char text[INET6_ADDRSTRLEN] = {0};
-      const int family = ASN1_STRING_length(ip) == 4 ? AF_INET : AF_INET6;
-      if (inet_ntop(family, ASN1_STRING_get0_data(ip), text, sizeof text) != nullptr)
+      if (inet_ntop(length == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text,
+                    sizeof text) != nullptr)
         info.spec.ip_addresses.emplace_back(text);
     }
   }

@@ -49,13 +49,29 @@ absl::StatusOr<std::shared_ptr<RevocationList>> RevocationList::Open(const std::
                                                                      const std::string& ca_file) {
   std::shared_ptr<RevocationList> list(new RevocationList(crl_file, ca_file));
   if (crl_file.empty()) return list;
-  absl::Status s = list->Load();
+  std::string stamp;
+  absl::Status s = list->Load(&stamp);
   if (!s.ok()) return s;
   return list;
 }
 
-absl::Status RevocationList::Load() {
+namespace {
+
+// The CRL number extension (-1 without one).
+int64_t CrlNumber(X509_CRL* crl) {
+  auto* number =
+      static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crl, NID_crl_number, nullptr, nullptr));
+  int64_t value = -1;
+  if (number != nullptr && ASN1_INTEGER_get_int64(&value, number) != 1) value = -1;
+  ASN1_INTEGER_free(number);
+  return value;
+}
+
+}  // namespace
+
+absl::Status RevocationList::Load(std::string* stamp_read) {
   const std::string stamp = FileStamp(crl_file_);
+  *stamp_read = stamp;
   auto text = ReadFile(crl_file_);
   if (!text.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("tls: CRL file ", crl_file_, " cannot be read"));
@@ -86,6 +102,13 @@ absl::Status RevocationList::Load() {
         absl::StrCat("tls: CRL file ", crl_file_, " is not signed by the CA in ", ca_file_));
   }
   absl::MutexLock lock(&mu_);
+  // An older list, validly signed but replayed, must not bring a revoked
+  // certificate back.
+  if (crl_ && CrlNumber(crl.get()) < CrlNumber(crl_.get())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls: CRL file ", crl_file_, " is number ", CrlNumber(crl.get()),
+                     ", older than the list in force (number ", CrlNumber(crl_.get()), ")"));
+  }
   crl_ = std::move(crl);
   stamp_ = stamp;
   return absl::OkStatus();
@@ -100,13 +123,14 @@ void RevocationList::Refresh() {
     last_look_ms_ = now;
     if (FileStamp(crl_file_) == stamp_) return;
   }
-  absl::Status s = Load();
+  std::string stamp;
+  absl::Status s = Load(&stamp);
   if (s.ok()) {
     LogInfo("tls.crl_loaded", {{"file", crl_file_}, {"revoked", revoked_count()}});
   } else {
     LogWarning("tls.crl_unusable", {{"error", s}, {"kept", "the last good list stays in force"}});
     absl::MutexLock lock(&mu_);
-    stamp_ = FileStamp(crl_file_);  // warn once per version of the file
+    stamp_ = stamp;  // warn once per version of the file (the one read)
   }
 }
 
@@ -132,7 +156,11 @@ absl::Status RevocationList::CheckCertificate(X509* cert) {
 
 absl::Status RevocationList::CheckChain(absl::string_view chain_pem) {
   if (crl_file_.empty() || chain_pem.empty()) return absl::OkStatus();
-  for (const X509Ptr& cert : ParseCertificates(chain_pem)) {
+  std::vector<X509Ptr> certs = ParseCertificates(chain_pem);
+  if (certs.empty()) {
+    return absl::UnauthenticatedError("the peer's certificate chain cannot be read");
+  }
+  for (const X509Ptr& cert : certs) {
     absl::Status s = CheckCertificate(cert.get());
     if (!s.ok()) return s;
   }

@@ -59,7 +59,10 @@ class RevocationList {
   // Re-reads the file when its inode, size or mtime changed. A file that
   // no longer verifies is logged and the last good list stays in force.
   void Refresh();
-  absl::Status Load();
+  // Reads and verifies the file; `stamp_read`: the stamp of what was read
+  // (taken before reading). A list numbered lower than the one in force is
+  // refused.
+  absl::Status Load(std::string* stamp_read);
   std::shared_ptr<X509_crl_st> Current();
 
   const std::string crl_file_;

@@ -530,7 +530,9 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
           stub = v1::SiteLink::NewStub(*channel);
           tls_stamp = now;
         } else {
+          // Keep the link on what works, without ending it again for these files.
           LogWarning("site.tls_unusable", {{"error", renewed.status()}});
+          tls_stamp = now;
         }
       }
       grpc::ClientContext attach_ctx;

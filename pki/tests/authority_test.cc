@@ -44,6 +44,14 @@ std::unique_ptr<Authority> MakeRoot(const Folder& folder, const std::string& nam
   return std::move(*root);
 }
 
+CertificateSpec Issuing(const std::string& site) {
+  CertificateSpec spec;
+  spec.role = "issuing";
+  spec.name = site;
+  spec.ca = true;
+  return spec;
+}
+
 CertificateSpec Server(const std::string& role, const std::string& name) {
   CertificateSpec spec;
   spec.role = role;
@@ -115,6 +123,50 @@ TEST_CASE("a name that cannot be a SAN is refused and nothing is recorded") {
   CHECK(root->List()->empty());
 }
 
+TEST_CASE("a role or name that would break the index or a file name is refused") {
+  Folder folder;
+  auto root = MakeRoot(folder);
+  for (const char* name : {"P01\tV\t0", "P01\nX", "../../etc/x", "", ".."}) {
+    CertificateSpec spec;
+    spec.role = "admin";
+    spec.name = name;
+    CHECK(root->Issue(spec).status().code() == absl::StatusCode::kInvalidArgument);
+  }
+  CHECK(root->List()->empty());
+  CHECK(root->WriteCrl(30).ok());  // the index still reads
+}
+
+TEST_CASE(
+    "a same-key renewal keeps the old certificate valid; a compromised key is revoked whole") {
+  Folder folder;
+  auto root = MakeRoot(folder);
+  auto old = root->Issue(Issuing("P01"));
+  REQUIRE(old.ok());
+  auto renewed = root->Renew(old->cert_pem, 0);
+  REQUIRE(renewed.ok());
+  // Revoking the old one alone would cut off every agent whose chain holds
+  // it: refused, saying why, unless forced.
+  auto refused = root->Revoke(old->serial_hex, "superseded");
+  CHECK(refused.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(refused.status().message()), Catch::Contains("every agent"));
+  CHECK_FALSE((*root->List())[0].revoked);
+  // A compromised key: every certificate for it, and no renewal after.
+  auto revoked = root->Revoke(old->serial_hex, "cACompromise");
+  REQUIRE(revoked.ok());
+  CHECK(revoked->size() == 2);
+  auto list = strata::RevocationList::Open(folder.path + "/crl.pem", folder.path + "/root.pem");
+  REQUIRE(list.ok());
+  CHECK((*list)->CheckChain(renewed->cert_pem).code() == absl::StatusCode::kUnauthenticated);
+  CHECK(root->Renew(renewed->cert_pem, 0).status().code() == absl::StatusCode::kFailedPrecondition);
+  // Forced, a lone serial goes: another key's renewal pair.
+  auto dp = root->Issue(Server("dp", "dp1"));
+  auto dp_renewed = root->Renew(dp->cert_pem, 0);
+  REQUIRE(root->Revoke(dp->serial_hex, "superseded", /*force=*/true).ok());
+  CHECK((*strata::RevocationList::Open(folder.path + "/crl.pem", folder.path + "/root.pem"))
+            ->CheckChain(dp_renewed->cert_pem)
+            .ok());
+}
+
 TEST_CASE("a request's key is certified with the identity the root gives, not the request's") {
   Folder folder;
   auto root = MakeRoot(folder);
@@ -175,10 +227,11 @@ TEST_CASE("a revoked certificate is listed in the CRL and refused; others pass")
   REQUIRE(mp.ok());
   REQUIRE(dp.ok());
   REQUIRE(root->Revoke(mp->serial_hex, "keyCompromise").ok());
-  CHECK(root->Revoke(mp->serial_hex, "keyCompromise").code() ==
+  CHECK(root->Revoke(mp->serial_hex, "keyCompromise").status().code() ==
         absl::StatusCode::kFailedPrecondition);
-  CHECK(root->Revoke("ABCDEF", "keyCompromise").code() == absl::StatusCode::kNotFound);
-  CHECK(root->Revoke(dp->serial_hex, "stolen").code() == absl::StatusCode::kInvalidArgument);
+  CHECK(root->Revoke("ABCDEF", "keyCompromise").status().code() == absl::StatusCode::kNotFound);
+  CHECK(root->Revoke(dp->serial_hex, "stolen").status().code() ==
+        absl::StatusCode::kInvalidArgument);
 
   auto list = strata::RevocationList::Open(folder.path + "/crl.pem", folder.path + "/root.pem");
   REQUIRE(list.ok());
@@ -200,11 +253,7 @@ TEST_CASE("a revoked certificate is listed in the CRL and refused; others pass")
 TEST_CASE("revoking a site's issuing CA refuses every agent it signed") {
   Folder folder;
   auto root = MakeRoot(folder);
-  CertificateSpec spec;
-  spec.role = "issuing";
-  spec.name = "P01";
-  spec.ca = true;
-  auto issuing = root->Issue(spec);
+  auto issuing = root->Issue(Issuing("P01"));
   REQUIRE(issuing.ok());
   auto ca = strata::IssuingCa::Load(folder.Write("issuing.pem", issuing->cert_pem),
                                     folder.Write("issuing.key", issuing->key_pem));
@@ -225,10 +274,15 @@ TEST_CASE("a server's list follows the CRL file, and keeps the last good one") {
   auto a = root->Issue(Server("site", "P01"));
   auto b = root->Issue(Server("site", "P02"));
   const std::string crl = folder.path + "/crl.pem", root_pem = folder.path + "/root.pem";
+  const std::string first_crl = *strata::ReadFile(crl);  // number 1, empty
   auto list = *strata::RevocationList::Open(crl, root_pem);
   CHECK(list->CheckChain(a->cert_pem).ok());
-  REQUIRE(root->Revoke(a->serial_hex, "superseded").ok());
+  REQUIRE(root->Revoke(a->serial_hex, "superseded").ok());  // its key has no other certificate
   // The file is looked at again at most once a second.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CHECK(list->CheckChain(a->cert_pem).code() == absl::StatusCode::kUnauthenticated);
+  // The older list, validly signed, put back: refused, the revocation holds.
+  REQUIRE(strata::WriteFileDurably(crl, first_crl, 0644).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   CHECK(list->CheckChain(a->cert_pem).code() == absl::StatusCode::kUnauthenticated);
   // A damaged file: the last good list stays in force.

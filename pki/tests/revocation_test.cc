@@ -149,7 +149,7 @@ TEST_CASE("a renewed server certificate is served to new connections without a r
            strata::pki::NormalizeSerial(renewed->serial_hex);
   }));
   // The old one may now be revoked: nothing still needs it.
-  REQUIRE(pki.root->Revoke(first, "superseded").ok());
+  REQUIRE(pki.root->Revoke(first, "superseded", /*force=*/true).ok());
   CHECK(Health(address, pki.Tls("P01")).ok());
 }
 
