@@ -18,6 +18,7 @@
 #include "common/content/download.h"
 #include "common/content/hash.h"
 #include "common/content/library.h"
+#include "pki/authority.h"
 #include "tests/fixture/testing.h"
 
 using namespace strata;
@@ -231,4 +232,61 @@ TEST_CASE("a second DP started with the same state folder is refused; the first 
   INFO(s.ToString());
   CHECK(s.ok());
   third.Shutdown();
+}
+
+TEST_CASE("a certificate revoked in the CRL is refused by nginx after its reload; others serve") {
+  TempDir dir;
+  auto root = strata::pki::Authority::Create(dir.path() + "/root", "DP Test Root", 365,
+                                             "a passphrase for this test");
+  REQUIRE(root.ok());
+  auto issue = [&](const std::string& role, const std::string& name) {
+    strata::CertificateSpec spec;
+    spec.role = role;
+    spec.name = name;
+    spec.server = role == "dp";
+    if (spec.server) spec.ip_addresses = {"127.0.0.1"};
+    auto issued = (*root)->Issue(spec);
+    REQUIRE(issued.ok());
+    std::ofstream(dir.path() + "/" + name + ".pem") << issued->cert_pem;
+    std::ofstream(dir.path() + "/" + name + ".key") << issued->key_pem;
+    return issued->serial_hex;
+  };
+  issue("dp", "dp1");
+  const std::string alice = issue("admin", "alice");
+  issue("admin", "bob");
+  auto tls = [&](const std::string& name) {
+    v1::TlsConfig t;
+    t.set_ca_file(dir.path() + "/root/root.pem");
+    t.set_cert_file(dir.path() + "/" + name + ".pem");
+    t.set_key_file(dir.path() + "/" + name + ".key");
+    return t;
+  };
+  auto lib = std::move(*content::Library::Open(dir.path() + "/lib"));
+  const std::string data = "content";
+  REQUIRE(lib->PutBlob(content::Sha256::Of(data), data).ok());
+  auto listener = OpenListener("127.0.0.1:0");
+  REQUIRE(listener.ok());
+  NginxOptions o;
+  o.state_dir = dir.path() + "/state";
+  o.library = dir.path() + "/lib";
+  o.cert_file = dir.path() + "/dp1.pem";
+  o.key_file = dir.path() + "/dp1.key";
+  o.ca_file = dir.path() + "/root/root.pem";
+  o.crl_file = dir.path() + "/root/crl.pem";
+  o.listen = listener->config_address;
+  o.workers = 1;
+  Nginx nginx(o, listener->fd);
+  REQUIRE(nginx.Start().ok());
+  REQUIRE(Fetch(listener->bound_address, tls("alice"), data).ok());
+
+  ::usleep(20000);  // a new modification time for the CRL
+  REQUIRE((*root)->Revoke(alice, "keyCompromise").ok());
+  auto reloaded = nginx.ReloadIfChanged();
+  REQUIRE(reloaded.ok());
+  CHECK(*reloaded);
+  CHECK_THAT(strata::testing::ReadWholeFile(o.state_dir + "/nginx.conf"), Catch::Contains(alice));
+  CHECK(WaitFor([&] { return !Fetch(listener->bound_address, tls("alice"), data).ok(); },
+                std::chrono::seconds(10)));
+  CHECK(Fetch(listener->bound_address, tls("bob"), data).ok());
+  nginx.Stop();
 }
