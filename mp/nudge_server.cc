@@ -25,12 +25,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "common/base/files.h"
 #include "common/base/log.h"
-#include "common/base/status.h"
 #include "common/base/version.h"
 #include "common/inventory/report_check.h"
-#include "common/net/revocation.h"
 #include "common/nudge/client.h"  // ResolveAddress
 #include "common/nudge/frame.h"
 #include "common/nudge/tls_context.h"
@@ -96,13 +93,9 @@ class NudgeServer::Impl {
 
   absl::Status Start() {
     InitLibeventThreads();
-    tls_stamp_ = Stamp();  // before reading: a renewal meanwhile is seen next time
-    auto ctx = nudge::MakeServerContext(options_.tls);
-    if (!ctx.ok()) return ctx.status();
-    ctx_ = std::move(*ctx);
-    auto revocations = RevocationList::Open(options_.tls.crl_file(), options_.tls.ca_file());
-    if (!revocations.ok()) return revocations.status();
-    revocations_ = std::move(*revocations);
+    auto tls = nudge::ServerTls::Open(options_.tls);
+    if (!tls.ok()) return tls.status();
+    tls_ = std::move(*tls);
     base_ = event_base_new();
     if (base_ == nullptr) return absl::InternalError("event_base_new failed");
     wake_ = event_new(base_, -1, EV_PERSIST, &Impl::OnWake, this);
@@ -344,7 +337,7 @@ class NudgeServer::Impl {
       }
       return;
     }
-    SSL* ssl = SSL_new(ctx_.get());
+    SSL* ssl = SSL_new(tls_->ctx());
     bufferevent* bev = ssl ? bufferevent_openssl_socket_new(
                                  base_, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
                            : nullptr;
@@ -398,28 +391,8 @@ class NudgeServer::Impl {
     malloc_trim(0);
   }
 
-  // The files the context depends on. The CRL is one: a new context has
-  // new session-ticket keys, so no agent resumes a session made before a
-  // revocation (a resumed session brings no chain to check).
-  std::string Stamp() const {
-    return TlsFilesStamp(options_.tls) + "|" + FileStamp(options_.tls.crl_file());
-  }
-
-  // Renewed certificate, key, CA or CRL files: new connections get a context
-  // made from them (a connection holds a reference to its own context).
   static void OnTlsRefresh(evutil_socket_t, short, void* self) {
-    auto* s = static_cast<Impl*>(self);
-    const std::string stamp = s->Stamp();
-    if (stamp == s->tls_stamp_) return;
-    s->tls_stamp_ = stamp;
-    auto ctx = nudge::MakeServerContext(s->options_.tls);
-    if (!ctx.ok()) {
-      LogWarning("mp.nudge_tls_unusable",
-                 {{"error", ctx.status()}, {"kept", "the last good files"}});
-      return;
-    }
-    s->ctx_ = std::move(*ctx);
-    LogInfo("mp.nudge_tls_renewed", {{"cert", s->options_.tls.cert_file()}});
+    static_cast<Impl*>(self)->tls_->Refresh();
   }
 
   static void OnResumeAccept(evutil_socket_t, short, void* self) {
@@ -452,7 +425,7 @@ class NudgeServer::Impl {
     absl::Status refusal;
     if (!peer.ok()) {
       refusal = peer.status();
-    } else if (absl::Status revoked = Revoked(ssl); !revoked.ok()) {
+    } else if (absl::Status revoked = tls_->CheckRevoked(ssl); !revoked.ok()) {
       refusal = revoked;
     } else if (peer->role != "agent" || !inventory::IsUuid(peer->name)) {
       refusal = absl::PermissionDeniedError(absl::StrCat(
@@ -466,17 +439,6 @@ class NudgeServer::Impl {
     }
     conn->id = peer->name;
     conn->state = Conn::kHello;
-  }
-
-  // The peer's certificate or one its chain (an agent's: its site's issuing
-  // CA) listed in tls.crl_file.
-  absl::Status Revoked(SSL* ssl) {
-    RETURN_IF_ERROR(revocations_->CheckCertificate(SSL_get0_peer_certificate(ssl)));
-    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
-    for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
-      RETURN_IF_ERROR(revocations_->CheckCertificate(sk_X509_value(chain, i)));
-    }
-    return absl::OkStatus();
   }
 
   static void OnRead(bufferevent* bev, void* arg) {
@@ -694,7 +656,7 @@ class NudgeServer::Impl {
 
   const Options options_;
   const Hooks hooks_;
-  nudge::SslCtx ctx_;
+  std::unique_ptr<nudge::ServerTls> tls_;
   event_base* base_ = nullptr;
   event* wake_ = nullptr;
   event* resume_accept_ = nullptr;
@@ -710,9 +672,7 @@ class NudgeServer::Impl {
   std::atomic<int64_t> open_{0};  // connections, in any state
   int64_t churn_since_trim_ = 0;  // handshakes and closes since the last trim
   event* trim_ = nullptr;
-  event* tls_refresh_ = nullptr;
-  std::string tls_stamp_;  // of the files ctx_ was made from
-  std::shared_ptr<RevocationList> revocations_;
+  event* tls_refresh_ = nullptr;  // tls_->Refresh() every tls.refresh_seconds
 
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -5,6 +5,8 @@
 #include <openssl/x509.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/files.h"
+#include "common/base/log.h"
 #include "common/base/status.h"
 
 namespace strata::nudge {
@@ -100,6 +102,41 @@ absl::StatusOr<SslCtx> MakeServerContext(const v1::TlsConfig& tls) {
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx.get(), 1);
   return ctx;
+}
+
+std::string ServerTls::Stamp() const {
+  return TlsFilesStamp(tls_) + "|" + FileStamp(tls_.crl_file());
+}
+
+absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Open(const v1::TlsConfig& tls) {
+  std::unique_ptr<ServerTls> out(new ServerTls(tls));
+  out->stamp_ = out->Stamp();  // before reading: a renewal meanwhile is seen next time
+  ASSIGN_OR_RETURN(out->ctx_, MakeServerContext(tls));
+  ASSIGN_OR_RETURN(out->revocations_, RevocationList::Open(tls.crl_file(), tls.ca_file()));
+  return out;
+}
+
+bool ServerTls::Refresh() {
+  const std::string stamp = Stamp();
+  if (stamp == stamp_) return false;
+  stamp_ = stamp;
+  auto ctx = MakeServerContext(tls_);
+  if (!ctx.ok()) {
+    LogWarning("mp.nudge_tls_unusable", {{"error", ctx.status()}, {"kept", "the last good files"}});
+    return false;
+  }
+  ctx_ = std::move(*ctx);
+  LogInfo("mp.nudge_tls_renewed", {{"cert", tls_.cert_file()}});
+  return true;
+}
+
+absl::Status ServerTls::CheckRevoked(SSL* ssl) {
+  RETURN_IF_ERROR(revocations_->CheckCertificate(SSL_get0_peer_certificate(ssl)));
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+    RETURN_IF_ERROR(revocations_->CheckCertificate(sk_X509_value(chain, i)));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SslCtx> MakeClientContext(const ChannelPem& pem) {

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "absl/status/statusor.h"
+#include "common/net/revocation.h"
 #include "common/net/tls.h"
 #include "strata/v1/config.pb.h"
 
@@ -29,6 +30,33 @@ absl::StatusOr<SslCtx> MakeServerContext(const v1::TlsConfig& tls);
 // A client context trusting pem.ca and presenting pem.cert_chain/key (both
 // empty: no client certificate, which servers refuse; for tests).
 absl::StatusOr<SslCtx> MakeClientContext(const ChannelPem& pem);
+
+// The nudge server's TLS, owned by its event loop (not thread-safe): the
+// context new connections use, made again when the certificate, key, CA
+// or CRL files change, and the CRL check of a finished handshake.
+class ServerTls {
+ public:
+  static absl::StatusOr<std::unique_ptr<ServerTls>> Open(const v1::TlsConfig& tls);
+  SSL_CTX* ctx() const { return ctx_.get(); }
+  // A new context from changed files (a connection keeps a reference to its
+  // own). The CRL counts: a new context has new session-ticket keys, so no
+  // agent resumes a session made before a revocation (a resumed session
+  // brings no chain to check). Unusable files are logged, the last good
+  // context kept. Returns whether it made one.
+  bool Refresh();
+  // Unauthenticated when the peer's certificate, or one in the chain it sent
+  // (an agent's: its site's issuing CA), is in tls.crl_file.
+  absl::Status CheckRevoked(SSL* ssl);
+
+ private:
+  ServerTls(const v1::TlsConfig& tls) : tls_(tls) {}
+  std::string Stamp() const;
+
+  const v1::TlsConfig tls_;
+  SslCtx ctx_;
+  std::string stamp_;  // of the files ctx_ was made from
+  std::shared_ptr<RevocationList> revocations_;
+};
 
 // The verified peer of a finished handshake, or why not.
 absl::StatusOr<PeerIdentity> PeerOf(SSL* ssl);
