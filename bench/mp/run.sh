@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Management point benchmark (issues 3 and 14): CAS <- P01 <- one MP, on a
-# throwaway PostgreSQL with durable commits (fsync, synchronous_commit on),
+# Management point benchmark (issues 3 and 14): CAS <- P01 <- one MP, each
+# site on a throwaway PostgreSQL server of its own with durable commits
+# (fsync, synchronous_commit on),
 # and CLIENTS simulated agents (bench/clientsim, real protocol over mutual
 # TLS), each holding its nudge channel from phase 2 to the end and opening
 # gRPC connections only for its calls (released after 1 s idle, as agents do).
@@ -85,7 +86,8 @@ cleanup() {
   for pid in "${sim_pids[@]:-}"; do [ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; done
   mp_stop P01.mp1
   for s in P01 CAS; do site_stop $s; done
-  pg_stop "$work/pg"
+  pg_stop "$work/pg-p01"
+  pg_stop "$work/pg-cas"
   [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$STRATA_RUN"/*.log "$work"/sim*.out "$KEEP_LOGS"/ 2>/dev/null
   rm -rf "$work"
 }
@@ -94,10 +96,13 @@ trap cleanup EXIT
 printf 'register_per_source_per_minute: -1\nregister_per_minute: -1\nnudge_keepalive_seconds: %d\n' \
   "$KEEPALIVE_S" > "$work/mp.conf"
 export STRATA_MP_FLAGS="--config $work/mp.conf"
-pg_start "$work/pg" durable
-echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
 deploy/pki.sh "$STRATA_PKI" site/CAS site/P01 issuing/P01 mp/P01.mp1 >/dev/null
+# Each site on a server of its own, as in a real hierarchy (on one server
+# every walsender would decode both sites' WAL).
+pg_start "$work/pg-cas" durable
+echo "postgres: fsync=$(psql -X -d postgres -tAc 'SHOW fsync') synchronous_commit=$(psql -X -d postgres -tAc 'SHOW synchronous_commit')"
 site_start CAS cas
+pg_start "$work/pg-p01" durable
 site_start P01 primary CAS
 mp_start P01.mp1
 mp_pid=$(cat "$STRATA_RUN/p01-mp1.pid")
@@ -105,12 +110,29 @@ add_enrollment_token P01 bench-token
 now_ms() { date +%s%3N; }
 # CPU seconds used so far by each part (for where the time goes).
 cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# postgres: both servers' processes; pg_detail: by server and kind
+# (walsenders, backends of the site and of others, background processes).
 cpu_report() {
-  local pg=0 pid
-  for pid in $(head -1 "$work/pg/data/postmaster.pid") $(pgrep -P "$(head -1 "$work/pg/data/postmaster.pid")"); do pg=$(awk -v a="$pg" -v b="$(cpu_s "$pid")" 'BEGIN { print a + b }'); done
+  local pg=0 pid s detail=""
+  for s in cas p01; do
+    local post wal=0 site=0 other=0 bg=0
+    post=$(head -1 "$work/pg-$s/data/postmaster.pid")
+    for pid in "$post" $(pgrep -P "$post"); do
+      local c; c=$(cpu_s "$pid")
+      pg=$(awk -v a="$pg" -v b="$c" 'BEGIN { print a + b }')
+      case "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in
+        *walsender*) wal=$(awk -v a="$wal" -v b="$c" 'BEGIN { print a + b }') ;;
+        *" strata_$s "*) site=$(awk -v a="$site" -v b="$c" 'BEGIN { print a + b }') ;;
+        *" postgres "*) other=$(awk -v a="$other" -v b="$c" 'BEGIN { print a + b }') ;;
+        *) bg=$(awk -v a="$bg" -v b="$c" 'BEGIN { print a + b }') ;;
+      esac
+    done
+    detail="$detail $s(walsenders=$wal backends=$site other=$other background=$bg)"
+  done
   local sim=0
   for pid in "${sim_pids[@]}"; do sim=$(awk -v a="$sim" -v b="$(cpu_s "$pid")" 'BEGIN { print a + b }'); done
   echo "cpu_s: mp=$(cpu_s "$mp_pid") p01=$(cpu_s "$(cat "$STRATA_RUN/p01.pid")") cas=$(cpu_s "$(cat "$STRATA_RUN/cas.pid")") postgres=$pg simulators=$sim"
+  echo "cpu_s postgres by server:$detail"
 }
 mp_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$mp_pid/status"; }
 

@@ -23,6 +23,13 @@
 #            native_catchup_per_s=… catchup_vs_native=… p99_ms_10k=…
 #            native_p99_ms_10k=… tps=… native_tps=… tps_10k=… native_tps_10k=…
 #            (the rates each system's writers reached of the RATE asked)
+#            walsender_us_per_change=… native_walsender_us_per_change=…
+#            walsender_ceiling_per_s=… walsender_ceiling_vs_copy=…
+#            echo_walsender_cpu_s=…
+#            (CPU of the walsender decoding the catch-up: one process per
+#            slot, so 1 s / its CPU per change bounds any catch-up read from
+#            the WAL; the echo is S01's walsender decoding what it applied,
+#            sent back up to P01 and dropped there by origin)
 # (catchup_vs_copy = catchup_changes_per_s / copy_rows_per_s; targets of
 # issue 15: p99 <= 3x native and < 10 ms, catch-up >= 1.5x native and
 # >= 0.4 of COPY, p99_ms_10k < 50)
@@ -88,6 +95,24 @@ arrival_percentiles() {  # RUN PREFIX
           WHERE name LIKE '$2-%') x" | tr '|' ' '
 }
 s01_sql() { site_sql S01 "$1"; }
+p01_sql() { site_sql P01 "$1"; }
+# CPU seconds used so far by the walsender serving slot SLOT.  ARGS: RUN SLOT
+slot_cpu_s() {
+  local pid
+  pid=$("$1" "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$2'")
+  awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/${pid:-0}/stat" 2>/dev/null || echo 0
+}
+# Waits until global_settings holds NAME, looking every 5 ms from one
+# session of the server RUN reaches: a psql (and a backend forked for it)
+# per look, every 10 ms, stole a large share of the two cores the
+# catch-ups are measured on (both Strata's and native's).
+await_row() {  # RUN NAME TIMEOUT_S
+  "$1" "DO \$\$ BEGIN FOR i IN 1..$(( $3 * 200 )) LOOP
+      IF EXISTS (SELECT 1 FROM global_settings WHERE name = '$2') THEN RETURN; END IF;
+      PERFORM pg_sleep(0.005);
+    END LOOP;
+    RAISE EXCEPTION '$2 did not arrive within $3 s'; END \$\$" >/dev/null
+}
 strata_latency() {  # PREFIX ROWS -> p50 p99 max on stdout; progress on stderr
   local cas_pg
   read -r cas_pg <<<"$(cat "$STRATA_RUN/cas.pg")"
@@ -125,9 +150,13 @@ site_start S01 secondary P01
 # Changes arrive in log order, so the last one written arriving means the
 # catch-up is done (an index lookup: the poll must not steal the CPU it
 # measures). The full count is checked right after, outside the timing.
-last_arrived() { [ "$(site_sql S01 "SELECT count(*) FROM global_settings WHERE name = 'catch-$CATCHUP'")" = "1" ]; }
-POLL_S=0.01 wait_until 600 last_arrived || { echo "S01 did not catch up" >&2; exit 1; }
+await_row s01_sql "catch-$CATCHUP" 600 || { echo "S01 did not catch up" >&2; exit 1; }
 t1=$(date +%s.%N)
+# The walsenders started with the link: P01's decodes what S01 receives;
+# S01's decodes what S01 applied, to send it back up, where it is dropped
+# (PostgreSQL 15's pgoutput has no origin filter).
+ws_cpu=$(slot_cpu_s p01_sql strata_p01_to_s01)
+echo_cpu=$(slot_cpu_s s01_sql strata_s01_to_p01)
 arrived=$(site_sql S01 "SELECT count(*) FROM global_settings WHERE name LIKE 'catch-%'")
 [ "$arrived" = "$CATCHUP" ] || { echo "S01 has $arrived of $CATCHUP changes after the last arrived" >&2; exit 1; }
 # The drain starts when the link to P01 is up again (S01's log, same clock).
@@ -210,18 +239,27 @@ n_at_b() { [ "$(nsql b "SELECT count(*) FROM global_settings WHERE name LIKE 'ca
 wait_until 300 n_at_b || { echo "native: B did not receive the changes" >&2; exit 1; }
 n_t0=$(date +%s.%N)
 nsql c "ALTER SUBSCRIPTION bench ENABLE" >/dev/null
-n_last() { [ "$(nsql c "SELECT count(*) FROM global_settings WHERE name = 'catch-$CATCHUP'")" = "1" ]; }
-POLL_S=0.01 wait_until 600 n_last || { echo "native: C did not catch up" >&2; exit 1; }
+await_row c_sql "catch-$CATCHUP" 600 || { echo "native: C did not catch up" >&2; exit 1; }
 n_t1=$(date +%s.%N)
+b_sql() { nsql b "$1"; }
+n_ws_cpu=$(slot_cpu_s b_sql bench)
 n_arrived=$(nsql c "SELECT count(*) FROM global_settings WHERE name LIKE 'catch-%'")
 [ "$n_arrived" = "$CATCHUP" ] || { echo "native: C has $n_arrived of $CATCHUP after the last arrived" >&2; exit 1; }
 n_catchup_rate=$(echo "$CATCHUP / ($n_t1 - $n_t0)" | bc -l)
 printf 'native catch-up: changes=%d drain_s=%.3f (subscription enabled to last change)\n' "$CATCHUP" "$(echo "$n_t1 - $n_t0" | bc -l)"
 
+# A slot is decoded by one walsender, one process: its CPU per change bounds
+# any catch-up that reads the WAL, Strata's and native's alike.
+ws_us=$(echo "$ws_cpu * 1000000 / $CATCHUP" | bc -l)
+n_ws_us=$(echo "$n_ws_cpu * 1000000 / $CATCHUP" | bc -l)
+ws_ceiling=$(echo "if ($ws_cpu > 0) $CATCHUP / $ws_cpu else 0" | bc -l)
+printf 'walsender CPU per change in the catch-up: %.1f us (native %.1f us): one walsender at 100%% of a core decodes at most %.0f changes/s, %.2f of COPY; the echo back up (S01 to P01, dropped there) cost %s s more\n' \
+  "$ws_us" "$n_ws_us" "$ws_ceiling" "$(echo "$ws_ceiling / $copy_rate" | bc -l)" "$echo_cpu"
 ratio_p99=$(echo "$p99 / $n_p99" | bc -l)
 catchup_vs_native=$(echo "$catchup_rate / $n_catchup_rate" | bc -l)
 printf 'targets: p99 <= 3x native and < 10 ms (%.2fx, %s ms); catch-up >= 1.5x native (%.2fx) and >= 0.4 of COPY (%.3f); p99 at 10,000 changes/s < 50 ms (%s ms)\n' \
   "$ratio_p99" "$p99" "$catchup_vs_native" "$ratio" "$p99_10k"
-printf 'bench replication: p50_ms=%s p99_ms=%s catchup_changes_per_s=%.0f copy_rows_per_s=%.0f catchup_vs_copy=%.3f catchup_with_restart_per_s=%.0f native_p50_ms=%s native_p99_ms=%s ratio_p99_vs_native=%.2f native_catchup_per_s=%.0f catchup_vs_native=%.2f p99_ms_10k=%s native_p99_ms_10k=%s tps=%s native_tps=%s tps_10k=%s native_tps_10k=%s\n' \
+printf 'bench replication: p50_ms=%s p99_ms=%s catchup_changes_per_s=%.0f copy_rows_per_s=%.0f catchup_vs_copy=%.3f catchup_with_restart_per_s=%.0f native_p50_ms=%s native_p99_ms=%s ratio_p99_vs_native=%.2f native_catchup_per_s=%.0f catchup_vs_native=%.2f p99_ms_10k=%s native_p99_ms_10k=%s tps=%s native_tps=%s tps_10k=%s native_tps_10k=%s walsender_us_per_change=%.1f native_walsender_us_per_change=%.1f walsender_ceiling_per_s=%.0f walsender_ceiling_vs_copy=%.2f echo_walsender_cpu_s=%s\n' \
   "$p50" "$p99" "$catchup_rate" "$copy_rate" "$ratio" "$with_restart_rate" "$n_p50" "$n_p99" "$ratio_p99" \
-  "$n_catchup_rate" "$catchup_vs_native" "$p99_10k" "$n_p99_10k" "$tps" "$n_tps" "$tps_10k" "$n_tps_10k"
+  "$n_catchup_rate" "$catchup_vs_native" "$p99_10k" "$n_p99_10k" "$tps" "$n_tps" "$tps_10k" "$n_tps_10k" \
+  "$ws_us" "$n_ws_us" "$ws_ceiling" "$(echo "$ws_ceiling / $copy_rate" | bc -l)" "$echo_cpu"

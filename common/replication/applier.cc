@@ -28,10 +28,17 @@ std::string KeyExpr(const std::vector<std::string>& keys, absl::string_view alia
 std::string UpsertSql(const TableInfo& t, const std::vector<std::string>& present,
                       bool check_tombstones) {
   const std::string table = QuoteIdent(t.name);
-  std::vector<std::string> cols, i_cols, sets, key_cols;
+  std::vector<std::string> cols, i_cols, sets, key_cols, casts, arrays;
   for (const std::string& name : present) {
     cols.push_back(QuoteIdent(name));
     i_cols.push_back("i." + QuoteIdent(name));
+    for (size_t c = 0; c < t.columns.size(); ++c) {
+      if (t.columns[c].first == name) {
+        casts.push_back(
+            absl::StrCat("u.", QuoteIdent(name), "::", t.input_types[c], " AS ", QuoteIdent(name)));
+      }
+    }
+    arrays.push_back(absl::StrCat("$", arrays.size() + 1, "::text[]"));
     bool is_key =
         std::find(t.key_columns.begin(), t.key_columns.end(), name) != t.key_columns.end();
     if (!is_key) sets.push_back(absl::StrCat(QuoteIdent(name), " = EXCLUDED.", QuoteIdent(name)));
@@ -39,7 +46,8 @@ std::string UpsertSql(const TableInfo& t, const std::vector<std::string>& presen
   for (const std::string& k : t.key_columns) key_cols.push_back(QuoteIdent(k));
   return absl::StrCat(
       "INSERT INTO ", table, " AS cur (", absl::StrJoin(cols, ", "), ") SELECT ",
-      absl::StrJoin(i_cols, ", "), " FROM json_populate_recordset(NULL::", table, ", $1::json) i ",
+      absl::StrJoin(i_cols, ", "), " FROM (SELECT ", absl::StrJoin(casts, ", "), " FROM unnest(",
+      absl::StrJoin(arrays, ", "), ") AS u(", absl::StrJoin(cols, ", "), ")) i ",
       check_tombstones
           ? absl::StrCat("WHERE NOT EXISTS (SELECT 1 FROM repl_tombstone tb WHERE tb.tbl = ",
                          QuoteLiteral(t.name), " AND tb.key = ", KeyExpr(t.key_columns, "i"),
@@ -49,9 +57,10 @@ std::string UpsertSql(const TableInfo& t, const std::vector<std::string>& presen
       " WHERE (cur._hlc, cur._origin) < (EXCLUDED._hlc, EXCLUDED._origin)");
 }
 
-void BuildStatements(TableInfo& t,
-                     const std::vector<std::pair<std::string, std::string>>& columns) {
+void BuildStatements(TableInfo& t, const std::vector<std::pair<std::string, std::string>>& columns,
+                     std::vector<std::string> input_types) {
   t.columns = columns;
+  t.input_types = std::move(input_types);
   const std::string table = QuoteIdent(t.name);
   const std::string lit = QuoteLiteral(t.name);
   std::vector<std::string> all, key_match;
@@ -174,7 +183,7 @@ absl::Status AsRejection(const absl::Status& s) {
 // 0 when a row's top-level keys (`names`) are exactly `table`'s columns in
 // its order (what a sender of this release writes), else a hash of which
 // of the table's columns the row carries (keys the table does not have are
-// ignored by json_populate_recordset and do not count).
+// ignored, as json_populate_recordset ignores them, and do not count).
 uint64_t RowShape(const TableInfo& table, const std::vector<std::string_view>& names) {
   if (names.size() == table.columns.size()) {
     bool all = true;
@@ -194,7 +203,7 @@ uint64_t RowShape(const TableInfo& table, const std::vector<std::string_view>& n
 
 bool ParseRowObject(std::string_view json, RowStamps* stamps,
                     const std::vector<std::string>* key_columns, std::string* key,
-                    std::vector<std::string_view>* names) {
+                    std::vector<std::string_view>* names, std::vector<std::string_view>* values) {
   const size_t n = json.size();
   size_t i = 0;
   std::vector<std::string_view> key_values(key_columns ? key_columns->size() : 0);
@@ -268,6 +277,7 @@ bool ParseRowObject(std::string_view json, RowStamps* stamps,
       if (i >= n || json[i] != ':') return false;
       ++i;
       ws();
+      const size_t value_start = i;
       if (key == "_hlc") {
         if (seen_hlc) return false;
         seen_hlc = true;
@@ -297,6 +307,7 @@ bool ParseRowObject(std::string_view json, RowStamps* stamps,
           }
         }
       }
+      if (values != nullptr) values->push_back(json.substr(value_start, i - value_start));
       ws();
       if (i < n && json[i] == ',') {
         ++i;
@@ -338,15 +349,22 @@ absl::StatusOr<Catalog> Catalog::Load(store::Transaction& tx) {
                                                  {scopes.GetString(i, 2)}));
     for (size_t k = 0; k < keys.size(); ++k) t.key_columns.push_back(keys.GetString(k, 0));
     ASSIGN_OR_RETURN(store::Result cols,
-                     tx.Exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-                             "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
-                             "AND attgenerated = '' ORDER BY attnum",
+                     tx.Exec("SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+                             "format_type(a.atttypid, NULL), format_type(coalesce(nullif("
+                             "ty.typbasetype, 0), a.atttypid), NULL) FROM pg_attribute a JOIN "
+                             "pg_type ty ON ty.oid = a.atttypid WHERE a.attrelid = $1::regclass "
+                             "AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+                             "ORDER BY a.attnum",
                              {QuoteIdent(t.name)}));
     std::vector<std::pair<std::string, std::string>> columns;
+    std::vector<std::string> input_types;
     for (size_t c = 0; c < cols.size(); ++c) {
       columns.emplace_back(cols.GetString(c, 0), cols.GetString(c, 1));
+      input_types.push_back(cols.GetString(c, 2));
+      // A domain's values are spelled as its base type's.
+      t.kinds.push_back(KindOfType(cols.GetString(c, 3)));
     }
-    BuildStatements(t, columns);
+    BuildStatements(t, columns, std::move(input_types));
     catalog.tables_.emplace(t.name, std::move(t));
   }
   return catalog;
@@ -376,7 +394,7 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
   // or from a site not upgraded yet) lack it, and rows of both kinds can
   // follow each other in one batch.
   std::vector<uint64_t> shapes(changes.size(), 0);
-  std::vector<std::string_view> names;
+  std::vector<std::string_view> names, values;
   for (int i = 0; i < changes.size(); ++i) {
     const v1::Change& c = changes[i];
     const TableInfo* table = catalog.Find(c.table());
@@ -402,36 +420,61 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
     for (int i = begin; i < end; ++i) {
       if (run.by_key[changes[i].key()] == &changes[i]) run.changes.push_back(&changes[i]);
     }
-    std::string json = "[";
-    for (size_t i = 0; i < run.changes.size(); ++i) {
-      const v1::Change& c = *run.changes[i];
-      if (i) json.push_back(',');
-      if (run.is_delete) {
+    if (run.is_delete) {
+      std::string json = "[";
+      for (size_t i = 0; i < run.changes.size(); ++i) {
+        const v1::Change& c = *run.changes[i];
+        if (i) json.push_back(',');
         json.append("{\"key\":");
         AppendJsonString(json, c.key());
         absl::StrAppend(&json, ",\"hlc\":", c.hlc(), ",\"origin\":");
         AppendJsonString(json, c.origin_site());
         json.push_back('}');
-      } else {
-        // The row carries its own _hlc and _origin; what was applied is
-        // checked against the change in ApplyPrepared.
-        json.append(c.row_json());
       }
-    }
-    json.push_back(']');
-    run.payload = std::move(json);
-    if (!run.is_delete && shapes[begin] != 0) {
-      // The run's rows all carry the same columns: its first row names them.
-      // (Key columns are among them: ValidateShape checked each row's key.)
-      RowStamps stamps;
+      json.push_back(']');
+      run.params.emplace_back(std::move(json));
+    } else {
+      // The columns the run's rows carry, in the table's order: all of
+      // them (shape 0), or those its first row names (the rows of a run
+      // share their shape; key columns are among them: ValidateShape
+      // checked each row's key). Each row's values go into its columns'
+      // arrays; the rows carry their own _hlc and _origin, checked against
+      // their changes in ValidateShape.
+      std::vector<size_t> present;  // indexes into run.table->columns
       names.clear();
+      values.clear();
+      RowStamps stamps;
       ParseRowObject(run.changes.front()->row_json(), &stamps, nullptr, nullptr, &names);
-      std::vector<std::string> present;
-      for (const auto& [name, type] : run.table->columns) {
-        if (std::find(names.begin(), names.end(), name) != names.end()) present.push_back(name);
+      for (size_t c = 0; c < run.table->columns.size(); ++c) {
+        if (std::find(names.begin(), names.end(), run.table->columns[c].first) != names.end()) {
+          present.push_back(c);
+        }
       }
-      run.partial_upsert_sql = UpsertSql(*run.table, present, /*check_tombstones=*/true);
-      run.partial_upsert_no_tombstones_sql = UpsertSql(*run.table, present, false);
+      std::vector<ColumnArray> arrays(present.size());
+      for (const v1::Change* c : run.changes) {
+        names.clear();
+        values.clear();
+        ParseRowObject(c->row_json(), &stamps, nullptr, nullptr, &names, &values);
+        for (size_t p = 0; p < present.size(); ++p) {
+          const auto& [column, type] = run.table->columns[present[p]];
+          // A row of this release names the columns in the table's order.
+          size_t at = present[p] < names.size() && names[present[p]] == column
+                          ? present[p]
+                          : std::find(names.begin(), names.end(), column) - names.begin();
+          if (at >= names.size() || !arrays[p].Append(values[at], run.table->kinds[present[p]])) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("batch rejected: change to ", c->table(), " key ", c->key(),
+                             " has a column ", column, " that is not a ", type, " value"));
+          }
+        }
+      }
+      for (ColumnArray& a : arrays) run.params.emplace_back(std::move(a).Finish());
+      if (shapes[begin] != 0) {
+        std::vector<std::string> present_names;
+        for (size_t c : present) present_names.push_back(run.table->columns[c].first);
+        run.partial_upsert_sql = UpsertSql(*run.table, present_names, /*check_tombstones=*/true);
+        run.partial_upsert_no_tombstones_sql = UpsertSql(*run.table, present_names, false);
+      }
     }
     batch.runs.push_back(std::move(run));
     begin = end;
@@ -473,7 +516,7 @@ absl::StatusOr<ApplyStats> ApplyPrepared(store::Transaction& tx, const ApplyPoli
     }
     // Prepared once per connection: a small batch would otherwise spend
     // more on planning than on applying.
-    auto result = tx.ExecCached(*sql, {run.payload});
+    auto result = tx.ExecCached(*sql, run.params);
     if (!result.ok()) return AsRejection(result.status());
     if (!run.is_delete) {
       // Rows were checked against their changes' keys and stamps in

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/replication/change_log.h"
+#include "common/replication/row_values.h"
 #include "common/store/database.h"
 #include "google/protobuf/repeated_field.h"
 #include "strata/v1/site_link.pb.h"
@@ -36,7 +37,13 @@ struct TableInfo {
   // Every column here, with its type: rows from a site on an older release
   // may lack some (UpsertSql).
   std::vector<std::pair<std::string, std::string>> columns;
-  // $1: [row, ...], with or without the tombstone probe.
+  std::vector<ColumnKind> kinds;  // of `columns`, in order
+  // Each column's type without its modifier: values are read as this and
+  // the INSERT fits them to the column, so a value too long for a
+  // varchar(n) is an error, as in any INSERT, not cut by an explicit cast.
+  std::vector<std::string> input_types;
+  // $1..$n: one text[] per column (row_values.h), with or without the
+  // tombstone probe.
   std::string upsert_sql;
   std::string upsert_no_tombstones_sql;
   std::string delete_sql;        // $1: [{"key", "hlc", "origin"}] -> applied keys
@@ -78,7 +85,9 @@ struct PreparedRun {
   bool is_delete = false;
   std::vector<const v1::Change*> changes;
   std::unordered_map<std::string_view, const v1::Change*> by_key;  // into `changes`
-  std::string payload;
+  // The statement's arguments: an upsert's columns as text[] literals (the
+  // run's columns, in the table's order), a delete's [{key, hlc, origin}].
+  store::Params params;
   // Upserts whose rows lack some of the table's columns (a sender on an
   // older release): the statement for the columns they have, so the others
   // keep their values (or defaults) instead of becoming NULL. Empty: the
@@ -145,9 +154,11 @@ struct RowStamps {
 // Structure only: values are not decoded. With `key_columns`, also returns
 // the key as the change log writes it: "[" + the raw values of those
 // columns joined by ", " + "]" (empty if one is missing). With `names`,
-// also every top-level key, in order.
+// also every top-level key, in order, and with `values` each one's raw
+// JSON value.
 bool ParseRowObject(std::string_view json, RowStamps* stamps,
                     const std::vector<std::string>* key_columns = nullptr,
-                    std::string* key = nullptr, std::vector<std::string_view>* names = nullptr);
+                    std::string* key = nullptr, std::vector<std::string_view>* names = nullptr,
+                    std::vector<std::string_view>* values = nullptr);
 
 }  // namespace strata::replication

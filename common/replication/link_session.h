@@ -39,8 +39,8 @@
 namespace strata::replication {
 
 // Wakes whoever subscribed (the client service) when this site's replicated
-// data changed: fed by the site's WAL wake loop, LISTEN strata_repl and
-// local applies. Thread-safe.
+// data changed: fed by the site's WAL watch (local writes), LISTEN
+// strata_repl and this process's applies. Thread-safe.
 class ChangeNotifier {
  public:
   using Callback = std::function<void()>;

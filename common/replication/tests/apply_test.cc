@@ -359,3 +359,113 @@ TEST_CASE(
                   "FROM global_settings WHERE name IN ('w', 'x', 'y', 'z')") ==
         "w=w2/first x=x1/n/a y=y1/set z=z1/n/a");
 }
+
+TEST_CASE(
+    "rows of every column type apply exactly as the sender's to_json spelled them (values go in "
+    "as text arrays, one per column)") {
+  TestDatabase db("apply");
+  Prepare(db, "P01");
+  db.Exec("CREATE DOMAIN small_count AS int CHECK (VALUE >= 0)");
+  db.Exec("CREATE DOMAIN labels AS text[]");
+  db.Exec("CREATE DOMAIN doc AS jsonb");
+  db.Exec(
+      "CREATE TABLE typed (id int PRIMARY KEY, u uuid, n bigint, at timestamptz, name text, flag "
+      "boolean, ratio numeric, f float8, day date, local timestamp, doc jsonb, j json, tags "
+      "text[], grid int[], c small_count, raw bytea, short varchar(8), span interval, net cidr, "
+      "t time, \"Odd Name\" text, l labels, d doc)");
+  db.Exec("SELECT repl_enable('typed', 'global')");
+  db.Exec("CREATE TABLE typed_src (LIKE typed)");  // the sender's rows, _hlc and _origin too
+  // Awkward values: quotes, backslashes, control characters, non-ASCII and
+  // astral characters, NULL and empty elements, nested arrays, NaN,
+  // infinities, JSON null and a JSON string in jsonb, and a row of NULLs.
+  db.Exec(R"sql(SET TimeZone = 'Asia/Kolkata'; INSERT INTO typed_src VALUES
+    (1, '6f1f0a4e-86b1-4a43-9c58-3a1f4c1e0b7a', 42, '2026-11-30 09:14:12.386+05:30',
+     E'a"b\\c\n\t\b\f\x01é😀/', true, 1.50, 0.1, '2026-11-30', '2026-11-30 01:02:03.5',
+     '{"k": [1, "x\"y", "\u00e9"], "e": "😀"}', '{"a":  1, "b": [null], "c": "\u00e9"}',
+     ARRAY['x', NULL, 'y,z', 'q"r', 'NULL', '', E'b\\s', '{}', ' lead'], '{{1,2},{3,4}}', 7,
+     '\x00ff', 'abcdefgh', '1 day 02:03:04.5', '10.0.0.0/8', '12:34:56.789', 'it''s', '{"a b",NULL}',
+     '"just a string"', 1000, 'CAS'),
+    (2, NULL, -1, 'infinity', '', false, 'NaN', '-Infinity', '-infinity', '2026-01-01', 'null',
+     '[]', '{}', '{}', 0, '', '', '-1 mons', '::1/128', '00:00', E'\\', '{}', '{"x": 1}', 1001, 'CAS'),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '"a string"', '"s"', NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1002, 'CAS'))sql");
+  auto rows = [&](const std::string& table) {
+    return db.Scalar(
+        "SET TimeZone = 'UTC'; SELECT string_agg(to_json(r)::text, E'\\n' ORDER BY id) "
+        "FROM " +
+        table + " r");
+  };
+  std::vector<v1::Change> batch;
+  for (int id = 1; id <= 3; ++id) {
+    v1::Change c;
+    c.set_table("typed");
+    c.set_op(v1::CHANGE_OP_UPSERT);
+    c.set_key(absl::StrCat("[", id, "]"));
+    c.set_row_json(db.Scalar(absl::StrCat(
+        "SET TimeZone = 'UTC'; SELECT to_json(r)::text FROM typed_src r WHERE id = ", id)));
+    c.set_hlc(999 + id);
+    c.set_origin_site("CAS");
+    batch.push_back(c);
+  }
+  auto stats = Apply(db, batch, FromParent());
+  INFO(stats.status().ToString());
+  REQUIRE(stats.ok());
+  CHECK(stats->applied == 3);
+  CHECK(rows("typed") == rows("typed_src"));
+
+  // Values that cannot be their column's are refused, and nothing applied.
+  auto bad = [&](const std::string& column, const std::string& json) {
+    v1::Change c = batch[0];
+    c.set_key("[9]");
+    c.set_row_json(absl::StrCat("{\"id\": 9, \"", column, "\": ", json,
+                                ", \"_hlc\": 1000, \"_origin\": \"CAS\"}"));
+    auto s = Apply(db, {batch[1], c}, FromParent());
+    INFO(column << ": " << json << " -> " << s.status().ToString());
+    CHECK(s.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK(db.ScalarInt("SELECT count(*) FROM typed WHERE id = 9") == 0);
+  };
+  bad("name", R"("nul \u0000 inside")");  // text cannot hold NUL
+  bad("name", R"("lone \udc00 surrogate")");
+  bad("tags", R"(["unterminated")");
+  bad("tags", "5");         // not an array
+  bad("n", R"("twelve")");  // not a number
+  bad("c", "-1");           // the domain's check
+  bad("short", R"("too long for eight")");
+}
+
+TEST_CASE("JSON values become PostgreSQL text: strings unescaped, arrays as array literals") {
+  using replication::ColumnArray;
+  using replication::ColumnKind;
+  std::string out;
+  REQUIRE(replication::UnescapeJsonString(R"("a\"b\\c\/\n\u00e9\ud83d\ude00")", &out));
+  CHECK(out == "a\"b\\c/\n\xc3\xa9\xf0\x9f\x98\x80");
+  for (const char* bad :
+       {R"("\u0000")", R"("\ud83d")", R"("\ude00x")", R"("\x")", R"("open)", "\"tab\there\""}) {
+    out.clear();
+    INFO(bad);
+    CHECK_FALSE(replication::UnescapeJsonString(bad, &out));
+  }
+  out.clear();
+  REQUIRE(replication::JsonArrayToLiteral(R"([["a\"b", null], ["", "x,y"]])", false, &out));
+  CHECK(out == R"({{"a\"b",NULL},{"","x,y"}})");
+  out.clear();
+  REQUIRE(replication::JsonArrayToLiteral(R"([{"k": [1]}, "s", 2])", true, &out));
+  CHECK(out == R"({"{\"k\": [1]}","\"s\"","2"})");
+  out.clear();
+  CHECK_FALSE(replication::JsonArrayToLiteral("[1, 2", false, &out));
+  out.clear();
+  CHECK_FALSE(replication::JsonArrayToLiteral("[1] x", false, &out));
+
+  CHECK(replication::KindOfType("jsonb") == ColumnKind::kJson);
+  CHECK(replication::KindOfType("json[]") == ColumnKind::kJsonArray);
+  CHECK(replication::KindOfType("character varying(8)[]") == ColumnKind::kArray);
+  CHECK(replication::KindOfType("timestamp with time zone") == ColumnKind::kScalar);
+
+  ColumnArray a;
+  REQUIRE(a.Append("null", ColumnKind::kScalar));
+  REQUIRE(a.Append(R"("q\"")", ColumnKind::kScalar));
+  REQUIRE(a.Append("12.5", ColumnKind::kScalar));
+  REQUIRE_FALSE(a.Append(R"("\u0000")", ColumnKind::kScalar));  // refused, nothing added
+  REQUIRE(a.Append(R"({"a": "b"})", ColumnKind::kJson));
+  CHECK(std::move(a).Finish() == R"({NULL,"q\"","12.5","{\"a\": \"b\"}"})");
+}
