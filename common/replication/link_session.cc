@@ -308,8 +308,10 @@ absl::Status LinkSession::SendLoop(const v1::LinkHello& peer_hello) {
   Position position = FromWatermark(peer_hello.applied());
   // In contact: the prune loop keeps this peer's slot (DropLapsedSlots).
   RETURN_IF_ERROR(MarkContact(*send_conn_));
-  ASSIGN_OR_RETURN(reader_,
-                   WalReader::Open(site_.conninfo, site_.site_code, Filter(), *catalog_, types_));
+  PeerFilter stream_filter = Filter();
+  stream_filter.scopes = StreamScopesFor(peer_.is_parent, peer_.type);
+  ASSIGN_OR_RETURN(
+      reader_, WalReader::Open(site_.conninfo, site_.site_code, stream_filter, *catalog_, types_));
   {
     absl::StatusOr<SlotState> slot;
     RETURN_IF_ERROR(send_conn_->Transact([&](store::Transaction& tx) {

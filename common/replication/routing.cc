@@ -22,6 +22,11 @@ std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type) 
   return {};
 }
 
+std::vector<std::string> StreamScopesFor(bool peer_is_parent, v1::SiteType peer_type) {
+  if (peer_is_parent && peer_type == v1::SITE_TYPE_PRIMARY) return {kScopeSite, kScopeSiteProxy};
+  return ScopesFor(peer_is_parent, peer_type);
+}
+
 std::vector<std::string> ScopesFrom(const SitePlace& site, bool peer_is_parent) {
   // What a parent sends is what it sends a child of our type; a child may
   // send us what goes up.

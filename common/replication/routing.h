@@ -13,7 +13,8 @@
 //                 primary down to its secondaries
 //
 // Who takes what from this site (ScopesFor):
-//   its parent              all four
+//   its parent              all four (a secondary streams only site and
+//                           site_proxy up: StreamScopesFor)
 //   a child primary         global, global_proxy
 //   a child secondary       global_proxy, site_proxy
 //
@@ -49,6 +50,17 @@ v1::SiteType ChildTypeOf(v1::SiteType type);
 // Scopes a peer takes from this site: the parent (`peer_is_parent`) or a
 // child of type `peer_type`.
 std::vector<std::string> ScopesFor(bool peer_is_parent, v1::SiteType peer_type);
+
+// Scopes this site's stream of changes to a peer carries: ScopesFor's,
+// except that a secondary streams only `site` and `site_proxy` up to its
+// parent (a primary). A secondary writes no global data (no provider runs
+// there; its jobs write site data), so the rest of its WAL is its parent's
+// own changes, which PostgreSQL 15's pgoutput cannot leave out by origin:
+// they were decoded, sent back and dropped, costing that walsender as much
+// as the parent's walsender decoding them in the first place. Snapshots
+// still carry ScopesFor's scopes (they also hold rows written by
+// migrations), and what a primary accepts from a secondary is unchanged.
+std::vector<std::string> StreamScopesFor(bool peer_is_parent, v1::SiteType peer_type);
 
 // Scopes a peer may send this site: what this site takes from it.
 std::vector<std::string> ScopesFrom(const SitePlace& site, bool peer_is_parent);

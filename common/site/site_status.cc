@@ -47,7 +47,7 @@ absl::Status AddLinkStatuses(store::Transaction& tx, const std::string& site_cod
     l->set_snapshots_applied(c.snapshots_applied);
     replication::PeerFilter filter;
     filter.peer = peer;
-    filter.scopes = replication::ScopesFor(c.peer_is_parent, c.peer_type);
+    filter.scopes = replication::StreamScopesFor(c.peer_is_parent, c.peer_type);
     if (c.connected) {
       // What the session sent and the peer has not acknowledged.
       l->set_lag_changes(c.unacked_changes);

@@ -35,6 +35,18 @@ TEST_CASE(
   CHECK(ChildTypeOf(SITE_TYPE_SECONDARY) == v1::SITE_TYPE_UNSPECIFIED);
 }
 
+TEST_CASE(
+    "a secondary streams only site data up (it writes no global data), and still snapshots and "
+    "accepts every scope") {
+  CHECK(StreamScopesFor(true, SITE_TYPE_PRIMARY) == Scopes{"site", "site_proxy"});
+  CHECK(ScopesFor(true, SITE_TYPE_PRIMARY) ==
+        Scopes{"global", "global_proxy", "site", "site_proxy"});
+  // Everyone else streams what it snapshots.
+  CHECK(StreamScopesFor(true, SITE_TYPE_CAS) == ScopesFor(true, SITE_TYPE_CAS));
+  CHECK(StreamScopesFor(false, SITE_TYPE_PRIMARY) == ScopesFor(false, SITE_TYPE_PRIMARY));
+  CHECK(StreamScopesFor(false, SITE_TYPE_SECONDARY) == ScopesFor(false, SITE_TYPE_SECONDARY));
+}
+
 TEST_CASE("a site accepts from its parent what the parent sends it, from a child what goes up") {
   CHECK(ScopesFrom(kCas, kFromChild) == Scopes{"global", "global_proxy", "site", "site_proxy"});
   CHECK(ScopesFrom(kPrimary, kFromParent) == Scopes{"global", "global_proxy"});
