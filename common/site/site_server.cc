@@ -433,20 +433,23 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
   // Watching costs one trivial query per look; a decoder of the whole WAL
   // (a temporary logical slot, as before) cost a third walsender on a
   // primary, and a NOTIFY per write transaction serializes commits. A
-  // wake-up that finds nothing new is harmless; one more follows the next
-  // move.
+  // commit is visible a moment after its flush, so a move wakes twice, at
+  // this look and the next: a look between the flush and the visibility
+  // cannot leave the last write before a quiet spell unseen. A wake-up that
+  // finds nothing new is harmless.
   void WalWatchLoop() {
     while (!stopping()) {
       absl::Status s = [&]() -> absl::Status {
         ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
         std::string last;
+        bool moved = false;
         while (SleepUnlessStopping(std::chrono::milliseconds(50))) {
           ASSIGN_OR_RETURN(store::Result r, conn->Exec("SELECT pg_current_wal_flush_lsn()::text"));
           std::string now = r.GetString(0, 0);
-          if (now != last) {
-            if (!last.empty()) notifier_.Notify();
-            last = std::move(now);
-          }
+          const bool moves = !last.empty() && now != last;
+          if (moves || moved) notifier_.Notify();
+          moved = moves;
+          last = std::move(now);
         }
         return absl::OkStatus();
       }();
