@@ -28,8 +28,9 @@
 #            echo_walsender_cpu_s=…
 #            (CPU of the walsender decoding the catch-up: one process per
 #            slot, so 1 s / its CPU per change bounds any catch-up read from
-#            the WAL; the echo is S01's walsender decoding what it applied,
-#            sent back up to P01 and dropped there by origin)
+#            the WAL; the echo is S01's walsender for its link up decoding
+#            what S01 applied from P01: a secondary streams only site data
+#            up, so pgoutput sends none of it, but decodes all of it)
 # (catchup_vs_copy = catchup_changes_per_s / copy_rows_per_s; targets of
 # issue 15: p99 <= 3x native and < 10 ms, catch-up >= 1.5x native and
 # >= 0.4 of COPY, p99_ms_10k < 50)
@@ -153,8 +154,9 @@ site_start S01 secondary P01
 await_row s01_sql "catch-$CATCHUP" 600 || { echo "S01 did not catch up" >&2; exit 1; }
 t1=$(date +%s.%N)
 # The walsenders started with the link: P01's decodes what S01 receives;
-# S01's decodes what S01 applied, to send it back up, where it is dropped
-# (PostgreSQL 15's pgoutput has no origin filter).
+# S01's decodes what S01 applied (PostgreSQL 15's pgoutput has no origin
+# filter; a secondary's stream up leaves out global data, so it sends none
+# of it, but the decoding is paid).
 ws_cpu=$(slot_cpu_s p01_sql strata_p01_to_s01)
 echo_cpu=$(slot_cpu_s s01_sql strata_s01_to_p01)
 arrived=$(site_sql S01 "SELECT count(*) FROM global_settings WHERE name LIKE 'catch-%'")
@@ -253,7 +255,7 @@ printf 'native catch-up: changes=%d drain_s=%.3f (subscription enabled to last c
 ws_us=$(echo "$ws_cpu * 1000000 / $CATCHUP" | bc -l)
 n_ws_us=$(echo "$n_ws_cpu * 1000000 / $CATCHUP" | bc -l)
 ws_ceiling=$(echo "if ($ws_cpu > 0) $CATCHUP / $ws_cpu else 0" | bc -l)
-printf 'walsender CPU per change in the catch-up: %.1f us (native %.1f us): one walsender at 100%% of a core decodes at most %.0f changes/s, %.2f of COPY; the echo back up (S01 to P01, dropped there) cost %s s more\n' \
+printf 'walsender CPU per change in the catch-up: %.1f us (native %.1f us): one walsender at 100%% of a core decodes at most %.0f changes/s, %.2f of COPY; decoding it again in the echo (the walsender of S01 for its link up) cost %s s more\n' \
   "$ws_us" "$n_ws_us" "$ws_ceiling" "$(echo "$ws_ceiling / $copy_rate" | bc -l)" "$echo_cpu"
 ratio_p99=$(echo "$p99 / $n_p99" | bc -l)
 catchup_vs_native=$(echo "$catchup_rate / $n_catchup_rate" | bc -l)
