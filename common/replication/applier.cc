@@ -349,17 +349,12 @@ absl::StatusOr<Catalog> Catalog::Load(store::Transaction& tx) {
                                                  {scopes.GetString(i, 2)}));
     for (size_t k = 0; k < keys.size(); ++k) t.key_columns.push_back(keys.GetString(k, 0));
     ASSIGN_OR_RETURN(store::Result cols,
-                     // The type as declared; without its modifier (-1: "bpchar",
-                     // not "character", which would read as character(1)); and a
-                     // domain's bottom base type, whose spelling its values take.
                      tx.Exec("SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-                             "format_type(a.atttypid, -1), (WITH RECURSIVE d(t, base) AS "
-                             "(SELECT ty.oid, ty.typbasetype FROM pg_type ty WHERE ty.oid = "
-                             "a.atttypid UNION ALL SELECT ty.oid, ty.typbasetype FROM pg_type ty "
-                             "JOIN d ON ty.oid = d.base) SELECT format_type(t, -1) FROM d WHERE "
-                             "base = 0) FROM pg_attribute a WHERE a.attrelid = $1::regclass AND "
-                             "a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER "
-                             "BY a.attnum",
+                             "format_type(a.atttypid, NULL), format_type(coalesce(nullif("
+                             "ty.typbasetype, 0), a.atttypid), NULL) FROM pg_attribute a JOIN "
+                             "pg_type ty ON ty.oid = a.atttypid WHERE a.attrelid = $1::regclass "
+                             "AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+                             "ORDER BY a.attnum",
                              {QuoteIdent(t.name)}));
     std::vector<std::pair<std::string, std::string>> columns;
     std::vector<std::string> input_types;
@@ -462,16 +457,10 @@ absl::StatusOr<PreparedBatch> PrepareChanges(
         ParseRowObject(c->row_json(), &stamps, nullptr, nullptr, &names, &values);
         for (size_t p = 0; p < present.size(); ++p) {
           const auto& [column, type] = run.table->columns[present[p]];
-          // A row of this release names the columns in the table's order
-          // (so once each); otherwise the last time it names one counts, as
-          // json_populate_recordset took the last.
-          size_t at = names.size();
-          if (shapes[begin] == 0) {
-            at = present[p];
-          } else {
-            auto it = std::find(names.rbegin(), names.rend(), column);
-            if (it != names.rend()) at = static_cast<size_t>(names.rend() - it) - 1;
-          }
+          // A row of this release names the columns in the table's order.
+          size_t at = present[p] < names.size() && names[present[p]] == column
+                          ? present[p]
+                          : std::find(names.begin(), names.end(), column) - names.begin();
           if (at >= names.size() || !arrays[p].Append(values[at], run.table->kinds[present[p]])) {
             return absl::InvalidArgumentError(
                 absl::StrCat("batch rejected: change to ", c->table(), " key ", c->key(),

@@ -20,9 +20,8 @@
 //
 // Forwarding needs no rule of its own: what a site applies from a peer is
 // in its WAL with that peer's replication origin, and its reader for each
-// other peer sends whatever is in the scopes that peer takes (ScopesFor;
-// StreamScopesFor for a secondary's stream up), never the peer's own
-// changes back (wal_reader.h). A change therefore
+// other peer sends whatever is in the scopes that peer takes (ScopesFor),
+// never the peer's own changes back (wal_reader.h). A change therefore
 // crosses as many hops as its scope allows.
 
 #include <string>

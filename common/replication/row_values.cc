@@ -97,14 +97,9 @@ bool SkipValue(std::string_view s, size_t* i) {
   return *i > start;
 }
 
-// PostgreSQL arrays have at most 6 dimensions (MAXDIM); deeper nesting is
-// refused before it can exhaust the stack.
-constexpr int kMaxDimensions = 6;
-
 // One JSON array at s[*i] into `out` as an array literal.
-bool AppendArray(std::string_view s, size_t* i, bool json_elements, std::string* out,
-                 int depth = 1) {
-  if (depth > kMaxDimensions || *i >= s.size() || s[*i] != '[') return false;
+bool AppendArray(std::string_view s, size_t* i, bool json_elements, std::string* out) {
+  if (*i >= s.size() || s[*i] != '[') return false;
   ++*i;
   out->push_back('{');
   SkipSpace(s, i);
@@ -118,7 +113,7 @@ bool AppendArray(std::string_view s, size_t* i, bool json_elements, std::string*
     SkipSpace(s, i);
     if (*i >= s.size()) return false;
     if (s[*i] == '[') {
-      if (!AppendArray(s, i, json_elements, out, depth + 1)) return false;
+      if (!AppendArray(s, i, json_elements, out)) return false;
     } else {
       const size_t start = *i;
       if (!SkipValue(s, i)) return false;
@@ -240,12 +235,10 @@ bool ColumnArray::Append(std::string_view raw, ColumnKind kind) {
     std::string text;
     ok = UnescapeJsonString(raw, &text);
     if (ok) AppendQuoted(text, &literal_);
-  } else if (kind == ColumnKind::kArray || kind == ColumnKind::kJsonArray) {
-    // A JSON array (what to_json writes); an object, number or boolean is
-    // no array, as json_populate_recordset says ("expected JSON array").
+  } else if (!raw.empty() && raw.front() == '[' &&
+             (kind == ColumnKind::kArray || kind == ColumnKind::kJsonArray)) {
     std::string array;
-    ok = !raw.empty() && raw.front() == '[' &&
-         JsonArrayToLiteral(raw, kind == ColumnKind::kJsonArray, &array);
+    ok = JsonArrayToLiteral(raw, kind == ColumnKind::kJsonArray, &array);
     if (ok) AppendQuoted(array, &literal_);
   } else {
     AppendQuoted(raw, &literal_);

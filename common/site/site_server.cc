@@ -442,11 +442,11 @@ class SiteServer::Impl final : public v1::SiteLink::Service {
       absl::Status s = [&]() -> absl::Status {
         ASSIGN_OR_RETURN(store::ConnectionPtr conn, store::Connection::Open(config_.database()));
         std::string last;
-        bool moved = true;  // the first look wakes: writes made while not watching
+        bool moved = false;
         while (SleepUnlessStopping(std::chrono::milliseconds(50))) {
           ASSIGN_OR_RETURN(store::Result r, conn->Exec("SELECT pg_current_wal_flush_lsn()::text"));
           std::string now = r.GetString(0, 0);
-          const bool moves = now != last;
+          const bool moves = !last.empty() && now != last;
           if (moves || moved) notifier_.Notify();
           moved = moves;
           last = std::move(now);
